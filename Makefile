@@ -1,0 +1,65 @@
+# Perfpilot: `make run` starts the control plane, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: run test lint format install install-dev browser clean-data help
+
+help:
+	@echo "make run    - install and start Perfpilot (web, worker, beat, embedded PostgreSQL and Redis)"
+	@echo "make test   - install what the tests need, lint, and run the whole suite"
+	@echo "make lint   - ruff lint and format check"
+	@echo "make format - apply ruff formatting and fixes"
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit("Perfpilot needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+
+# Installs the pinned dependencies from pyproject.toml; re-runs only when it changes.
+$(VENV)/.installed-run: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) scripts/requirements.py > $(VENV)/requirements-run.txt
+	$(PY) -m pip install --quiet -r $(VENV)/requirements-run.txt
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed-run
+	$(PY) scripts/requirements.py dev > $(VENV)/requirements-dev.txt
+	$(PY) -m pip install --quiet -r $(VENV)/requirements-dev.txt
+	@touch $@
+
+install: $(VENV)/.installed-run
+install-dev: $(VENV)/.installed-dev
+
+# Debian's Chromium for the browser tests (Playwright cannot download its own here).
+browser:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		if [ "$$(id -u)" = "0" ]; then \
+			echo "installing Debian's chromium for the browser tests…"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "The browser tests need Debian's chromium at $(CHROMIUM): run 'sudo apt-get install chromium'." >&2; exit 1; \
+		fi; \
+	fi
+
+run: install
+	@mkdir -p var
+	exec $(PY) manage.py run_control_plane
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install-dev
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: install-dev browser lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Stops the embedded servers and deletes all local data (accounts, history). Asks first.
+clean-data: install
+	@read -p "Delete var/ (all local Perfpilot data)? [y/N] " answer && [ "$$answer" = y ]
+	-$(PY) manage.py embedded stop
+	rm -rf var

@@ -1,0 +1,219 @@
+"""Perfpilot settings. Every value comes from the environment; see .env.example and the README.
+
+With no DATABASE_URL or REDIS_URL, Perfpilot uses the embedded PostgreSQL and Redis that
+`make run` starts under PERFPILOT_VAR_DIR; their passwords are generated there on first use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+import dj_database_url
+from kombu import Exchange, Queue
+
+from config.env import (
+    envbool,
+    envchoice,
+    envfloat,
+    envint,
+    envlist,
+    envstr,
+    read_or_create_secret,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(envstr("PERFPILOT_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+
+DEBUG = envbool("PERFPILOT_DEBUG", False)
+SECRET_KEY = envstr("SECRET_KEY") or read_or_create_secret(VAR_DIR / "secrets" / "secret_key", nbytes=48)
+SECRET_KEY_GENERATED = envstr("SECRET_KEY") is None
+ALLOWED_HOSTS = envlist("PERFPILOT_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = envlist("PERFPILOT_CSRF_TRUSTED_ORIGINS", [])
+PUBLIC_URL = envstr("PERFPILOT_PUBLIC_URL", "http://localhost:8000")
+
+# --- embedded servers (used only when the matching URL is not set) -------------------------
+EMBEDDED_PG_PORT = envint("PERFPILOT_EMBEDDED_PG_PORT", 54329, minimum=1, maximum=65535)
+EMBEDDED_REDIS_PORT = envint("PERFPILOT_EMBEDDED_REDIS_PORT", 63790, minimum=1, maximum=65535)
+EMBEDDED_PG_DATABASE = "perfpilot"
+EMBEDDED_PG_USER = "perfpilot"
+
+_database_url = envstr("DATABASE_URL")
+USE_EMBEDDED_POSTGRES = _database_url is None
+if USE_EMBEDDED_POSTGRES:
+    _pg_password = read_or_create_secret(VAR_DIR / "secrets" / "postgres_password")
+    _database_url = (
+        f"postgresql://{EMBEDDED_PG_USER}:{quote(_pg_password, safe='')}"
+        f"@127.0.0.1:{EMBEDDED_PG_PORT}/{EMBEDDED_PG_DATABASE}"
+    )
+DATABASE_URL = _database_url
+
+_redis_url = envstr("REDIS_URL")
+USE_EMBEDDED_REDIS = _redis_url is None
+if USE_EMBEDDED_REDIS:
+    _redis_password = read_or_create_secret(VAR_DIR / "secrets" / "redis_password")
+    _redis_url = f"redis://:{quote(_redis_password, safe='')}@127.0.0.1:{EMBEDDED_REDIS_PORT}/0"
+REDIS_URL = _redis_url
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL,
+        conn_max_age=envint("PERFPILOT_DB_CONN_MAX_AGE", 60, minimum=0),
+        conn_health_checks=True,
+    )
+}
+DATABASES["default"].setdefault("OPTIONS", {})
+DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", envint("PERFPILOT_DB_CONNECT_TIMEOUT", 5, minimum=1))
+DATABASES["default"]["TEST"] = {"NAME": envstr("PERFPILOT_TEST_DATABASE_NAME", "test_perfpilot")}
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "django_celery_beat",
+    "ninja",
+    "config.apps.ControlPlaneConfig",
+    "monitoring.apps.MonitoringConfig",
+    "optimizer.apps.OptimizerConfig",
+    "scaling.apps.ScalingConfig",
+    "alerts.apps.AlertsConfig",
+]
+
+MIDDLEWARE = [
+    "config.metrics.RequestMetricsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "config.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "config.context_processors.perfpilot",
+            ],
+            "builtins": ["template_partials.templatetags.partials"],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "overview"
+LOGOUT_REDIRECT_URL = "login"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = envbool("PERFPILOT_SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_AGE = envint("PERFPILOT_SESSION_AGE_SECONDS", 14 * 24 * 3600, minimum=300)
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = envstr("PERFPILOT_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "config.staticfiles.PlotlyFinder",
+]
+WHITENOISE_USE_FINDERS = DEBUG
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Django's cache lives in Redis; callers treat it as best effort so a Redis outage never
+# takes the web process down.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "perfpilot",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
+}
+
+# --- Celery ---------------------------------------------------------------------------------
+CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = envstr("CELERY_RESULT_BACKEND", REDIS_URL)
+CELERY_TASK_DEFAULT_QUEUE = "default"
+# One queue per kind of work, so workers can be scaled out by queue (see README).
+TASK_QUEUES = ("default", "collect", "maintenance", "notify", "scale")
+CELERY_TASK_QUEUES = tuple(Queue(name, Exchange(name), routing_key=name) for name in TASK_QUEUES)
+CELERY_TASK_ROUTES = {
+    "monitoring.*": {"queue": "collect"},
+    "optimizer.*": {"queue": "maintenance"},
+    "alerts.*": {"queue": "notify"},
+    "scaling.*": {"queue": "scale"},
+}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = envint("PERFPILOT_TASK_TIME_LIMIT", 1800, minimum=10)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 5
+CELERY_RESULT_EXPIRES = 3600
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 60}
+CELERY_BEAT_SCHEDULER = "config.beat.HeartbeatScheduler"
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TASK_ALWAYS_EAGER = False
+
+# --- control-plane health ---------------------------------------------------------------------
+HEARTBEAT_INTERVAL_SECONDS = envfloat("PERFPILOT_HEARTBEAT_INTERVAL", 5.0, minimum=0.5)
+HEARTBEAT_STALE_SECONDS = envfloat("PERFPILOT_HEARTBEAT_STALE_SECONDS", 30.0, minimum=1.0)
+HEALTH_CHECK_TIMEOUT_SECONDS = envfloat("PERFPILOT_HEALTH_TIMEOUT", 2.0, minimum=0.1)
+METRICS_PUBLIC = envbool("PERFPILOT_METRICS_PUBLIC", False)
+API_TOKEN_TOUCH_SECONDS = envint("PERFPILOT_API_TOKEN_TOUCH_SECONDS", 60, minimum=0)
+
+# --- first start ------------------------------------------------------------------------------
+OPERATOR_USERNAME = envstr("PERFPILOT_OPERATOR_USERNAME", "operator")
+OPERATOR_EMAIL = envstr("PERFPILOT_OPERATOR_EMAIL", "")
+OPERATOR_PASSWORD = envstr("PERFPILOT_OPERATOR_PASSWORD")
+
+# --- processes started by `make run` ----------------------------------------------------------
+WEB_BIND = envstr("PERFPILOT_BIND", "127.0.0.1:8000")
+WEB_WORKERS = envint("PERFPILOT_WEB_WORKERS", 2, minimum=1, maximum=64)
+WEB_THREADS = envint("PERFPILOT_WEB_THREADS", 4, minimum=1, maximum=64)
+WORKER_CONCURRENCY = envint("PERFPILOT_WORKER_CONCURRENCY", 2, minimum=1, maximum=256)
+LOG_LEVEL = envchoice("PERFPILOT_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+if not DEBUG:
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    X_FRAME_OPTIONS = "DENY"
+    SECURE_REFERRER_POLICY = "same-origin"
