@@ -1,0 +1,30 @@
+"""The default beat schedule: the one place where built-in periodic tasks are declared.
+
+Each entry is synced into django-celery-beat on start (`manage.py sync_schedules`) when it
+does not exist yet; after that the database row is the user's to edit, enable or disable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DefaultSchedule:
+    name: str
+    task: str
+    description: str
+    every_seconds: int | None = None
+    crontab: str | None = None  # "minute hour day_of_month month_of_year day_of_week"
+    queue: str | None = None
+
+
+DEFAULT_SCHEDULES: tuple[DefaultSchedule, ...] = (
+    # Daily at 03:17: drop expired login sessions so the session table stays small.
+    DefaultSchedule(
+        name="Clear expired sessions",
+        task="config.tasks.clear_sessions_task",
+        description="Deletes expired login sessions from the database.",
+        crontab="17 3 * * *",
+    ),
+)

@@ -1,0 +1,28 @@
+"""First-start and every-start work shared by `make run` and the compose `web` service."""
+
+from __future__ import annotations
+
+from django.core.management import call_command
+
+from config.services import operator_bootstrap, schedule_sync_defaults
+
+
+def bootstrap(*, write, collect_static: bool = True) -> None:
+    """Migrate, collect static files, install default schedules and the first account."""
+    write("applying database migrations…")
+    call_command("migrate", interactive=False, verbosity=0)
+    if collect_static:
+        call_command("collectstatic", interactive=False, verbosity=0)
+    created = schedule_sync_defaults()
+    if created:
+        write(f"installed default schedules: {', '.join(created)}")
+    result = operator_bootstrap()
+    if result.created and result.generated_password:
+        write("")
+        write("  First start: an account was created for you (admin role). Save this password now;")
+        write("  it is shown only once. Change it in Settings → Django admin when you like.")
+        write(f"    username: {result.username}")
+        write(f"    password: {result.generated_password}")
+        write("")
+    elif result.created:
+        write(f"created the account {result.username!r} with the password from PERFPILOT_OPERATOR_PASSWORD")

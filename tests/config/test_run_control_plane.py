@@ -1,0 +1,126 @@
+"""`make run` end to end: the supervisor command starts everything, stops on SIGINT, and reuses data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COUNT_OPERATORS = (
+    "from django.contrib.auth import get_user_model; "
+    "print(get_user_model().objects.filter(username='operator').count())"
+)
+
+pytestmark = pytest.mark.skipif(
+    not (settings.USE_EMBEDDED_POSTGRES and settings.USE_EMBEDDED_REDIS),
+    reason="needs the embedded servers (DATABASE_URL/REDIS_URL are set)",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _readyz(port: int) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=3) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+    except OSError:
+        return 0, {}
+
+
+def _start(env: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "run_control_plane"],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("a"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _stop_with_ctrl_c(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGINT)  # what the terminal sends on Ctrl-C
+    process.wait(90)
+
+
+def test_control_plane_starts_is_ready_stops_cleanly_and_keeps_its_data(tmp_path):
+    web_port = _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "PERFPILOT_VAR_DIR": str(tmp_path / "var"),
+        "PERFPILOT_BIND": f"127.0.0.1:{web_port}",
+        "PERFPILOT_EMBEDDED_PG_PORT": str(_free_port()),
+        "PERFPILOT_EMBEDDED_REDIS_PORT": str(_free_port()),
+        "PERFPILOT_HEARTBEAT_INTERVAL": "1",
+        "PERFPILOT_WEB_WORKERS": "1",
+        "PERFPILOT_WORKER_CONCURRENCY": "1",
+    }
+    log = tmp_path / "run.log"
+    process = _start(env, log)
+    try:
+        deadline = time.monotonic() + 90
+        status = (0, {})
+        while time.monotonic() < deadline and status[0] != 200:
+            assert process.poll() is None, log.read_text()[-3000:]
+            time.sleep(1)
+            status = _readyz(web_port)
+        assert status[0] == 200, (status, log.read_text()[-3000:])
+        children = psutil.Process(process.pid).children(recursive=True)
+        assert len(children) >= 3
+    finally:
+        _stop_with_ctrl_c(process)
+    output = log.read_text()
+    assert process.returncode == 0, output[-3000:]
+    assert "username: operator" in output
+    assert "Perfpilot stopped." in output
+    time.sleep(1)
+    assert [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE] == []
+    assert not (tmp_path / "var" / "postgres" / "data" / "postmaster.pid").exists()
+
+    # Second start: the account from the first start is still there; no new password printed.
+    log.write_text("")
+    process = _start(env, log)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and _readyz(web_port)[0] != 200:
+            assert process.poll() is None, log.read_text()[-3000:]
+            time.sleep(1)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "manage.py",
+                "shell",
+                "--no-imports",
+                "-c",
+                COUNT_OPERATORS,
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert result.stdout.strip() == "1"
+    finally:
+        _stop_with_ctrl_c(process)
+    assert "username: operator" not in log.read_text()
+    assert process.returncode == 0
