@@ -1,0 +1,125 @@
+"""The NinjaAPI instance: authentication, error handling, and the one place routers are mounted."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from functools import wraps
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import HttpRequest, JsonResponse
+from ninja import NinjaAPI
+from ninja.security import APIKeyCookie, HttpBearer
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from config import __version__
+from config.errors import InvalidInput
+from config.services import api_token_authenticate, api_token_user_from_header
+
+logger = logging.getLogger(__name__)
+
+
+class BearerTokenAuth(HttpBearer):
+    """`Authorization: Bearer pp_…` with a token created in Settings or by `create_api_token`."""
+
+    def authenticate(self, request: HttpRequest, token: str):
+        user = api_token_authenticate(token)
+        if user is not None:
+            request.user = user
+        return user
+
+
+class SessionAuth(APIKeyCookie):
+    """The browser's login session (with CSRF checks on unsafe methods)."""
+
+    param_name = "sessionid"
+
+    def authenticate(self, request: HttpRequest, key: str | None):
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and user.is_active:
+            return user
+        return None
+
+
+def _docs_require_auth(view):
+    """The schema and its docs page need a session or a token too, like every other endpoint."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            return view(request, *args, **kwargs)
+        if api_token_user_from_header(request.headers.get("Authorization", "")) is not None:
+            return view(request, *args, **kwargs)
+        if request.path.endswith(".json"):
+            return JsonResponse({"detail": "Authentication required."}, status=401)
+        return redirect_to_login(request.get_full_path())
+
+    return wrapper
+
+
+api = NinjaAPI(
+    title="Perfpilot API",
+    version=__version__,
+    description=(
+        "Perfpilot's REST API. Authenticate with `Authorization: Bearer <token>` "
+        "(create tokens under Settings) or a browser session."
+    ),
+    auth=[BearerTokenAuth(), SessionAuth()],
+    urls_namespace="api",
+    docs_decorator=_docs_require_auth,
+)
+
+
+@api.exception_handler(PermissionDenied)
+def _permission_denied(request, exc):
+    return api.create_response(request, {"detail": str(exc) or "Permission denied."}, status=403)
+
+
+@api.exception_handler(InvalidInput)
+def _invalid_input(request, exc):
+    body = {"detail": str(exc)}
+    if exc.field:
+        body["field"] = exc.field
+    return api.create_response(request, body, status=400)
+
+
+def _unavailable(component: str):
+    def handler(request, exc):
+        logger.warning("%s unavailable during %s: %s", component, request.path, exc)
+        return api.create_response(request, {"detail": f"{component} is unavailable; try again shortly."}, status=503)
+
+    return handler
+
+
+for _exc in (OperationalError, InterfaceError):
+    api.add_exception_handler(_exc, _unavailable("The database"))
+for _exc in (RedisConnectionError, RedisTimeoutError):
+    api.add_exception_handler(_exc, _unavailable("Redis"))
+
+
+@api.exception_handler(DatabaseError)
+def _database_error(request, exc):
+    error_id = uuid.uuid4().hex[:12]
+    logger.exception("database error %s on %s", error_id, request.path)
+    return api.create_response(request, {"detail": f"Database error (reference {error_id})."}, status=500)
+
+
+@api.exception_handler(Exception)
+def _unexpected(request, exc):
+    # Last resort: still JSON, with a reference to find the traceback in the logs.
+    error_id = uuid.uuid4().hex[:12]
+    logger.exception("unexpected error %s on %s", error_id, request.path)
+    return api.create_response(request, {"detail": f"Internal error (reference {error_id})."}, status=500)
+
+
+def _mount_routers() -> None:
+    from config.endpoints import router as control_plane_router
+
+    api.add_router("/", control_plane_router)
+
+
+_mount_routers()

@@ -1,0 +1,63 @@
+"""Prometheus metrics of the control plane's own HTTP traffic, and the /metrics exposition.
+
+Under gunicorn each worker process keeps its own counters; with PROMETHEUS_MULTIPROC_DIR set
+(as `make run` does) the exposition merges them, so a scrape sees the whole server.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+
+REQUESTS = Counter(
+    "perfpilot_http_requests_total",
+    "HTTP requests served, by method, route and status code.",
+    ["method", "route", "status"],
+)
+LATENCY = Histogram(
+    "perfpilot_http_request_duration_seconds",
+    "Time to serve an HTTP request, by method and route.",
+    ["method", "route"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+
+def _route_of(request: HttpRequest) -> str:
+    # The URL pattern, not the path: label values stay bounded whatever clients request.
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return "<unmatched>"
+    return "/" + match.route if match.route else (match.view_name or "<unnamed>")
+
+
+class RequestMetricsMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        route = _route_of(request)
+        LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
+        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        return response
+
+
+def metrics_exposition() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = DEFAULT_REGISTRY
+    return generate_latest(registry), CONTENT_TYPE_LATEST

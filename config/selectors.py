@@ -1,0 +1,66 @@
+"""Reads owned by the control plane."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+from django_celery_beat.models import PeriodicTask
+
+from config.models import ApiToken, AuditEvent
+from config.redis_client import get_redis
+
+logger = logging.getLogger(__name__)
+
+# Which section of the UI shows the schedules of which task module.
+SECTION_TASK_PREFIXES = {
+    "monitoring": "monitoring.",
+    "optimizer": "optimizer.",
+    "scaling": "scaling.",
+    "alerts": "alerts.",
+    "settings": "config.",
+}
+SECTION_QUEUES = {
+    "monitoring": "collect",
+    "optimizer": "maintenance",
+    "scaling": "scale",
+    "alerts": "notify",
+    "settings": "default",
+}
+# kombu's Redis transport keeps one list per priority step (0, 3, 6, 9) for each queue.
+_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+
+
+def api_token_list(*, user: AbstractBaseUser) -> QuerySet[ApiToken]:
+    return ApiToken.objects.filter(user=user).order_by("revoked_at", "-created_at")
+
+
+def audit_event_list(*, limit: int = 50) -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.select_related("actor").order_by("-created_at")[:limit]
+
+
+def schedule_list(*, section: str) -> QuerySet[PeriodicTask]:
+    prefix = SECTION_TASK_PREFIXES[section]
+    return (
+        PeriodicTask.objects.filter(task__startswith=prefix)
+        .select_related("interval", "crontab", "clocked", "solar")
+        .order_by("name")
+    )
+
+
+def queue_lengths() -> dict[str, int | None]:
+    """Messages waiting per Celery queue; None for every queue when Redis cannot be read."""
+    try:
+        client = get_redis()
+        pipe = client.pipeline(transaction=False)
+        for queue in settings.TASK_QUEUES:
+            for suffix in _PRIORITY_SUFFIXES:
+                pipe.llen(queue + suffix)
+        counts = pipe.execute()
+    except Exception as exc:
+        logger.warning("queue lengths unavailable: %s", exc)
+        return dict.fromkeys(settings.TASK_QUEUES)
+    step = len(_PRIORITY_SUFFIXES)
+    return {queue: sum(counts[i * step : (i + 1) * step]) for i, queue in enumerate(settings.TASK_QUEUES)}

@@ -1,0 +1,213 @@
+"""Shared fixtures: real servers, a real Celery worker and beat, and users for each role.
+
+The session starts the embedded PostgreSQL and Redis of config.settings_test (under var/test,
+on their own ports) unless DATABASE_URL / REDIS_URL point elsewhere, and stops what it started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from config.embedded import embedded_servers_from_settings
+from config.roles import ADMIN, OPERATOR, VIEWER, user_set_role
+from config.services import api_token_create
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "tests" / "artifacts"
+PASSWORD = "correct-horse-battery"
+_started_servers = []
+
+
+def pytest_sessionstart(session):
+    for server in embedded_servers_from_settings():
+        if server is not None and server.start():
+            _started_servers.append(server)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for server in reversed(_started_servers):
+        server.stop()
+
+
+# --- users and clients ------------------------------------------------------------------------
+
+
+def _make_user(username: str, role: str):
+    user = get_user_model().objects.create_user(username=username, password=PASSWORD)
+    user_set_role(user=user, role=role)
+    return user
+
+
+@pytest.fixture
+def admin_user(db):
+    return _make_user("ada-admin", ADMIN)
+
+
+@pytest.fixture
+def operator_user(db):
+    return _make_user("oscar-operator", OPERATOR)
+
+
+@pytest.fixture
+def viewer_user(db):
+    return _make_user("vera-viewer", VIEWER)
+
+
+def _client_for(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def admin_client(admin_user) -> Client:
+    return _client_for(admin_user)
+
+
+@pytest.fixture
+def operator_client(operator_user) -> Client:
+    return _client_for(operator_user)
+
+
+@pytest.fixture
+def viewer_client(viewer_user) -> Client:
+    return _client_for(viewer_user)
+
+
+@pytest.fixture
+def anonymous_client() -> Client:
+    return Client()
+
+
+def _bearer(user) -> dict:
+    raw = api_token_create(user=user, name="test", via="command").raw
+    return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+
+
+@pytest.fixture
+def operator_auth(operator_user) -> dict:
+    """Request headers carrying an operator's API token."""
+    return _bearer(operator_user)
+
+
+@pytest.fixture
+def viewer_auth(viewer_user) -> dict:
+    return _bearer(viewer_user)
+
+
+# --- real Celery processes --------------------------------------------------------------------
+
+
+def _test_database_url() -> str:
+    from django.db import connection
+
+    db = connection.settings_dict
+    from urllib.parse import quote
+
+    password = quote(db["PASSWORD"] or "", safe="")
+    return f"postgresql://{quote(db['USER'])}:{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def _spawn(argv: list[str], log_name: str) -> tuple[subprocess.Popen, Path]:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log_path = ARTIFACTS / log_name
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings_test",
+        "DATABASE_URL": _test_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+    }
+    log = log_path.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", *argv],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return process, log_path
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _wait_for(predicate, *, timeout: float, what: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not come up; its log ({log}):\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker):
+    """A real `celery worker` process on the test database and Redis, for the whole session."""
+    from config.heartbeat import worker_heartbeats
+
+    with django_db_blocker.unblock():
+        process, log = _spawn(
+            [
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                "2",
+                "--queues",
+                ",".join(settings.TASK_QUEUES),
+                "--hostname",
+                f"pytest-{os.getpid()}@%h",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            "celery-worker.log",
+        )
+    name = f"pytest-{os.getpid()}@"
+    _wait_for(
+        lambda: any(b.name.startswith(name) for b in worker_heartbeats()),
+        timeout=60,
+        what="the Celery worker",
+        process=process,
+        log=log,
+    )
+    yield process
+    _stop(process)
+
+
+@pytest.fixture(scope="session")
+def celery_beat_process(django_db_setup, django_db_blocker):
+    """A real `celery beat` process (DatabaseScheduler) on the test database."""
+    from config.heartbeat import beat_heartbeat
+
+    with django_db_blocker.unblock():
+        process, log = _spawn(["beat", "--loglevel", "INFO", "--pidfile="], "celery-beat.log")
+    started = time.time()
+    _wait_for(
+        lambda: (b := beat_heartbeat()) is not None and b.seen_at >= started,
+        timeout=60,
+        what="Celery beat",
+        process=process,
+        log=log,
+    )
+    yield process
+    _stop(process)
