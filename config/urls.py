@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from config import views
+from config.api import api
+
+admin.site.site_header = "Perfpilot administration"
+admin.site.site_title = "Perfpilot admin"
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("settings/", views.settings_page, name="settings"),
+    path("settings/tokens/", views.token_create, name="token-create"),
+    path("settings/tokens/<int:token_id>/revoke/", views.token_revoke, name="token-revoke"),
+    path("schedules/<int:schedule_id>/run/", views.schedule_run, name="schedule-run"),
+    path("schedules/<int:schedule_id>/toggle/", views.schedule_toggle, name="schedule-toggle"),
+    path("monitoring/", include("monitoring.urls")),
+    path("optimizer/", include("optimizer.urls")),
+    path("scaling/", include("scaling.urls")),
+    path("alerts/", include("alerts.urls")),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("metrics", views.metrics, name="metrics"),
+    path("api/v1/", api.urls),
+    path("api/docs", RedirectView.as_view(url="/api/v1/docs", permanent=False), name="api-docs"),
+    path("admin/", admin.site.urls),
+]
