@@ -117,9 +117,17 @@ def _unexpected(request, exc):
 
 
 def _mount_routers() -> None:
+    from alerts.api import router as alerts_router
     from config.endpoints import router as control_plane_router
+    from monitoring.api import router as monitoring_router
+    from optimizer.api import router as optimizer_router
+    from scaling.api import router as scaling_router
 
     api.add_router("/", control_plane_router)
+    api.add_router("/monitoring", monitoring_router)
+    api.add_router("/optimizer", optimizer_router)
+    api.add_router("/scaling", scaling_router)
+    api.add_router("/alerts", alerts_router)
 
 
 _mount_routers()

@@ -18,9 +18,10 @@ from config.schemas import (
     ScheduleOut,
     SchedulePatchIn,
     ScheduleRunOut,
+    SectionSummaryOut,
     StatusOut,
 )
-from config.selectors import api_token_list
+from config.selectors import api_token_list, section_summary
 from config.services import (
     api_token_create,
     api_token_revoke,
@@ -82,7 +83,7 @@ def tokens_revoke(request, token_id: int):
     return api_token_revoke(token=token, actor=request.auth, via="api")
 
 
-def _schedule_out(task: PeriodicTask) -> dict:
+def schedule_out(task: PeriodicTask) -> dict:
     return {
         "id": task.id,
         "name": task.name,
@@ -94,19 +95,31 @@ def _schedule_out(task: PeriodicTask) -> dict:
     }
 
 
+def section_router(section: str) -> Router:
+    """The router of a product app: its section summary, as its page shows it."""
+    section_api = Router(tags=[section])
+
+    @section_api.get("/summary", response=SectionSummaryOut, summary=f"{section.capitalize()}: queue and schedules")
+    def summary(request):
+        data = section_summary(section=section)
+        return {**data, "schedules": [schedule_out(task) for task in data["schedules"]]}
+
+    return section_api
+
+
 @router.get("/schedules", response=list[ScheduleOut], summary="List periodic task schedules")
 def schedules_list(request):
     tasks = PeriodicTask.objects.exclude(task="celery.backend_cleanup").select_related(
         "interval", "crontab", "clocked", "solar"
     )
-    return [_schedule_out(task) for task in tasks.order_by("name")]
+    return [schedule_out(task) for task in tasks.order_by("name")]
 
 
 @router.patch("/schedules/{schedule_id}", response={200: ScheduleOut, **ERRORS}, summary="Enable or disable")
 def schedules_patch(request, schedule_id: int, payload: SchedulePatchIn):
     ensure_role(request.auth, OPERATOR)
     task = get_object_or_404(PeriodicTask, pk=schedule_id)
-    return _schedule_out(
+    return schedule_out(
         schedule_set_enabled(periodic_task=task, enabled=payload.enabled, actor=request.auth, via="api")
     )
 

@@ -55,6 +55,13 @@ class ScheduleOut(Schema):
     total_run_count: int
 
 
+class SectionSummaryOut(Schema):
+    section: str
+    queue: str
+    queue_length: int | None = Field(..., description="Messages waiting; null when Redis cannot be read.")
+    schedules: list[ScheduleOut]
+
+
 class SchedulePatchIn(Schema):
     enabled: bool
 

@@ -50,6 +50,17 @@ def schedule_list(*, section: str) -> QuerySet[PeriodicTask]:
     )
 
 
+def section_summary(*, section: str) -> dict:
+    """What the Monitoring, Optimizer, Scaling and Alerts pages (and their API) show today."""
+    queue = SECTION_QUEUES[section]
+    return {
+        "section": section,
+        "queue": queue,
+        "queue_length": queue_lengths()[queue],
+        "schedules": list(schedule_list(section=section)),
+    }
+
+
 def queue_lengths() -> dict[str, int | None]:
     """Messages waiting per Celery queue; None for every queue when Redis cannot be read."""
     try:

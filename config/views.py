@@ -18,7 +18,7 @@ from config.health import control_plane_status
 from config.metrics import metrics_exposition
 from config.models import ApiToken
 from config.roles import ADMIN, OPERATOR, has_role, role_required
-from config.selectors import SECTION_QUEUES, api_token_list, audit_event_list, queue_lengths, schedule_list
+from config.selectors import api_token_list, audit_event_list, queue_lengths, schedule_list, section_summary
 from config.services import (
     api_token_create,
     api_token_revoke,
@@ -104,13 +104,7 @@ def schedule_toggle(request: HttpRequest, schedule_id: int) -> HttpResponse:
 
 def section_context(section: str) -> dict:
     """Context shared by the Monitoring, Optimizer, Scaling and Alerts pages."""
-    queue = SECTION_QUEUES[section]
-    return {
-        "section": section,
-        "queue": queue,
-        "queue_length": queue_lengths()[queue],
-        "schedules": schedule_list(section=section),
-    }
+    return section_summary(section=section)
 
 
 @login_not_required

@@ -68,3 +68,16 @@ def test_database_outage_is_a_503_not_a_500(anonymous_client, viewer_auth, monke
     response = anonymous_client.get("/api/v1/performance/status", **viewer_auth)
     assert response.status_code == 503
     assert response.json() == {"detail": "The database is unavailable; try again shortly."}
+
+
+@pytest.mark.parametrize(
+    "section,queue",
+    [("monitoring", "collect"), ("optimizer", "maintenance"), ("scaling", "scale"), ("alerts", "notify")],
+)
+def test_each_app_router_serves_its_section_summary(anonymous_client, viewer_auth, section, queue):
+    response = anonymous_client.get(f"/api/v1/{section}/summary", **viewer_auth)
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["section"], body["queue"]) == (section, queue)
+    assert isinstance(body["queue_length"], int)
+    assert body["schedules"] == []

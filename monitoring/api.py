@@ -1,0 +1,7 @@
+"""The monitoring app's API router, mounted at /api/v1/monitoring by config/api.py."""
+
+from __future__ import annotations
+
+from config.endpoints import section_router
+
+router = section_router("monitoring")
