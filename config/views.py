@@ -71,7 +71,7 @@ def token_create(request: HttpRequest) -> HttpResponse:
             issued = api_token_create(user=request.user, name=form.cleaned_data["name"], via="ui")
         except InvalidInput as exc:
             form.add_error(exc.field, str(exc))
-    status = 200 if issued else 400
+    status = 200 if issued else 422  # 422: htmx is configured to swap it, showing the field errors
     context = _settings_context(request, token_form=form if issued is None else ApiTokenForm(), issued=issued)
     return render(request, _settings_template(request, "tokens"), context, status=status)
 

@@ -12,6 +12,16 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    if (window.htmx) {
+      // Forms answer 422 with their field errors; swap those in like a success, keep other
+      // errors out of the page.
+      window.htmx.config.responseHandling = [
+        { code: "204", swap: false },
+        { code: "[23]..", swap: true },
+        { code: "422", swap: true },
+        { code: "[45]..", swap: false, error: true },
+      ];
+    }
     drawCharts(document);
   });
   document.addEventListener("htmx:afterSettle", function (event) {

@@ -38,7 +38,7 @@ def test_token_form_without_javascript_gets_the_whole_page(viewer_client):
 
 def test_blank_token_name_shows_a_field_error(viewer_client):
     response = viewer_client.post("/settings/tokens/", {"name": "   "}, HTTP_HX_REQUEST="true")
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert b"This field is required." in response.content
     assert not ApiToken.objects.exists()
 

@@ -1,0 +1,46 @@
+"""A person creates an API token in Settings, sees it once, and calls the API with it."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+
+from tests.conftest import PASSWORD
+from tests.e2e.browser import ARTIFACTS, browser_page
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def _sign_in(page, base_url: str, username: str) -> None:
+    page.goto(f"{base_url}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base_url}/")
+
+
+def test_create_token_see_it_once_and_call_the_api(live_server, operator_user):
+    with browser_page() as page:
+        _sign_in(page, live_server.url, operator_user.username)
+        page.goto(f"{live_server.url}/settings/")
+        page.fill("#id_name", "   ")
+        page.click("text=Create token")
+        page.wait_for_selector(".field-error")
+        assert page.locator(".field-error").first.inner_text() == "This field is required."
+
+        page.fill("#id_name", "browser-made")
+        page.click("text=Create token")
+        token = page.locator("#new-token-value").inner_text()
+        page.screenshot(path=ARTIFACTS / "settings-token.png", full_page=True)
+        assert token.startswith("pp_")
+
+        request = urllib.request.Request(f"{live_server.url}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert b'"role": "operator"' in response.read()
+
+        page.reload()
+        assert token not in page.content()  # shown once
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("text=Revoke")
+        page.wait_for_selector("text=revoked")
