@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -36,9 +37,11 @@ LATENCY = Histogram(
 def _route_of(request: HttpRequest) -> str:
     # The URL pattern, not the path: label values stay bounded whatever clients request.
     match = getattr(request, "resolver_match", None)
-    if match is None:
-        return "<unmatched>"
-    return "/" + match.route if match.route else (match.view_name or "<unnamed>")
+    if match is not None:
+        return "/" + match.route
+    if request.path.startswith("/" + settings.STATIC_URL.lstrip("/")):
+        return "/static/"  # answered by WhiteNoise before URL resolution
+    return "<unmatched>"
 
 
 class RequestMetricsMiddleware:

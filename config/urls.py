@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 from django.views.generic import RedirectView
 
@@ -28,6 +29,11 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("metrics", views.metrics, name="metrics"),
     path("api/v1/", api.urls),
-    path("api/docs", RedirectView.as_view(url="/api/v1/docs", permanent=False), name="api-docs"),
+    # The docs themselves check for a session or a token, so a token-only client is not sent to login.
+    path(
+        "api/docs",
+        login_not_required(RedirectView.as_view(url="/api/v1/docs", permanent=False)),
+        name="api-docs",
+    ),
     path("admin/", admin.site.urls),
 ]

@@ -50,6 +50,12 @@ def test_api_docs_render_for_a_signed_in_user_from_local_static_files(viewer_cli
     assert "cdn" not in html.lower()
 
 
+def test_api_docs_accept_a_bearer_token(anonymous_client, viewer_auth):
+    response = anonymous_client.get("/api/docs", follow=True, **viewer_auth)
+    assert response.status_code == 200
+    assert b"swagger-ui" in response.content
+
+
 def test_api_docs_send_anonymous_users_to_login(anonymous_client):
     response = anonymous_client.get("/api/v1/docs")
     assert response.status_code == 302

@@ -22,5 +22,13 @@ def test_metrics_labels_use_the_route_pattern_not_the_raw_path(anonymous_client,
     assert 'route="/api/v1/tokens/<token_id>"' in text
 
 
+def test_root_and_static_requests_get_readable_route_labels(viewer_client):
+    viewer_client.get("/")
+    viewer_client.get("/static/css/perfpilot.css")
+    text = viewer_client.get("/metrics").content.decode()
+    assert 'perfpilot_http_requests_total{method="GET",route="/",status="200"}' in text
+    assert 'route="/static/",status="200"' in text
+
+
 def test_metrics_accept_a_browser_session(viewer_client):
     assert viewer_client.get("/metrics").status_code == 200
