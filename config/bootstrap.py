@@ -16,6 +16,11 @@ def bootstrap(*, write, collect_static: bool = True) -> None:
     created = schedule_sync_defaults()
     if created:
         write(f"installed default schedules: {', '.join(created)}")
+    from monitoring.services.targets import targets_register_builtin
+
+    registered = targets_register_builtin()
+    if registered:
+        write(f"registered the control plane's own targets: {', '.join(registered)}")
     result = operator_bootstrap()
     if result.created and result.generated_password:
         write("")

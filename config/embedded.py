@@ -22,6 +22,8 @@ from pathlib import Path
 import psycopg
 import redis
 from psycopg import sql
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 logger = logging.getLogger(__name__)
 
@@ -256,8 +258,14 @@ class EmbeddedRedis:
         self.pidfile = root / "redis.pid"
 
     def client(self) -> redis.Redis:
+        # No retries: these probes ask "is it up now?", and retrying only slows every start and stop.
         return redis.Redis(
-            host="127.0.0.1", port=self.port, password=self.password, socket_timeout=2, socket_connect_timeout=2
+            host="127.0.0.1",
+            port=self.port,
+            password=self.password,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+            retry=Retry(NoBackoff(), 0),
         )
 
     def is_running(self) -> bool:

@@ -4,6 +4,15 @@ from __future__ import annotations
 class InvalidInput(ValueError):
     """Input that a service rejects; the API answers 400 and forms show it on the field."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    status_code = 400
+
+    def __init__(self, message: str, *, field: str | None = None, loc: list | None = None) -> None:
         super().__init__(message)
         self.field = field
+        self.loc = loc
+
+
+class UnprocessableInput(InvalidInput):
+    """Well-formed input whose values are unacceptable (e.g. a timestamp out of range): 422."""
+
+    status_code = 422

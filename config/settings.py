@@ -28,6 +28,8 @@ VAR_DIR = Path(envstr("PERFPILOT_VAR_DIR", str(BASE_DIR / "var"))).resolve()
 DEBUG = envbool("PERFPILOT_DEBUG", False)
 SECRET_KEY = envstr("SECRET_KEY") or read_or_create_secret(VAR_DIR / "secrets" / "secret_key", nbytes=48)
 SECRET_KEY_GENERATED = envstr("SECRET_KEY") is None
+# Encrypts secrets stored in the database (target passwords); derived from SECRET_KEY when unset.
+ENCRYPTION_KEY = envstr("PERFPILOT_ENCRYPTION_KEY")
 ALLOWED_HOSTS = envlist("PERFPILOT_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("PERFPILOT_CSRF_TRUSTED_ORIGINS", [])
 PUBLIC_URL = envstr("PERFPILOT_PUBLIC_URL", "http://localhost:8000")
@@ -147,6 +149,8 @@ STATICFILES_FINDERS = [
 ]
 WHITENOISE_USE_FINDERS = DEBUG
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Push ingestion takes batches of 100,000+ samples in one JSON body.
+DATA_UPLOAD_MAX_MEMORY_SIZE = envint("PERFPILOT_MAX_REQUEST_BYTES", 32 * 1024 * 1024, minimum=1024 * 1024)
 
 # Django's cache lives in Redis; callers treat it as best effort so a Redis outage never
 # takes the web process down.
@@ -167,6 +171,9 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 TASK_QUEUES = ("default", "collect", "maintenance", "notify", "scale")
 CELERY_TASK_QUEUES = tuple(Queue(name, Exchange(name), routing_key=name) for name in TASK_QUEUES)
 CELERY_TASK_ROUTES = {
+    # Storage upkeep must not take the slots that keep collections on time.
+    "monitoring.tasks.rollup_task": {"queue": "maintenance"},
+    "monitoring.tasks.retention_task": {"queue": "maintenance"},
     "monitoring.*": {"queue": "collect"},
     "optimizer.*": {"queue": "maintenance"},
     "alerts.*": {"queue": "notify"},
@@ -184,6 +191,11 @@ CELERY_BEAT_SCHEDULER = "config.beat.HeartbeatScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = False
+
+# --- monitoring ------------------------------------------------------------------------------
+RETENTION_RAW_DAYS = envint("PERFPILOT_RETENTION_RAW_DAYS", 7, minimum=1)
+RETENTION_1M_DAYS = envint("PERFPILOT_RETENTION_1M_DAYS", 90, minimum=1)
+RETENTION_1H_DAYS = envint("PERFPILOT_RETENTION_1H_DAYS", 730, minimum=1)
 
 # --- control-plane health ---------------------------------------------------------------------
 HEARTBEAT_INTERVAL_SECONDS = envfloat("PERFPILOT_HEARTBEAT_INTERVAL", 5.0, minimum=0.5)

@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
 
 from config.embedded import embedded_servers_from_settings
 from config.roles import ADMIN, OPERATOR, VIEWER, user_set_role
 from config.services import api_token_create
+from monitoring import storage
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -103,6 +105,30 @@ def operator_auth(operator_user) -> dict:
 @pytest.fixture
 def viewer_auth(viewer_user) -> dict:
     return _bearer(viewer_user)
+
+
+# --- sample storage ---------------------------------------------------------------------------
+
+
+def _reset_storage() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'monitoring_sample'"
+        )
+        for (partition,) in cursor.fetchall():
+            cursor.execute(f'DROP TABLE IF EXISTS "{partition}"')
+        cursor.execute("TRUNCATE monitoring_rollup_1m, monitoring_rollup_1h")
+    storage.sample_partitions_forget()
+    storage.series_cache.clear()
+
+
+@pytest.fixture
+def clean_samples(transactional_db):
+    """Samples live in partitions created by DDL outside the ORM: start and end with none."""
+    _reset_storage()
+    yield
+    _reset_storage()
 
 
 # --- real Celery processes --------------------------------------------------------------------

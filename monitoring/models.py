@@ -1,0 +1,175 @@
+"""Monitoring data: targets, series identity, and (outside the ORM) samples and rollups.
+
+Samples live in `monitoring_sample`, a table partitioned by day and written with COPY; rollups
+in `monitoring_rollup_1m` and `monitoring_rollup_1h`. They are created by migration SQL and
+read and written through monitoring.storage, not through models: the ORM adds nothing there
+but overhead.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from config.crypto import decrypt, encrypt
+
+
+class Target(models.Model):
+    class Kind(models.TextChoices):
+        HOST = "host", "Host (this machine)"
+        POSTGRES = "postgres", "PostgreSQL"
+        REDIS = "redis", "Redis"
+        CELERY = "celery", "Celery"
+        PROMETHEUS = "prometheus", "Prometheus endpoint"
+
+    class Status(models.TextChoices):
+        UNKNOWN = "unknown", "Unknown"
+        UP = "up", "Up"
+        DOWN = "down", "Down"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    enabled = models.BooleanField(default=True)
+    builtin = models.BooleanField(default=False, help_text="Registered automatically for the control plane itself.")
+    interval_seconds = models.PositiveIntegerField(default=10)
+    timeout_seconds = models.PositiveIntegerField(default=5)
+    # The URL/DSN with its password is stored encrypted; url_display has the password masked.
+    url_encrypted = models.TextField(blank=True)
+    url_display = models.CharField(max_length=500, blank=True)
+    options = models.JSONField(default=dict, blank=True)
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.UNKNOWN)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_notes = models.TextField(blank=True, help_text="Degraded-but-working conditions of the last collection.")
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    last_duration_ms = models.FloatField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def url(self) -> str:
+        """The full URL, decrypted. Never render it."""
+        return decrypt(self.url_encrypted) if self.url_encrypted else ""
+
+    @url.setter
+    def url(self, value: str) -> None:
+        from monitoring.urls_util import mask_url
+
+        self.url_encrypted = encrypt(value) if value else ""
+        self.url_display = mask_url(value) if value else ""
+
+    @property
+    def is_down(self) -> bool:
+        return self.status == self.Status.DOWN
+
+
+class Series(models.Model):
+    """One time series: a metric of a target with a fixed set of labels."""
+
+    class Kind(models.TextChoices):
+        GAUGE = "gauge", "Gauge"
+        RATE = "rate", "Rate (per second)"
+
+    target = models.ForeignKey(Target, on_delete=models.CASCADE, related_name="series", null=True, blank=True)
+    metric = models.CharField(max_length=200)
+    labels = models.JSONField(default=dict, blank=True)
+    # Canonical "k=v,k2=v2" (sorted), so identity is one indexed equality.
+    labels_key = models.CharField(max_length=1000, blank=True, default="")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.GAUGE)
+    unit = models.CharField(max_length=20, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["target", "metric", "labels_key"], name="series_identity", nulls_distinct=False
+            )
+        ]
+        indexes = [models.Index(fields=["metric"])]
+
+    def __str__(self) -> str:
+        labels = f"{{{self.labels_key}}}" if self.labels_key else ""
+        return f"{self.metric}{labels}"
+
+
+class CollectorState(models.Model):
+    """What a collector needs from its previous run: counter values for rates and deltas."""
+
+    target = models.OneToOneField(Target, on_delete=models.CASCADE, related_name="collector_state")
+    collected_at = models.DateTimeField(null=True, blank=True)
+    counters = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"state of {self.target_id}"
+
+
+class QueryText(models.Model):
+    """Normalized query text from pg_stat_statements, stored once per target and queryid."""
+
+    target = models.ForeignKey(Target, on_delete=models.CASCADE, related_name="query_texts")
+    queryid = models.BigIntegerField()
+    database = models.CharField(max_length=200, blank=True)
+    query = models.TextField()
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["target", "queryid"], name="query_text_identity")]
+
+    def __str__(self) -> str:
+        return self.query[:80]
+
+
+class QueryStat(models.Model):
+    """Per-interval deltas of one normalized query (a pg_stat_statements snapshot)."""
+
+    target = models.ForeignKey(Target, on_delete=models.CASCADE, related_name="query_stats")
+    queryid = models.BigIntegerField()
+    collected_at = models.DateTimeField()
+    interval_seconds = models.FloatField()
+    calls = models.BigIntegerField()
+    total_time_ms = models.FloatField()
+    rows = models.BigIntegerField()
+    shared_blks_hit = models.BigIntegerField()
+    shared_blks_read = models.BigIntegerField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["target", "collected_at"]),
+            models.Index(fields=["target", "queryid", "collected_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queryid} at {self.collected_at}"
+
+    @property
+    def mean_time_ms(self) -> float:
+        return self.total_time_ms / self.calls if self.calls else 0.0
+
+
+class RollupWatermark(models.Model):
+    """Raw data up to done_until has been rolled up into this resolution."""
+
+    resolution = models.CharField(max_length=10, primary_key=True)
+    done_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.resolution} until {self.done_until}"
+
+
+class RollupDirtyRange(models.Model):
+    """A time range whose raw samples changed after it was rolled up (late pushed samples)."""
+
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.start} to {self.end}"

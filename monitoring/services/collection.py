@@ -1,0 +1,199 @@
+"""One collection of one target: run its collector, store samples, record its health.
+
+A failing target is recorded as down with its error and never raises to the caller, so one
+bad target cannot stop the others. A Redis lock keeps two collections of one target apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from config.redis_client import get_redis
+from monitoring.collectors.base import COUNTER, CollectorError, CollectResult, Measurement, collector_for
+from monitoring.models import CollectorState, QueryStat, QueryText, Series, Target
+from monitoring.storage import SeriesSpec, labels_key, samples_write, series_resolve
+
+logger = logging.getLogger(__name__)
+
+STATEMENTS_KEPT_PER_INTERVAL = 200  # top queries by time spent, per snapshot
+_STATEMENT_FIELDS = ("calls", "total_time_ms", "rows", "shared_blks_hit", "shared_blks_read")
+
+
+@dataclass
+class CollectionOutcome:
+    target_id: int
+    ok: bool
+    samples: int = 0
+    statements: int = 0
+    duration_ms: float = 0.0
+    error: str = ""
+    notes: list[str] = field(default_factory=list)
+    skipped: bool = False
+
+
+def _lock_key(target_id: int) -> str:
+    return f"perfpilot:lock:collect:{target_id}"
+
+
+def collect_target(*, target: Target) -> CollectionOutcome:
+    """Collect once, unless another collection of this target is still running."""
+    lock = get_redis().lock(_lock_key(target.id), timeout=target.timeout_seconds + target.interval_seconds + 5)
+    if not lock.acquire(blocking=False):
+        return CollectionOutcome(target_id=target.id, ok=True, skipped=True)
+    try:
+        return _collect(target)
+    finally:
+        try:
+            lock.release()
+        except Exception:  # expired while we ran: nothing left to release
+            logger.warning("collection lock of target %s expired before release", target.id)
+
+
+def _collect(target: Target) -> CollectionOutcome:
+    started = time.perf_counter()
+    now = timezone.now()
+    saved = CollectorState.objects.filter(target=target).first()
+    elapsed = (now - saved.collected_at).total_seconds() if saved and saved.collected_at else None
+    collector_state = dict(saved.counters.get("collector", {})) if saved else {}
+    try:
+        collector = collector_for(target, state=collector_state, elapsed_seconds=elapsed)
+        result = collector.collect()
+    except CollectorError as exc:
+        return _record_failure(target, now, str(exc), started)
+    except Exception as exc:  # a collector bug must not stop collection of other targets
+        logger.exception("collector %s failed on target %s", target.kind, target.id)
+        return _record_failure(target, now, f"{type(exc).__name__}: {exc}", started)
+    duration_ms = (time.perf_counter() - started) * 1000
+    samples, statements = _store(target, now, result, duration_ms, collector.state)
+    Target.objects.filter(pk=target.pk).update(
+        status=Target.Status.UP,
+        last_success_at=now,
+        last_attempt_at=now,
+        last_duration_ms=round(duration_ms, 2),
+        consecutive_failures=0,
+        last_error="",
+        last_notes="; ".join(result.notes),
+    )
+    return CollectionOutcome(
+        target_id=target.id,
+        ok=True,
+        samples=samples,
+        statements=statements,
+        duration_ms=duration_ms,
+        notes=result.notes,
+    )
+
+
+def _record_failure(target: Target, now: datetime, message: str, started: float) -> CollectionOutcome:
+    duration_ms = (time.perf_counter() - started) * 1000
+    Target.objects.filter(pk=target.pk).update(
+        status=Target.Status.DOWN,
+        last_attempt_at=now,
+        last_error=message[:2000],
+        last_error_at=now,
+        last_duration_ms=round(duration_ms, 2),
+        consecutive_failures=target.consecutive_failures + 1,
+    )
+    _write_health_samples(target, now, up=False, duration_ms=duration_ms)
+    return CollectionOutcome(target_id=target.id, ok=False, error=message, duration_ms=duration_ms)
+
+
+def _write_health_samples(target: Target, now: datetime, *, up: bool, duration_ms: float) -> int:
+    specs = [SeriesSpec("up", {}), SeriesSpec("collect_duration_seconds", {}, unit="s")]
+    ids = series_resolve(target_id=target.id, specs=specs)
+    return samples_write([(ids[0], now, 1.0 if up else 0.0), (ids[1], now, duration_ms / 1000)])
+
+
+@transaction.atomic
+def _store(
+    target: Target, now: datetime, result: CollectResult, duration_ms: float, collector_state: dict
+) -> tuple[int, int]:
+    state, _ = CollectorState.objects.select_for_update().get_or_create(target=target)
+    previous_at = state.collected_at
+    elapsed = (now - previous_at).total_seconds() if previous_at else None
+    counters = dict(state.counters.get("series", {}))
+    points: list[tuple[SeriesSpec, float]] = []
+    for measurement in result.measurements:
+        value = _sample_value(measurement, counters, elapsed)
+        if value is not None:
+            kind = Series.Kind.RATE if measurement.kind == COUNTER else Series.Kind.GAUGE
+            points.append((SeriesSpec(measurement.metric, measurement.labels, kind, measurement.unit), value))
+    statements = 0
+    statement_state = state.counters.get("statements", {})
+    if result.statements is not None:
+        statements, statement_state = _store_statements(target, now, result, statement_state, elapsed)
+    state.counters = {"series": counters, "statements": statement_state, "collector": collector_state}
+    state.collected_at = now
+    state.save(update_fields=["counters", "collected_at"])
+
+    written = _write_health_samples(target, now, up=True, duration_ms=duration_ms)
+    if points:
+        ids = series_resolve(target_id=target.id, specs=[spec for spec, _ in points])
+        written += samples_write([(sid, now, value) for sid, (_, value) in zip(ids, points, strict=True)])
+    return written, statements
+
+
+def _sample_value(measurement: Measurement, counters: dict, elapsed: float | None) -> float | None:
+    """Gauges pass through; counters become per-second rates against the previous collection."""
+    if measurement.kind != COUNTER:
+        return float(measurement.value)
+    key = f"{measurement.metric}|{labels_key(measurement.labels)}"
+    previous = counters.get(key)
+    counters[key] = measurement.value
+    if previous is None or not elapsed or elapsed <= 0 or measurement.value < previous:
+        return None  # first sight, or the counter was reset (server restart): no rate this time
+    return (measurement.value - previous) / elapsed
+
+
+def _store_statements(target, now, result, previous: dict, elapsed) -> tuple[int, dict]:
+    current = {str(s.queryid): [getattr(s, f) for f in _STATEMENT_FIELDS] for s in result.statements}
+    deltas = []
+    zeros = [0] * len(_STATEMENT_FIELDS)
+    for stmt in result.statements:
+        if not previous or elapsed is None:
+            break  # no baseline yet (first run, or the extension was just enabled): lifetime totals are no delta
+        # A query first seen in this interval started from zero: its calls belong to this interval.
+        before = previous.get(str(stmt.queryid), zeros)
+        delta = [now_v - then_v for now_v, then_v in zip(current[str(stmt.queryid)], before, strict=True)]
+        if delta[0] <= 0 or any(d < 0 for d in delta):
+            continue  # no calls in this interval, or stats were reset
+        deltas.append((stmt, delta))
+    deltas.sort(key=lambda item: item[1][1], reverse=True)
+    kept = deltas[:STATEMENTS_KEPT_PER_INTERVAL]
+    if kept:
+        known = set(
+            QueryText.objects.filter(target=target, queryid__in=[s.queryid for s, _ in kept]).values_list(
+                "queryid", flat=True
+            )
+        )
+        QueryText.objects.bulk_create(
+            [
+                QueryText(target=target, queryid=s.queryid, database=s.database, query=s.query)
+                for s, _ in kept
+                if s.queryid not in known
+            ],
+            ignore_conflicts=True,
+        )
+        QueryStat.objects.bulk_create(
+            [
+                QueryStat(
+                    target=target,
+                    queryid=s.queryid,
+                    collected_at=now,
+                    interval_seconds=elapsed,
+                    calls=d[0],
+                    total_time_ms=d[1],
+                    rows=d[2],
+                    shared_blks_hit=d[3],
+                    shared_blks_read=d[4],
+                )
+                for s, d in kept
+            ]
+        )
+    return len(kept), current

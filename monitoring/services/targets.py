@@ -1,0 +1,193 @@
+"""Targets: create, update, delete, test, and the control plane's own built-in targets.
+
+Each target has its own django-celery-beat schedule at its interval, so beat sends one
+collect_target_task per target and per interval; a message that waited longer than one interval
+expires instead of piling up behind a slow worker.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import transaction
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from config.errors import InvalidInput
+from config.services import audit_record
+from monitoring.collectors.base import CollectorError, collector_for
+from monitoring.models import Target
+
+COLLECT_TASK = "monitoring.tasks.collect_target_task"
+KINDS_WITH_URL = {Target.Kind.POSTGRES, Target.Kind.REDIS, Target.Kind.CELERY, Target.Kind.PROMETHEUS}
+URL_SCHEMES = {
+    Target.Kind.POSTGRES: ("postgres://", "postgresql://"),
+    Target.Kind.REDIS: ("redis://", "rediss://", "unix://"),
+    Target.Kind.CELERY: ("redis://", "rediss://"),
+    Target.Kind.PROMETHEUS: ("http://", "https://"),
+}
+MIN_INTERVAL, MAX_INTERVAL = 1, 86_400
+
+
+def schedule_name(target: Target) -> str:
+    return f"Collect target #{target.id}"
+
+
+def _validate(*, kind: str, url: str, interval_seconds: int, timeout_seconds: int) -> None:
+    if kind not in Target.Kind.values:
+        raise InvalidInput(f"Unknown kind {kind!r}; choose one of {', '.join(Target.Kind.values)}.", field="kind")
+    if kind in KINDS_WITH_URL:
+        if not url:
+            raise InvalidInput("This kind of target needs a URL.", field="url")
+        if not url.startswith(URL_SCHEMES[kind]):
+            raise InvalidInput(f"The URL must start with {' or '.join(URL_SCHEMES[kind])}.", field="url")
+        try:
+            split = urlsplit(url)
+            split.port  # noqa: B018 (parsing the port is the check)
+        except ValueError as exc:
+            raise InvalidInput(f"The URL cannot be parsed: {exc}.", field="url") from exc
+        if not split.hostname and not url.startswith("unix://"):
+            raise InvalidInput("The URL needs a host name.", field="url")
+    elif url:
+        raise InvalidInput("A host target reads this machine and takes no URL.", field="url")
+    if not MIN_INTERVAL <= interval_seconds <= MAX_INTERVAL:
+        raise InvalidInput(
+            f"The interval must be between {MIN_INTERVAL} and {MAX_INTERVAL} seconds.", field="interval_seconds"
+        )
+    if not 1 <= timeout_seconds <= 300:
+        raise InvalidInput("The timeout must be between 1 and 300 seconds.", field="timeout_seconds")
+    if timeout_seconds > interval_seconds and interval_seconds < 300:
+        raise InvalidInput("The timeout cannot be longer than the interval.", field="timeout_seconds")
+
+
+def _sync_schedule(target: Target) -> None:
+    interval, _ = IntervalSchedule.objects.get_or_create(every=target.interval_seconds, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.update_or_create(
+        name=schedule_name(target),
+        defaults={
+            "task": COLLECT_TASK,
+            "interval": interval,
+            "args": json.dumps([target.id]),
+            "queue": "collect",
+            "enabled": target.enabled,
+            "expire_seconds": target.interval_seconds,
+            "description": f"Collects metrics of target “{target.name}” ({target.get_kind_display()}).",
+        },
+    )
+
+
+@dataclass(frozen=True)
+class TargetInput:
+    name: str
+    kind: str
+    url: str = ""
+    interval_seconds: int = 10
+    timeout_seconds: int = 5
+    enabled: bool = True
+    options: dict | None = None
+
+
+@transaction.atomic
+def target_create(*, data: TargetInput, actor, via: str, builtin: bool = False) -> Target:
+    name = data.name.strip()
+    if not name:
+        raise InvalidInput("A target needs a name.", field="name")
+    if Target.objects.filter(name=name).exists():
+        raise InvalidInput(f"A target named {name!r} exists already.", field="name")
+    _validate(
+        kind=data.kind, url=data.url, interval_seconds=data.interval_seconds, timeout_seconds=data.timeout_seconds
+    )
+    target = Target(
+        name=name,
+        kind=data.kind,
+        interval_seconds=data.interval_seconds,
+        timeout_seconds=data.timeout_seconds,
+        enabled=data.enabled,
+        options=data.options or {},
+        builtin=builtin,
+    )
+    target.url = data.url
+    target.save()
+    _sync_schedule(target)
+    audit_record(actor=actor, via=via, action="target.create", object_repr=name, detail={"kind": data.kind})
+    return target
+
+
+@transaction.atomic
+def target_update(*, target: Target, changes: dict, actor, via: str) -> Target:
+    """Apply the given fields. A blank or missing url keeps the stored one (it is never shown back)."""
+    name = changes.get("name", target.name).strip()
+    if not name:
+        raise InvalidInput("A target needs a name.", field="name")
+    if name != target.name and Target.objects.filter(name=name).exclude(pk=target.pk).exists():
+        raise InvalidInput(f"A target named {name!r} exists already.", field="name")
+    url = changes.get("url") or (target.url if target.url_encrypted else "")
+    interval = changes.get("interval_seconds", target.interval_seconds)
+    timeout = changes.get("timeout_seconds", target.timeout_seconds)
+    _validate(kind=target.kind, url=url, interval_seconds=interval, timeout_seconds=timeout)
+    target.name = name
+    target.interval_seconds = interval
+    target.timeout_seconds = timeout
+    target.enabled = changes.get("enabled", target.enabled)
+    if "options" in changes and changes["options"] is not None:
+        target.options = changes["options"]
+    if changes.get("url"):
+        target.url = changes["url"]
+    target.save()
+    _sync_schedule(target)
+    fields = sorted(k for k in changes if k != "url") + (["url"] if changes.get("url") else [])
+    audit_record(actor=actor, via=via, action="target.update", object_repr=name, detail={"fields": fields})
+    return target
+
+
+@transaction.atomic
+def target_delete(*, target: Target, actor, via: str) -> None:
+    PeriodicTask.objects.filter(name=schedule_name(target)).delete()
+    audit_record(actor=actor, via=via, action="target.delete", object_repr=target.name)
+    target.delete()
+
+
+@dataclass(frozen=True)
+class ConnectionTest:
+    ok: bool
+    detail: str
+
+
+def target_test_connection(*, target: Target) -> ConnectionTest:
+    try:
+        return ConnectionTest(ok=True, detail=collector_for(target).test_connection())
+    except CollectorError as exc:
+        return ConnectionTest(ok=False, detail=str(exc))
+    except Exception as exc:  # report, never raise: this is a button for operators
+        return ConnectionTest(ok=False, detail=f"{type(exc).__name__}: {exc}")
+
+
+BUILTIN_TARGETS = (
+    ("this-host", Target.Kind.HOST, lambda: ""),
+    ("perfpilot-postgres", Target.Kind.POSTGRES, lambda: settings.DATABASE_URL),
+    ("perfpilot-redis", Target.Kind.REDIS, lambda: settings.REDIS_URL),
+    ("perfpilot-celery", Target.Kind.CELERY, lambda: settings.CELERY_BROKER_URL),
+)
+
+
+def targets_register_builtin() -> list[str]:
+    """Register the control plane's own host, PostgreSQL, Redis and Celery on first start.
+
+    Afterwards only their URLs are kept in step with the settings (e.g. a changed port).
+    """
+    created = []
+    for name, kind, url_of in BUILTIN_TARGETS:
+        url = url_of()
+        existing = Target.objects.filter(builtin=True, kind=kind).first()
+        if existing is None:
+            options = {"app": "config", "queues": list(settings.TASK_QUEUES)} if kind == Target.Kind.CELERY else {}
+            target_create(
+                data=TargetInput(name=name, kind=kind, url=url, options=options), actor=None, via="system", builtin=True
+            )
+            created.append(name)
+        elif url and existing.url != url:
+            existing.url = url
+            existing.save(update_fields=["url_encrypted", "url_display", "updated_at"])
+    return created

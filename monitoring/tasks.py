@@ -1,0 +1,28 @@
+"""Monitoring tasks. Thin: each calls one service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from monitoring.models import Target
+from monitoring.services.collection import collect_target
+from monitoring.services.retention import retention_run
+from monitoring.services.rollups import rollups_run
+
+
+@shared_task(name="monitoring.tasks.collect_target_task", ignore_result=True, soft_time_limit=120, time_limit=150)
+def collect_target_task(target_id: int) -> None:
+    target = Target.objects.filter(pk=target_id, enabled=True).first()
+    if target is not None:
+        collect_target(target=target)
+
+
+# One run at a time is enforced inside the service (advisory lock); a run that finds it held returns.
+@shared_task(name="monitoring.tasks.rollup_task", ignore_result=True, soft_time_limit=900, time_limit=960)
+def rollup_task() -> None:
+    rollups_run()
+
+
+@shared_task(name="monitoring.tasks.retention_task", ignore_result=True)
+def retention_task() -> None:
+    retention_run()

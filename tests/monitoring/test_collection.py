@@ -1,0 +1,126 @@
+"""The collection service against real servers: health follows the target, locks, isolation."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from config.embedded import EmbeddedRedis
+from config.redis_client import get_redis
+from monitoring.models import Series, Target
+from monitoring.services.collection import _lock_key, collect_target
+from monitoring.services.targets import TargetInput, target_create
+from tests.monitoring.conftest import sample_count
+
+pytestmark = pytest.mark.usefixtures("clean_samples")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _redis_target(port: int, password: str) -> Target:
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
+    data = TargetInput(name=f"redis-{port}", kind="redis", url=url, interval_seconds=10, timeout_seconds=1)
+    return target_create(data=data, actor=None, via="system")
+
+
+def test_a_target_goes_down_and_comes_back_and_its_state_follows(tmp_path):
+    server = EmbeddedRedis(root=tmp_path / "redis", port=_free_port(), password="pw-follow")
+    server.start()
+    target = _redis_target(server.port, "pw-follow")
+    try:
+        assert collect_target(target=target).ok
+        target.refresh_from_db()
+        assert target.status == Target.Status.UP and target.consecutive_failures == 0
+
+        server.stop()
+        outcome = collect_target(target=target)
+        target.refresh_from_db()
+        assert not outcome.ok
+        assert target.status == Target.Status.DOWN
+        assert target.last_error and "pw-follow" not in target.last_error
+        assert target.consecutive_failures == 1
+
+        server.start()
+        assert collect_target(target=target).ok
+        target.refresh_from_db()
+        assert target.status == Target.Status.UP and target.consecutive_failures == 0
+        up = Series.objects.get(target=target, metric="up")
+        assert sample_count(up.id) == 3  # 1, 0, 1: the outage is in the history too
+    finally:
+        server.stop()
+
+
+def test_two_collections_of_one_target_never_overlap(db):
+    target = target_create(data=TargetInput(name="me", kind="host"), actor=None, via="system")
+    lock = get_redis().lock(_lock_key(target.id), timeout=30)
+    assert lock.acquire(blocking=False)
+    try:
+        outcome = collect_target(target=target)
+        assert outcome.skipped and outcome.samples == 0
+    finally:
+        lock.release()
+    assert not collect_target(target=target).skipped
+
+
+def test_one_failing_target_does_not_stop_the_others(capsys):
+    target_create(
+        data=TargetInput(name="broken", kind="redis", url=f"redis://127.0.0.1:{_free_port()}/0", timeout_seconds=1),
+        actor=None,
+        via="system",
+    )
+    target_create(data=TargetInput(name="this-machine", kind="host"), actor=None, via="system")
+    with pytest.raises(CommandError, match="1 target"):
+        call_command("collect_once")
+    output = capsys.readouterr().out
+    assert "broken: DOWN:" in output
+    assert "this-machine: stored" in output
+    assert Target.objects.get(name="this-machine").status == Target.Status.UP
+
+
+def test_counters_become_rates_on_the_second_collection(db):
+    target = target_create(data=TargetInput(name="me", kind="host"), actor=None, via="system")
+    collect_target(target=target)
+    assert not Series.objects.filter(target=target, kind=Series.Kind.RATE).exists()
+    collect_target(target=target)
+    rates = Series.objects.filter(target=target, kind=Series.Kind.RATE)
+    assert rates.exists()
+    assert all(sample_count(s.id) == 1 for s in rates)
+
+
+def test_a_query_first_seen_between_collections_keeps_its_calls(db):
+    """pg_stat_statements only lists a query once it ran; its first interval must still count."""
+    import uuid
+    from urllib.parse import quote
+
+    from django.conf import settings
+    from django.db import connection
+
+    from monitoring.models import QueryStat, QueryText
+
+    db_settings = settings.DATABASES["default"]
+    url = (
+        f"postgresql://{db_settings['USER']}:{quote(db_settings['PASSWORD'], safe='')}"
+        f"@{db_settings['HOST']}:{db_settings['PORT']}/{connection.settings_dict['NAME']}"
+    )
+    target = target_create(data=TargetInput(name="own-db", kind="postgres", url=url), actor=None, via="system")
+    table = f"first_seen_{uuid.uuid4().hex[:10]}"
+    with connection.cursor() as cursor:
+        cursor.execute(f'CREATE TABLE "{table}" (v int)')
+    try:
+        assert collect_target(target=target).ok  # baseline snapshot
+        with connection.cursor() as cursor:
+            for _ in range(3):
+                cursor.execute(f'SELECT count(*) FROM "{table}"')
+        assert collect_target(target=target).ok
+        text = QueryText.objects.get(target=target, query__contains=table, query__startswith="SELECT count")
+        assert QueryStat.objects.get(target=target, queryid=text.queryid).calls == 3
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP TABLE "{table}"')

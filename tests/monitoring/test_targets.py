@@ -1,0 +1,208 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from django_celery_beat.models import PeriodicTask
+
+from config.models import AuditEvent
+from monitoring.models import Target
+from monitoring.services.targets import (
+    TargetInput,
+    schedule_name,
+    target_create,
+    target_update,
+    targets_register_builtin,
+)
+
+pytestmark = pytest.mark.django_db
+SECRET = "s3cr3t-pa55"
+PG_URL = f"postgresql://app:{SECRET}@db.internal:5432/app"
+
+
+def _create(**overrides) -> Target:
+    data = {"name": "app-db", "kind": Target.Kind.POSTGRES, "url": PG_URL, **overrides}
+    return target_create(data=TargetInput(**data), actor=None, via="system")
+
+
+def test_password_is_stored_encrypted_and_masked_for_display():
+    target = _create()
+    row = Target.objects.values("url_encrypted", "url_display").get(pk=target.pk)
+    assert SECRET not in row["url_encrypted"] and SECRET not in row["url_display"]
+    assert row["url_display"] == "postgresql://app:••••••@db.internal:5432/app"
+    assert Target.objects.get(pk=target.pk).url == PG_URL
+
+
+def test_each_target_gets_its_own_collection_schedule_at_its_interval():
+    target = _create(interval_seconds=15)
+    task = PeriodicTask.objects.get(name=schedule_name(target))
+    assert task.task == "monitoring.tasks.collect_target_task"
+    assert json.loads(task.args) == [target.id]
+    assert (task.interval.every, task.queue, task.expire_seconds) == (15, "collect", 15)
+    target_update(target=target, changes={"interval_seconds": 60, "enabled": False}, actor=None, via="system")
+    task.refresh_from_db()
+    assert (task.interval.every, task.enabled) == (60, False)
+
+
+def test_update_without_url_keeps_the_stored_password():
+    target = _create()
+    target_update(target=target, changes={"name": "renamed", "url": ""}, actor=None, via="system")
+    assert Target.objects.get(pk=target.pk).url == PG_URL
+
+
+@pytest.mark.parametrize(
+    "overrides,field",
+    [
+        ({"url": "mysql://x@y/z"}, "url"),
+        ({"url": "postgresql://u:p@h:notaport/db"}, "url"),
+        ({"url": "postgresql:///db"}, "url"),
+        ({"url": ""}, "url"),
+        ({"kind": "host", "url": "http://x"}, "url"),
+        ({"interval_seconds": 0}, "interval_seconds"),
+        ({"interval_seconds": 5, "timeout_seconds": 10}, "timeout_seconds"),
+        ({"name": "  "}, "name"),
+        ({"kind": "oracle"}, "kind"),
+    ],
+)
+def test_invalid_targets_are_rejected_naming_the_field(overrides, field):
+    from config.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as error:
+        _create(**overrides)
+    assert error.value.field == field
+
+
+def test_builtin_targets_are_registered_once():
+    assert sorted(targets_register_builtin()) == [
+        "perfpilot-celery",
+        "perfpilot-postgres",
+        "perfpilot-redis",
+        "this-host",
+    ]
+    assert targets_register_builtin() == []
+    assert Target.objects.filter(builtin=True).count() == 4
+
+
+# --- API ------------------------------------------------------------------------------------
+
+
+def test_api_crud_never_shows_the_password(anonymous_client, operator_auth):
+    body = {"name": "cache", "kind": "redis", "url": f"redis://:{SECRET}@cache:6379/0", "interval_seconds": 30}
+    created = anonymous_client.post("/api/v1/targets", body, content_type="application/json", **operator_auth)
+    assert created.status_code == 201, created.content
+    assert SECRET not in created.content.decode()
+    target_id = created.json()["id"]
+    assert created.json()["url"] == "redis://:••••••@cache:6379/0"
+    for response in (
+        anonymous_client.get("/api/v1/targets", **operator_auth),
+        anonymous_client.get(f"/api/v1/targets/{target_id}", **operator_auth),
+        anonymous_client.patch(
+            f"/api/v1/targets/{target_id}", {"interval_seconds": 60}, content_type="application/json", **operator_auth
+        ),
+    ):
+        assert response.status_code == 200
+        assert SECRET not in response.content.decode()
+    assert anonymous_client.delete(f"/api/v1/targets/{target_id}", **operator_auth).status_code == 204
+    assert not Target.objects.filter(pk=target_id).exists()
+    assert list(AuditEvent.objects.filter(object_repr="cache").values_list("action", flat=True).order_by("id")) == [
+        "target.create",
+        "target.update",
+        "target.delete",
+    ]
+
+
+def test_api_validation_errors_are_4xx_json(anonymous_client, operator_auth):
+    bad_kind = anonymous_client.post(
+        "/api/v1/targets", {"name": "x", "kind": "oracle"}, content_type="application/json", **operator_auth
+    )
+    assert bad_kind.status_code == 422
+    assert bad_kind.json()["detail"][0]["loc"][-1] == "kind"
+    bad_url = anonymous_client.post(
+        "/api/v1/targets",
+        {"name": "x", "kind": "redis", "url": "http://nope"},
+        content_type="application/json",
+        **operator_auth,
+    )
+    assert bad_url.status_code == 400
+    assert bad_url.json()["field"] == "url"
+    unknown = anonymous_client.post(
+        "/api/v1/targets",
+        {"name": "x", "kind": "host", "colour": "red"},
+        content_type="application/json",
+        **operator_auth,
+    )
+    assert unknown.status_code == 422
+
+
+def test_viewers_read_targets_but_cannot_change_them(anonymous_client, viewer_auth):
+    _create()
+    assert anonymous_client.get("/api/v1/targets", **viewer_auth).status_code == 200
+    response = anonymous_client.post(
+        "/api/v1/targets", {"name": "x", "kind": "host"}, content_type="application/json", **viewer_auth
+    )
+    assert response.status_code == 403
+
+
+def test_test_connection_reports_a_failure_as_data(anonymous_client, operator_auth):
+    target = _create(url=f"postgresql://nobody:{SECRET}@127.0.0.1:1/none", timeout_seconds=2)
+    response = anonymous_client.post(f"/api/v1/targets/{target.id}/test", **operator_auth)
+    assert response.status_code == 200
+    assert response.json()["ok"] is False
+    assert response.json()["detail"]
+    assert SECRET not in response.content.decode()
+
+
+# --- pages ------------------------------------------------------------------------------------
+
+
+def test_operator_adds_a_target_in_the_ui_and_lands_on_its_page(operator_client):
+    response = operator_client.post(
+        "/monitoring/",
+        {
+            "name": "web-metrics",
+            "kind": "prometheus",
+            "url": "http://127.0.0.1:9/metrics",
+            "interval_seconds": 10,
+            "timeout_seconds": 5,
+            "enabled": "on",
+            "options": '{"allowlist": ["http_*"]}',
+        },
+    )
+    assert response.status_code == 302
+    target = Target.objects.get(name="web-metrics")
+    assert target.options == {"allowlist": ["http_*"]}
+    page = operator_client.get(response.url)
+    assert page.status_code == 200 and b"web-metrics" in page.content
+
+
+def test_form_shows_field_errors(operator_client):
+    response = operator_client.post(
+        "/monitoring/",
+        {
+            "name": "x",
+            "kind": "redis",
+            "url": "http://x",
+            "interval_seconds": 10,
+            "timeout_seconds": 5,
+            "options": "{not json",
+        },
+    )
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert "Not valid JSON" in html
+
+
+def test_viewer_cannot_add_targets_in_the_ui(viewer_client):
+    response = viewer_client.post(
+        "/monitoring/", {"name": "x", "kind": "host", "interval_seconds": 10, "timeout_seconds": 5}
+    )
+    assert response.status_code == 403
+    assert not Target.objects.filter(name="x").exists()
+
+
+def test_target_list_shows_down_targets_as_down(viewer_client):
+    target = _create()
+    Target.objects.filter(pk=target.pk).update(status=Target.Status.DOWN, last_error="connection refused")
+    html = viewer_client.get("/monitoring/").content.decode()
+    assert 'data-status="down"' in html and "connection refused" in html
+    assert SECRET not in html
