@@ -1,0 +1,189 @@
+"""The Celery collector against the session's real broker and worker, and a broker nobody consumes."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from config.celery import app as project_app
+from config.embedded import EmbeddedRedis
+from monitoring.collectors.base import COLLECTORS, COUNTER, CollectorError
+from monitoring.collectors.celery import CeleryCollector, quantile
+from monitoring.models import CollectorState, Target
+from monitoring.services.collection import collect_target
+
+PING_TASK = "config.tasks.ping_task"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _target(url: str, *, options: dict | None = None, timeout: int = 2, name: str = "celery-under-test") -> Target:
+    target = Target(name=name, kind="celery", timeout_seconds=timeout, options=options or {})
+    target.url = url
+    return target
+
+
+def _by_metric(result) -> dict[str, list]:
+    found: dict[str, list] = {}
+    for measurement in result.measurements:
+        found.setdefault(measurement.metric, []).append(measurement)
+    return found
+
+
+def _stored(target_id: int, metric: str) -> list[tuple[str, str, float]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT s.kind, s.labels_key, m.value FROM monitoring_sample m "
+            "JOIN monitoring_series s ON s.id = m.series_id "
+            "WHERE s.target_id = %s AND s.metric = %s ORDER BY m.ts",
+            [target_id, metric],
+        )
+        return cursor.fetchall()
+
+
+@pytest.fixture
+def backlog_queue():
+    """A queue that no worker consumes; deleted (with its priority lists) afterwards."""
+    name = f"perfpilot-test-backlog-{uuid.uuid4().hex[:8]}"
+    yield name
+    with project_app.connection_for_write() as conn:
+        conn.default_channel.queue_delete(name)
+
+
+@pytest.fixture
+def idle_broker(tmp_path):
+    """A Redis with no Celery worker attached."""
+    server = EmbeddedRedis(root=tmp_path / "broker", port=_free_port(), password="pw-idle-broker")
+    server.start()
+    yield f"redis://:pw-idle-broker@127.0.0.1:{server.port}/0"
+    server.stop()
+
+
+def test_celery_is_registered_under_its_kind():
+    assert COLLECTORS["celery"] is CeleryCollector
+
+
+def test_quantiles_interpolate_between_closest_ranks():
+    values = [float(v) for v in range(1, 101)]
+    assert quantile(values, 0.5) == pytest.approx(50.5)
+    assert quantile(values, 0.99) == pytest.approx(99.01)
+    assert quantile([3.0], 0.95) == 3.0
+
+
+@pytest.mark.celery_worker
+def test_a_backlog_in_a_queue_no_worker_consumes_is_counted_with_its_priorities(celery_worker_process, backlog_queue):
+    for _ in range(3):
+        project_app.send_task(PING_TASK, args=["waiting"], queue=backlog_queue)
+    for priority in (4, 9):  # kombu keeps these in the queue's extra priority lists
+        project_app.send_task(PING_TASK, args=["urgent"], queue=backlog_queue, priority=priority)
+    queues = [*settings.TASK_QUEUES, backlog_queue]
+    result = CeleryCollector(_target(settings.CELERY_BROKER_URL, options={"queues": queues})).collect()
+    lengths = {m.labels["queue"]: m.value for m in _by_metric(result)["celery_queue_length"]}
+    assert set(lengths) == set(queues)
+    assert lengths[backlog_queue] == 5
+
+
+@pytest.mark.celery_worker
+def test_workers_online_and_tasks_in_flight_come_from_the_real_worker(celery_worker_process):
+    options = {"queues": list(settings.TASK_QUEUES)}
+    found = _by_metric(CeleryCollector(_target(settings.CELERY_BROKER_URL, options=options)).collect())
+    assert found["celery_workers_online"][0].value >= 1
+    assert found["celery_tasks_active"][0].value >= 0
+    assert found["celery_tasks_reserved"][0].value >= 0
+    processed = found["celery_worker_tasks_processed_per_second"]
+    assert any(m.labels["worker"].startswith("pytest-") for m in processed)
+    assert all(m.kind == COUNTER for m in processed)
+
+
+@pytest.mark.celery_worker
+def test_task_events_in_the_window_become_rates_and_runtime_percentiles(celery_worker_process):
+    stop = threading.Event()
+
+    def keep_the_worker_busy() -> None:
+        while not stop.is_set():
+            project_app.send_task(PING_TASK, args=["busy"], queue="default")
+            project_app.send_task(PING_TASK, args=[], queue="default")  # TypeError in the worker: fails
+            time.sleep(0.05)
+
+    sender = threading.Thread(target=keep_the_worker_busy, daemon=True)
+    sender.start()
+    try:
+        target = _target(settings.CELERY_BROKER_URL, options={"event_window_seconds": 1.5}, timeout=3)
+        result = CeleryCollector(target).collect()
+    finally:
+        stop.set()
+        sender.join(5)
+    found = _by_metric(result)
+    assert found["celery_tasks_succeeded_per_second"][0].value > 0
+    assert found["celery_tasks_failed_per_second"][0].value > 0
+    assert found["celery_tasks_retried_per_second"][0].value >= 0
+    runtimes = {m.labels["quantile"]: m.value for m in found["celery_task_runtime_seconds"]}
+    assert set(runtimes) == {"0.5", "0.95", "0.99"}
+    assert 0 <= runtimes["0.5"] <= runtimes["0.95"] <= runtimes["0.99"] < 5
+    assert any("1.5 s window" in note for note in result.notes)
+
+
+@pytest.mark.celery_worker
+def test_connection_describes_the_broker_and_the_workers(celery_worker_process):
+    description = CeleryCollector(_target(settings.CELERY_BROKER_URL, options={"app": "config"})).test_connection()
+    assert description.startswith("Celery app config: broker Redis ")
+    assert "online" in description and "0 workers" not in description
+
+
+def test_no_workers_is_reported_as_zero_not_as_a_failure(idle_broker):
+    started = time.monotonic()
+    result = CeleryCollector(_target(idle_broker)).collect()
+    found = _by_metric(result)
+    assert found["celery_workers_online"][0].value == 0
+    assert [(m.labels, m.value) for m in found["celery_queue_length"]] == [({"queue": "celery"}, 0)]
+    assert "No Celery worker answered the ping." in result.notes
+    assert "celery_tasks_succeeded_per_second" not in found  # no window is listened to without workers
+    assert time.monotonic() - started < 2  # the ping's reply timeout, nothing more
+
+
+def test_a_closed_broker_port_is_a_readable_error_without_the_password():
+    url = f"redis://:s3cret-pw@127.0.0.1:{_free_port()}/0"
+    with pytest.raises(CollectorError) as caught:
+        CeleryCollector(_target(url)).collect()
+    message = str(caught.value)
+    assert message.startswith("The Celery broker at") and "could not be reached" in message
+    assert "s3cret-pw" not in message
+
+
+def test_invalid_options_are_explained():
+    with pytest.raises(CollectorError, match='"queues" must be a list'):
+        CeleryCollector(_target("redis://127.0.0.1:1/0", options={"queues": "celery"})).collect()
+    with pytest.raises(CollectorError, match='"event_window_seconds"'):
+        CeleryCollector(_target("redis://127.0.0.1:1/0", options={"event_window_seconds": 30})).collect()
+
+
+@pytest.mark.celery_worker
+@pytest.mark.usefixtures("clean_samples")
+def test_collect_target_stores_rates_from_the_second_collection_and_none_after_a_reset(celery_worker_process):
+    target = _target(settings.CELERY_BROKER_URL, options={"queues": list(settings.TASK_QUEUES)}, name="celery-rates")
+    target.save()
+    metric = "celery_worker_tasks_processed_per_second"
+    collect_target(target=target)
+    assert _stored(target.id, metric) == []
+    assert _stored(target.id, "celery_queue_length")
+    project_app.send_task(PING_TASK, args=["counted"], queue="default").get(timeout=30)
+    collect_target(target=target)
+    rates = _stored(target.id, metric)
+    assert rates and all(kind == "rate" and value > 0 for kind, _, value in rates)
+
+    # As if the worker restarted: the stored totals are now larger than what it reports.
+    state = CollectorState.objects.get(target=target)
+    state.counters["series"] = {key: value + 1e9 for key, value in state.counters["series"].items()}
+    state.save()
+    collect_target(target=target)
+    assert len(_stored(target.id, metric)) == len(rates)  # no rate across the reset, no negative one
