@@ -27,4 +27,19 @@ DEFAULT_SCHEDULES: tuple[DefaultSchedule, ...] = (
         description="Deletes expired login sessions from the database.",
         crontab="17 3 * * *",
     ),
+    # Every minute: roll the newest raw samples (and late ones) up into 1-minute and 1-hour buckets.
+    DefaultSchedule(
+        name="Roll up samples",
+        task="monitoring.tasks.rollup_task",
+        description="Computes 1-minute and 1-hour min/max/avg buckets from new and late raw samples.",
+        every_seconds=60,
+    ),
+    # Daily at 03:41 (quiet, and away from the session cleanup): drop raw day partitions and
+    # rollups past their retention (PERFPILOT_RETENTION_RAW_DAYS, _1M_DAYS, _1H_DAYS).
+    DefaultSchedule(
+        name="Prune old metrics",
+        task="monitoring.tasks.retention_task",
+        description="Drops raw sample partitions and deletes rollups older than their retention.",
+        crontab="41 3 * * *",
+    ),
 )

@@ -1,0 +1,83 @@
+"""Reading pg_stat_statements history: the slowest normalized queries of a target over a window.
+
+QueryStat rows are per-interval deltas (monitoring.services.collection), so summing those collected
+in a window gives what the queries cost in that window, not over the server's lifetime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import F, FloatField, Sum
+from django.db.models.functions import Cast, NullIf
+
+from config.errors import InvalidInput
+from monitoring.models import QueryStat, QueryText
+
+# order_by value -> the aggregate it sorts on, largest first
+ORDERINGS = {
+    "total_time": "sum_total_time_ms",
+    "mean_time": "mean_time_ms",
+    "calls": "sum_calls",
+    "rows": "sum_rows",
+}
+
+
+@dataclass(frozen=True)
+class SlowQuery:
+    queryid: int
+    query: str
+    database: str
+    calls: int
+    total_time_ms: float
+    mean_time_ms: float
+    rows: int
+    shared_blks_hit: int
+    shared_blks_read: int
+    hit_ratio_percent: float | None  # None when the queries touched no shared block
+
+
+def slow_queries(
+    *, target_id: int, start: datetime, end: datetime, order_by: str = "total_time", limit: int = 50
+) -> list[SlowQuery]:
+    """The `limit` queries of a target that cost the most in [start, end], by the chosen measure."""
+    if order_by not in ORDERINGS:
+        raise InvalidInput(f"Order by one of {', '.join(ORDERINGS)}, not {order_by!r}.", field="order_by")
+    if limit < 1:
+        raise InvalidInput("The limit must be at least 1.", field="limit")
+    rows = list(
+        QueryStat.objects.filter(target_id=target_id, collected_at__gte=start, collected_at__lte=end)
+        .values("queryid")
+        .annotate(
+            sum_calls=Sum("calls"),
+            sum_total_time_ms=Sum("total_time_ms"),
+            sum_rows=Sum("rows"),
+            sum_shared_blks_hit=Sum("shared_blks_hit"),
+            sum_shared_blks_read=Sum("shared_blks_read"),
+        )
+        .annotate(mean_time_ms=F("sum_total_time_ms") / Cast(NullIf(F("sum_calls"), 0), FloatField()))
+        .order_by(F(ORDERINGS[order_by]).desc(nulls_last=True), "queryid")[:limit]
+    )
+    # Texts are stored once per (target, queryid); a stat without one still counts, with no text.
+    texts = {
+        text.queryid: text
+        for text in QueryText.objects.filter(target_id=target_id, queryid__in=[row["queryid"] for row in rows])
+    }
+    return [_slow_query(row, texts.get(row["queryid"])) for row in rows]
+
+
+def _slow_query(row: dict, text: QueryText | None) -> SlowQuery:
+    hit, read = int(row["sum_shared_blks_hit"]), int(row["sum_shared_blks_read"])
+    return SlowQuery(
+        queryid=row["queryid"],
+        query=text.query if text else "",
+        database=text.database if text else "",
+        calls=int(row["sum_calls"]),
+        total_time_ms=float(row["sum_total_time_ms"]),
+        mean_time_ms=float(row["mean_time_ms"] or 0.0),
+        rows=int(row["sum_rows"]),
+        shared_blks_hit=hit,
+        shared_blks_read=read,
+        hit_ratio_percent=100.0 * hit / (hit + read) if hit + read else None,
+    )
