@@ -81,10 +81,13 @@ def _permission_denied(request, exc):
 
 @api.exception_handler(InvalidInput)
 def _invalid_input(request, exc):
-    body = {"detail": str(exc)}
-    if exc.field:
-        body["field"] = exc.field
-    return api.create_response(request, body, status=400)
+    if exc.loc is not None:  # same shape as request validation errors, so clients parse one format
+        body = {"detail": [{"loc": exc.loc, "msg": str(exc), "type": "value_error"}]}
+    else:
+        body = {"detail": str(exc)}
+        if exc.field:
+            body["field"] = exc.field
+    return api.create_response(request, body, status=exc.status_code)
 
 
 def _unavailable(component: str):
@@ -124,7 +127,7 @@ def _mount_routers() -> None:
     from scaling.api import router as scaling_router
 
     api.add_router("/", control_plane_router)
-    api.add_router("/monitoring", monitoring_router)
+    api.add_router("/", monitoring_router)
     api.add_router("/optimizer", optimizer_router)
     api.add_router("/scaling", scaling_router)
     api.add_router("/alerts", alerts_router)

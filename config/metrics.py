@@ -57,10 +57,17 @@ class RequestMetricsMiddleware:
         return response
 
 
-def metrics_exposition() -> tuple[bytes, str]:
+def metrics_exposition(*, extra_collectors: tuple = ()) -> tuple[bytes, str]:
+    """Our own request metrics plus, from extra_collectors, values read at scrape time."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        own = CollectorRegistry()
+        multiprocess.MultiProcessCollector(own)
     else:
-        registry = DEFAULT_REGISTRY
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+        own = DEFAULT_REGISTRY
+    payload = generate_latest(own)
+    if extra_collectors:
+        scrape_time = CollectorRegistry(auto_describe=False)
+        for collector in extra_collectors:
+            scrape_time.register(collector)
+        payload += generate_latest(scrape_time)
+    return payload, CONTENT_TYPE_LATEST

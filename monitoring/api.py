@@ -1,7 +1,198 @@
-"""The monitoring app's API router, mounted at /api/v1/monitoring by config/api.py."""
+"""Monitoring API: targets, push ingestion, series search and history, current values."""
 
 from __future__ import annotations
 
-from config.endpoints import section_router
+from datetime import timedelta
 
-router = section_router("monitoring")
+from django.shortcuts import get_object_or_404
+from ninja import Query, Router, Status
+
+from config.endpoints import ERRORS, section_router
+from config.errors import InvalidInput
+from config.roles import OPERATOR, ensure_role
+from config.schemas import ErrorOut
+from monitoring.models import Series, Target
+from monitoring.schemas import (
+    ConnectionTestOut,
+    CurrentValueOut,
+    ForecastOut,
+    IngestIn,
+    IngestOut,
+    QueryOut,
+    SeriesOut,
+    TargetIn,
+    TargetOut,
+    TargetPatchIn,
+)
+from monitoring.selectors.targets import current_values, target_forecasts, target_list
+from monitoring.services.ingest import IngestBatch, samples_ingest
+from monitoring.services.targets import (
+    TargetInput,
+    target_create,
+    target_delete,
+    target_test_connection,
+    target_update,
+)
+from monitoring.timeranges import parse_time
+
+router = Router(tags=["monitoring"])
+router.add_router("/monitoring", section_router("monitoring"))
+WRITE_ERRORS = {400: ErrorOut, **ERRORS}
+MAX_QUERY_SERIES = 50
+
+
+def _series_out(series: Series) -> dict:
+    return {
+        "id": series.id,
+        "target": series.target.name if series.target_id else None,
+        "metric": series.metric,
+        "labels": series.labels,
+        "kind": series.kind,
+        "unit": series.unit,
+    }
+
+
+# --- targets ----------------------------------------------------------------------------------
+
+
+@router.get("/targets", response=list[TargetOut], summary="List targets")
+def targets_list(request, kind: str | None = None):
+    return list(target_list(kind=kind))
+
+
+@router.post("/targets", response={201: TargetOut, **WRITE_ERRORS}, summary="Add a target")
+def targets_create(request, payload: TargetIn):
+    ensure_role(request.auth, OPERATOR)
+    data = TargetInput(**payload.dict())
+    return Status(201, target_create(data=data, actor=request.auth, via="api"))
+
+
+@router.get("/targets/{target_id}", response={200: TargetOut, **ERRORS}, summary="One target")
+def targets_get(request, target_id: int):
+    return get_object_or_404(Target, pk=target_id)
+
+
+@router.patch("/targets/{target_id}", response={200: TargetOut, **WRITE_ERRORS}, summary="Change a target")
+def targets_patch(request, target_id: int, payload: TargetPatchIn):
+    ensure_role(request.auth, OPERATOR)
+    target = get_object_or_404(Target, pk=target_id)
+    changes = payload.dict(exclude_unset=True)
+    return target_update(target=target, changes=changes, actor=request.auth, via="api")
+
+
+@router.delete("/targets/{target_id}", response={204: None, **ERRORS}, summary="Delete a target and its history")
+def targets_delete(request, target_id: int):
+    ensure_role(request.auth, OPERATOR)
+    target_delete(target=get_object_or_404(Target, pk=target_id), actor=request.auth, via="api")
+    return Status(204, None)
+
+
+@router.post("/targets/{target_id}/test", response={200: ConnectionTestOut, **ERRORS}, summary="Test connection")
+def targets_test(request, target_id: int):
+    ensure_role(request.auth, OPERATOR)
+    result = target_test_connection(target=get_object_or_404(Target, pk=target_id))
+    return {"ok": result.ok, "detail": result.detail}
+
+
+@router.get("/targets/{target_id}/forecasts", response={200: list[ForecastOut], **ERRORS}, summary="Forecasts")
+def targets_forecasts(request, target_id: int, window_days: int = 7):
+    if not 1 <= window_days <= 90:
+        raise InvalidInput("window_days must be between 1 and 90.", field="window_days")
+    target = get_object_or_404(Target, pk=target_id)
+    return [
+        {
+            "series_id": s.id,
+            "metric": s.metric,
+            "labels": s.labels,
+            "current": f.current,
+            "limit": f.limit,
+            "slope_per_day": f.slope_per_day,
+            "days_to_limit": f.days_to_limit,
+            "reaches_at": f.reaches_at,
+            "r_squared": f.r_squared,
+        }
+        for s, f in target_forecasts(target=target, window=timedelta(days=window_days))
+    ]
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+@router.post("/metrics", response={202: IngestOut, **WRITE_ERRORS}, summary="Push samples")
+def metrics_ingest(request, payload: IngestIn):
+    """Batches of samples from external agents: up to 500,000 per request, timestamps in Unix seconds."""
+    ensure_role(request.auth, OPERATOR)
+    target = None
+    if payload.target is not None:
+        target = Target.objects.filter(name=payload.target).first()
+        if target is None:
+            raise InvalidInput(f"No target named {payload.target!r}.", field="target")
+    batches = [IngestBatch(s.metric, s.labels, s.kind, s.unit, s.points) for s in payload.series]
+    result = samples_ingest(target=target, batches=batches)
+    return Status(202, {"accepted": result.samples, "series": result.series})
+
+
+@router.get("/metrics/series", response=list[SeriesOut], summary="Search series")
+def metrics_series(request, target_id: int | None = None, q: str | None = None, limit: int = 100):
+    from monitoring.selectors.series import series_search
+
+    if not 1 <= limit <= 1000:
+        raise InvalidInput("limit must be between 1 and 1000.", field="limit")
+    return [_series_out(s) for s in series_search(target_id=target_id, text=q, limit=limit)]
+
+
+@router.get("/metrics/query", response={200: QueryOut, 400: ErrorOut, **ERRORS}, summary="Series history")
+def metrics_query(
+    request,
+    series: str,
+    start: str = Query("-1h", alias="from"),
+    end: str = Query("now", alias="to"),
+    step: int | None = None,
+):
+    """History of up to 50 series (comma-separated ids). Resolution is chosen so each series
+    gets at most about 1,500 points; `step` (seconds) asks for a coarser one."""
+    from monitoring.selectors.series import series_query
+
+    try:
+        ids = [int(part) for part in series.split(",") if part.strip()]
+    except ValueError as exc:
+        raise InvalidInput("series must be comma-separated series ids.", field="series") from exc
+    if not 1 <= len(ids) <= MAX_QUERY_SERIES:
+        raise InvalidInput(f"Ask for 1 to {MAX_QUERY_SERIES} series.", field="series")
+    start_at, end_at = parse_time(start, "from"), parse_time(end, "to")
+    if start_at >= end_at:
+        raise InvalidInput("from must be before to.", field="from")
+    max_points = 1500
+    if step is not None:
+        if step < 1:
+            raise InvalidInput("step must be at least 1 second.", field="step")
+        max_points = max(1, min(1500, int((end_at - start_at).total_seconds() // step)))
+    known = {s.id: s for s in Series.objects.select_related("target").filter(id__in=ids)}
+    missing = [i for i in ids if i not in known]
+    if missing:
+        raise InvalidInput(f"Unknown series: {', '.join(map(str, missing))}.", field="series")
+    result = series_query(series_ids=ids, start=start_at, end=end_at, max_points=max_points)
+    return {
+        "resolution": result.resolution,
+        "step_seconds": result.step_seconds,
+        "series": [
+            {**_series_out(known[i]), "points": [(p.ts, p.avg, p.min, p.max) for p in result.series.get(i, [])]}
+            for i in ids
+        ],
+    }
+
+
+@router.get("/performance/metrics", response=list[CurrentValueOut], summary="Current values")
+def performance_metrics(request, target_id: int | None = None):
+    target = get_object_or_404(Target, pk=target_id) if target_id is not None else None
+    return [
+        {
+            "target": v.series.target.name if v.series.target_id else None,
+            "target_status": v.series.target.status if v.series.target_id else None,
+            "metric": v.series.metric,
+            "labels": v.series.labels,
+            "value": v.value,
+            "at": v.at,
+        }
+        for v in current_values(target=target)
+    ]

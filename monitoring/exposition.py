@@ -1,0 +1,40 @@
+"""Current values of the collected series in Prometheus format, so Prometheus can scrape Perfpilot.
+
+Each metric becomes a gauge family `perfpilot_<metric>` with the target's name and the
+series' labels as labels; only series seen in the last 10 minutes are exposed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+from prometheus_client.core import GaugeMetricFamily
+
+from monitoring.selectors.targets import current_values
+
+_INVALID = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def _name(text: str) -> str:
+    cleaned = _INVALID.sub("_", text)
+    return cleaned if not cleaned[:1].isdigit() else f"_{cleaned}"
+
+
+class CollectedSeriesCollector:
+    def collect(self):
+        families: dict[str, list] = defaultdict(list)
+        for current in current_values():
+            families[current.series.metric].append(current)
+        for metric, values in sorted(families.items()):
+            label_names = sorted({"target", *(_name(k) for v in values for k in v.series.labels)})
+            family = GaugeMetricFamily(
+                f"perfpilot_{_name(metric)}", f"Latest collected value of {metric}.", labels=label_names
+            )
+            for current in values:
+                labels = {_name(k): str(v) for k, v in current.series.labels.items()}
+                labels["target"] = current.series.target.name if current.series.target_id else ""
+                family.add_metric(
+                    [labels.get(name, "") for name in label_names], current.value, timestamp=current.at.timestamp()
+                )
+            yield family

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from ninja import Field, Schema
+from pydantic import ConfigDict
+
+from monitoring.models import Target
+
+METRIC_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:.]*$"
+
+
+class StrictSchema(Schema):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class TargetIn(StrictSchema):
+    name: str = Field(..., min_length=1, max_length=100)
+    kind: Target.Kind
+    url: str = Field("", max_length=2000, description="DSN or URL, with password if needed. Stored encrypted.")
+    interval_seconds: int = Field(10, ge=1, le=86_400)
+    timeout_seconds: int = Field(5, ge=1, le=300)
+    enabled: bool = True
+    options: dict = Field(default_factory=dict)
+
+
+class TargetPatchIn(StrictSchema):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    url: str | None = Field(None, max_length=2000, description="Leave out to keep the stored URL.")
+    interval_seconds: int | None = Field(None, ge=1, le=86_400)
+    timeout_seconds: int | None = Field(None, ge=1, le=300)
+    enabled: bool | None = None
+    options: dict | None = None
+
+
+class TargetOut(Schema):
+    id: int
+    name: str
+    kind: str
+    enabled: bool
+    builtin: bool
+    url: str = Field(..., description="The URL with its password masked.")
+    interval_seconds: int
+    timeout_seconds: int
+    options: dict
+    status: str
+    last_success_at: datetime | None
+    last_attempt_at: datetime | None
+    last_error: str
+    last_error_at: datetime | None
+    last_duration_ms: float | None
+    consecutive_failures: int
+
+    @staticmethod
+    def resolve_url(obj: Target) -> str:
+        # Explicit: the model's own `url` property decrypts, and must never be serialised.
+        return obj.url_display
+
+
+class ConnectionTestOut(Schema):
+    ok: bool
+    detail: str
+
+
+class IngestSeriesIn(StrictSchema):
+    metric: str = Field(..., min_length=1, max_length=200, pattern=METRIC_PATTERN)
+    labels: dict[str, str] = Field(default_factory=dict)
+    kind: str = Field("gauge", description="gauge or rate")
+    unit: str = Field("", max_length=20)
+    points: list[tuple[float, float]] = Field(..., min_length=1, description="[unix seconds, value] pairs")
+
+
+class IngestIn(StrictSchema):
+    target: str | None = Field(None, description="Name of an existing target the series belong to.")
+    series: list[IngestSeriesIn] = Field(..., min_length=1)
+
+
+class IngestOut(Schema):
+    accepted: int
+    series: int
+
+
+class SeriesOut(Schema):
+    id: int
+    target: str | None
+    metric: str
+    labels: dict
+    kind: str
+    unit: str
+
+
+class QuerySeriesOut(SeriesOut):
+    points: list[tuple[datetime, float, float, float]] = Field(..., description="[time, avg, min, max]")
+
+
+class QueryOut(Schema):
+    resolution: str
+    step_seconds: int
+    series: list[QuerySeriesOut]
+
+
+class CurrentValueOut(Schema):
+    target: str | None
+    target_status: str | None
+    metric: str
+    labels: dict
+    value: float
+    at: datetime
+
+
+class ForecastOut(Schema):
+    series_id: int
+    metric: str
+    labels: dict
+    current: float
+    limit: float
+    slope_per_day: float
+    days_to_limit: float | None
+    reaches_at: datetime | None
+    r_squared: float

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from monitoring.models import Series, Target
+from tests.monitoring.conftest import sample_count
+
+pytestmark = pytest.mark.usefixtures("clean_samples")
+
+
+def _post(client, auth, body, raw: str | None = None):
+    data = raw if raw is not None else json.dumps(body)
+    return client.post("/api/v1/metrics", data, content_type="application/json", **auth)
+
+
+def test_a_batch_of_ten_thousand_samples_is_stored(anonymous_client, operator_auth):
+    now = time.time()
+    points = [[now - 10_000 + i, float(i)] for i in range(10_000)]
+    response = _post(
+        anonymous_client,
+        operator_auth,
+        {"series": [{"metric": "app_queue_depth", "labels": {"app": "shop"}, "points": points}]},
+    )
+    assert response.status_code == 202, response.content
+    assert response.json() == {"accepted": 10_000, "series": 1}
+    series = Series.objects.get(metric="app_queue_depth")
+    assert series.labels == {"app": "shop"} and series.target is None
+    assert sample_count(series.id) == 10_000
+
+
+def test_samples_can_belong_to_a_named_target(anonymous_client, operator_auth):
+    Target.objects.create(name="shop", kind="prometheus")
+    response = _post(
+        anonymous_client,
+        operator_auth,
+        {"target": "shop", "series": [{"metric": "orders", "points": [[time.time(), 3]]}]},
+    )
+    assert response.status_code == 202
+    assert Series.objects.get(metric="orders").target.name == "shop"
+    unknown = _post(
+        anonymous_client,
+        operator_auth,
+        {"target": "nope", "series": [{"metric": "orders", "points": [[time.time(), 3]]}]},
+    )
+    assert unknown.status_code == 400
+    assert unknown.json()["field"] == "target"
+
+
+@pytest.mark.parametrize(
+    "ts,fragment",
+    [
+        (0, "outside the accepted range"),
+        (time.time() + 3600, "outside the accepted range"),
+        (time.time() - 30 * 86400, "outside the accepted range"),
+    ],
+)
+def test_bad_timestamps_are_rejected_and_nothing_is_written(anonymous_client, operator_auth, ts, fragment):
+    good = [time.time() - 5, 1.0]
+    response = _post(anonymous_client, operator_auth, {"series": [{"metric": "m", "points": [good, [ts, 2.0]]}]})
+    assert response.status_code == 422
+    error = response.json()["detail"][0]
+    assert error["loc"] == ["body", "payload", "series", 0, "points", 1, 0]
+    assert fragment in error["msg"]
+    assert not Series.objects.filter(metric="m").exists() or sample_count(Series.objects.get(metric="m").id) == 0
+
+
+def test_nan_values_are_rejected_with_a_422(anonymous_client, operator_auth):
+    raw = '{"series": [{"metric": "m", "points": [[' + str(time.time()) + ", NaN]]}]}"
+    response = _post(anonymous_client, operator_auth, None, raw=raw)
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail[0]["loc"][:3] == ["body", "payload", "series"]
+
+
+def test_unknown_fields_are_rejected_with_a_422_naming_them(anonymous_client, operator_auth):
+    response = _post(
+        anonymous_client, operator_auth, {"series": [{"metric": "m", "points": [[time.time(), 1]], "colour": "red"}]}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][-1] == "colour"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"series": []},
+        {"series": [{"metric": "bad metric!", "points": [[1, 1]]}]},
+        {"series": [{"metric": "m", "points": []}]},
+        {"series": [{"metric": "m", "points": [["soon", 1]]}]},
+    ],
+)
+def test_malformed_batches_are_422(anonymous_client, operator_auth, body):
+    assert _post(anonymous_client, operator_auth, body).status_code == 422
+
+
+def test_viewers_cannot_push(anonymous_client, viewer_auth):
+    response = _post(anonymous_client, viewer_auth, {"series": [{"metric": "m", "points": [[time.time(), 1]]}]})
+    assert response.status_code == 403
