@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django_celery_beat.models import PeriodicTask
@@ -30,15 +31,22 @@ from config.services import (
 
 @require_GET
 def overview(request: HttpRequest) -> HttpResponse:
-    status = control_plane_status()
-    context = {
-        "status": status,
-        "queues": queue_lengths(),
-        "latency_figure": health_latency_figure(status.checks).to_json(),
-    }
+    from monitoring.dashboards import overview_panels
+    from monitoring.timeranges import RANGE_PRESETS
+
+    fragment = request.GET.get("fragment") if request.htmx else None
+    context = {}
+    if fragment in (None, "health"):
+        status = control_plane_status()
+        context.update(
+            status=status, queues=queue_lengths(), latency_figure=health_latency_figure(status.checks).to_json()
+        )
+    if fragment in (None, "targets"):
+        end = timezone.now()
+        context["panels"] = overview_panels(start=end - RANGE_PRESETS["1h"], end=end)
     template = "config/overview.html"
-    if request.htmx:
-        template += "#health"
+    if fragment in ("health", "targets"):
+        template += f"#{fragment}"
     return render(request, template, context)
 
 
@@ -139,5 +147,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
         response = JsonResponse({"detail": message}, status=401)
         response["WWW-Authenticate"] = "Bearer"
         return response
-    payload, content_type = metrics_exposition()
+    from monitoring.exposition import CollectedSeriesCollector
+
+    payload, content_type = metrics_exposition(extra_collectors=(CollectedSeriesCollector(),))
     return HttpResponse(payload, content_type=content_type)

@@ -5,4 +5,12 @@ from django.urls import path
 from monitoring import views
 
 app_name = "monitoring"
-urlpatterns = [path("", views.index, name="index")]
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("targets/<int:target_id>/", views.target_detail, name="target"),
+    path("targets/<int:target_id>/edit/", views.target_edit, name="target-edit"),
+    path("targets/<int:target_id>/delete/", views.target_remove, name="target-delete"),
+    path("targets/<int:target_id>/test/", views.target_test, name="target-test"),
+    path("targets/<int:target_id>/queries/", views.slow_queries, name="queries"),
+    path("explore/", views.explore, name="explore"),
+]

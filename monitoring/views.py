@@ -1,12 +1,190 @@
+"""Monitoring pages: targets, a page per target, slow queries, and the metrics explorer."""
+
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+import json
 
-from config.views import section_context
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from config.errors import InvalidInput
+from config.roles import OPERATOR, ensure_role, role_required
+from monitoring.dashboards import all_metric_charts, explorer_chart
+from monitoring.forms import TargetForm
+from monitoring.models import Series, Target
+from monitoring.selectors.targets import target_forecasts, target_list
+from monitoring.services.targets import (
+    TargetInput,
+    target_create,
+    target_delete,
+    target_test_connection,
+    target_update,
+)
+from monitoring.timeranges import RANGE_PRESETS, resolve_range
+
+QUERY_WINDOWS = {"1h": "1h", "6h": "6h", "24h": "24h", "7d": "7d"}
+QUERY_ORDERS = {"total_time": "Total time", "mean_time": "Mean time", "calls": "Calls", "rows": "Rows"}
+
+
+def _form_errors_from(form: TargetForm, exc: InvalidInput) -> None:
+    form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+
+
+@require_http_methods(["GET", "POST"])
+def index(request: HttpRequest) -> HttpResponse:
+    form = TargetForm(initial={"kind": Target.Kind.POSTGRES})
+    status = 200
+    if request.method == "POST":
+        ensure_role(request.user, OPERATOR)
+        form = TargetForm(request.POST)
+        if form.is_valid():
+            try:
+                target = target_create(data=TargetInput(**form.cleaned_data), actor=request.user, via="ui")
+            except InvalidInput as exc:
+                _form_errors_from(form, exc)
+            else:
+                messages.success(
+                    request, f"Target “{target.name}” added; it is collected every {target.interval_seconds} s."
+                )
+                return redirect("monitoring:target", target_id=target.id)
+        status = 422
+    context = {"targets": target_list(), "form": form, "kinds": Target.Kind.choices}
+    return render(request, "monitoring/index.html", context, status=status)
 
 
 @require_GET
-def index(request: HttpRequest) -> HttpResponse:
-    return render(request, "monitoring/index.html", section_context("monitoring"))
+def target_detail(request: HttpRequest, target_id: int) -> HttpResponse:
+    target = get_object_or_404(Target, pk=target_id)
+    start, end, range_label = resolve_range(preset=request.GET.get("range"))
+    context = {
+        "target": target,
+        "range_label": range_label,
+        "presets": list(RANGE_PRESETS),
+        "charts": all_metric_charts(target=target, start=start, end=end),
+        "forecasts": target_forecasts(target=target),
+        "form": TargetForm(
+            editing=True,
+            initial={
+                "name": target.name,
+                "kind": target.kind,
+                "interval_seconds": target.interval_seconds,
+                "timeout_seconds": target.timeout_seconds,
+                "enabled": target.enabled,
+                "options": json.dumps(target.options) if target.options else "",
+            },
+        ),
+    }
+    template = "monitoring/target.html"
+    if request.htmx and request.GET.get("fragment") == "charts":
+        template += "#charts"
+    return render(request, template, context)
+
+
+@require_POST
+@role_required(OPERATOR)
+def target_edit(request: HttpRequest, target_id: int) -> HttpResponse:
+    target = get_object_or_404(Target, pk=target_id)
+    form = TargetForm(request.POST, editing=True, initial={"kind": target.kind})
+    if form.is_valid():
+        changes = {k: v for k, v in form.cleaned_data.items() if k != "kind"}
+        try:
+            target_update(target=target, changes=changes, actor=request.user, via="ui")
+        except InvalidInput as exc:
+            _form_errors_from(form, exc)
+        else:
+            messages.success(request, f"Target “{target.name}” saved.")
+            return redirect("monitoring:target", target_id=target.id)
+    start, end, range_label = resolve_range(preset="1h")
+    context = {
+        "target": target,
+        "form": form,
+        "range_label": range_label,
+        "presets": list(RANGE_PRESETS),
+        "charts": all_metric_charts(target=target, start=start, end=end),
+        "forecasts": [],
+        "show_edit": True,
+    }
+    return render(request, "monitoring/target.html", context, status=422)
+
+
+@require_POST
+@role_required(OPERATOR)
+def target_remove(request: HttpRequest, target_id: int) -> HttpResponse:
+    target = get_object_or_404(Target, pk=target_id)
+    name = target.name
+    target_delete(target=target, actor=request.user, via="ui")
+    messages.success(request, f"Target “{name}” and its history were deleted.")
+    return redirect("monitoring:index")
+
+
+@require_POST
+@role_required(OPERATOR)
+def target_test(request: HttpRequest, target_id: int) -> HttpResponse:
+    target = get_object_or_404(Target, pk=target_id)
+    result = target_test_connection(target=target)
+    return render(request, "monitoring/_test_result.html", {"result": result, "tested_at": timezone.now()})
+
+
+@require_GET
+def slow_queries(request: HttpRequest, target_id: int) -> HttpResponse:
+    from monitoring.selectors.statements import slow_queries as select_slow_queries
+
+    target = get_object_or_404(Target, pk=target_id, kind=Target.Kind.POSTGRES)
+    window = request.GET.get("window") if request.GET.get("window") in QUERY_WINDOWS else "1h"
+    order = request.GET.get("order") if request.GET.get("order") in QUERY_ORDERS else "total_time"
+    start, end, _ = resolve_range(preset=window)
+    context = {
+        "target": target,
+        "window": window,
+        "windows": list(QUERY_WINDOWS),
+        "order": order,
+        "order_label": QUERY_ORDERS[order],
+        "orders": QUERY_ORDERS,
+        "queries": select_slow_queries(target_id=target.id, start=start, end=end, order_by=order, limit=50),
+        "start": start,
+        "end": end,
+    }
+    return render(request, "monitoring/queries.html", context)
+
+
+@require_GET
+def explore(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()
+    selected_ids = []
+    for value in request.GET.getlist("series"):
+        if value.isdigit():
+            selected_ids.append(int(value))
+    error = None
+    chart = None
+    range_label = "custom"
+    try:
+        start, end, range_label = resolve_range(
+            preset=request.GET.get("range"), start=request.GET.get("from") or None, end=request.GET.get("to") or None
+        )
+        if selected_ids:
+            chart = explorer_chart(series_ids=selected_ids[:20], start=start, end=end)
+    except InvalidInput as exc:
+        error = str(exc)
+    from monitoring.selectors.series import series_search
+
+    candidates = list(series_search(text=query or None, limit=200))
+    selected = list(Series.objects.select_related("target").filter(id__in=selected_ids))
+    context = {
+        "q": query,
+        "candidates": candidates,
+        "selected": selected,
+        "selected_ids": set(selected_ids),
+        "chart": chart,
+        "range_label": range_label,
+        "presets": list(RANGE_PRESETS),
+        "error": error,
+        "custom_from": request.GET.get("from", ""),
+        "custom_to": request.GET.get("to", ""),
+    }
+    template = "monitoring/explore.html"
+    if request.htmx and request.GET.get("fragment") == "chart":
+        template += "#chart"
+    return render(request, template, context, status=422 if error else 200)

@@ -31,7 +31,7 @@ def test_overview_polls_its_health_fragment_only_while_visible(viewer_client):
 
 
 def test_htmx_request_gets_only_the_health_fragment(viewer_client):
-    response = viewer_client.get("/", HTTP_HX_REQUEST="true")
+    response = viewer_client.get("/?fragment=health", HTTP_HX_REQUEST="true")
     html = response.content.decode()
     assert html.lstrip().startswith('<div id="health"')
     assert "<nav" not in html

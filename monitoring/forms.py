@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import json
+
+from django import forms
+
+from monitoring.models import Target
+
+
+class TargetForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    kind = forms.ChoiceField(choices=Target.Kind.choices)
+    url = forms.CharField(
+        max_length=2000,
+        required=False,
+        label="URL / DSN",
+        help_text="e.g. postgresql://user:password@db:5432/app. Stored encrypted and never shown back; "
+        "leave blank when editing to keep the stored one.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    interval_seconds = forms.IntegerField(min_value=1, max_value=86_400, initial=10, label="Interval (s)")
+    timeout_seconds = forms.IntegerField(min_value=1, max_value=300, initial=5, label="Timeout (s)")
+    enabled = forms.BooleanField(required=False, initial=True)
+    options = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false"}),
+        help_text='JSON, e.g. {"allowlist": ["http_*"]} for Prometheus or {"queues": ["celery"]} for Celery.',
+    )
+
+    def __init__(self, *args, editing: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if editing:
+            self.fields["kind"].disabled = True
+
+    def clean_options(self) -> dict:
+        text = (self.cleaned_data.get("options") or "").strip()
+        if not text:
+            return {}
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from exc
+        if not isinstance(value, dict):
+            raise forms.ValidationError("Options must be a JSON object.")
+        return value
