@@ -5,13 +5,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint format install install-dev browser clean-data help
+.PHONY: run test lint format install install-dev browser clean-data help bench
 
 help:
 	@echo "make run    - install and start Perfpilot (web, worker, beat, embedded PostgreSQL and Redis)"
 	@echo "make test   - install what the tests need, lint, and run the whole suite"
 	@echo "make lint   - ruff lint and format check"
 	@echo "make format - apply ruff formatting and fixes"
+	@echo "make bench  - run the benchmarks (BENCH_ARGS=query for one) and update docs/benchmarks.md"
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit("Perfpilot needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -57,6 +58,14 @@ format: install-dev
 
 test: install-dev browser lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Benchmarks on their own embedded servers and data dir (var/bench), never the run or test data;
+# raw retention is raised so the 30 days of raw samples they load are kept. Rewrites their
+# sections of docs/benchmarks.md. BENCH_ARGS=query runs one.
+bench: install-dev
+	DJANGO_SETTINGS_MODULE=config.settings_test PERFPILOT_VAR_DIR=var/bench \
+		PERFPILOT_EMBEDDED_PG_PORT=54379 PERFPILOT_EMBEDDED_REDIS_PORT=63799 \
+		PERFPILOT_RETENTION_RAW_DAYS=45 $(PY) -m bench $(BENCH_ARGS)
 
 # Stops the embedded servers and deletes all local data (accounts, history). Asks first.
 clean-data: install

@@ -1,0 +1,220 @@
+"""`ingest`: POST /api/v1/metrics through gunicorn against a raw psycopg COPY into the same table.
+
+Baseline: psycopg's binary COPY of the same (series_id, ts, value) rows, in batches of the same
+size, on one connection — the fastest way to get samples into monitoring_sample. Measured: the
+whole push path — HTTP to a real gunicorn (2 workers x 4 threads, as `make run`), token auth,
+JSON parsing, validation of every point, series resolution and the COPY — with request bodies
+serialised before the clock starts, sent over 2 keep-alive connections.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from bench import BenchResult, Figure
+from config.roles import OPERATOR, user_set_role
+from config.services import api_token_create
+from monitoring import storage
+
+ROOT = Path(__file__).resolve().parent.parent
+BATCH = 10_000
+BATCHES = 40  # 400,000 samples per side
+SERIES_PER_BATCH = 10
+CONNECTIONS = 2
+TARGET_RATIO = 0.5
+AIM = 200_000
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _reset() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE monitoring_sample, monitoring_rollup_1m, monitoring_rollup_1h")
+    storage.series_cache.clear()
+
+
+def _bodies(start: float) -> list[bytes]:
+    bodies = []
+    per_series = BATCH // SERIES_PER_BATCH
+    for batch in range(BATCHES):
+        base = start + batch * per_series
+        series = [
+            {
+                "metric": "bench_ingest",
+                "labels": {"copy": str(i)},
+                "points": [[base + j, float(j % 97)] for j in range(per_series)],
+            }
+            for i in range(SERIES_PER_BATCH)
+        ]
+        bodies.append(json.dumps({"series": series}).encode())
+    return bodies
+
+
+def _copy_baseline(series_ids: list[int], start: float) -> float:
+    per_series = BATCH // SERIES_PER_BATCH
+    batches = []
+    for batch in range(BATCHES):
+        base = start + batch * per_series
+        batches.append(
+            [
+                (sid, datetime.fromtimestamp(base + j, UTC), float(j % 97))
+                for sid in series_ids
+                for j in range(per_series)
+            ]
+        )
+    db = settings.DATABASES["default"]
+    conninfo = psycopg.conninfo.make_conninfo(
+        host=db["HOST"], port=db["PORT"], user=db["USER"], password=db["PASSWORD"], dbname=db["NAME"]
+    )
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        started = time.perf_counter()
+        for rows in batches:
+            with (
+                conn.cursor() as cur,
+                cur.copy("COPY monitoring_sample (series_id, ts, value) FROM STDIN (FORMAT BINARY)") as copy,
+            ):
+                copy.set_types(["int8", "timestamptz", "float8"])
+                for row in rows:
+                    copy.write_row(row)
+        return time.perf_counter() - started
+
+
+def _start_gunicorn(port: int) -> subprocess.Popen:
+    env = {**os.environ, "PERFPILOT_BIND": f"127.0.0.1:{port}"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "--worker-class",
+            "gthread",
+            "--no-control-socket",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit("gunicorn did not start for the ingest benchmark")
+
+
+def _post_all(port: int, token: str, bodies: list[bytes]) -> float:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    errors: list[str] = []
+
+    def worker(chunk: list[bytes]) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for body in chunk:
+            conn.request("POST", "/api/v1/metrics", body=body, headers=headers)
+            response = conn.getresponse()
+            payload = response.read()
+            if response.status != 202:
+                errors.append(f"{response.status}: {payload[:200]!r}")
+
+    # Warm-up: series creation and first partitions happen once, outside the clock.
+    worker(bodies[:1])
+    chunks = [bodies[1 + i :: CONNECTIONS] for i in range(CONNECTIONS)]
+    threads = [threading.Thread(target=worker, args=(chunk,)) for chunk in chunks]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise SystemExit(f"ingest benchmark: {len(errors)} requests failed, first: {errors[0]}")
+    return elapsed
+
+
+def run() -> BenchResult:
+    _reset()
+    user, _ = get_user_model().objects.get_or_create(username="bench-ingest")
+    user_set_role(user=user, role=OPERATOR)
+    token = api_token_create(user=user, name="bench", via="command").raw
+    start = (datetime.now(UTC) - timedelta(hours=20)).timestamp()
+
+    specs = [storage.SeriesSpec("bench_ingest_copy", {"copy": str(i)}) for i in range(SERIES_PER_BATCH)]
+    ids = storage.series_resolve(target_id=None, specs=specs)
+    storage.sample_partitions_ensure(
+        {datetime.fromtimestamp(start, UTC).date() + timedelta(days=d) for d in range(0, 2)}
+    )
+    copy_s = _copy_baseline(ids, start)
+    copy_rate = BATCH * BATCHES / copy_s
+
+    bodies = _bodies(start)
+    port = _free_port()
+    server = _start_gunicorn(port)
+    try:
+        api_s = _post_all(port, token, bodies)
+    finally:
+        server.terminate()
+        server.wait(20)
+    api_samples = BATCH * (BATCHES - 1)
+    api_rate = api_samples / api_s
+    ratio = api_rate / copy_rate
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM monitoring_sample s JOIN monitoring_series r ON r.id = s.series_id "
+            "WHERE r.metric = 'bench_ingest'"
+        )
+        stored = cursor.fetchone()[0]
+    if stored != BATCH * BATCHES:
+        raise SystemExit(f"ingest benchmark: expected {BATCH * BATCHES} samples stored, found {stored}")
+    return BenchResult(
+        name="ingest",
+        title="push ingestion against a raw COPY",
+        setup=(
+            f"{BATCHES} batches of {BATCH:,} samples ({SERIES_PER_BATCH} series each) per side. Baseline: binary "
+            f"COPY over one psycopg connection. Measured: `POST /api/v1/metrics` to gunicorn (2 workers x 4 threads) "
+            f"over {CONNECTIONS} keep-alive connections, bodies serialised beforehand; the first request (series "
+            "creation) is outside the clock. All stored samples were counted afterwards."
+        ),
+        figures=(
+            Figure("Raw COPY (baseline)", f"{copy_rate:,.0f} samples/s", "", "", "", None),
+            Figure(
+                "POST /api/v1/metrics",
+                f"{api_rate:,.0f} samples/s",
+                f"≥ {TARGET_RATIO:.0%} of COPY",
+                f"{copy_rate:,.0f} samples/s",
+                f"{ratio:.2f}",
+                ratio >= TARGET_RATIO,
+            ),
+            Figure("Aim: 200,000 samples/s", f"{api_rate:,.0f} samples/s", f"≥ {AIM:,}", "", "", api_rate >= AIM),
+        ),
+    )
