@@ -23,7 +23,7 @@ from monitoring.models import Target
 from monitoring.services.collection import collect_target
 from monitoring.services.targets import targets_register_builtin
 
-CYCLES = 12
+CYCLES = 30
 TARGET_MS = 50.0
 
 

@@ -17,6 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config import __version__
 from config.errors import InvalidInput
+from config.parser import FastJSONParser
 from config.services import api_token_authenticate, api_token_user_from_header
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ api = NinjaAPI(
     auth=[BearerTokenAuth(), SessionAuth()],
     urls_namespace="api",
     docs_decorator=_docs_require_auth,
+    parser=FastJSONParser(),
 )
 
 

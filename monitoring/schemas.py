@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from ninja import Field, Schema
-from pydantic import ConfigDict
+from pydantic import BaseModel, ConfigDict
 
 from monitoring.models import Target
 
@@ -62,7 +62,13 @@ class ConnectionTestOut(Schema):
     detail: str
 
 
-class IngestSeriesIn(StrictSchema):
+class IngestModel(BaseModel):
+    # Plain pydantic models, not ninja Schemas: ninja's Schema wraps every object in an
+    # ORM-friendly root validator, which costs milliseconds on a 10,000-point body.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class IngestSeriesIn(IngestModel):
     metric: str = Field(..., min_length=1, max_length=200, pattern=METRIC_PATTERN)
     labels: dict[str, str] = Field(default_factory=dict)
     kind: str = Field("gauge", description="gauge or rate")
@@ -70,7 +76,7 @@ class IngestSeriesIn(StrictSchema):
     points: list[tuple[float, float]] = Field(..., min_length=1, description="[unix seconds, value] pairs")
 
 
-class IngestIn(StrictSchema):
+class IngestIn(IngestModel):
     target: str | None = Field(None, description="Name of an existing target the series belong to.")
     series: list[IngestSeriesIn] = Field(..., min_length=1)
 

@@ -85,8 +85,13 @@ def register(cls: type[Collector]) -> type[Collector]:
     return cls
 
 
+_loaded = False
+
+
 def _load_all() -> None:
     # Each module on its own: one that fails to import must not keep the other kinds from registering.
+    global _loaded
+    _loaded = True
     for module in _MODULES:
         try:
             importlib.import_module(f"monitoring.collectors.{module}")
@@ -96,7 +101,8 @@ def _load_all() -> None:
 
 
 def collector_for(target, *, state: dict | None = None, elapsed_seconds: float | None = None) -> Collector:
-    if not COLLECTORS:
+    # Not "if the registry is empty": importing one collector module directly fills it partly.
+    if not _loaded:
         _load_all()
     try:
         cls = COLLECTORS[target.kind]

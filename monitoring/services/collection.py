@@ -104,10 +104,20 @@ def _record_failure(target: Target, now: datetime, message: str, started: float)
     return CollectionOutcome(target_id=target.id, ok=False, error=message, duration_ms=duration_ms)
 
 
+def _health_points(*, up: bool, duration_ms: float) -> list[tuple[SeriesSpec, float]]:
+    return [
+        (SeriesSpec("up", {}), 1.0 if up else 0.0),
+        (SeriesSpec("collect_duration_seconds", {}, unit="s"), duration_ms / 1000),
+    ]
+
+
+def _write_points(target: Target, now: datetime, points: list[tuple[SeriesSpec, float]]) -> int:
+    ids = series_resolve(target_id=target.id, specs=[spec for spec, _ in points])
+    return samples_write([(sid, now, value) for sid, (_, value) in zip(ids, points, strict=True)])
+
+
 def _write_health_samples(target: Target, now: datetime, *, up: bool, duration_ms: float) -> int:
-    specs = [SeriesSpec("up", {}), SeriesSpec("collect_duration_seconds", {}, unit="s")]
-    ids = series_resolve(target_id=target.id, specs=specs)
-    return samples_write([(ids[0], now, 1.0 if up else 0.0), (ids[1], now, duration_ms / 1000)])
+    return _write_points(target, now, _health_points(up=up, duration_ms=duration_ms))
 
 
 @transaction.atomic
@@ -132,10 +142,8 @@ def _store(
     state.collected_at = now
     state.save(update_fields=["counters", "collected_at"])
 
-    written = _write_health_samples(target, now, up=True, duration_ms=duration_ms)
-    if points:
-        ids = series_resolve(target_id=target.id, specs=[spec for spec, _ in points])
-        written += samples_write([(sid, now, value) for sid, (_, value) in zip(ids, points, strict=True)])
+    # Health and metrics in one COPY: one write per collection whatever the kind.
+    written = _write_points(target, now, _health_points(up=True, duration_ms=duration_ms) + points)
     return written, statements
 
 

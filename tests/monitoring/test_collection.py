@@ -124,3 +124,24 @@ def test_a_query_first_seen_between_collections_keeps_its_calls(db):
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f'DROP TABLE "{table}"')
+
+
+def test_every_kind_is_found_even_after_one_collector_module_was_imported_directly():
+    """In a fresh process, importing one collector first must not hide the other kinds."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import django; django.setup()\n"
+        "import monitoring.collectors.host\n"
+        "from monitoring.collectors.base import COLLECTORS, collector_for\n"
+        "from monitoring.models import Target\n"
+        "print(type(collector_for(Target(name='x', kind='prometheus', timeout_seconds=1))).__name__)\n"
+        "print(','.join(sorted(COLLECTORS)))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    name, kinds = result.stdout.split()
+    assert name == "PrometheusCollector"
+    assert kinds.split(",") == sorted(Target.Kind.values)
