@@ -71,6 +71,16 @@ def _bodies(start: float) -> list[bytes]:
     return bodies
 
 
+def _timed_threads(threads: list[threading.Thread]) -> float:
+    """Seconds from starting all threads until the last one finished."""
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
 def _copy_baseline(series_ids: list[int], start: float) -> float:
     """Seconds to COPY all batches over CONNECTIONS parallel connections (rows built beforehand)."""
     per_series = BATCH // SERIES_PER_BATCH
@@ -103,12 +113,7 @@ def _copy_baseline(series_ids: list[int], start: float) -> float:
     threads = [
         threading.Thread(target=worker, args=(conn, batches[i::CONNECTIONS])) for i, conn in enumerate(connections)
     ]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
+    elapsed = _timed_threads(threads)
     for conn in connections:
         conn.close()
     return elapsed
@@ -168,12 +173,7 @@ def _post_all(port: int, token: str, bodies: list[bytes]) -> float:
     worker(bodies[:1])
     chunks = [bodies[1 + i :: CONNECTIONS] for i in range(CONNECTIONS)]
     threads = [threading.Thread(target=worker, args=(chunk,)) for chunk in chunks]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
+    elapsed = _timed_threads(threads)
     if errors:
         raise SystemExit(f"ingest benchmark: {len(errors)} requests failed, first: {errors[0]}")
     return elapsed
