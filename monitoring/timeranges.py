@@ -29,7 +29,7 @@ def parse_time(value: str, field: str, *, now: datetime | None = None) -> dateti
     try:
         return datetime.fromtimestamp(float(text), UTC)
     except (ValueError, OverflowError, OSError):
-        pass
+        pass  # not a number: try ISO 8601 next
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError as exc:

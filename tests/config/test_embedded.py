@@ -9,12 +9,7 @@ from django.conf import settings
 from django.db import connection
 
 from config.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServerError, redis_server_binary
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.conftest import free_port
 
 
 @pytest.fixture
@@ -43,7 +38,7 @@ def test_perfpilot_database_has_vector_and_pg_stat_statements():
 @pytest.mark.skipif(not settings.USE_EMBEDDED_POSTGRES, reason="DATABASE_URL points at an external server")
 def test_embedded_postgres_keeps_its_data_across_a_restart(pg_root):
     server = EmbeddedPostgres(
-        root=pg_root, port=_free_port(), user="perfpilot", password="pw 'quoted\"", database="keep"
+        root=pg_root, port=free_port(), user="perfpilot", password="pw 'quoted\"", database="keep"
     )
     assert server.start() is True
     try:
@@ -62,7 +57,7 @@ def test_embedded_postgres_keeps_its_data_across_a_restart(pg_root):
 
 @pytest.mark.skipif(not settings.USE_EMBEDDED_POSTGRES, reason="DATABASE_URL points at an external server")
 def test_embedded_postgres_refuses_passwordless_connections(pg_root):
-    server = EmbeddedPostgres(root=pg_root, port=_free_port(), user="perfpilot", password="s3cret", database="x")
+    server = EmbeddedPostgres(root=pg_root, port=free_port(), user="perfpilot", password="s3cret", database="x")
     server.start()
     try:
         with pytest.raises(psycopg.OperationalError, match="password"):
@@ -82,7 +77,7 @@ def test_port_taken_by_another_program_is_a_clear_error(tmp_path):
 
 
 def test_embedded_redis_persists_keys_across_a_restart(tmp_path):
-    server = EmbeddedRedis(root=tmp_path / "redis", port=_free_port(), password="pw")
+    server = EmbeddedRedis(root=tmp_path / "redis", port=free_port(), password="pw")
     server.start()
     try:
         server.client().set("kept", "yes")
@@ -106,7 +101,7 @@ def test_private_parent_directories_get_traverse_but_not_read_permission(pg_root
     private = pg_root.parent
     private.mkdir(parents=True)
     private.chmod(0o700)
-    server = EmbeddedPostgres(root=pg_root, port=_free_port(), user="perfpilot", password="pw", database="x")
+    server = EmbeddedPostgres(root=pg_root, port=free_port(), user="perfpilot", password="pw", database="x")
     server.start()
     server.stop()
     assert private.stat().st_mode & 0o777 == 0o701

@@ -1,19 +1,12 @@
 from __future__ import annotations
 
-import socket
-
 import pytest
 from django.test import override_settings
 
 from config.embedded import EmbeddedRedis
 from config.heartbeat import WORKER_KEY_PREFIX, beat_heartbeat_write, worker_heartbeat_write
 from config.redis_client import get_redis
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.conftest import free_port
 
 
 @pytest.fixture
@@ -70,7 +63,7 @@ def test_readyz_treats_an_old_heartbeat_as_stale(anonymous_client, no_heartbeats
 
 @pytest.mark.django_db
 def test_readyz_with_redis_stopped_answers_503_naming_redis(anonymous_client, tmp_path):
-    server = EmbeddedRedis(root=tmp_path / "redis", port=_free_port(), password="pw-for-this-test")
+    server = EmbeddedRedis(root=tmp_path / "redis", port=free_port(), password="pw-for-this-test")
     server.start()
     url = f"redis://:pw-for-this-test@127.0.0.1:{server.port}/0"
     with override_settings(REDIS_URL=url, HEALTH_CHECK_TIMEOUT_SECONDS=0.5):

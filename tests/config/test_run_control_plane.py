@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ import psutil
 import pytest
 from django.conf import settings
 
+from tests.conftest import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 COUNT_OPERATORS = (
     "from django.contrib.auth import get_user_model; "
@@ -27,12 +28,6 @@ pytestmark = pytest.mark.skipif(
     not (settings.USE_EMBEDDED_POSTGRES and settings.USE_EMBEDDED_REDIS),
     reason="needs the embedded servers (DATABASE_URL/REDIS_URL are set)",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _readyz(port: int) -> tuple[int, dict]:
@@ -62,14 +57,14 @@ def _stop_with_ctrl_c(process: subprocess.Popen) -> None:
 
 
 def test_control_plane_starts_is_ready_stops_cleanly_and_keeps_its_data(tmp_path):
-    web_port = _free_port()
+    web_port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "PERFPILOT_VAR_DIR": str(tmp_path / "var"),
         "PERFPILOT_BIND": f"127.0.0.1:{web_port}",
-        "PERFPILOT_EMBEDDED_PG_PORT": str(_free_port()),
-        "PERFPILOT_EMBEDDED_REDIS_PORT": str(_free_port()),
+        "PERFPILOT_EMBEDDED_PG_PORT": str(free_port()),
+        "PERFPILOT_EMBEDDED_REDIS_PORT": str(free_port()),
         "PERFPILOT_HEARTBEAT_INTERVAL": "1",
         "PERFPILOT_WEB_WORKERS": "1",
         "PERFPILOT_WORKER_CONCURRENCY": "1",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -13,15 +11,10 @@ from config.redis_client import get_redis
 from monitoring.models import Series, Target
 from monitoring.services.collection import _lock_key, collect_target
 from monitoring.services.targets import TargetInput, target_create
+from tests.conftest import free_port
 from tests.monitoring.conftest import sample_count
 
 pytestmark = pytest.mark.usefixtures("clean_samples")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _redis_target(port: int, password: str) -> Target:
@@ -31,7 +24,7 @@ def _redis_target(port: int, password: str) -> Target:
 
 
 def test_a_target_goes_down_and_comes_back_and_its_state_follows(tmp_path):
-    server = EmbeddedRedis(root=tmp_path / "redis", port=_free_port(), password="pw-follow")
+    server = EmbeddedRedis(root=tmp_path / "redis", port=free_port(), password="pw-follow")
     server.start()
     target = _redis_target(server.port, "pw-follow")
     try:
@@ -71,7 +64,7 @@ def test_two_collections_of_one_target_never_overlap(db):
 
 def test_one_failing_target_does_not_stop_the_others(capsys):
     target_create(
-        data=TargetInput(name="broken", kind="redis", url=f"redis://127.0.0.1:{_free_port()}/0", timeout_seconds=1),
+        data=TargetInput(name="broken", kind="redis", url=f"redis://127.0.0.1:{free_port()}/0", timeout_seconds=1),
         actor=None,
         via="system",
     )

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from config.celery import app as project_app
 from config.embedded import EmbeddedRedis
@@ -17,38 +15,16 @@ from monitoring.collectors.base import COLLECTORS, COUNTER, CollectorError
 from monitoring.collectors.celery import CeleryCollector, quantile
 from monitoring.models import CollectorState, Target
 from monitoring.services.collection import collect_target
+from tests.conftest import free_port
+from tests.monitoring.conftest import measurements_by_metric, stored_samples
 
 PING_TASK = "config.tasks.ping_task"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _target(url: str, *, options: dict | None = None, timeout: int = 2, name: str = "celery-under-test") -> Target:
     target = Target(name=name, kind="celery", timeout_seconds=timeout, options=options or {})
     target.url = url
     return target
-
-
-def _by_metric(result) -> dict[str, list]:
-    found: dict[str, list] = {}
-    for measurement in result.measurements:
-        found.setdefault(measurement.metric, []).append(measurement)
-    return found
-
-
-def _stored(target_id: int, metric: str) -> list[tuple[str, str, float]]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT s.kind, s.labels_key, m.value FROM monitoring_sample m "
-            "JOIN monitoring_series s ON s.id = m.series_id "
-            "WHERE s.target_id = %s AND s.metric = %s ORDER BY m.ts",
-            [target_id, metric],
-        )
-        return cursor.fetchall()
 
 
 @pytest.fixture
@@ -63,7 +39,7 @@ def backlog_queue():
 @pytest.fixture
 def idle_broker(tmp_path):
     """A Redis with no Celery worker attached."""
-    server = EmbeddedRedis(root=tmp_path / "broker", port=_free_port(), password="pw-idle-broker")
+    server = EmbeddedRedis(root=tmp_path / "broker", port=free_port(), password="pw-idle-broker")
     server.start()
     yield f"redis://:pw-idle-broker@127.0.0.1:{server.port}/0"
     server.stop()
@@ -88,7 +64,7 @@ def test_a_backlog_in_a_queue_no_worker_consumes_is_counted_with_its_priorities(
         project_app.send_task(PING_TASK, args=["urgent"], queue=backlog_queue, priority=priority)
     queues = [*settings.TASK_QUEUES, backlog_queue]
     result = CeleryCollector(_target(settings.CELERY_BROKER_URL, options={"queues": queues})).collect()
-    lengths = {m.labels["queue"]: m.value for m in _by_metric(result)["celery_queue_length"]}
+    lengths = {m.labels["queue"]: m.value for m in measurements_by_metric(result)["celery_queue_length"]}
     assert set(lengths) == set(queues)
     assert lengths[backlog_queue] == 5
 
@@ -96,7 +72,7 @@ def test_a_backlog_in_a_queue_no_worker_consumes_is_counted_with_its_priorities(
 @pytest.mark.celery_worker
 def test_workers_online_and_tasks_in_flight_come_from_the_real_worker(celery_worker_process):
     options = {"queues": list(settings.TASK_QUEUES)}
-    found = _by_metric(CeleryCollector(_target(settings.CELERY_BROKER_URL, options=options)).collect())
+    found = measurements_by_metric(CeleryCollector(_target(settings.CELERY_BROKER_URL, options=options)).collect())
     assert found["celery_workers_online"][0].value >= 1
     assert found["celery_tasks_active"][0].value >= 0
     assert found["celery_tasks_reserved"][0].value >= 0
@@ -123,7 +99,7 @@ def test_task_events_in_the_window_become_rates_and_runtime_percentiles(celery_w
     finally:
         stop.set()
         sender.join(5)
-    found = _by_metric(result)
+    found = measurements_by_metric(result)
     assert found["celery_tasks_succeeded_per_second"][0].value > 0
     assert found["celery_tasks_failed_per_second"][0].value > 0
     assert found["celery_tasks_retried_per_second"][0].value >= 0
@@ -143,7 +119,7 @@ def test_connection_describes_the_broker_and_the_workers(celery_worker_process):
 def test_no_workers_is_reported_as_zero_not_as_a_failure(idle_broker):
     started = time.monotonic()
     result = CeleryCollector(_target(idle_broker)).collect()
-    found = _by_metric(result)
+    found = measurements_by_metric(result)
     assert found["celery_workers_online"][0].value == 0
     assert [(m.labels, m.value) for m in found["celery_queue_length"]] == [({"queue": "celery"}, 0)]
     assert "No Celery worker answered the ping." in result.notes
@@ -152,7 +128,7 @@ def test_no_workers_is_reported_as_zero_not_as_a_failure(idle_broker):
 
 
 def test_a_closed_broker_port_is_a_readable_error_without_the_password():
-    url = f"redis://:s3cret-pw@127.0.0.1:{_free_port()}/0"
+    url = f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0"
     with pytest.raises(CollectorError) as caught:
         CeleryCollector(_target(url)).collect()
     message = str(caught.value)
@@ -174,11 +150,11 @@ def test_collect_target_stores_rates_from_the_second_collection_and_none_after_a
     target.save()
     metric = "celery_worker_tasks_processed_per_second"
     collect_target(target=target)
-    assert _stored(target.id, metric) == []
-    assert _stored(target.id, "celery_queue_length")
+    assert stored_samples(target.id, metric) == []
+    assert stored_samples(target.id, "celery_queue_length")
     project_app.send_task(PING_TASK, args=["counted"], queue="default").get(timeout=30)
     collect_target(target=target)
-    rates = _stored(target.id, metric)
+    rates = stored_samples(target.id, metric)
     assert rates and all(kind == "rate" and value > 0 for kind, _, value in rates)
 
     # As if the worker restarted: the stored totals are now larger than what it reports.
@@ -186,4 +162,4 @@ def test_collect_target_stores_rates_from_the_second_collection_and_none_after_a
     state.counters["series"] = {key: value + 1e9 for key, value in state.counters["series"].items()}
     state.save()
     collect_target(target=target)
-    assert len(_stored(target.id, metric)) == len(rates)  # no rate across the reset, no negative one
+    assert len(stored_samples(target.id, metric)) == len(rates)  # no rate across the reset, no negative one

@@ -7,35 +7,16 @@ import time
 
 import psutil
 import pytest
-from django.db import connection
 
 from monitoring.collectors.base import COLLECTORS, COUNTER, GAUGE
 from monitoring.collectors.host import PSEUDO_FILESYSTEMS, HostCollector
 from monitoring.models import CollectorState, Target
 from monitoring.services.collection import collect_target
+from tests.monitoring.conftest import measurements_by_metric, stored_samples
 
 
 def _collector() -> HostCollector:
     return HostCollector(Target(name="this-machine", kind="host", timeout_seconds=2))
-
-
-def _by_metric(result) -> dict[str, list]:
-    found: dict[str, list] = {}
-    for measurement in result.measurements:
-        found.setdefault(measurement.metric, []).append(measurement)
-    return found
-
-
-def _stored(target_id: int, metric: str) -> list[tuple[str, str, float]]:
-    """(kind, labels_key, value) of every sample stored for the metric, oldest first."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT s.kind, s.labels_key, m.value FROM monitoring_sample m "
-            "JOIN monitoring_series s ON s.id = m.series_id "
-            "WHERE s.target_id = %s AND s.metric = %s ORDER BY m.ts",
-            [target_id, metric],
-        )
-        return cursor.fetchall()
 
 
 def test_host_is_registered_under_its_kind():
@@ -43,7 +24,7 @@ def test_host_is_registered_under_its_kind():
 
 
 def test_cpu_is_a_counter_of_busy_centiseconds_for_the_total_and_each_core():
-    cpu = _by_metric(_collector().collect())["host_cpu_percent"]
+    cpu = measurements_by_metric(_collector().collect())["host_cpu_percent"]
     labels = {m.labels["cpu"] for m in cpu}
     assert labels == {"total", *(str(i) for i in range(psutil.cpu_count()))}
     assert all(m.kind == COUNTER and m.value > 0 and m.unit == "%" for m in cpu)
@@ -64,7 +45,7 @@ def test_cpu_counters_grow_while_the_machine_works():
 
 
 def test_load_memory_swap_and_processes_are_gauges_in_their_ranges():
-    found = _by_metric(_collector().collect())
+    found = measurements_by_metric(_collector().collect())
     for metric in ("host_load1", "host_load5", "host_load15", "host_process_count"):
         assert found[metric][0].kind == GAUGE and found[metric][0].value >= 0
     for metric in ("host_memory_used_percent", "host_swap_used_percent"):
@@ -74,7 +55,7 @@ def test_load_memory_swap_and_processes_are_gauges_in_their_ranges():
 
 
 def test_disk_usage_covers_real_filesystems_once_per_device():
-    disks = _by_metric(_collector().collect())["host_disk_used_percent"]
+    disks = measurements_by_metric(_collector().collect())["host_disk_used_percent"]
     mounts = [m.labels["mount"] for m in disks]
     assert "/" in mounts
     assert len(mounts) == len(set(mounts))
@@ -85,12 +66,12 @@ def test_disk_usage_covers_real_filesystems_once_per_device():
 
 def test_disk_and_network_bytes_are_cumulative_counters(tmp_path):
     collector = _collector()
-    first = _by_metric(collector.collect())
+    first = measurements_by_metric(collector.collect())
     with (tmp_path / "written").open("wb") as handle:
         handle.write(b"x" * 4_000_000)
         handle.flush()
         os.fsync(handle.fileno())
-    second = _by_metric(collector.collect())
+    second = measurements_by_metric(collector.collect())
     for metric in (
         "host_disk_read_bytes_per_second",
         "host_disk_write_bytes_per_second",
@@ -111,16 +92,16 @@ def test_collect_target_stores_cpu_percent_rates_from_the_second_collection_on()
     target = Target(name="this-machine", kind="host", timeout_seconds=2)
     target.save()
     collect_target(target=target)
-    assert _stored(target.id, "host_cpu_percent") == []  # counters alone are no rate yet
-    assert len(_stored(target.id, "host_memory_used_percent")) == 1
+    assert stored_samples(target.id, "host_cpu_percent") == []  # counters alone are no rate yet
+    assert len(stored_samples(target.id, "host_memory_used_percent")) == 1
     time.sleep(1)
     collect_target(target=target)
-    rates = _stored(target.id, "host_cpu_percent")
+    rates = stored_samples(target.id, "host_cpu_percent")
     assert {labels for _, labels, _ in rates} == {"cpu=total", *(f"cpu={i}" for i in range(psutil.cpu_count()))}
     assert all(kind == "rate" for kind, _, _ in rates)
     total = next(value for _, labels, value in rates if labels == "cpu=total")
     assert 0 <= total <= 110  # percent; clock ticks of 10 ms make it slightly coarse
-    assert _stored(target.id, "host_network_receive_bytes_per_second")
+    assert stored_samples(target.id, "host_network_receive_bytes_per_second")
 
 
 @pytest.mark.usefixtures("clean_samples")
@@ -133,8 +114,8 @@ def test_counter_reset_gives_no_rate_rather_than_a_negative_one():
     state.counters["series"] = {key: value * 1000 + 1e12 for key, value in state.counters["series"].items()}
     state.save()
     collect_target(target=target)
-    assert _stored(target.id, "host_cpu_percent") == []
-    assert _stored(target.id, "host_disk_write_bytes_per_second") == []
+    assert stored_samples(target.id, "host_cpu_percent") == []
+    assert stored_samples(target.id, "host_disk_write_bytes_per_second") == []
     collect_target(target=target)
-    rates = _stored(target.id, "host_cpu_percent")
+    rates = stored_samples(target.id, "host_cpu_percent")
     assert rates and all(value >= 0 for _, _, value in rates)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -29,6 +28,7 @@ from monitoring.models import QueryStat, QueryText, Series, Target
 from monitoring.selectors.statements import slow_queries
 from monitoring.services.collection import collect_target
 from monitoring.services.targets import TargetInput, target_create
+from tests.conftest import free_port
 from tests.monitoring.conftest import sample_count
 
 COLLECTOR_DATABASE = f"pp_collector_{os.getpid()}"  # our own database on the embedded server
@@ -123,12 +123,6 @@ def _statements_usable(server: Server) -> tuple[bool, bool]:
     return installed is not None, "pg_stat_statements" in preload
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _wait_until(predicate, *, timeout: float = 15, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -169,7 +163,7 @@ def test_sessions_are_read_only_and_bounded_by_the_timeout(server):
 
 def test_a_down_target_raises_a_readable_error_without_the_password():
     secret = "s3cret-p%40ss"  # URL-encoded: neither form may leak
-    url = f"postgresql://monitor:{secret}@127.0.0.1:{_free_port()}/app"
+    url = f"postgresql://monitor:{secret}@127.0.0.1:{free_port()}/app"
     with pytest.raises(CollectorError) as caught:
         PostgresCollector(_unsaved_target(url, timeout=2)).collect()
     message = str(caught.value)
@@ -199,7 +193,7 @@ def test_a_down_target_is_recorded_down_without_the_password(clean_samples):
         data=TargetInput(
             name="pg-down",
             kind="postgres",
-            url=f"postgresql://monitor:hunter2-secret@127.0.0.1:{_free_port()}/app",
+            url=f"postgresql://monitor:hunter2-secret@127.0.0.1:{free_port()}/app",
             timeout_seconds=2,
         ),
         actor=None,
@@ -507,7 +501,7 @@ def standby(embedded) -> Iterator[Server]:
     if os.geteuid() == 0:
         entry = pwd.getpwnam(PG_OS_USER)
         os.chown(root, entry.pw_uid, entry.pw_gid)
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     primary = f"host={db['HOST']} port={db['PORT']} user={db['USER']}"
     backup = ("pg_basebackup", "-D", str(data), "-R", "-X", "stream", "-c", "fast", "-d", primary)
     _run_pg(*backup, env={"PGPASSWORD": db["PASSWORD"]})

@@ -9,7 +9,6 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from django.db import connection
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics
@@ -18,6 +17,7 @@ from monitoring.collectors.base import COLLECTORS, COUNTER, GAUGE, CollectorErro
 from monitoring.collectors.prometheus import MAX_SERIES, PrometheusCollector, bucket_quantile, metric_name
 from monitoring.models import Target
 from monitoring.services.collection import collect_target
+from tests.monitoring.conftest import stored_samples
 
 BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 AUTH_USER, AUTH_PASSWORD = "scraper", "s3cret-pw"
@@ -99,17 +99,6 @@ def _target(url: str, *, options: dict | None = None, timeout: int = 2, name: st
 
 def _series(result) -> dict[tuple[str, tuple], object]:
     return {(m.metric, tuple(sorted(m.labels.items()))): m for m in result.measurements}
-
-
-def _stored(target_id: int, metric: str) -> list[tuple[str, str, float]]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT s.kind, s.labels_key, m.value FROM monitoring_sample m "
-            "JOIN monitoring_series s ON s.id = m.series_id "
-            "WHERE s.target_id = %s AND s.metric = %s ORDER BY m.ts",
-            [target_id, metric],
-        )
-        return cursor.fetchall()
 
 
 def test_prometheus_is_registered_under_its_kind():
@@ -280,25 +269,25 @@ def test_collect_target_stores_rates_from_the_second_scrape_and_none_across_a_re
     exposition.requests.labels(path="/a").inc(1000)
     exposition.latency.labels(handler="home").observe(0.3)
     collect_target(target=target)
-    assert _stored(target.id, "prom_requests_per_second") == []
-    assert _stored(target.id, "prom_latency_seconds") == []
+    assert stored_samples(target.id, "prom_requests_per_second") == []
+    assert stored_samples(target.id, "prom_latency_seconds") == []
 
     exposition.requests.labels(path="/a").inc(50)
     for _ in range(10):
         exposition.latency.labels(handler="home").observe(0.3)
     collect_target(target=target)
-    rates = _stored(target.id, "prom_requests_per_second")
+    rates = stored_samples(target.id, "prom_requests_per_second")
     assert len(rates) == 1 and rates[0][0] == "rate" and rates[0][2] > 0
-    quantiles = _stored(target.id, "prom_latency_seconds")
+    quantiles = stored_samples(target.id, "prom_latency_seconds")
     assert {labels for _, labels, _ in quantiles} == {f"handler=home,quantile={q}" for q in ("0.5", "0.95", "0.99")}
 
     exposition.reset()  # the application restarted: counters and buckets start again from zero
     exposition.requests.labels(path="/a").inc(5)
     exposition.latency.labels(handler="home").observe(0.3)
     collect_target(target=target)
-    assert len(_stored(target.id, "prom_requests_per_second")) == 1  # no rate across the restart
-    assert len(_stored(target.id, "prom_latency_seconds")) == 3
+    assert len(stored_samples(target.id, "prom_requests_per_second")) == 1  # no rate across the restart
+    assert len(stored_samples(target.id, "prom_latency_seconds")) == 3
     exposition.requests.labels(path="/a").inc(5)
     collect_target(target=target)
-    rates = _stored(target.id, "prom_requests_per_second")
+    rates = stored_samples(target.id, "prom_requests_per_second")
     assert len(rates) == 2 and all(value >= 0 for _, _, value in rates)

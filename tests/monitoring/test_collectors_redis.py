@@ -17,28 +17,17 @@ from monitoring.collectors.base import COLLECTORS, COUNTER, CollectorError
 from monitoring.collectors.redis import RedisCollector
 from monitoring.models import Target
 from monitoring.services.collection import collect_target
+from tests.conftest import free_port
+from tests.monitoring.conftest import measurements_by_metric
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 PASSWORD = "pw-collector-redis"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _target(url: str, *, timeout: int = 2, name: str = "redis-under-test") -> Target:
     target = Target(name=name, kind="redis", timeout_seconds=timeout)
     target.url = url
     return target
-
-
-def _by_metric(result) -> dict[str, list]:
-    found: dict[str, list] = {}
-    for measurement in result.measurements:
-        found.setdefault(measurement.metric, []).append(measurement)
-    return found
 
 
 def _stored(target_id: int, metric: str) -> list[tuple[str, float]]:
@@ -54,7 +43,7 @@ def _stored(target_id: int, metric: str) -> list[tuple[str, float]]:
 @pytest.fixture(scope="module")
 def private_redis(tmp_path_factory):
     """A Redis of our own, so that hits, misses and keys are exactly the ones a test makes."""
-    server = EmbeddedRedis(root=tmp_path_factory.mktemp("redis"), port=_free_port(), password=PASSWORD)
+    server = EmbeddedRedis(root=tmp_path_factory.mktemp("redis"), port=free_port(), password=PASSWORD)
     server.start()
     yield server
     server.stop()
@@ -78,7 +67,7 @@ def test_connection_names_the_redis_version():
 
 
 def test_collect_reads_memory_fragmentation_clients_and_counters():
-    found = _by_metric(RedisCollector(_target(SHARED_REDIS)).collect())
+    found = measurements_by_metric(RedisCollector(_target(SHARED_REDIS)).collect())
     assert found["redis_used_memory_bytes"][0].value > 0
     assert found["redis_used_memory_rss_bytes"][0].value > 0
     assert found["redis_mem_fragmentation_ratio"][0].value > 0
@@ -98,11 +87,11 @@ def test_hit_ratio_comes_from_the_hits_and_misses_between_two_collections(privat
     collector = RedisCollector(_target(url))
     client.set("known", "1")
     client.get("known")  # before the first collection: must not count
-    assert "redis_hit_ratio_percent" not in _by_metric(collector.collect())
+    assert "redis_hit_ratio_percent" not in measurements_by_metric(collector.collect())
     for _ in range(3):
         client.get("known")
     client.get("missing")
-    hit_ratio = _by_metric(collector.collect())["redis_hit_ratio_percent"]
+    hit_ratio = measurements_by_metric(collector.collect())["redis_hit_ratio_percent"]
     assert hit_ratio[0].value == pytest.approx(75.0)
 
 
@@ -110,7 +99,7 @@ def test_no_hit_ratio_when_there_were_no_lookups(private):
     _, url = private
     collector = RedisCollector(_target(url))
     collector.collect()
-    assert "redis_hit_ratio_percent" not in _by_metric(collector.collect())
+    assert "redis_hit_ratio_percent" not in measurements_by_metric(collector.collect())
 
 
 def test_hit_ratio_is_omitted_after_the_statistics_were_reset(private):
@@ -120,12 +109,12 @@ def test_hit_ratio_is_omitted_after_the_statistics_were_reset(private):
     collector.collect()
     for _ in range(5):
         client.get("known")
-    assert "redis_hit_ratio_percent" in _by_metric(collector.collect())
+    assert "redis_hit_ratio_percent" in measurements_by_metric(collector.collect())
     client.config_resetstat()
     client.get("known")
-    assert "redis_hit_ratio_percent" not in _by_metric(collector.collect())
+    assert "redis_hit_ratio_percent" not in measurements_by_metric(collector.collect())
     client.get("known")
-    assert _by_metric(collector.collect())["redis_hit_ratio_percent"][0].value == pytest.approx(100.0)
+    assert measurements_by_metric(collector.collect())["redis_hit_ratio_percent"][0].value == pytest.approx(100.0)
 
 
 def test_the_collector_state_survives_a_json_round_trip(private):
@@ -136,7 +125,7 @@ def test_the_collector_state_survives_a_json_round_trip(private):
     client.set("known", "1")
     client.get("known")
     second = RedisCollector(_target(url), state=json.loads(json.dumps(first.state)), elapsed_seconds=1.0)
-    assert _by_metric(second.collect())["redis_hit_ratio_percent"][0].value == pytest.approx(100.0)
+    assert measurements_by_metric(second.collect())["redis_hit_ratio_percent"][0].value == pytest.approx(100.0)
 
 
 def test_keys_and_keys_with_ttl_are_reported_per_database(private, private_redis):
@@ -147,7 +136,7 @@ def test_keys_and_keys_with_ttl_are_reported_per_database(private, private_redis
     db2 = redis.Redis(host="127.0.0.1", port=private_redis.port, password=PASSWORD, db=2)
     db2.set("x", "1", ex=600)
     db2.set("y", "1", ex=600)
-    found = _by_metric(RedisCollector(_target(url)).collect())
+    found = measurements_by_metric(RedisCollector(_target(url)).collect())
     keys = {m.labels["db"]: m.value for m in found["redis_keys"]}
     with_ttl = {m.labels["db"]: m.value for m in found["redis_keys_with_ttl"]}
     assert keys == {"0": 3, "2": 2}
@@ -156,7 +145,7 @@ def test_keys_and_keys_with_ttl_are_reported_per_database(private, private_redis
 
 def test_replication_lag_is_reported_by_a_replica_and_by_its_primary(private, private_redis, tmp_path):
     _, primary_url = private
-    replica = EmbeddedRedis(root=tmp_path / "replica", port=_free_port(), password=PASSWORD)
+    replica = EmbeddedRedis(root=tmp_path / "replica", port=free_port(), password=PASSWORD)
     replica.start()
     try:
         client = replica.client()
@@ -171,8 +160,12 @@ def test_replication_lag_is_reported_by_a_replica_and_by_its_primary(private, pr
             assert time.monotonic() < deadline, "the replica did not connect to its primary"
             time.sleep(0.1)
         replica_url = f"redis://:{PASSWORD}@127.0.0.1:{replica.port}/0"
-        on_replica = _by_metric(RedisCollector(_target(replica_url)).collect())["redis_replication_lag_bytes"]
-        on_primary = _by_metric(RedisCollector(_target(primary_url)).collect())["redis_replication_lag_bytes"]
+        on_replica = measurements_by_metric(RedisCollector(_target(replica_url)).collect())[
+            "redis_replication_lag_bytes"
+        ]
+        on_primary = measurements_by_metric(RedisCollector(_target(primary_url)).collect())[
+            "redis_replication_lag_bytes"
+        ]
         assert on_replica[0].value >= 0 and on_primary[0].value >= 0
         assert on_primary[0].unit == "bytes"
     finally:
@@ -182,7 +175,7 @@ def test_replication_lag_is_reported_by_a_replica_and_by_its_primary(private, pr
 
 
 def test_a_closed_port_is_a_readable_error_without_the_password():
-    url = f"redis://:s3cret-pw@127.0.0.1:{_free_port()}/0"
+    url = f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0"
     with pytest.raises(CollectorError) as caught:
         RedisCollector(_target(url)).collect()
     message = str(caught.value)
