@@ -61,10 +61,6 @@ def quantile(values: list[float], q: float) -> float:
     return values[lower] + (values[upper] - values[lower]) * (position - lower)
 
 
-_APPS: dict[tuple[str, str, float], Celery] = {}
-_APPS_LOCK = threading.Lock()
-
-
 @register
 class CeleryCollector(Collector):
     kind = "celery"
@@ -225,18 +221,10 @@ class CeleryCollector(Collector):
                     self._capture_events(app, conn, report, window)
         except Exception as exc:  # handed to the caller's thread, which raises it
             report.error = exc
+        finally:
+            app.close()
 
     def _throwaway_app(self) -> Celery:
-        # One app per broker, name and timeout for the life of the process: building a Celery app
-        # is most of this collector's CPU, and the app holds no connection between collections.
-        key = (self.target.url, self._app_name(), self.timeout)
-        with _APPS_LOCK:
-            app = _APPS.get(key)
-            if app is None:
-                app = _APPS[key] = self._build_app()
-        return app
-
-    def _build_app(self) -> Celery:
         timeout = self.timeout
         app = Celery(self._app_name(), broker=self.target.url, fixups=[], set_as_current=False)
         app.conf.update(
