@@ -233,7 +233,9 @@ class CeleryCollector(Collector):
             broker_connection_max_retries=0,
             # max_retries=0: fail on the first refused connection instead of retrying for ever.
             broker_transport_options={"socket_timeout": timeout, "socket_connect_timeout": timeout, "max_retries": 0},
-            broker_pool_limit=1,
+            # No broker_pool_limit: kombu keeps producer pools in a process-wide registry keyed by
+            # the broker's address, so a different limit here would resize the pool of the app
+            # that runs this collector ("Can't shrink pool when in use") when both use one broker.
         )
         return app
 
