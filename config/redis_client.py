@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 import redis
@@ -20,6 +21,24 @@ def get_redis() -> redis.Redis:
         health_check_interval=30,
         decode_responses=True,
     )
+
+
+# kombu's Redis transport keeps one list per priority step (0, 3, 6, 9) for each queue.
+CELERY_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+
+
+def celery_queue_lengths(client: redis.Redis, queues: Sequence[str]) -> dict[str, int]:
+    """Messages waiting per Celery queue on a Redis broker, in one pipelined round trip.
+
+    Raises redis errors; callers decide what an unreadable broker means to them.
+    """
+    pipe = client.pipeline(transaction=False)
+    for queue in queues:
+        for suffix in CELERY_PRIORITY_SUFFIXES:
+            pipe.llen(queue + suffix)
+    sizes = pipe.execute()
+    step = len(CELERY_PRIORITY_SUFFIXES)
+    return {queue: sum(sizes[i * step : (i + 1) * step]) for i, queue in enumerate(queues)}
 
 
 @receiver(setting_changed)

@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django_celery_beat.models import PeriodicTask
 
 from config.models import ApiToken, AuditEvent
-from config.redis_client import get_redis
+from config.redis_client import celery_queue_lengths, get_redis
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +29,6 @@ SECTION_QUEUES = {
     "alerts": "notify",
     "settings": "default",
 }
-# kombu's Redis transport keeps one list per priority step (0, 3, 6, 9) for each queue.
-_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
 
 def api_token_list(*, user: AbstractBaseUser) -> QuerySet[ApiToken]:
@@ -64,14 +62,7 @@ def section_summary(*, section: str) -> dict:
 def queue_lengths() -> dict[str, int | None]:
     """Messages waiting per Celery queue; None for every queue when Redis cannot be read."""
     try:
-        client = get_redis()
-        pipe = client.pipeline(transaction=False)
-        for queue in settings.TASK_QUEUES:
-            for suffix in _PRIORITY_SUFFIXES:
-                pipe.llen(queue + suffix)
-        counts = pipe.execute()
+        return celery_queue_lengths(get_redis(), settings.TASK_QUEUES)
     except Exception as exc:
         logger.warning("queue lengths unavailable: %s", exc)
         return dict.fromkeys(settings.TASK_QUEUES)
-    step = len(_PRIORITY_SUFFIXES)
-    return {queue: sum(counts[i * step : (i + 1) * step]) for i, queue in enumerate(settings.TASK_QUEUES)}

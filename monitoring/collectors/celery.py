@@ -27,12 +27,11 @@ from celery import Celery
 from kombu.exceptions import ChannelError, KombuError
 from kombu.exceptions import ConnectionError as KombuConnectionError
 
+from config.redis_client import celery_queue_lengths
 from monitoring.collectors.base import COUNTER, Collector, CollectorError, CollectResult, Measurement, register
 from monitoring.collectors.redis import redis_client, redis_error_message, scrub
 
 DEFAULT_QUEUES = ("celery",)
-# kombu's Redis transport keeps priorities 3, 6 and 9 in extra lists named queue + sep + step.
-PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 QUANTILES = (0.5, 0.95, 0.99)
 _BROKER_ERRORS = (KombuError, KombuConnectionError, ChannelError, redis.RedisError, OSError)
 
@@ -159,18 +158,11 @@ class CeleryCollector(Collector):
         return scrub(f"{where} could not be used ({exc})", self.target.url)
 
     def _queue_lengths(self, queues: list[str]) -> dict[str, int]:
-        url = self.target.url
         try:
-            with redis_client(url, timeout=self.timeout) as client:
-                pipe = client.pipeline(transaction=False)
-                for queue in queues:
-                    for suffix in PRIORITY_SUFFIXES:
-                        pipe.llen(queue + suffix)
-                sizes = pipe.execute()
+            with redis_client(self.target.url, timeout=self.timeout) as client:
+                return celery_queue_lengths(client, queues)
         except redis.RedisError as exc:
             raise CollectorError(self._broker_error(exc)) from exc
-        step = len(PRIORITY_SUFFIXES)
-        return {queue: sum(sizes[i * step : (i + 1) * step]) for i, queue in enumerate(queues)}
 
     # --- workers ---------------------------------------------------------------------------------
 
