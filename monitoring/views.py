@@ -55,32 +55,40 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "monitoring/index.html", context, status=status)
 
 
-@require_GET
-def target_detail(request: HttpRequest, target_id: int) -> HttpResponse:
-    target = get_object_or_404(Target, pk=target_id)
-    start, end, range_label = resolve_range(preset=request.GET.get("range"))
-    context = {
+def _edit_form(target: Target) -> TargetForm:
+    initial = {
+        "name": target.name,
+        "kind": target.kind,
+        "interval_seconds": target.interval_seconds,
+        "timeout_seconds": target.timeout_seconds,
+        "enabled": target.enabled,
+        "options": json.dumps(target.options) if target.options else "",
+    }
+    return TargetForm(editing=True, initial=initial)
+
+
+def _target_context(target: Target, *, preset: str | None, form: TargetForm | None, with_forecasts: bool) -> dict:
+    start, end, range_label = resolve_range(preset=preset)
+    return {
         "target": target,
         "range_label": range_label,
         "presets": list(RANGE_PRESETS),
         "charts": all_metric_charts(target=target, start=start, end=end),
-        "forecasts": target_forecasts(target=target),
-        "form": TargetForm(
-            editing=True,
-            initial={
-                "name": target.name,
-                "kind": target.kind,
-                "interval_seconds": target.interval_seconds,
-                "timeout_seconds": target.timeout_seconds,
-                "enabled": target.enabled,
-                "options": json.dumps(target.options) if target.options else "",
-            },
-        ),
+        "forecasts": target_forecasts(target=target) if with_forecasts else [],
+        "form": form,
     }
-    template = "monitoring/target.html"
+
+
+@require_GET
+def target_detail(request: HttpRequest, target_id: int) -> HttpResponse:
+    target = get_object_or_404(Target, pk=target_id)
+    preset = request.GET.get("range")
     if request.htmx and request.GET.get("fragment") == "charts":
-        template += "#charts"
-    return render(request, template, context)
+        # The live refresh renders only the charts: no forecasts, no form.
+        context = _target_context(target, preset=preset, form=None, with_forecasts=False)
+        return render(request, "monitoring/target.html#charts", context)
+    context = _target_context(target, preset=preset, form=_edit_form(target), with_forecasts=True)
+    return render(request, "monitoring/target.html", context)
 
 
 @require_POST
@@ -97,16 +105,7 @@ def target_edit(request: HttpRequest, target_id: int) -> HttpResponse:
         else:
             messages.success(request, f"Target “{target.name}” saved.")
             return redirect("monitoring:target", target_id=target.id)
-    start, end, range_label = resolve_range(preset="1h")
-    context = {
-        "target": target,
-        "form": form,
-        "range_label": range_label,
-        "presets": list(RANGE_PRESETS),
-        "charts": all_metric_charts(target=target, start=start, end=end),
-        "forecasts": [],
-        "show_edit": True,
-    }
+    context = {**_target_context(target, preset="1h", form=form, with_forecasts=False), "show_edit": True}
     return render(request, "monitoring/target.html", context, status=422)
 
 
