@@ -1,4 +1,4 @@
-"""The alerts app's API router, mounted at /api/v1/alerts by config/api.py."""
+"""The alerts app's API router, mounted at /api/v1 by config/api.py (paths carry their own prefix)."""
 
 from __future__ import annotations
 

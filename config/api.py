@@ -130,9 +130,9 @@ def _mount_routers() -> None:
 
     api.add_router("/", control_plane_router)
     api.add_router("/", monitoring_router)
-    api.add_router("/optimizer", optimizer_router)
-    api.add_router("/scaling", scaling_router)
-    api.add_router("/alerts", alerts_router)
+    api.add_router("/", optimizer_router)
+    api.add_router("/", scaling_router)
+    api.add_router("/", alerts_router)
 
 
 _mount_routers()

@@ -36,7 +36,7 @@ from monitoring.services.targets import (
 from monitoring.timeranges import parse_time
 
 router = Router(tags=["monitoring"])
-router.add_router("/monitoring", section_router("monitoring"))
+router.add_router("/", section_router("monitoring"))
 WRITE_ERRORS = {400: ErrorOut, **ERRORS}
 MAX_QUERY_SERIES = 50
 

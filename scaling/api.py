@@ -1,4 +1,4 @@
-"""The scaling app's API router, mounted at /api/v1/scaling by config/api.py."""
+"""The scaling app's API router, mounted at /api/v1 by config/api.py (paths carry their own prefix)."""
 
 from __future__ import annotations
 
