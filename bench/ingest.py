@@ -1,11 +1,12 @@
 """`ingest`: POST /api/v1/metrics through gunicorn against a raw psycopg COPY into the same table.
 
 Baseline: psycopg's binary COPY of the same (series_id, ts, value) rows, in batches of the same
-size, on one connection — the fastest way to get samples into monitoring_sample. Measured: the
-whole push path — HTTP to a real gunicorn (2 workers x 4 threads, as `make run`), token auth,
-JSON parsing, validation of every point, series resolution and the COPY — with request bodies
-serialised before the clock starts. Both sides use 2 concurrent connections, alternate over
-several rounds on an empty table, and are compared by their medians.
+size — the fastest way to get samples into monitoring_sample. Measured: the whole push path —
+HTTP to a real gunicorn started as `make run` starts it (2 workers x 4 threads, access log,
+multiprocess Prometheus metrics), token auth, JSON parsing, validation of every point, series
+resolution and the COPY — with request bodies serialised before the clock starts. Both sides use
+2 concurrent connections, alternate over several rounds on an empty table, and are compared by
+their medians.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -119,8 +122,9 @@ def _copy_baseline(series_ids: list[int], start: float) -> float:
     return elapsed
 
 
-def _start_gunicorn(port: int) -> subprocess.Popen:
-    env = {**os.environ, "PERFPILOT_BIND": f"127.0.0.1:{port}"}
+def _start_gunicorn(port: int, metrics_dir: Path) -> subprocess.Popen:
+    """gunicorn as `make run` starts it: same worker model, hooks, access log and multiprocess metrics."""
+    env = {**os.environ, "PERFPILOT_BIND": f"127.0.0.1:{port}", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     process = subprocess.Popen(
         [
             sys.executable,
@@ -135,6 +139,10 @@ def _start_gunicorn(port: int) -> subprocess.Popen:
             "4",
             "--worker-class",
             "gthread",
+            "--config",
+            "python:config.gunicorn",
+            "--access-logfile",
+            "-",
             "--no-control-socket",
         ],
         cwd=ROOT,
@@ -197,7 +205,8 @@ def run() -> BenchResult:
     )
     bodies = _bodies(start)
     port = _free_port()
-    server = _start_gunicorn(port)
+    metrics_dir = Path(tempfile.mkdtemp(prefix="perfpilot-bench-metrics-"))
+    server = _start_gunicorn(port, metrics_dir)
     copy_rates, api_rates = [], []
     try:
         # Alternate the two sides, each round on an empty table, so that neither side always
@@ -210,6 +219,7 @@ def run() -> BenchResult:
     finally:
         server.terminate()
         server.wait(20)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM monitoring_sample s JOIN monitoring_series r ON r.id = s.series_id "
@@ -229,7 +239,8 @@ def run() -> BenchResult:
             f"{BATCHES} batches of {BATCH:,} samples ({SERIES_PER_BATCH} series each) per side and round, "
             f"{ROUNDS} rounds alternating the sides, each on an empty table; medians compared. Baseline: psycopg "
             f"binary COPY (`write_row`, rows built beforehand) over {CONNECTIONS} parallel connections. Measured: "
-            f"`POST /api/v1/metrics` to gunicorn (2 workers x 4 threads, as `make run`) over {CONNECTIONS} "
+            f"`POST /api/v1/metrics` to gunicorn started as `make run` starts it (2 workers x 4 threads, access log, "
+            "multiprocess metrics) over {CONNECTIONS} "
             "keep-alive connections, bodies serialised beforehand; the first request of a round (series lookup) "
             "is outside the clock. The stored samples were counted afterwards."
         ),

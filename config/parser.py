@@ -1,5 +1,7 @@
-"""The API's JSON body parser: orjson, several times faster than the standard library on the
-number-heavy bodies of push ingestion.
+"""The API's JSON body parser: orjson, several times faster than the standard library.
+
+Push ingestion (POST /metrics) does not come through here: it parses and validates in one pass
+of pydantic's own JSON parser (see monitoring.api).
 
 orjson refuses what is not strict JSON, such as the NaN literal Python's json accepts. Those
 bodies are parsed again with the standard library, so that validation, not the parser, rejects

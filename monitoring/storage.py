@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 from django.db import connection, transaction
 
 from monitoring.models import RollupDirtyRange, RollupWatermark, Series
@@ -139,17 +140,38 @@ def samples_write(rows: Sequence[tuple[int, datetime, float]]) -> int:
     return len(rows)
 
 
-def samples_write_unix(rows: Sequence[tuple[int, float, float]]) -> int:
-    """Write (series_id, unix_seconds, value) rows; the push API's fast path (no datetime per row)."""
-    if not rows:
+# The same row layout as a numpy record type, for the push API: packing whole columns at once
+# costs a fraction of a per-row struct.pack on 10,000-sample batches.
+_COPY_RECORD = np.dtype(
+    [
+        ("fields", ">i2"),
+        ("series_id_len", ">i4"),
+        ("series_id", ">i8"),
+        ("ts_len", ">i4"),
+        ("ts", ">i8"),
+        ("value_len", ">i4"),
+        ("value", ">f8"),
+    ]
+)
+
+
+def samples_write_columns(*, series_ids: np.ndarray, stamps: np.ndarray, values: np.ndarray) -> int:
+    """Write samples given as three equal-length columns: series ids, Unix seconds and values.
+
+    The push API's fast path: no Python object per sample.
+    """
+    if len(stamps) == 0:
         return 0
-    pack = _COPY_ROW.pack
-    epoch = _PG_EPOCH_UNIX
-    packed = b"".join(pack(3, 8, sid, 8, round((ts - epoch) * 1_000_000), 8, value) for sid, ts, value in rows)
-    oldest = min(row[1] for row in rows)
-    newest = max(row[1] for row in rows)
-    _copy_packed(packed, datetime.fromtimestamp(oldest, UTC), datetime.fromtimestamp(newest, UTC))
-    return len(rows)
+    records = np.empty(len(stamps), dtype=_COPY_RECORD)
+    records["fields"] = 3
+    records["series_id_len"] = records["ts_len"] = records["value_len"] = 8
+    records["series_id"] = series_ids
+    records["ts"] = np.rint((stamps - _PG_EPOCH_UNIX) * 1_000_000)
+    records["value"] = values
+    oldest = datetime.fromtimestamp(float(stamps.min()), UTC)
+    newest = datetime.fromtimestamp(float(stamps.max()), UTC)
+    _copy_packed(records.tobytes(), oldest, newest)
+    return len(stamps)
 
 
 def _copy_packed(packed: bytes, oldest: datetime, newest: datetime) -> None:

@@ -99,3 +99,35 @@ def test_malformed_batches_are_422(anonymous_client, operator_auth, body):
 def test_viewers_cannot_push(anonymous_client, viewer_auth):
     response = _post(anonymous_client, viewer_auth, {"series": [{"metric": "m", "points": [[time.time(), 1]]}]})
     assert response.status_code == 403
+
+
+def test_the_openapi_schema_documents_the_ingest_body(anonymous_client, viewer_auth):
+    schema = anonymous_client.get("/api/v1/openapi.json", **viewer_auth).json()
+    body = schema["paths"]["/api/v1/metrics"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    series = body["properties"]["series"]["items"]
+    assert body["required"] == ["series"]
+    assert {"metric", "labels", "kind", "unit", "points"} <= set(series["properties"])
+    assert "$ref" not in json.dumps(body)  # stands on its own
+
+
+def test_a_body_that_is_not_json_is_a_422_naming_the_body(anonymous_client, operator_auth):
+    response = _post(anonymous_client, operator_auth, None, raw="{not json")
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][:2] == ["body", "payload"]
+
+
+def test_several_series_in_one_request_are_stored_under_their_own_ids(anonymous_client, operator_auth):
+    now = time.time()
+    body = {
+        "series": [
+            {
+                "metric": "multi",
+                "labels": {"n": str(n)},
+                "points": [[now - 100 + i, float(n * 1000 + i)] for i in range(n)],
+            }
+            for n in (1, 2, 3)
+        ]
+    }
+    assert _post(anonymous_client, operator_auth, body).json() == {"accepted": 6, "series": 3}
+    for n in (1, 2, 3):
+        assert sample_count(Series.objects.get(metric="multi", labels={"n": str(n)}).id) == n

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from django.db import connection
+
+from monitoring import storage
+
+pytestmark = pytest.mark.usefixtures("clean_samples")
+
+
+def _stored(series_ids: list[int]) -> list[tuple[int, datetime, float]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT series_id, ts, value FROM monitoring_sample WHERE series_id = ANY(%s) ORDER BY series_id, ts",
+            [series_ids],
+        )
+        return cursor.fetchall()
+
+
+def test_columns_are_stored_exactly_across_series_and_day_partitions():
+    a, b = storage.series_resolve(
+        target_id=None, specs=[storage.SeriesSpec("col_a", {}), storage.SeriesSpec("col_b", {"x": "1"})]
+    )
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    # Microsecond timestamps on both sides of midnight, negative and tiny values.
+    stamps = [midnight - timedelta(microseconds=1), midnight, midnight + timedelta(seconds=1.5)]
+    unix = np.array([ts.timestamp() for ts in stamps] * 2)
+    values = np.array([-1.25, 0.0, 1e-300, 42.0, 3.5, -7.0])
+    written = storage.samples_write_columns(
+        series_ids=np.array([a, a, a, b, b, b], dtype=np.int64), stamps=unix, values=values
+    )
+    assert written == 6
+    assert _stored([a, b]) == [
+        (a, stamps[0], -1.25),
+        (a, stamps[1], 0.0),
+        (a, stamps[2], 1e-300),
+        (b, stamps[0], 42.0),
+        (b, stamps[1], 3.5),
+        (b, stamps[2], -7.0),
+    ]
+
+
+def test_columns_and_rows_write_the_same_samples():
+    (sid,) = storage.series_resolve(target_id=None, specs=[storage.SeriesSpec("same", {})])
+    now = datetime.now(UTC).replace(microsecond=123456)
+    storage.samples_write([(sid, now, 1.5)])
+    storage.samples_write_columns(
+        series_ids=np.array([sid]), stamps=np.array([(now + timedelta(seconds=1)).timestamp()]), values=np.array([1.5])
+    )
+    (first, second) = _stored([sid])
+    assert second[1] - first[1] == timedelta(seconds=1)
+    assert first[2] == second[2] == 1.5
+
+
+def test_writing_no_columns_writes_nothing():
+    empty = np.array([], dtype=np.float64)
+    assert storage.samples_write_columns(series_ids=np.array([], dtype=np.int64), stamps=empty, values=empty) == 0
