@@ -239,8 +239,8 @@ def run() -> BenchResult:
             f"{BATCHES} batches of {BATCH:,} samples ({SERIES_PER_BATCH} series each) per side and round, "
             f"{ROUNDS} rounds alternating the sides, each on an empty table; medians compared. Baseline: psycopg "
             f"binary COPY (`write_row`, rows built beforehand) over {CONNECTIONS} parallel connections. Measured: "
-            f"`POST /api/v1/metrics` to gunicorn started as `make run` starts it (2 workers x 4 threads, access log, "
-            "multiprocess metrics) over {CONNECTIONS} "
+            "`POST /api/v1/metrics` to gunicorn started as `make run` starts it (2 workers x 4 threads, access log, "
+            f"multiprocess metrics) over {CONNECTIONS} "
             "keep-alive connections, bodies serialised beforehand; the first request of a round (series lookup) "
             "is outside the clock. The stored samples were counted afterwards."
         ),
