@@ -13,13 +13,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import shutil
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -31,6 +25,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 
 from bench import BenchResult, Figure
+from bench.servers import web_server
 from config.roles import OPERATOR, user_set_role
 from config.services import api_token_create
 from monitoring import storage
@@ -43,12 +38,6 @@ CONNECTIONS = 2
 ROUNDS = 5
 TARGET_RATIO = 0.5
 AIM = 200_000
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _reset() -> None:
@@ -122,48 +111,6 @@ def _copy_baseline(series_ids: list[int], start: float) -> float:
     return elapsed
 
 
-def _start_gunicorn(port: int, metrics_dir: Path) -> subprocess.Popen:
-    """gunicorn as `make run` starts it: same worker model, hooks, access log and multiprocess metrics."""
-    env = {**os.environ, "PERFPILOT_BIND": f"127.0.0.1:{port}", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "config.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "--worker-class",
-            "gthread",
-            "--config",
-            "python:config.gunicorn",
-            "--access-logfile",
-            "-",
-            "--no-control-socket",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("gunicorn did not start for the ingest benchmark")
-
-
 def _post_all(port: int, token: str, bodies: list[bytes]) -> float:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     errors: list[str] = []
@@ -204,11 +151,8 @@ def run() -> BenchResult:
         {datetime.fromtimestamp(start, UTC).date() + timedelta(days=d) for d in range(0, 2)}
     )
     bodies = _bodies(start)
-    port = _free_port()
-    metrics_dir = Path(tempfile.mkdtemp(prefix="perfpilot-bench-metrics-"))
-    server = _start_gunicorn(port, metrics_dir)
     copy_rates, api_rates = [], []
-    try:
+    with web_server() as port:
         # Alternate the two sides, each round on an empty table, so that neither side always
         # writes into the larger indexes or the warmer cache.
         for _ in range(ROUNDS):
@@ -216,10 +160,6 @@ def run() -> BenchResult:
             copy_rates.append(BATCH * BATCHES / _copy_baseline(ids, start))
             _truncate_samples()
             api_rates.append(BATCH * (BATCHES - 1) / _post_all(port, token, bodies))
-    finally:
-        server.terminate()
-        server.wait(20)
-        shutil.rmtree(metrics_dir, ignore_errors=True)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM monitoring_sample s JOIN monitoring_series r ON r.id = s.series_id "

@@ -44,7 +44,7 @@ _BASELINE_SQL = "SELECT ts, value FROM monitoring_sample WHERE series_id = %s AN
 def run() -> BenchResult:
     if settings.RETENTION_RAW_DAYS <= DAYS:
         raise SystemExit(f"the query benchmark needs PERFPILOT_RETENTION_RAW_DAYS > {DAYS} to keep its raw samples")
-    _reset()
+    reset_history()
     now = floor_time(timezone.now(), MINUTE)
     start = now - timedelta(days=DAYS)
     specs = [storage.SeriesSpec(metric="bench_query", labels={"copy": str(i)}) for i in range(GROWTH)]
@@ -52,9 +52,9 @@ def run() -> BenchResult:
     measured = ids[0]
 
     print(f"loading {DAYS} days of 1 series every {INTERVAL.seconds} s…", flush=True)
-    load_s, loaded = _timed_load([measured], start, now)
+    load_s, loaded = load_history([measured], start, now)
     first_rollup = rollups_run(now=now)
-    _vacuum_analyze()
+    vacuum_analyze()
     sizes_before = _sizes()
 
     def query() -> int:
@@ -75,10 +75,10 @@ def run() -> BenchResult:
     b50, b95, _ = summary_ms(_timings(baseline, BASELINE_REPS))
 
     print(f"growing the stored history {GROWTH}x ({GROWTH - 1} more series over the same {DAYS} days)…", flush=True)
-    _, grown = _timed_load(ids[1:], start, now)
+    _, grown = load_history(ids[1:], start, now)
     dirty = RollupDirtyRange.objects.count()
     late_rollup = rollups_run(now=now)
-    _vacuum_analyze()
+    vacuum_analyze()
     sizes_after = _sizes()
     print(f"timing series_query x{QUERY_REPS} again…", flush=True)
     g50, g95, _ = summary_ms(_timings(query, QUERY_REPS))
@@ -155,7 +155,7 @@ so they were rolled up through the late-sample path (dirty ranges), which this r
     return BenchResult(name="query", title="30-day chart reads", setup=setup, figures=figures, notes=notes)
 
 
-def _reset() -> None:
+def reset_history() -> None:
     """Empty the bench database's samples, rollups and series (it holds nothing else of value)."""
     with connection.cursor() as cursor:
         for partition in sample_partitions_list():
@@ -168,7 +168,7 @@ def _reset() -> None:
     storage.series_cache.clear()
 
 
-def _timed_load(series_ids: list[int], start: datetime, end: datetime) -> tuple[float, int]:
+def load_history(series_ids: list[int], start: datetime, end: datetime) -> tuple[float, int]:
     """Write every INTERVAL from start to end for each series, a day per COPY; (seconds, samples)."""
     written = 0
     elapsed = 0.0
@@ -191,7 +191,7 @@ def _timed_load(series_ids: list[int], start: datetime, end: datetime) -> tuple[
     return elapsed, written
 
 
-def _vacuum_analyze() -> None:
+def vacuum_analyze() -> None:
     with connection.cursor() as cursor:
         for table in ("monitoring_sample", "monitoring_rollup_1m", "monitoring_rollup_1h"):
             cursor.execute(f"VACUUM ANALYZE {table}")

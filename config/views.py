@@ -12,7 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django_celery_beat.models import PeriodicTask
 
-from config.charts import health_latency_figure
+from config.charts import figure_json, health_latency_figure
 from config.errors import InvalidInput
 from config.forms import ApiTokenForm
 from config.health import control_plane_status
@@ -39,7 +39,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     if fragment in (None, "health"):
         status = control_plane_status()
         context.update(
-            status=status, queues=queue_lengths(), latency_figure=health_latency_figure(status.checks).to_json()
+            status=status, queues=queue_lengths(), latency_figure=figure_json(health_latency_figure(status.checks))
         )
     if fragment in (None, "targets"):
         end = timezone.now()

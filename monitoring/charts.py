@@ -1,10 +1,11 @@
-"""Plotly figures for monitoring pages, built from selector data (tests check the figure data)."""
+"""Plotly figures for monitoring pages, built from selector data (tests check the figure data).
+
+Figures are plain dicts in plotly's figure schema; config/charts.py says why.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import plotly.graph_objects as go
 
 PALETTE = ["#1f6feb", "#2f9e6e", "#d9822b", "#8b5cf6", "#d9534f", "#0ea5a4", "#b45309", "#64748b"]
 
@@ -15,54 +16,44 @@ class Line:
     points: list  # selector Points: .ts, .avg, .min, .max
 
 
-def timeseries_figure(*, lines: list[Line], unit: str = "", height: int = 220, show_band: bool = False) -> go.Figure:
-    figure = go.Figure()
+def timeseries_figure(*, lines: list[Line], unit: str = "", height: int = 220, show_band: bool = False) -> dict:
+    traces = []
     for index, line in enumerate(lines):
         colour = PALETTE[index % len(PALETTE)]
         xs = [p.ts for p in line.points]
         if show_band and line.points:
-            figure.add_trace(
-                go.Scatter(
-                    x=xs,
-                    y=[p.max for p in line.points],
-                    mode="lines",
-                    line={"width": 0},
-                    showlegend=False,
-                    hoverinfo="skip",
-                )
+            band = {"mode": "lines", "line": {"width": 0}, "showlegend": False, "hoverinfo": "skip", "type": "scatter"}
+            traces.append({**band, "x": xs, "y": [p.max for p in line.points]})
+            traces.append(
+                {
+                    **band,
+                    "x": xs,
+                    "y": [p.min for p in line.points],
+                    "fill": "tonexty",
+                    "fillcolor": "rgba(31,111,235,0.12)",
+                }
             )
-            figure.add_trace(
-                go.Scatter(
-                    x=xs,
-                    y=[p.min for p in line.points],
-                    mode="lines",
-                    line={"width": 0},
-                    fill="tonexty",
-                    fillcolor="rgba(31,111,235,0.12)",
-                    showlegend=False,
-                    hoverinfo="skip",
-                )
-            )
-        figure.add_trace(
-            go.Scatter(
-                x=xs,
-                y=[p.avg for p in line.points],
-                mode="lines",
-                name=line.name,
-                line={"width": 1.8, "color": colour},
-                hovertemplate=f"%{{y:.4~g}}{(' ' + unit) if unit else ''}<extra>{line.name}</extra>",
-            )
+        traces.append(
+            {
+                "type": "scatter",
+                "x": xs,
+                "y": [p.avg for p in line.points],
+                "mode": "lines",
+                "name": line.name,
+                "line": {"width": 1.8, "color": colour},
+                "hovertemplate": f"%{{y:.4~g}}{(' ' + unit) if unit else ''}<extra>{line.name}</extra>",
+            }
         )
-    figure.update_layout(
-        height=height,
-        margin={"l": 48, "r": 10, "t": 8, "b": 28},
-        showlegend=len(lines) > 1,
-        legend={"orientation": "h", "y": -0.25, "font": {"size": 10}},
-        paper_bgcolor="rgba(0,0,0,0)",
-        plot_bgcolor="rgba(0,0,0,0)",
-        xaxis={"gridcolor": "#eef1f6"},
-        yaxis={"gridcolor": "#eef1f6", "rangemode": "tozero", "title": {"text": unit, "font": {"size": 10}}},
-        hovermode="x unified",
-        uirevision="keep",  # keep the user's zoom across live refreshes
-    )
-    return figure
+    layout = {
+        "height": height,
+        "margin": {"l": 48, "r": 10, "t": 8, "b": 28},
+        "showlegend": len(lines) > 1,
+        "legend": {"orientation": "h", "y": -0.25, "font": {"size": 10}},
+        "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "rgba(0,0,0,0)",
+        "xaxis": {"gridcolor": "#eef1f6"},
+        "yaxis": {"gridcolor": "#eef1f6", "rangemode": "tozero", "title": {"text": unit, "font": {"size": 10}}},
+        "hovermode": "x unified",
+        "uirevision": "keep",  # keep the user's zoom across live refreshes
+    }
+    return {"data": traces, "layout": layout}

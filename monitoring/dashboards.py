@@ -9,6 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
+from config.charts import figure_json
 from monitoring.charts import Line, timeseries_figure
 from monitoring.models import Series, Target
 
@@ -68,7 +69,7 @@ def _charts(groups: list[tuple[str, str, list[Series]]], start: datetime, end: d
         metric_count = len({s.metric for s in members})
         lines = [Line(_line_name(s, metric_count), result.series.get(s.id, [])) for s in members]
         figure = timeseries_figure(lines=lines, unit=unit, height=height)
-        charts.append(Chart(title, figure.to_json(), len(members), sum(len(line.points) for line in lines)))
+        charts.append(Chart(title, figure_json(figure), len(members), sum(len(line.points) for line in lines)))
     return charts
 
 
@@ -106,7 +107,7 @@ def explorer_chart(*, series_ids: list[int], start: datetime, end: datetime) -> 
     result = series_query(series_ids=[s.id for s in members], start=start, end=end)
     lines = [Line(f"{s.target.name if s.target_id else 'pushed'} · {s}", result.series.get(s.id, [])) for s in members]
     figure = timeseries_figure(lines=lines, height=380, show_band=len(lines) == 1)
-    return Chart("Explorer", figure.to_json(), len(members), sum(len(line.points) for line in lines))
+    return Chart("Explorer", figure_json(figure), len(members), sum(len(line.points) for line in lines))
 
 
 @dataclass(frozen=True)

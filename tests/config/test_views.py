@@ -3,9 +3,10 @@ from __future__ import annotations
 import json
 import re
 
+import plotly.graph_objects as go
 import pytest
 
-from config.charts import health_latency_figure
+from config.charts import figure_json, health_latency_figure
 from config.health import CheckResult
 from config.heartbeat import beat_heartbeat_write, worker_heartbeat_write
 
@@ -67,8 +68,9 @@ def test_plotly_is_served_from_our_static_files(viewer_client):
 
 def test_health_latency_figure_has_one_bar_per_check_coloured_by_state():
     checks = [CheckResult("database", True, "ok", 1.5), CheckResult("redis", False, "down", 0.2)]
-    figure = json.loads(health_latency_figure(checks).to_json())
-    bar = figure["data"][0]
+    figure = health_latency_figure(checks)
+    go.Figure(figure)  # raises on any property plotly does not know
+    bar = json.loads(figure_json(figure))["data"][0]
     assert bar["y"] == ["database", "redis"]
     assert bar["x"] == [1.5, 0.2]
     assert bar["marker"]["color"][0] != bar["marker"]["color"][1]

@@ -1,0 +1,80 @@
+"""The web server the HTTP benchmarks talk to: gunicorn started exactly as `make run` starts it."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def web_server() -> Iterator[int]:
+    """gunicorn on a free port (same worker model, hooks, access log and multiprocess metrics as
+    `make run`) on the bench's database and Redis; yields the port and stops it afterwards."""
+    port = free_port()
+    metrics_dir = Path(tempfile.mkdtemp(prefix="perfpilot-bench-metrics-"))
+    env = {**os.environ, "PERFPILOT_BIND": f"127.0.0.1:{port}", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(settings.WEB_WORKERS),
+            "--threads",
+            str(settings.WEB_THREADS),
+            "--worker-class",
+            "gthread",
+            "--config",
+            "python:config.gunicorn",
+            "--access-logfile",
+            "-",
+            "--no-control-socket",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_until_serving(port, process)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(20)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _wait_until_serving(port: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("gunicorn did not start for the benchmark")
