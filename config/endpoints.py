@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404
 from django_celery_beat.models import PeriodicTask
 from ninja import Router, Status
 
-from config.health import control_plane_status
+from config.health import STATUS_API_MAX_AGE_SECONDS, control_plane_status
 from config.models import ApiToken
 from config.roles import ADMIN, OPERATOR, ensure_role, has_role, role_of
 from config.schemas import (
@@ -35,8 +35,11 @@ ERRORS = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut}
 
 @router.get("/performance/status", response=StatusOut, summary="Control-plane status")
 def performance_status(request):
-    """Version, uptime and the health of the database, Redis, the worker and beat."""
-    status = control_plane_status()
+    """Version, uptime and the health of the database, Redis, the worker and beat.
+
+    Checked at most once a second per web process; a poll within that second gets the same answer.
+    """
+    status = control_plane_status(max_age_seconds=STATUS_API_MAX_AGE_SECONDS)
     return {
         "version": status.version,
         "uptime_seconds": status.uptime_seconds,

@@ -42,6 +42,16 @@ def pytest_sessionfinish(session, exitstatus):
         server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_status():
+    """The status API remembers its checks for a second per process: no test sees another's."""
+    from config.health import status_cache_clear
+
+    status_cache_clear()
+    yield
+    status_cache_clear()
+
+
 # --- users and clients ------------------------------------------------------------------------
 
 

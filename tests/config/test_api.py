@@ -67,7 +67,7 @@ def test_database_outage_is_a_503_not_a_500(anonymous_client, viewer_auth, monke
 
     import config.endpoints
 
-    def broken():
+    def broken(**kwargs):
         raise OperationalError("connection refused")
 
     monkeypatch.setattr(config.endpoints, "control_plane_status", broken)

@@ -102,3 +102,23 @@ def test_status_api_reports_version_uptime_and_each_component(anonymous_client, 
 def test_real_worker_and_beat_make_readyz_green(anonymous_client, celery_worker_process, celery_beat_process):
     response = anonymous_client.get("/readyz")
     assert response.status_code == 200, response.json()
+
+
+def test_status_checks_are_reused_within_their_max_age_and_rerun_after(no_heartbeats, monkeypatch):
+    from config import health
+
+    first = health.control_plane_status(max_age_seconds=60)
+    assert health.control_plane_status(max_age_seconds=60) is first
+    assert health.control_plane_status() is not first  # no max age: always checked afresh
+    clock = [health.time.monotonic() + 61]
+    monkeypatch.setattr(health.time, "monotonic", lambda: clock[0])
+    assert health.control_plane_status(max_age_seconds=60) is not first
+
+
+def test_status_api_answers_from_one_set_of_checks_per_second(anonymous_client, viewer_auth, no_heartbeats):
+    worker_heartbeat_write("w1@host")
+    beat_heartbeat_write()
+    first = anonymous_client.get("/api/v1/performance/status", **viewer_auth).json()
+    get_redis().delete(*get_redis().keys("perfpilot:heartbeat:*"))
+    second = anonymous_client.get("/api/v1/performance/status", **viewer_auth).json()
+    assert second == first and second["healthy"] is True  # the same checks, within the second
