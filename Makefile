@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint format install install-dev browser clean-data help bench
+.PHONY: run test lint format install install-dev browser clean-data help bench bench-tools
 
 help:
 	@echo "make run    - install and start Perfpilot (web, worker, beat, embedded PostgreSQL and Redis)"
@@ -62,7 +62,18 @@ test: install-dev browser lint
 # Benchmarks on their own embedded servers and data dir (var/bench), never the run or test data;
 # raw retention is raised so the 30 days of raw samples they load are kept. Rewrites their
 # sections of docs/benchmarks.md. BENCH_ARGS=query runs one.
-bench: install-dev
+# wrk drives the HTTP load benchmark; Debian's package, installed when run as root.
+bench-tools:
+	@if ! command -v wrk >/dev/null; then \
+		if [ "$$(id -u)" = "0" ]; then \
+			echo "installing Debian's wrk for the HTTP benchmark…"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+		else \
+			echo "The http benchmark needs wrk: run 'sudo apt-get install wrk'." >&2; exit 1; \
+		fi; \
+	fi
+
+bench: install-dev bench-tools
 	DJANGO_SETTINGS_MODULE=config.settings_test PERFPILOT_VAR_DIR=var/bench \
 		PERFPILOT_EMBEDDED_PG_PORT=54379 PERFPILOT_EMBEDDED_REDIS_PORT=63799 \
 		PERFPILOT_RETENTION_RAW_DAYS=45 $(PY) -m bench $(BENCH_ARGS)
