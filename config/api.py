@@ -106,8 +106,24 @@ for _exc in (RedisConnectionError, RedisTimeoutError):
     api.add_exception_handler(_exc, _unavailable("Redis"))
 
 
+# SQLSTATEs that mean the database cannot take the work right now (full disk, out of memory, too
+# many connections, shutting down, read-only after a failover, a statement timeout), not that the
+# request or our code is wrong: the client should retry, so they are a 503, not a 500.
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+_UNAVAILABLE_SQLSTATES = ("25006",)  # read_only_sql_transaction
+
+
+def _database_unavailable(exc: DatabaseError) -> bool:
+    sqlstate = getattr(exc.__cause__, "sqlstate", None) or ""
+    return sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES or sqlstate in _UNAVAILABLE_SQLSTATES
+
+
 @api.exception_handler(DatabaseError)
 def _database_error(request, exc):
+    if _database_unavailable(exc):
+        logger.warning("database cannot take work during %s: %s", request.path, exc)
+        detail = "The database cannot store this right now; nothing was written. Try again shortly."
+        return api.create_response(request, {"detail": detail}, status=503)
     error_id = uuid.uuid4().hex[:12]
     logger.exception("database error %s on %s", error_id, request.path)
     return api.create_response(request, {"detail": f"Database error (reference {error_id})."}, status=500)

@@ -131,3 +131,22 @@ def test_several_series_in_one_request_are_stored_under_their_own_ids(anonymous_
     assert _post(anonymous_client, operator_auth, body).json() == {"accepted": 6, "series": 3}
     for n in (1, 2, 3):
         assert sample_count(Series.objects.get(metric="multi", labels={"n": str(n)}).id) == n
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_that_cannot_write_is_a_503_and_nothing_is_stored(anonymous_client, operator_auth):
+    # A real storage refusal: the session turns read-only, as after a failover to a standby.
+    from django.db import connection
+
+    warm = _post(anonymous_client, operator_auth, {"series": [{"metric": "rw", "points": [[time.time(), 1]]}]})
+    assert warm.status_code == 202  # the token's last use is recorded: the next request only reads to auth
+    with connection.cursor() as cursor:
+        cursor.execute("SET default_transaction_read_only = on")
+    try:
+        response = _post(anonymous_client, operator_auth, {"series": [{"metric": "ro", "points": [[time.time(), 1]]}]})
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET default_transaction_read_only = off")
+    assert response.status_code == 503
+    assert "nothing was written" in response.json()["detail"]
+    assert not Series.objects.filter(metric="ro").exists()
