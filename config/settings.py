@@ -188,6 +188,9 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 60}
 CELERY_BEAT_SCHEDULER = "config.beat.HeartbeatScheduler"
+# Write each schedule's last run to the database as soon as its task is sent (Celery's default is
+# every 3 minutes): a beat that is restarted or killed must not send the same run again.
+CELERY_BEAT_SYNC_EVERY = 1
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = False
