@@ -6,6 +6,7 @@ Figures are plain dicts in plotly's figure schema; config/charts.py says why.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 PALETTE = ["#1f6feb", "#2f9e6e", "#d9822b", "#8b5cf6", "#d9534f", "#0ea5a4", "#b45309", "#64748b"]
 
@@ -16,7 +17,19 @@ class Line:
     points: list  # selector Points: .ts, .avg, .min, .max
 
 
-def timeseries_figure(*, lines: list[Line], unit: str = "", height: int = 220, show_band: bool = False) -> dict:
+SPARSE_POINTS = 3  # a line with fewer points shows its markers: a lone point draws no line
+
+
+def timeseries_figure(
+    *,
+    lines: list[Line],
+    unit: str = "",
+    height: int = 220,
+    show_band: bool = False,
+    x_range: tuple[datetime, datetime] | None = None,
+) -> dict:
+    """One trace per line (with a min/max band when asked); the x axis spans x_range when given,
+    so a young series is drawn where it belongs in the chosen window."""
     traces = []
     for index, line in enumerate(lines):
         colour = PALETTE[index % len(PALETTE)]
@@ -38,7 +51,8 @@ def timeseries_figure(*, lines: list[Line], unit: str = "", height: int = 220, s
                 "type": "scatter",
                 "x": xs,
                 "y": [p.avg for p in line.points],
-                "mode": "lines",
+                "mode": "lines+markers" if len(line.points) < SPARSE_POINTS else "lines",
+                "marker": {"size": 5, "color": colour},
                 "name": line.name,
                 "line": {"width": 1.8, "color": colour},
                 "hovertemplate": f"%{{y:.4~g}}{(' ' + unit) if unit else ''}<extra>{line.name}</extra>",
@@ -51,7 +65,7 @@ def timeseries_figure(*, lines: list[Line], unit: str = "", height: int = 220, s
         "legend": {"orientation": "h", "y": -0.25, "font": {"size": 10}},
         "paper_bgcolor": "rgba(0,0,0,0)",
         "plot_bgcolor": "rgba(0,0,0,0)",
-        "xaxis": {"gridcolor": "#eef1f6"},
+        "xaxis": {"gridcolor": "#eef1f6", **({"range": list(x_range)} if x_range else {})},
         "yaxis": {"gridcolor": "#eef1f6", "rangemode": "tozero", "title": {"text": unit, "font": {"size": 10}}},
         "hovermode": "x unified",
         "uirevision": "keep",  # keep the user's zoom across live refreshes

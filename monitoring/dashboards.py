@@ -68,7 +68,7 @@ def _charts(groups: list[tuple[str, str, list[Series]]], start: datetime, end: d
     for title, unit, members in groups:
         metric_count = len({s.metric for s in members})
         lines = [Line(_line_name(s, metric_count), result.series.get(s.id, [])) for s in members]
-        figure = timeseries_figure(lines=lines, unit=unit, height=height)
+        figure = timeseries_figure(lines=lines, unit=unit, height=height, x_range=(start, end))
         charts.append(Chart(title, figure_json(figure), len(members), sum(len(line.points) for line in lines)))
     return charts
 
@@ -106,7 +106,7 @@ def explorer_chart(*, series_ids: list[int], start: datetime, end: datetime) -> 
 
     result = series_query(series_ids=[s.id for s in members], start=start, end=end)
     lines = [Line(f"{s.target.name if s.target_id else 'pushed'} · {s}", result.series.get(s.id, [])) for s in members]
-    figure = timeseries_figure(lines=lines, height=380, show_band=len(lines) == 1)
+    figure = timeseries_figure(lines=lines, height=380, show_band=len(lines) == 1, x_range=(start, end))
     return Chart("Explorer", figure_json(figure), len(members), sum(len(line.points) for line in lines))
 
 

@@ -37,3 +37,12 @@ def browser_page(*, width: int = 1280, height: int = 800) -> Iterator[Page]:
             yield page
         finally:
             browser.close()
+
+
+def sign_in(page: Page, base_url: str, username: str, password: str) -> None:
+    """Sign in through the login form and land on the Overview."""
+    page.goto(f"{base_url}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base_url}/")

@@ -7,22 +7,14 @@ import urllib.request
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.e2e.browser import ARTIFACTS, browser_page
+from tests.e2e.browser import ARTIFACTS, browser_page, sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def _sign_in(page, base_url: str, username: str) -> None:
-    page.goto(f"{base_url}/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base_url}/")
-
-
 def test_create_token_see_it_once_and_call_the_api(live_server, operator_user):
     with browser_page() as page:
-        _sign_in(page, live_server.url, operator_user.username)
+        sign_in(page, live_server.url, operator_user.username, PASSWORD)
         page.goto(f"{live_server.url}/settings/")
         page.fill("#id_name", "   ")
         page.click("text=Create token")

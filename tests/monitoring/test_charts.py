@@ -42,3 +42,14 @@ def test_the_figure_is_valid_for_plotly_and_its_json_matches_plotlys_own():
     assert [(t["x"], t["y"]) for t in ours["data"]] == [(t["x"], t["y"]) for t in theirs["data"]]
     assert ours["data"][0]["x"][0] == "2026-11-25T12:00:00+00:00"
     assert ours["layout"]["height"] == theirs["layout"]["height"]
+
+
+def test_a_sparse_line_shows_its_markers_and_the_axis_spans_the_chosen_window():
+    start, end = T0 - timedelta(hours=1), T0 + timedelta(minutes=5)
+    figure = timeseries_figure(
+        lines=[Line("new", _points([3.0])), Line("old", _points([1, 2, 3, 4]))], x_range=(start, end)
+    )
+    new, old = figure["data"]
+    assert new["mode"] == "lines+markers" and old["mode"] == "lines"
+    assert figure["layout"]["xaxis"]["range"] == [start, end]
+    go.Figure(figure)

@@ -1,0 +1,52 @@
+"""An operator adds a PostgreSQL server, tests the connection, sees its charts and its slow queries."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from monitoring.models import Target
+from monitoring.services.collection import collect_target
+from tests.conftest import PASSWORD, _test_database_url
+from tests.e2e.browser import ARTIFACTS, browser_page, sign_in
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean_samples")]
+
+WORKLOAD = "SELECT count(*) FROM generate_series(1, 200000) AS journey_probe"
+
+
+def test_add_a_postgres_target_see_its_charts_and_slow_queries(live_server, operator_user):
+    # The test server has pg_stat_statements preloaded, as slow queries need; the machine's
+    # PostgreSQL 15 (without it) is covered by the collector tests.
+    monitored_dsn = _test_database_url()
+    with browser_page() as page:
+        sign_in(page, live_server.url, operator_user.username, PASSWORD)
+        page.click("nav >> text=Monitoring")
+        page.fill("#id_name", "shop-db")
+        page.select_option("#id_kind", "postgres")
+        page.fill("#id_url", monitored_dsn)
+        page.click("text=Add target")
+        page.wait_for_selector("h1 >> text=shop-db")
+        page.click("text=Test connection")
+        page.wait_for_selector("#test-result >> text=PostgreSQL 18")
+
+        # Beat's collections, run here so the test does not wait for the schedule: a baseline,
+        # then a workload on the monitored server, then the collection that sees its deltas.
+        target = Target.objects.get(name="shop-db")
+        assert collect_target(target=target).ok
+        with psycopg.connect(monitored_dsn, autocommit=True) as conn:
+            for _ in range(5):
+                conn.execute(WORKLOAD)
+        target.refresh_from_db()
+        assert collect_target(target=target).ok
+
+        page.reload()
+        page.wait_for_selector(".chart-card .chart .main-svg")  # plotly drew the charts
+        assert page.locator(".chart-card").count() >= 5
+        page.screenshot(path=ARTIFACTS / "journey-postgres-target.png", full_page=True)
+
+        page.click("text=Slow queries")
+        row = page.locator("[data-testid=slow-queries] tbody tr", has_text="journey_probe")
+        row.first.wait_for()
+        assert row.first.locator("td.num").first.inner_text() == "5"  # the calls of this window only
+        page.screenshot(path=ARTIFACTS / "journey-slow-queries.png", full_page=True)
