@@ -5,13 +5,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint format install install-dev browser clean-data help bench bench-tools
+.PHONY: run test lint format install install-dev browser clean-data help bench bench-tools fuzz
 
 help:
 	@echo "make run    - install and start Perfpilot (web, worker, beat, embedded PostgreSQL and Redis)"
 	@echo "make test   - install what the tests need, lint, and run the whole suite"
 	@echo "make lint   - ruff lint and format check"
 	@echo "make format - apply ruff formatting and fixes"
+	@echo "make fuzz   - a long API fuzzing pass (schemathesis against our OpenAPI schema)"
 	@echo "make bench  - run the benchmarks (BENCH_ARGS=query for one) and update docs/benchmarks.md"
 
 $(PY):
@@ -58,6 +59,10 @@ format: install-dev
 
 test: install-dev browser lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# A longer API fuzzing pass than the one `make test` runs: new examples every time, 300 per operation.
+fuzz: install-dev
+	PERFPILOT_FUZZ_EXAMPLES=$${PERFPILOT_FUZZ_EXAMPLES:-300} PERFPILOT_FUZZ_EXPLORE=1 $(PY) -m pytest tests/api/test_fuzz.py $(PYTEST_ARGS)
 
 # Benchmarks on their own embedded servers and data dir (var/bench), never the run or test data;
 # raw retention is raised so the 30 days of raw samples they load are kept. Rewrites their

@@ -8,7 +8,7 @@ from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError, DataError, InterfaceError, OperationalError
 from django.http import HttpRequest, JsonResponse
 from ninja import NinjaAPI
 from ninja.security import APIKeyCookie, HttpBearer
@@ -62,7 +62,44 @@ def _docs_require_auth(view):
     return wrapper
 
 
-api = NinjaAPI(
+_ERROR_BODY = {
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {
+            "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}],
+            "description": "What is wrong: a sentence, or a list of {loc, msg, type} naming each field.",
+        },
+        "field": {"type": "string"},
+    },
+}
+# Answers every operation can give, whatever its own responses list: refused input, no or a bad
+# token, a role too low, something the request names that does not exist, input that does not
+# validate, and the database or Redis being unavailable (retry later).
+_COMMON_RESPONSES = {
+    "400": {"description": "The input was refused", "content": {"application/json": {"schema": _ERROR_BODY}}},
+    "401": {"description": "Authentication required", "content": {"application/json": {"schema": _ERROR_BODY}}},
+    "403": {"description": "Your role may not do this", "content": {"application/json": {"schema": _ERROR_BODY}}},
+    "404": {"description": "Not found", "content": {"application/json": {"schema": _ERROR_BODY}}},
+    "422": {"description": "The input did not validate", "content": {"application/json": {"schema": _ERROR_BODY}}},
+    "503": {
+        "description": "The database or Redis is unavailable; retry later",
+        "content": {"application/json": {"schema": _ERROR_BODY}},
+    },
+}
+
+
+class PerfpilotAPI(NinjaAPI):
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None):
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                for status, response in _COMMON_RESPONSES.items():
+                    operation["responses"].setdefault(status, response)
+        return schema
+
+
+api = PerfpilotAPI(
     title="Perfpilot API",
     version=__version__,
     description=(
@@ -116,6 +153,15 @@ _UNAVAILABLE_SQLSTATES = ("25006",)  # read_only_sql_transaction
 def _database_unavailable(exc: DatabaseError) -> bool:
     sqlstate = getattr(exc.__cause__, "sqlstate", None) or ""
     return sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES or sqlstate in _UNAVAILABLE_SQLSTATES
+
+
+@api.exception_handler(DataError)
+def _data_error(request, exc):
+    # Class 22 (data exception): a value the database cannot store, such as a NUL character in
+    # text or a number out of range. The input is at fault; say which rule it broke.
+    logger.warning("data error during %s: %s", request.path, exc)
+    body = {"detail": f"The input holds a value that cannot be stored: {str(exc).splitlines()[0]}"}
+    return api.create_response(request, body, status=422)
 
 
 @api.exception_handler(DatabaseError)

@@ -6,7 +6,10 @@ from ninja import Field, Schema
 
 
 class ErrorOut(Schema):
-    detail: str
+    detail: str | list[dict] = Field(
+        ..., description="What is wrong: a sentence, or (validation) a list of {loc, msg, type} naming each field."
+    )
+    field: str | None = Field(None, description="The input field at fault, when there is one.")
 
 
 class CheckOut(Schema):

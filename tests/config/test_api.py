@@ -87,3 +87,11 @@ def test_each_app_router_serves_its_section_summary(anonymous_client, viewer_aut
     assert (body["section"], body["queue"]) == (section, queue)
     assert isinstance(body["queue_length"], int)
     assert body["schedules"] == []
+
+
+def test_a_nul_character_in_input_is_a_422_not_a_500(anonymous_client, operator_auth):
+    response = anonymous_client.post(
+        "/api/v1/tokens", {"name": "bad\u0000name"}, content_type="application/json", **operator_auth
+    )
+    assert response.status_code == 422
+    assert "cannot be stored" in response.json()["detail"]
