@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from config.embedded import EmbeddedRedis
+from config.embedded import EmbeddedPostgres, EmbeddedRedis
 from config.redis_client import get_redis
 from monitoring.models import Series, Target
 from monitoring.services.collection import _lock_key, collect_target
@@ -46,6 +46,35 @@ def test_a_target_goes_down_and_comes_back_and_its_state_follows(tmp_path):
         assert target.status == Target.Status.UP and target.consecutive_failures == 0
         up = Series.objects.get(target=target, metric="up")
         assert sample_count(up.id) == 3  # 1, 0, 1: the outage is in the history too
+    finally:
+        server.stop()
+
+
+def test_a_monitored_postgres_goes_down_and_comes_back_and_collection_resumes(tmp_path):
+    # Its own PostgreSQL server, so the test can stop it as an outage or a restart would.
+    server = EmbeddedPostgres(
+        root=tmp_path / "pg", port=free_port(), user="shop", password="pw-pg-outage", database="shop"
+    )
+    server.start()
+    url = f"postgresql://shop:pw-pg-outage@127.0.0.1:{server.port}/shop"
+    data = TargetInput(name="shop-pg", kind="postgres", url=url, interval_seconds=10, timeout_seconds=2)
+    target = target_create(data=data, actor=None, via="system")
+    try:
+        assert collect_target(target=target).ok
+
+        server.stop()
+        outcome = collect_target(target=target)
+        target.refresh_from_db()
+        assert not outcome.ok and target.status == Target.Status.DOWN
+        assert "pw-pg-outage" not in target.last_error and str(server.port) in target.last_error
+
+        server.start()
+        outcome = collect_target(target=target)
+        target.refresh_from_db()
+        assert outcome.ok and outcome.samples > 10
+        assert target.status == Target.Status.UP and target.consecutive_failures == 0
+        up = Series.objects.get(target=target, metric="up")
+        assert sample_count(up.id) == 3  # 1, 0, 1
     finally:
         server.stop()
 
