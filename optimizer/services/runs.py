@@ -282,11 +282,11 @@ def run_execute(*, run_id: int) -> OptimizationRun:
     run.finished_at = timezone.now()
     run.duration_ms = round((time.perf_counter() - started) * 1000, 2)
     run.save()
-    _audit(run)
+    audit_run(run)
     return run
 
 
-def _audit(run: OptimizationRun) -> None:
+def audit_run(run: OptimizationRun) -> None:
     ok = run.status in (OptimizationRun.Status.SUCCEEDED, OptimizationRun.Status.DEFERRED)
     audit_record(
         actor=run.started_by,
