@@ -66,4 +66,12 @@ DEFAULT_SCHEDULES: tuple[DefaultSchedule, ...] = (
         every_seconds=300,
         queue="maintenance",
     ),
+    # Weekly on Sunday at 04:10: PostgreSQL configuration advice (read-only; applying is an operator's click).
+    DefaultSchedule(
+        name="Optimizer: PostgreSQL config advice",
+        task="optimizer.tasks.advise_config_task",
+        description="PgTune-style settings compared with the current ones; ALTER SYSTEM marked reload/restart.",
+        crontab="10 4 * * 0",
+        queue="maintenance",
+    ),
 )

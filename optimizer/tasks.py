@@ -31,3 +31,8 @@ def advise_indexes_task(target_id: int | None = None, dry_run: bool = False, **p
 @shared_task(name="optimizer.tasks.measure_speedups_task", ignore_result=True)
 def measure_speedups_task() -> None:
     speedups_measure_all()
+
+
+@shared_task(name="optimizer.tasks.advise_config_task", ignore_result=True)
+def advise_config_task(target_id: int | None = None, dry_run: bool = False, **params) -> None:
+    scheduled_runs(tuner="pgconfig", target_id=target_id, dry_run=dry_run, params=params)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TUNERS: dict[str, type[Tuner]] = {}
-_MODULES = ("vacuum", "indexes")
+_MODULES = ("vacuum", "indexes", "pgconfig")
 _IMPORT_ERRORS: dict[str, str] = {}
 _loaded = False
 
