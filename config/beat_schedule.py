@@ -74,4 +74,12 @@ DEFAULT_SCHEDULES: tuple[DefaultSchedule, ...] = (
         crontab="10 4 * * 0",
         queue="maintenance",
     ),
+    # Hourly at :47: Redis cache analysis and compaction (SCAN-based, throttled; policies from the schedule's kwargs).
+    DefaultSchedule(
+        name="Optimizer: Redis cache compaction",
+        task="optimizer.tasks.compact_cache_task",
+        description="Memory by namespace, TTLs, idle keys, fragmentation; purge, expire and delete by policy.",
+        crontab="47 * * * *",
+        queue="maintenance",
+    ),
 )

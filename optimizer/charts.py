@@ -20,11 +20,23 @@ class BeforeAfter:
     after: list[float]
 
 
+def _bytes(entry: dict) -> float:
+    return entry.get("bytes_used", entry.get("bytes", 0))
+
+
 def before_after_data(run: OptimizationRun) -> BeforeAfter | None:
     """What changed, per subject, as numbers; None when the run has nothing measured after."""
     before, after = run.evidence_before or {}, run.evidence_after or {}
     if run.action == OptimizationRun.Action.RUN and after.get("actions"):
         subjects = sorted(after["actions"])
+        if not any("dead_tuples" in after["actions"][s] for s in subjects):  # the cache tuner: bytes
+            return BeforeAfter(
+                title="Memory before and after",
+                unit="bytes",
+                labels=subjects,
+                before=[_bytes(before.get("actions", {}).get(s, {})) for s in subjects],
+                after=[_bytes(after["actions"][s]) for s in subjects],
+            )
         return BeforeAfter(
             title="Dead tuples per table",
             unit="tuples",

@@ -36,3 +36,8 @@ def measure_speedups_task() -> None:
 @shared_task(name="optimizer.tasks.advise_config_task", ignore_result=True)
 def advise_config_task(target_id: int | None = None, dry_run: bool = False, **params) -> None:
     scheduled_runs(tuner="pgconfig", target_id=target_id, dry_run=dry_run, params=params)
+
+
+@shared_task(name="optimizer.tasks.compact_cache_task", ignore_result=True)
+def compact_cache_task(target_id: int | None = None, dry_run: bool = False, **params) -> None:
+    scheduled_runs(tuner="cache", target_id=target_id, dry_run=dry_run, params=params)

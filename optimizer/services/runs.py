@@ -348,7 +348,7 @@ def _run_tuner(run: OptimizationRun) -> None:
             run.evidence_before["actions"] = tuner.measure(actions)
             try:
                 for action in actions:
-                    session.execute_action(action.statement)
+                    tuner.perform(action)
             finally:
                 run.statements = session.executed
             if not run.dry_run:

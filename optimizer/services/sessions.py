@@ -88,6 +88,15 @@ class Session:
         self.executed.append({"statement": statement, "duration_ms": round(duration_ms, 2)})
         return duration_ms
 
+    def record(self, statement: str, *, duration_ms: float | None = None, **extra: Any) -> None:
+        """Record an action run by the tuner itself (e.g. a Redis pipeline), or planned in a dry run."""
+        entry: dict[str, Any] = {"statement": statement, **extra}
+        if self.dry_run:
+            entry["dry_run"] = True
+        elif duration_ms is not None:
+            entry["duration_ms"] = round(duration_ms, 2)
+        self.executed.append(entry)
+
     def _pg_action(self, statement: str) -> None:
         if self.pg is None:
             raise TunerError(f"Target {self.target.name} is not a PostgreSQL target.")

@@ -5,6 +5,7 @@ A tuner is one module in optimizer/tuners/ with one class registered under its `
 
     analyze()            read-only: findings (recommendations), actions it would run itself, evidence numbers
     measure(actions)     numbers describing what the actions touch, taken before and after they run
+    perform(action)      run one action (default: its statement through the session)
     apply(recommendation)  run a recommendation's statements (default: each one through the session)
     evidence_for(recommendation)  numbers before/after applying a recommendation (default: none)
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TUNERS: dict[str, type[Tuner]] = {}
-_MODULES = ("vacuum", "indexes", "pgconfig")
+_MODULES = ("vacuum", "indexes", "pgconfig", "cache")
 _IMPORT_ERRORS: dict[str, str] = {}
 _loaded = False
 
@@ -102,6 +103,10 @@ class Tuner:
 
     def measure(self, actions: list[Action]) -> dict[str, Any]:
         return {}
+
+    def perform(self, action: Action) -> None:
+        """Run one action of a tuner run (the session records it, or only plans it in a dry run)."""
+        self.session.execute_action(action.statement)
 
     def apply(self, recommendation: Recommendation) -> None:
         for statement in recommendation.statements:
