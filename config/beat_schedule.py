@@ -82,4 +82,12 @@ DEFAULT_SCHEDULES: tuple[DefaultSchedule, ...] = (
         crontab="47 * * * *",
         queue="maintenance",
     ),
+    # Daily at 05:20: pgvector advice (index for nearest-neighbour queries; measured ef_search/probes).
+    DefaultSchedule(
+        name="Optimizer: pgvector advisor",
+        task="optimizer.tasks.advise_vectors_task",
+        description="HNSW/IVFFlat indexes for <->, <=>, <#> queries; recall@10 and latency per ef_search.",
+        crontab="20 5 * * *",
+        queue="maintenance",
+    ),
 )

@@ -41,3 +41,8 @@ def advise_config_task(target_id: int | None = None, dry_run: bool = False, **pa
 @shared_task(name="optimizer.tasks.compact_cache_task", ignore_result=True)
 def compact_cache_task(target_id: int | None = None, dry_run: bool = False, **params) -> None:
     scheduled_runs(tuner="cache", target_id=target_id, dry_run=dry_run, params=params)
+
+
+@shared_task(name="optimizer.tasks.advise_vectors_task", ignore_result=True)
+def advise_vectors_task(target_id: int | None = None, dry_run: bool = False, **params) -> None:
+    scheduled_runs(tuner="vectors", target_id=target_id, dry_run=dry_run, params=params)

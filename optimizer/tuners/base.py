@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TUNERS: dict[str, type[Tuner]] = {}
-_MODULES = ("vacuum", "indexes", "pgconfig", "cache")
+_MODULES = ("vacuum", "indexes", "pgconfig", "cache", "vectors")
 _IMPORT_ERRORS: dict[str, str] = {}
 _loaded = False
 

@@ -28,7 +28,7 @@ from django.utils import timezone
 from psycopg import sql
 
 from monitoring.models import QueryStat
-from monitoring.selectors.statements import slow_queries
+from monitoring.selectors.statements import SlowQuery, slow_queries
 from optimizer.services.sessions import ActionFailed
 from optimizer.tuners.base import Analysis, Finding, Tuner, register
 from optimizer.tuners.querytree import QueryShape, Unparseable, query_shape
@@ -184,20 +184,23 @@ class IndexAdvisor(Tuner):
         ]
 
     # --- workload -----------------------------------------------------------------------
-    def workload(self) -> list[WorkloadQuery]:
+    def workload_raw(self) -> list[SlowQuery]:
+        """Monitoring's heaviest queries of this database over the window, by total time."""
         end = timezone.now()
         start = end - timedelta(minutes=self.params["window_minutes"])
         database = self.session.query("SELECT current_database()")[0][0]
-        queries = []
-        for q in slow_queries(
+        queries = slow_queries(
             target_id=self.session.target.id,
             start=start,
             end=end,
             order_by="total_time",
             limit=self.params["max_queries"],
-        ):
-            if not q.query or (q.database and q.database != database):
-                continue
+        )
+        return [q for q in queries if q.query and (not q.database or q.database == database)]
+
+    def workload(self) -> list[WorkloadQuery]:
+        queries = []
+        for q in self.workload_raw():
             try:
                 shape = query_shape(q.query)
             except Unparseable:
