@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
+from django_celery_beat.models import PeriodicTask
 from django_htmx.http import HttpResponseStopPolling
 
 from config.errors import InvalidInput
@@ -26,6 +27,7 @@ from optimizer.selectors import (
     tuner_overview,
 )
 from optimizer.services.runs import recommendation_apply_start, recommendation_dismiss, runs_start
+from optimizer.services.schedules import tuner_schedule_update
 from optimizer.tuners.base import all_tuners
 
 LOG_PAGE_SIZE = 100
@@ -40,16 +42,45 @@ def _run_status(request: HttpRequest, run: OptimizationRun) -> HttpResponse:
     return response
 
 
+def _tuners_context(**extra) -> dict:
+    return {
+        "tuners": tuner_overview(),
+        "targets": Target.objects.filter(kind__in=[Target.Kind.POSTGRES, Target.Kind.REDIS]).order_by("name"),
+        **extra,
+    }
+
+
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
     context = {
         **section_context("optimizer"),
+        **_tuners_context(),
         "recommendations": list(recommendation_list(status="open")[:100]),
-        "tuners": tuner_overview(),
-        "targets": Target.objects.filter(kind__in=[Target.Kind.POSTGRES, Target.Kind.REDIS]).order_by("name"),
         "recent_runs": list(run_list()[:8]),
     }
     return render(request, "optimizer/index.html", context)
+
+
+@require_POST
+@role_required(OPERATOR)
+def schedule_edit(request: HttpRequest, schedule_id: int) -> HttpResponse:
+    task = get_object_or_404(PeriodicTask, pk=schedule_id, task__startswith="optimizer.tasks.")
+    try:
+        tuner_schedule_update(
+            periodic_task=task,
+            crontab=request.POST.get("crontab", ""),
+            maintenance_window=request.POST.get("maintenance_window", ""),
+            dry_run=request.POST.get("dry_run") == "on",
+            actor=request.user,
+            via="ui",
+        )
+    except InvalidInput as exc:
+        context = _tuners_context(schedule_errors={task.id: str(exc)})
+        return render(request, "optimizer/index.html#tuners", context, status=422)
+    if request.htmx:
+        return render(request, "optimizer/index.html#tuners", _tuners_context(saved=task.id))
+    messages.success(request, f"Schedule “{task.name}” saved.")
+    return redirect("optimizer:index")
 
 
 @require_POST

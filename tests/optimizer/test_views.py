@@ -124,3 +124,25 @@ def test_database_page_shows_advice_and_vacuum_status_of_a_target(viewer_client,
     assert "Drop unused index public.x" in html
     assert "public.page_dead" in html
     assert viewer_client.get("/optimizer/cache/").status_code == 200
+
+
+def test_operators_edit_a_tuner_schedule_with_a_maintenance_window(operator_client, viewer_client):
+    from django_celery_beat.models import PeriodicTask
+
+    from config.services import schedule_sync_defaults
+
+    schedule_sync_defaults()
+    task = PeriodicTask.objects.get(task="optimizer.tasks.vacuum_task")
+    url = f"/optimizer/schedules/{task.id}/"
+    assert viewer_client.post(url, {"crontab": "0 1 * * *"}).status_code == 403
+    bad = operator_client.post(url, {"crontab": "99 1 * *", "maintenance_window": ""}, **HTMX)
+    assert bad.status_code == 422 and "A crontab has 5 fields" in bad.content.decode()
+    bad_window = operator_client.post(url, {"crontab": "0 1 * * *", "maintenance_window": "late"}, **HTMX)
+    assert bad_window.status_code == 422 and "01:00-05:00" in bad_window.content.decode()
+    ok = operator_client.post(
+        url, {"crontab": "15 1 * * 1", "maintenance_window": "01:00-05:00", "dry_run": "on"}, **HTMX
+    )
+    assert ok.status_code == 200 and "saved" in ok.content.decode()
+    task.refresh_from_db()
+    assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("15", "1", "1")
+    assert json.loads(task.kwargs) == {"dry_run": True, "maintenance_window": "01:00-05:00"}
