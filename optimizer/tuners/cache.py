@@ -56,6 +56,8 @@ class CacheTuner(Tuner):
         "top_keys": 20,
         "ttl_namespaces": {},
         "idle_delete_namespaces": {},
+        "fragmentation_ratio": FRAGMENTATION_RATIO,
+        "fragmentation_bytes": FRAGMENTATION_BYTES,
     }
 
     @property
@@ -124,11 +126,9 @@ class CacheTuner(Tuner):
                 ttl_buckets[_bucket(ttl, TTL_BUCKETS, ">= 7 d")] += 1
             if idle is not None:
                 idle_buckets[_bucket(idle, IDLE_BUCKETS, ">= 7 d")] += 1
-        high = (
-            memory["allocator_frag_ratio"] > FRAGMENTATION_RATIO
-            and memory["allocator_frag_bytes"] > FRAGMENTATION_BYTES
-        ) or (
-            memory["fragmentation_ratio"] > FRAGMENTATION_RATIO and memory["fragmentation_bytes"] > FRAGMENTATION_BYTES
+        ratio, wasted = self.params["fragmentation_ratio"], self.params["fragmentation_bytes"]
+        high = (memory["allocator_frag_ratio"] > ratio and memory["allocator_frag_bytes"] >= wasted) or (
+            memory["fragmentation_ratio"] > ratio and memory["fragmentation_bytes"] >= wasted
         )
         top = sorted(keys, key=lambda k: -k[1])[: self.params["top_keys"]]
         analysis = Analysis(

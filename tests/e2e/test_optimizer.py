@@ -3,8 +3,13 @@ HTMX from the real Celery worker, and the log and Database pages show it. Screen
 
 from __future__ import annotations
 
-import pytest
+import os
 
+import pytest
+import redis
+
+from config.services import schedule_sync_defaults
+from monitoring.services.targets import TargetInput, target_create
 from optimizer.models import Recommendation
 from optimizer.services.runs import run_create, run_execute
 from tests.conftest import PASSWORD
@@ -13,6 +18,7 @@ from tests.optimizer.conftest import make_dead_tuples, make_target
 from tests.optimizer.conftest import pg15 as pg15  # the fixture, shared with tests/optimizer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.celery_worker]
+PREFIX = f"ppe2e{os.getpid()}"
 
 
 def test_operator_applies_advice_and_sees_the_result_live(live_server, celery_worker_process, operator_user, pg15):
@@ -28,6 +34,17 @@ def test_operator_applies_advice_and_sees_the_result_live(live_server, celery_wo
                 tuner=tuner, target=target, trigger="operator", actor=None, dry_run=False, params=params
             ).id
         )
+    schedule_sync_defaults()
+    cache = target_create(
+        data=TargetInput(name="sessions-cache", kind="redis", url="redis://127.0.0.1:6379/13"), actor=None, via="system"
+    )
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/13")
+    client.mset({f"{PREFIX}sess:{i}": "x" * 300 for i in range(200)})
+    client.set(f"{PREFIX}big", "y" * 50_000, ex=3600)
+    cache_run = run_create(
+        tuner="cache", target=cache, trigger="operator", actor=None, dry_run=True, params={"match": f"{PREFIX}*"}
+    )
+    run_execute(run_id=cache_run.id)
     advice = Recommendation.objects.get(target=target, category="fk_index", title__contains="e2e_child")
     with browser_page(height=1000) as page:
         page.goto(f"{live_server.url}/login/")
@@ -55,3 +72,9 @@ def test_operator_applies_advice_and_sees_the_result_live(live_server, celery_wo
         page.screenshot(path=ARTIFACTS / "optimizer-database.png", full_page=True)
         page.goto(f"{live_server.url}/optimizer/log/")
         page.screenshot(path=ARTIFACTS / "optimizer-log.png", full_page=True)
+        page.goto(f"{live_server.url}/optimizer/cache/{cache.id}/")
+        assert f"{PREFIX}big" in page.locator("[data-testid=top-keys]").inner_text()
+        page.screenshot(path=ARTIFACTS / "optimizer-cache.png", full_page=True)
+    for key in client.scan_iter(match=f"{PREFIX}*"):
+        client.unlink(key)
+    client.close()

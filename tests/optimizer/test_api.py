@@ -175,3 +175,15 @@ def test_benchmark_records_latencies_in_the_log(anonymous_client, operator_auth,
     assert run.action == "benchmark" and run.status == "succeeded"
     bad = anonymous_client.get(f"{API}/benchmark?target={target.name}&operations=0", **operator_auth)
     assert bad.status_code == 400 and bad.json()["field"] == "operations"
+
+
+def test_database_optimize_starts_every_postgres_tuner_and_refuses_others(anonymous_client, operator_auth, pg18):
+    target = make_target(pg18)
+    body = {"targets": [target.id], "dry_run": True}
+    response = anonymous_client.post(f"{API}/database/optimize", body, "application/json", **operator_auth)
+    assert response.status_code == 202, response.content
+    assert sorted(r["tuner"] for r in response.json()) == ["indexes", "pgconfig", "vacuum", "vectors"]
+    assert all(r["status"] == "pending" and r["dry_run"] for r in response.json())
+    body = {"targets": [target.id], "tuners": ["cache"]}
+    wrong = anonymous_client.post(f"{API}/database/optimize", body, "application/json", **operator_auth)
+    assert wrong.status_code == 400 and wrong.json()["field"] == "tuners"

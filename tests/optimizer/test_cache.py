@@ -112,3 +112,35 @@ def test_cache_report_and_page_show_the_latest_analysis(target, cache, anonymous
     assert f"{PREFIX}sess" in page.content.decode() and f"{PREFIX}big" in page.content.decode()
     wrong = anonymous_client.get("/api/v1/performance/cache/report?target=nope", **viewer_auth)
     assert wrong.status_code == 400 and wrong.json()["field"] == "target"
+
+
+def test_high_fragmentation_runs_memory_purge_and_advises_activedefrag(target, cache):
+    _fill(cache)
+    # Thresholds at zero make any fragmentation "high": the purge runs for real on this Redis.
+    run = _run(target, fragmentation_ratio=0.0, fragmentation_bytes=0)
+    assert run.status == OptimizationRun.Status.SUCCEEDED, run.error
+    assert run.evidence_before["fragmentation_high"] is True
+    assert [s["statement"] for s in run.statements] == ["MEMORY PURGE"]
+    assert run.evidence_after["actions"]["memory"]["bytes_used"] > 0
+    from optimizer.models import Recommendation
+
+    if run.evidence_before["activedefrag"] != "yes":
+        advice = Recommendation.objects.get(target=target, title="Enable active defragmentation")
+        assert advice.statement == "CONFIG SET activedefrag yes"
+
+
+def test_cache_optimize_api_starts_dry_runs_and_benchmark_measures_redis(
+    target, cache, anonymous_client, operator_auth
+):
+    body = {"targets": [target.name], "dry_run": True, "params": {"match": f"{PREFIX}*"}}
+    response = anonymous_client.post("/api/v1/performance/cache/optimize", body, "application/json", **operator_auth)
+    assert response.status_code == 202, response.content
+    assert [r["tuner"] for r in response.json()] == ["cache"] and response.json()[0]["dry_run"] is True
+    wrong = anonymous_client.post(
+        "/api/v1/performance/database/optimize", {"targets": [target.name]}, "application/json", **operator_auth
+    )
+    assert wrong.status_code == 400 and "is not a postgres target" in wrong.json()["detail"]
+    bench = anonymous_client.get(f"/api/v1/performance/benchmark?target={target.name}&operations=30", **operator_auth)
+    assert bench.status_code == 200, bench.content
+    assert bench.json()["write_p50_ms"] > 0
+    assert not list(cache.scan_iter(match="perfpilot:benchmark:*"))  # its keys are removed
