@@ -12,10 +12,15 @@ from celery import shared_task
 from optimizer.services.runs import run_execute, scheduled_runs
 from optimizer.services.speedups import speedups_measure_all
 
+LOCK_RETRIES = 120  # a run waits up to ~10 minutes for another run on its target
+LOCK_RETRY_SECONDS = 5
 
-@shared_task(name="optimizer.tasks.execute_run_task", ignore_result=True)
-def execute_run_task(run_id: int) -> None:
-    run_execute(run_id=run_id)
+
+@shared_task(name="optimizer.tasks.execute_run_task", ignore_result=True, bind=True, max_retries=LOCK_RETRIES)
+def execute_run_task(self, run_id: int) -> None:
+    run = run_execute(run_id=run_id, wait=self.request.retries < LOCK_RETRIES)
+    if run.status == run.Status.PENDING:  # another run holds the target: queue behind it
+        raise self.retry(countdown=LOCK_RETRY_SECONDS)
 
 
 @shared_task(name="optimizer.tasks.vacuum_task", ignore_result=True)

@@ -237,8 +237,12 @@ def _lock_key(target_id: int) -> str:
     return f"perfpilot:lock:optimize:{target_id}"
 
 
-def run_execute(*, run_id: int) -> OptimizationRun:
-    """Execute a pending run. Never raises for a target's failure: the run records it."""
+def run_execute(*, run_id: int, wait: bool = False) -> OptimizationRun:
+    """Execute a pending run. Never raises for a target's failure: the run records it.
+
+    When another run holds the target's lock, the run is skipped, or with `wait` put back to pending
+    for the caller (the task) to try again later.
+    """
     claimed = OptimizationRun.objects.filter(pk=run_id, status=OptimizationRun.Status.PENDING).update(
         status=OptimizationRun.Status.RUNNING, started_at=timezone.now()
     )
@@ -266,6 +270,12 @@ def run_execute(*, run_id: int) -> OptimizationRun:
             except Exception:
                 logger.warning("optimizer lock of target %s expired before release", run.target.id)
     except LockHeld as exc:
+        if wait:
+            OptimizationRun.objects.filter(pk=run.pk).update(
+                status=OptimizationRun.Status.PENDING, started_at=None, summary=f"Waiting: {exc}"
+            )
+            run.refresh_from_db()
+            return run
         run.status, run.error = OptimizationRun.Status.SKIPPED, str(exc)
     except WindowClosed as exc:
         run.status, run.error = OptimizationRun.Status.DEFERRED, str(exc)

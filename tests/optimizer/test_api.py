@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from optimizer.models import OptimizationRun, Recommendation
@@ -187,3 +189,21 @@ def test_database_optimize_starts_every_postgres_tuner_and_refuses_others(anonym
     body = {"targets": [target.id], "tuners": ["cache"]}
     wrong = anonymous_client.post(f"{API}/database/optimize", body, "application/json", **operator_auth)
     assert wrong.status_code == 400 and wrong.json()["field"] == "tuners"
+
+
+@pytest.mark.celery_worker
+def test_several_tuners_on_one_target_queue_behind_each_other_instead_of_overlapping(
+    transactional_db, celery_worker_process, anonymous_client, operator_auth, pg18
+):
+    target = make_target(pg18)
+    body = {"tuners": ["vacuum", "indexes", "pgconfig", "vectors"], "targets": [target.id], "dry_run": True}
+    response = anonymous_client.post(f"{API}/optimization/execute", body, "application/json", **operator_auth)
+    assert response.status_code == 202
+    ids = [r["id"] for r in response.json()]
+    wait_for(
+        lambda: not any(r.is_live for r in OptimizationRun.objects.filter(pk__in=ids)), timeout=120, what="all runs"
+    )
+    runs = list(OptimizationRun.objects.filter(pk__in=ids).order_by("started_at"))
+    assert [r.status for r in runs] == ["succeeded"] * 4, [r.error for r in runs]
+    for earlier, later in itertools.pairwise(runs):
+        assert earlier.finished_at <= later.started_at  # one at a time
