@@ -109,6 +109,13 @@ class ExistingIndex:
     scans: int
     last_scan_age_s: float | None
     definition: str
+    opclasses: tuple[str, ...] = ()  # "opclass:collation" per column
+    partitioned: bool = False  # on a partitioned table, or a partition's attached index
+
+    def leads(self, other: ExistingIndex) -> bool:
+        """This index's columns, operator classes and collations start `other`'s."""
+        n = len(self.columns)
+        return self.columns == other.columns[:n] and self.opclasses == other.opclasses[:n]
 
 
 _INDEXES_SQL = """
@@ -118,7 +125,11 @@ SELECT i.indexrelid, n.nspname, t.relname, ic.relname, i.indisunique, i.indispri
        ARRAY(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
              LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
              ORDER BY k.ord) AS columns,
-       {last_scan}
+       {last_scan},
+       ARRAY(SELECT opc.opcname || ':' || coalesce(k.coll::text, '0')
+             FROM unnest(i.indclass::oid[], i.indcollation::oid[]) WITH ORDINALITY k(opc, coll, ord)
+             JOIN pg_opclass opc ON opc.oid = k.opc ORDER BY k.ord) AS opclasses,
+       ic.relkind = 'I' OR ic.relispartition AS partitioned
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_class t ON t.oid = i.indrelid
@@ -179,6 +190,8 @@ class IndexAdvisor(Tuner):
                 definition=r[11],
                 columns=tuple(r[12]),
                 last_scan_age_s=r[13],
+                opclasses=tuple(r[14]),
+                partitioned=r[15],
             )
             for r in rows
         ]
@@ -555,23 +568,23 @@ class IndexAdvisor(Tuner):
 
     def _unused(self, existing: list[ExistingIndex]) -> list[Finding]:
         window_s = self.params["unused_window_days"] * 86400
-        if self.session.server_version < 160000:
-            reset = self.session.query(
-                "SELECT extract(epoch FROM now() - coalesce(stats_reset, pg_postmaster_start_time())) "
-                "FROM pg_stat_database WHERE datname = current_database()"
-            )
-            observed_s = float(reset[0][0]) if reset and reset[0][0] is not None else 0.0
+        # Scans count only since the statistics were reset (or the server started): a younger history
+        # cannot prove an index unused over the window.
+        reset = self.session.query(
+            "SELECT extract(epoch FROM now() - greatest(stats_reset, pg_postmaster_start_time())) "
+            "FROM pg_stat_database WHERE datname = current_database()"
+        )
+        observed_s = float(reset[0][0]) if reset and reset[0][0] is not None else 0.0
+        fk_columns = {(schema, table, columns) for schema, table, _, columns, _ in self._foreign_key_rows()}
         findings = []
         for index in existing:
-            if index.unique or index.primary or not index.valid:
+            if index.unique or index.primary or not index.valid or index.partitioned:
                 continue
-            if self.session.server_version >= 160000:
-                unused = (index.last_scan_age_s is None and index.scans == 0) or (
-                    index.last_scan_age_s is not None and index.last_scan_age_s >= window_s
-                )
+            if index.last_scan_age_s is not None:  # PostgreSQL 16+: when it was last scanned
+                unused = index.last_scan_age_s >= window_s
             else:
                 unused = index.scans == 0 and observed_s >= window_s
-            if not unused:
+            if not unused or self._sole_fk_cover(index, existing, fk_columns):
                 continue
             findings.append(
                 self._drop_finding(
@@ -588,10 +601,28 @@ class IndexAdvisor(Tuner):
             )
         return findings
 
+    @staticmethod
+    def _sole_fk_cover(index: ExistingIndex, existing: list[ExistingIndex], fk_columns: set) -> bool:
+        """The only index serving a foreign key's lookups (deletes on the referenced table need it)."""
+        for schema, table, columns in fk_columns:
+            if (schema, table) != (index.schema, index.table) or index.columns[: len(columns)] != columns:
+                continue
+            others = [
+                e
+                for e in existing
+                if e.oid != index.oid
+                and e.valid
+                and (e.schema, e.table) == (schema, table)
+                and e.columns[: len(columns)] == columns
+            ]
+            if not others:
+                return True
+        return False
+
     def _duplicates(self, existing: list[ExistingIndex]) -> list[Finding]:
         findings = []
         for short in existing:
-            if short.unique or short.primary or short.has_predicate or None in short.columns:
+            if short.unique or short.primary or short.has_predicate or short.partitioned or None in short.columns:
                 continue
             for long in existing:
                 if (
@@ -599,7 +630,7 @@ class IndexAdvisor(Tuner):
                     and long.valid
                     and (long.schema, long.table, long.method) == (short.schema, short.table, short.method)
                     and not long.has_predicate
-                    and long.columns[: len(short.columns)] == short.columns
+                    and short.leads(long)
                     and (len(long.columns) > len(short.columns) or long.oid < short.oid or long.unique)
                 ):
                     findings.append(
@@ -634,7 +665,7 @@ class IndexAdvisor(Tuner):
             if not index.valid
         ]
 
-    def _foreign_keys(self, existing: list[ExistingIndex]) -> list[Finding]:
+    def _foreign_key_rows(self) -> list[tuple]:
         rows = self.session.query(
             "SELECT n.nspname, c.relname, con.conname, "
             "ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord) "
@@ -644,9 +675,11 @@ class IndexAdvisor(Tuner):
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE con.contype = 'f' AND n.nspname <> ALL(%s)",
             [list(SYSTEM_SCHEMAS)],
         )
+        return [(schema, table, constraint, tuple(columns), rows) for schema, table, constraint, columns, rows in rows]
+
+    def _foreign_keys(self, existing: list[ExistingIndex]) -> list[Finding]:
         findings = []
-        for schema, table, constraint, columns, reltuples in rows:
-            columns = tuple(columns)
+        for schema, table, constraint, columns, reltuples in self._foreign_key_rows():
             if any(
                 e.valid and (e.schema, e.table) == (schema, table) and e.columns[: len(columns)] == columns
                 for e in existing

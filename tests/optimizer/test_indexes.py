@@ -199,6 +199,11 @@ def test_unused_duplicate_invalid_and_unindexed_foreign_keys_are_reported(db, pg
         conn.execute("INSERT INTO line SELECT g, NULL, g % 3, g, 1 FROM generate_series(1, 100) g")
         conn.execute("CREATE INDEX line_a ON line (a)")
         conn.execute("CREATE INDEX line_a_b ON line (a, b)")
+        conn.execute("ALTER TABLE line ADD COLUMN code text")
+        conn.execute("CREATE INDEX line_code ON line (code)")
+        conn.execute("CREATE INDEX line_code_like ON line (code text_pattern_ops)")  # serves LIKE: no duplicate
+        conn.execute("CREATE TABLE line_note (id int PRIMARY KEY, line_id int REFERENCES line)")
+        conn.execute("CREATE INDEX line_note_line ON line_note (line_id)")  # an FK's only index: kept
         with pytest.raises(Exception, match="could not create unique index"):
             conn.execute('CREATE UNIQUE INDEX CONCURRENTLY "line odd" ON line ("Odd Col")')
     target = make_target(pg18)
@@ -209,6 +214,12 @@ def test_unused_duplicate_invalid_and_unindexed_foreign_keys_are_reported(db, pg
     assert ("invalid_index", "Drop invalid index public.line odd") in found
     assert ("fk_index", "Index foreign key line_head_id_fkey on public.line (head_id)") in found
     assert not any(title.startswith("Drop unused index public.line_pkey") for _, title in found)
+    assert not any("line_code_like" in title and category == "duplicate_index" for category, title in found)
+    assert not any("line_note_line" in title for _, title in found)
+    # With the default window, a server whose statistics are younger than 7 days proves nothing unused.
+    fresh = make_target(pg18)
+    _advise(fresh)
+    assert not Recommendation.objects.filter(target=fresh, category="unused_index").exists()
     invalid = Recommendation.objects.get(target=target, category="invalid_index")
     assert invalid.statement == 'DROP INDEX CONCURRENTLY IF EXISTS "public"."line odd"'
     run = run_execute(run_id=recommendation_apply_start(recommendation=invalid, actor=None, trigger="api").id)
