@@ -33,9 +33,18 @@ from optimizer.tuners.base import LockHeld, TunerError, WindowClosed, check_para
 
 logger = logging.getLogger(__name__)
 
+
 # Options of a run itself, as opposed to the tuner's own parameters.
+def _categories(value: Any) -> list[str]:
+    """auto_apply: recommendation categories a run applies on its own (the "auto policy" trigger)."""
+    if not isinstance(value, list) or not all(v in Recommendation.Category.values for v in value):
+        raise ValueError
+    return value
+
+
 RUN_OPTIONS = {
     "maintenance_window": str,
+    "auto_apply": _categories,
     "statement_timeout_seconds": float,
     "action_timeout_seconds": float,
     "lock_timeout_seconds": float,
@@ -96,7 +105,12 @@ def _split_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
             try:
                 options[name] = RUN_OPTIONS[name](value)
             except (TypeError, ValueError):
-                raise InvalidInput(f"{name} must be a {RUN_OPTIONS[name].__name__}.", field=name) from None
+                expected = (
+                    f"a list of categories ({', '.join(Recommendation.Category.values)})"
+                    if name == "auto_apply"
+                    else f"a {RUN_OPTIONS[name].__name__}"
+                )
+                raise InvalidInput(f"{name} must be {expected}.", field=name) from None
             if name.endswith("_seconds") and options[name] <= 0:
                 raise InvalidInput(f"{name} must be more than 0.", field=name)
         else:
@@ -365,6 +379,18 @@ def _run_tuner(run: OptimizationRun) -> None:
                 run.evidence_after = {"actions": tuner.measure(actions)}
             verb = "would run" if run.dry_run else "ran"
             parts.append(f"{verb} {len(actions)} action(s)")
+        policy = [r for r in recommendations if r.category in run.params.get("auto_apply", []) and r.statements]
+        if policy and not run.dry_run:
+            started = 0
+            for recommendation in policy:
+                try:
+                    recommendation_apply_start(
+                        recommendation=recommendation, actor=run.started_by, trigger=OptimizationRun.Trigger.POLICY
+                    )
+                    started += 1
+                except InvalidInput:  # already being applied
+                    continue
+            parts.append(f"auto policy: applying {started} recommendation(s)")
         run.summary = "; ".join(parts)
 
 

@@ -207,3 +207,11 @@ def test_several_tuners_on_one_target_queue_behind_each_other_instead_of_overlap
     assert [r.status for r in runs] == ["succeeded"] * 4, [r.error for r in runs]
     for earlier, later in itertools.pairwise(runs):
         assert earlier.finished_at <= later.started_at  # one at a time
+
+
+def test_auto_apply_takes_only_known_categories(anonymous_client, operator_auth, pg18):
+    target = make_target(pg18)
+    body = {"tuners": ["indexes"], "targets": [target.id], "params": {"auto_apply": ["everything"]}}
+    response = anonymous_client.post(f"{API}/optimization/execute", body, "application/json", **operator_auth)
+    assert response.status_code == 400
+    assert response.json()["field"] == "auto_apply" and "missing_index" in response.json()["detail"]

@@ -68,3 +68,39 @@ def test_run_tuner_command_runs_a_dry_run_and_prints_the_statements(db, pg18, ca
     assert 'VACUUM (ANALYZE) "public"."command_dead"  (dry run)' in out
     assert "succeeded" in out
     assert OptimizationRun.objects.get(target=target).trigger == "operator"
+
+
+@pytest.mark.celery_worker
+def test_an_auto_policy_applies_the_chosen_categories_after_the_run(transactional_db, celery_worker_process, pg18):
+    from optimizer.models import Recommendation
+    from optimizer.services.runs import run_create, run_execute
+
+    with pg18.connect() as conn:
+        conn.execute("DROP TABLE IF EXISTS policy_t")
+        conn.execute("CREATE TABLE policy_t (id int PRIMARY KEY, v int)")
+        conn.execute("INSERT INTO policy_t SELECT g, 1 FROM generate_series(1, 50) g")
+        with pytest.raises(Exception, match="could not create unique index"):
+            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY policy_bad ON policy_t (v)")
+    target = make_target(pg18)
+    run = run_create(
+        tuner="indexes",
+        target=target,
+        trigger="schedule",
+        actor=None,
+        dry_run=False,
+        params={"auto_apply": ["invalid_index"]},
+    )
+    run = run_execute(run_id=run.id)
+    assert "auto policy: applying 1 recommendation(s)" in run.summary
+    wait_for(
+        lambda: OptimizationRun.objects.filter(target=target, trigger="policy", status="succeeded").exists(),
+        timeout=60,
+        what="the policy apply",
+    )
+    assert Recommendation.objects.get(target=target, category="invalid_index").status == "applied"
+    assert pg18.scalar("SELECT count(*) FROM pg_class WHERE relname = 'policy_bad'") == 0
+    assert (
+        not OptimizationRun.objects.filter(target=target, trigger="policy")
+        .exclude(recommendation__category="invalid_index")
+        .exists()
+    )
