@@ -89,7 +89,8 @@ class VacuumTuner(Tuner):
         settings = self._settings()
         analysis = Analysis()
         candidates = []
-        for row in self.tables():
+        tables = self.tables()
+        for row in tables:
             opts = _reloptions(row["reloptions"])
             reltuples = max(row["reltuples"], 0.0)
             vac_threshold = (
@@ -139,7 +140,7 @@ class VacuumTuner(Tuner):
             )
         analysis.findings.extend(self._global_findings(settings))
         analysis.evidence = {
-            "tables_checked": len(self.tables()),
+            "tables_checked": len(tables),
             "tables_chosen": len(analysis.actions),
             "dead_tuples_chosen": sum(c[1]["n_dead_tup"] for c in candidates[: self.params["max_tables"]]),
         }
