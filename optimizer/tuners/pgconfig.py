@@ -92,17 +92,18 @@ class ConfigAdvisor(Tuner):
 
     def _current(self, names: list[str]) -> dict[str, dict[str, Any]]:
         rows = self.session.query(
-            "SELECT name, setting, unit, context, vartype FROM pg_settings WHERE name = ANY(%s)", [names]
+            "SELECT name, setting, unit, context, vartype, pending_restart FROM pg_settings WHERE name = ANY(%s)",
+            [names],
         )
         current = {}
-        for name, setting, unit, context, vartype in rows:
+        for name, setting, unit, context, vartype, pending in rows:
             if vartype in ("integer", "real"):
                 value = float(setting)
                 if unit in _UNIT_KB and value >= 0:
                     value *= _UNIT_KB[unit]
             else:
                 value = setting
-            current[name] = {"value": value, "context": context, "unit": unit}
+            current[name] = {"value": value, "context": context, "unit": unit, "pending_restart": pending}
         return current
 
     def analyze(self) -> Analysis:
@@ -133,9 +134,9 @@ class ConfigAdvisor(Tuner):
             if name not in current:
                 continue
             now = current[name]["value"]
-            differs = abs(float(now) - float(value)) > self.params["tolerance_percent"] / 100 * max(
-                abs(float(value)), 1e-9
-            )
+            tolerance = self.params["tolerance_percent"] / 100 * max(abs(float(value)), 1e-9)
+            # A change already made with ALTER SYSTEM that waits for a restart is not advised again.
+            differs = abs(float(now) - float(value)) > tolerance and not current[name]["pending_restart"]
             rows.append(
                 {
                     "name": name,
