@@ -69,7 +69,14 @@ class Candidate:
         )
         where = sql.SQL("")
         if self.predicate:
-            where = sql.SQL(" WHERE {} {}").format(sql.Identifier(self.predicate[0]), sql.SQL(self.predicate[1]))
+            column, test = sql.Identifier(self.predicate[0]), self.predicate[1]
+            # Written the way queries test booleans, so the planner proves the predicate at once.
+            if test == "IS TRUE":
+                where = sql.SQL(" WHERE {}").format(column)
+            elif test == "IS FALSE":
+                where = sql.SQL(" WHERE NOT {}").format(column)
+            else:
+                where = sql.SQL(" WHERE {} {}").format(column, sql.SQL(test))
         return sql.SQL("CREATE INDEX {conc}{name} ON {schema}.{table} ({columns}){where}").format(
             conc=sql.SQL("CONCURRENTLY " if concurrently else ""),
             name=sql.Identifier(name or self.name()),

@@ -241,3 +241,23 @@ def test_generic_plans_of_normalized_queries_on_postgres_18_and_15(db, pg18, pg1
             plan = advisor.plan(query)
             assert plan["Total Cost"] > 0
             assert advisor.plan(query)["Total Cost"] == plan["Total Cost"]  # repeatable: nothing left prepared
+
+
+def test_a_constant_predicate_becomes_a_verified_partial_index(db, pg15):
+    with pg15.connect() as conn:
+        conn.execute("DROP TABLE IF EXISTS jobs")
+        conn.execute("CREATE TABLE jobs (id int PRIMARY KEY, queue int, done boolean, payload text)")
+        conn.execute("INSERT INTO jobs SELECT g, g % 50, g % 100 <> 0, md5(g::text) FROM generate_series(1, 200000) g")
+        conn.execute("ANALYZE jobs")
+    target = make_target(pg15)
+    plant_workload(target, [("SELECT * FROM jobs WHERE queue = $1 AND NOT done", 1000, 50000.0)], database=pg15.name)
+    _advise(target)
+    advice = Recommendation.objects.get(target=target, category="missing_index")
+    assert advice.verified
+    assert advice.statement.endswith('ON "public"."jobs" ("queue") WHERE NOT "done"')
+    run = run_execute(run_id=recommendation_apply_start(recommendation=advice, actor=None, trigger="api").id)
+    assert run.status == OptimizationRun.Status.SUCCEEDED, run.error
+    assert (
+        pg15.scalar("SELECT count(*) FROM pg_indexes WHERE tablename = 'jobs' AND indexdef LIKE '%WHERE (NOT done)'")
+        == 1
+    )
