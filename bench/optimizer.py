@@ -3,8 +3,9 @@ tuner removes the dead tuples of the tables it chooses.
 
 On this machine's PostgreSQL 15 with HypoPG (a database of its own, dropped afterwards): 1.2M rows in
 three tables, 12 query shapes (OLTP shapes 20 calls each, the two low-selectivity report counts 2 each)
-and 5 planted missing indexes. The workload runs three times with the same random parameters (after one
-untimed warm-up call per shape) and each shape keeps its fastest pass; its calls and time are recorded
+and 5 planted missing indexes. The workload runs five times with the same random parameters (after one
+untimed warm-up call per shape, synchronous_commit off so the shared disk's fsync latency stays out)
+and each shape keeps its fastest pass; its calls and time are recorded
 as monitoring snapshots (QueryText/QueryStat, as the collector would from pg_stat_statements, which is
 not preloaded on that server). The advisor runs (HypoPG-verified), every advised index is applied
 through the normal apply path (CREATE INDEX CONCURRENTLY), and the workload runs again. The naive
@@ -34,7 +35,7 @@ DATABASE = "pp_bench_optimizer"
 URL = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
 CUSTOMERS, ORDERS, EVENTS = 200_000, 700_000, 300_000
 CALLS = 20  # executions of each OLTP shape per workload pass
-PASSES = 3
+PASSES = 5
 REPORT_CALLS = 2  # the two low-selectivity analytic counts run rarely, as reports do
 TARGET_RECALL = 90.0
 TARGET_SPEEDUP = 10.0
@@ -153,6 +154,8 @@ def _workload_pass(shapes: list[Shape]) -> list[tuple[float, int]]:
     """(total ms, calls) per shape, the same parameters sequence each pass, after one untimed warm-up call."""
     results = []
     with _connect() as conn:
+        # Commits without waiting for the WAL flush: the shared disk's fsync latency is not what an index costs.
+        conn.execute("SET synchronous_commit = off")
         for shape in shapes:
             conn.execute(shape.executable, shape.params())
             total = 0.0
@@ -298,7 +301,13 @@ def _measure() -> BenchResult:
             passed=recall >= TARGET_RECALL,
         ),
         Figure(
-            "Query shapes slower after applying",
+            "Queries planned costlier with the advised indexes (HypoPG final pass)",
+            str(advise.evidence_before["plans_worse"]),
+            "0",
+            passed=advise.evidence_before["plans_worse"] == 0,
+        ),
+        Figure(
+            "Query shapes measured slower after applying",
             f"{len(slowed)} of {len(shapes)}",
             "0",
             passed=not slowed,
@@ -341,7 +350,10 @@ def _measure() -> BenchResult:
     notes = (
         f"Advised: {advised_text}. "
         f"Slowed shapes (beyond {NOISE}x + {NOISE_MS:g} ms, the noise margin): {', '.join(slowed) or 'none'}. "
-        f"VACUUM chose {vacuum['tables']} in {vacuum['duration_ms']:.0f} ms.\n\n"
+        f"VACUUM chose {vacuum['tables']} in {vacuum['duration_ms']:.0f} ms. "
+        "Where the naive set is faster it is on the two low-selectivity report counts (status, country): "
+        "an index there lets PostgreSQL count from a smaller structure, a gain below the 50 % plan-cost "
+        "saving the advisor requires, paid for by every write.\n\n"
         "Per shape, total ms over its calls:\n\n"
         "| Shape | Calls | No indexes | Advised | Naive |\n| --- | --- | --- | --- | --- |\n" + "\n".join(per_shape)
     )

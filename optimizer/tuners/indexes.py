@@ -488,6 +488,8 @@ class IndexAdvisor(Tuner):
             "candidates": len(all_candidates),
             "advised": len(advised),
             "hypopg": int(verified),
+            # Queries the final HypoPG pass costs higher with the advised indexes (their indexes are dropped).
+            "plans_worse": sum(1 for note in analysis.notes if "would plan worse" in note),
             "workload_time_ms": round(total, 1),
         }
         return analysis
