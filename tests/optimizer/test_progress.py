@@ -64,3 +64,44 @@ def test_a_running_concurrent_index_build_reports_its_phase(transactional_db, op
     run.refresh_from_db()
     assert run.status == OptimizationRun.Status.SUCCEEDED, run.error
     assert run_progress(run=run) is None
+
+
+def test_a_crawling_vacuum_shows_its_progress_and_is_stopped_by_the_action_timeout(transactional_db, pg18):
+    from tests.optimizer.conftest import make_dead_tuples
+
+    make_dead_tuples(pg18, "public", "crawl_t", rows=50000, deleted=40000)
+    # The target's URL options make every page cost a sleep, so the VACUUM crawls.
+    slow = type(pg18)(pg18.name, f"{pg18.url}?options=-c%20vacuum_cost_delay%3D20%20-c%20vacuum_cost_limit%3D1", 0)
+    target = make_target(slow)
+    run = run_create(
+        tuner="vacuum",
+        target=target,
+        trigger="operator",
+        actor=None,
+        dry_run=False,
+        params={"min_dead_tuples": 100, "tables": ["public.crawl_t"], "action_timeout_seconds": 4},
+    )
+    seen = []
+
+    def execute():
+        try:
+            run_execute(run_id=run.id)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=execute)
+    thread.start()
+
+    def vacuum_progress():
+        current = OptimizationRun.objects.select_related("target").get(pk=run.id)
+        progress = run_progress(run=current)
+        if progress is not None:
+            seen.append(progress)
+        return bool(seen)
+
+    wait_for(vacuum_progress, what="the VACUUM's progress")
+    thread.join(60)
+    assert seen[0].command == "vacuum" and seen[0].phase
+    run.refresh_from_db()
+    assert run.status == OptimizationRun.Status.FAILED
+    assert "statement_timeout (4 s)" in run.error
