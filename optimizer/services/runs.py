@@ -258,12 +258,14 @@ def run_execute(*, run_id: int, wait: bool = False) -> OptimizationRun:
     for the caller (the task) to try again later.
     """
     claimed = OptimizationRun.objects.filter(pk=run_id, status=OptimizationRun.Status.PENDING).update(
-        status=OptimizationRun.Status.RUNNING, started_at=timezone.now()
+        status=OptimizationRun.Status.RUNNING
     )
     run = OptimizationRun.objects.select_related("target", "recommendation", "started_by").get(pk=run_id)
     if claimed != 1:
         return run  # another worker (or a retry) has it
     started = time.perf_counter()
+    finished_at = None
+    run.started_at = timezone.now()
     try:
         if run.target is None:
             raise TunerError("The target of this run was deleted.")
@@ -273,12 +275,16 @@ def run_execute(*, run_id: int, wait: bool = False) -> OptimizationRun:
             raise LockHeld(
                 f"Another optimizer run on {run.target.name} is still in progress; runs on one target never overlap."
             )
+        # Start and end are taken inside the lock, so runs of one target never overlap in the log either.
+        run.started_at = timezone.now()
+        OptimizationRun.objects.filter(pk=run.pk).update(started_at=run.started_at)
         try:
             if run.action == OptimizationRun.Action.APPLY:
                 _apply(run)
             else:
                 _run_tuner(run)
         finally:
+            finished_at = timezone.now()
             try:
                 lock.release()
             except Exception:
@@ -286,7 +292,7 @@ def run_execute(*, run_id: int, wait: bool = False) -> OptimizationRun:
     except LockHeld as exc:
         if wait:
             OptimizationRun.objects.filter(pk=run.pk).update(
-                status=OptimizationRun.Status.PENDING, started_at=None, summary=f"Waiting: {exc}"
+                status=OptimizationRun.Status.PENDING, summary=f"Waiting: {exc}"
             )
             run.refresh_from_db()
             return run
@@ -303,7 +309,7 @@ def run_execute(*, run_id: int, wait: bool = False) -> OptimizationRun:
     else:
         if run.status == OptimizationRun.Status.RUNNING:
             run.status = OptimizationRun.Status.SUCCEEDED
-    run.finished_at = timezone.now()
+    run.finished_at = finished_at or timezone.now()
     run.duration_ms = round((time.perf_counter() - started) * 1000, 2)
     run.save()
     audit_run(run)
