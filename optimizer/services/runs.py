@@ -247,6 +247,11 @@ def recommendation_dismiss(*, recommendation: Recommendation, actor: AbstractBas
 # --- executing runs --------------------------------------------------------------------------
 
 
+def run_time_limit() -> int:
+    """Seconds a run may take: one action may use the whole action timeout, plus room for the rest."""
+    return max(settings.CELERY_TASK_SOFT_TIME_LIMIT, settings.OPTIMIZER_ACTION_TIMEOUT_SECONDS + 300)
+
+
 def _lock_key(target_id: int) -> str:
     return f"perfpilot:lock:optimize:{target_id}"
 
@@ -269,8 +274,8 @@ def run_execute(*, run_id: int, wait: bool = False) -> OptimizationRun:
     try:
         if run.target is None:
             raise TunerError("The target of this run was deleted.")
-        timeout = settings.OPTIMIZER_ACTION_TIMEOUT_SECONDS + settings.OPTIMIZER_STATEMENT_TIMEOUT_SECONDS + 120
-        lock = get_redis().lock(_lock_key(run.target.id), timeout=timeout)
+        # The lock outlives the task's hard time limit, so it cannot expire under a running run.
+        lock = get_redis().lock(_lock_key(run.target.id), timeout=run_time_limit() + 120)
         if not lock.acquire(blocking=False):
             raise LockHeld(
                 f"Another optimizer run on {run.target.name} is still in progress; runs on one target never overlap."
