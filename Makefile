@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint format install install-dev browser clean-data help bench bench-tools fuzz
+.PHONY: run test lint format install install-dev browser hypopg clean-data help bench bench-tools fuzz
 
 help:
 	@echo "make run    - install and start Perfpilot (web, worker, beat, embedded PostgreSQL and Redis)"
@@ -45,6 +45,17 @@ browser:
 		fi; \
 	fi
 
+# HypoPG for the machine's PostgreSQL 15: the index advisor's verified path is tested against it.
+hypopg:
+	@if [ ! -f /usr/share/postgresql/15/extension/hypopg.control ]; then \
+		if [ "$$(id -u)" = "0" ]; then \
+			echo "installing Debian's postgresql-15-hypopg for the index advisor tests…"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15-hypopg >/dev/null; \
+		else \
+			echo "The index advisor tests need HypoPG: run 'sudo apt-get install postgresql-15-hypopg'." >&2; exit 1; \
+		fi; \
+	fi
+
 run: install
 	@mkdir -p var
 	exec $(PY) manage.py run_control_plane
@@ -57,7 +68,7 @@ format: install-dev
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: install-dev browser lint
+test: install-dev browser hypopg lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # A longer API fuzzing pass than the one `make test` runs: new examples every time, 300 per operation.

@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "query": "bench.query",
     "collectors": "bench.collectors",
     "http": "bench.http",
+    "optimizer": "bench.optimizer",
 }
 
 

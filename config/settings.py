@@ -200,6 +200,14 @@ RETENTION_RAW_DAYS = envint("PERFPILOT_RETENTION_RAW_DAYS", 7, minimum=1)
 RETENTION_1M_DAYS = envint("PERFPILOT_RETENTION_1M_DAYS", 90, minimum=1)
 RETENTION_1H_DAYS = envint("PERFPILOT_RETENTION_1H_DAYS", 730, minimum=1)
 
+# --- optimizer -------------------------------------------------------------------------------
+# Reads of a tuner's analysis and the actions it runs (VACUUM, CREATE INDEX CONCURRENTLY) are bounded apart.
+OPTIMIZER_STATEMENT_TIMEOUT_SECONDS = envint("PERFPILOT_OPTIMIZER_STATEMENT_TIMEOUT", 30, minimum=1)
+OPTIMIZER_ACTION_TIMEOUT_SECONDS = envint("PERFPILOT_OPTIMIZER_ACTION_TIMEOUT", 3600, minimum=1)
+OPTIMIZER_LOCK_TIMEOUT_SECONDS = envint("PERFPILOT_OPTIMIZER_LOCK_TIMEOUT", 5, minimum=1)
+# "HH:MM-HH:MM" (server time zone) when tuners may change targets; empty means any time.
+OPTIMIZER_MAINTENANCE_WINDOW = envstr("PERFPILOT_OPTIMIZER_MAINTENANCE_WINDOW", "")
+
 # --- control-plane health ---------------------------------------------------------------------
 HEARTBEAT_INTERVAL_SECONDS = envfloat("PERFPILOT_HEARTBEAT_INTERVAL", 5.0, minimum=0.5)
 HEARTBEAT_STALE_SECONDS = envfloat("PERFPILOT_HEARTBEAT_STALE_SECONDS", 30.0, minimum=1.0)

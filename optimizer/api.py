@@ -1,7 +1,259 @@
-"""The optimizer app's API router, mounted at /api/v1 by config/api.py (paths carry their own prefix)."""
+"""Optimizer API: recommendations, the optimization log, running tuners, database and cache reports,
+and a latency benchmark. Paths carry their own /performance prefix; mounted at /api/v1."""
 
 from __future__ import annotations
 
-from config.endpoints import section_router
+from collections import Counter
 
-router = section_router("optimizer")
+from django.db.models import Q
+from django.shortcuts import get_object_or_404
+from ninja import Router, Status
+
+from config.endpoints import ERRORS, section_router
+from config.errors import InvalidInput
+from config.roles import OPERATOR, ensure_role
+from config.schemas import ErrorOut
+from monitoring.models import Target
+from optimizer.models import OptimizationRun, Recommendation
+from optimizer.schemas import (
+    BenchmarkOut,
+    CacheReportOut,
+    DatabaseReportOut,
+    ExecuteIn,
+    OptimizeIn,
+    RecommendationOut,
+    ReportOut,
+    RunOut,
+)
+from optimizer.selectors import cache_report, database_report, recommendation_list, run_list, tuner_overview
+from optimizer.services.benchmark import benchmark_run
+from optimizer.services.runs import recommendation_apply_start, recommendation_dismiss, runs_start
+from optimizer.tuners.base import all_tuners
+
+router = Router(tags=["optimizer"])
+router.add_router("/", section_router("optimizer"))
+WRITE_ERRORS = {400: ErrorOut, **ERRORS}
+MAX_LIMIT = 500
+
+
+def _targets(refs: list[int | str]) -> list[Target]:
+    found = []
+    for ref in refs:
+        lookup = Q(pk=ref) if isinstance(ref, int) else Q(name=ref)
+        target = Target.objects.filter(lookup).first()
+        if target is None:
+            raise InvalidInput(f"No target {ref!r}.", field="targets")
+        found.append(target)
+    return found
+
+
+def _target(ref: str | None, *, kind: str) -> Target:
+    targets = Target.objects.filter(kind=kind)
+    if ref is None:
+        target = targets.order_by("name").first()
+        if target is None:
+            raise InvalidInput(f"There is no {kind} target yet.", field="target")
+        return target
+    target = targets.filter(Q(name=ref) | Q(pk=int(ref)) if ref.isdigit() else Q(name=ref)).first()
+    if target is None:
+        raise InvalidInput(f"No {kind} target {ref!r}.", field="target")
+    return target
+
+
+def _limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit is between 1 and {MAX_LIMIT}.", field="limit")
+    return limit
+
+
+def _trigger_api(request) -> dict:
+    return {"actor": request.auth, "trigger": OptimizationRun.Trigger.API}
+
+
+# --- recommendations ------------------------------------------------------------------------
+
+
+@router.get(
+    "/performance/recommendations",
+    response={200: list[RecommendationOut], **WRITE_ERRORS},
+    summary="Recommendations, highest priority first",
+)
+def recommendations(
+    request, status: str = "open", target: int | None = None, category: str | None = None, limit: int = 100
+):
+    return list(recommendation_list(status=status or None, target_id=target, category=category)[: _limit(limit)])
+
+
+@router.post(
+    "/performance/recommendations/{recommendation_id}/apply",
+    response={202: RunOut, **WRITE_ERRORS},
+    summary="Apply a recommendation (as a task; follow the returned run)",
+)
+def recommendations_apply(request, recommendation_id: int, dry_run: bool = False):
+    """`?dry_run=true` records what would run and changes nothing."""
+    ensure_role(request.auth, OPERATOR)
+    recommendation = get_object_or_404(Recommendation, pk=recommendation_id)
+    return Status(
+        202, recommendation_apply_start(recommendation=recommendation, dry_run=dry_run, **_trigger_api(request))
+    )
+
+
+@router.post(
+    "/performance/recommendations/{recommendation_id}/dismiss",
+    response={200: RecommendationOut, **WRITE_ERRORS},
+    summary="Dismiss a recommendation",
+)
+def recommendations_dismiss(request, recommendation_id: int):
+    ensure_role(request.auth, OPERATOR)
+    recommendation = get_object_or_404(Recommendation.objects.select_related("target"), pk=recommendation_id)
+    return recommendation_dismiss(recommendation=recommendation, actor=request.auth, via="api")
+
+
+# --- optimization log and runs --------------------------------------------------------------
+
+
+@router.get(
+    "/performance/optimization/report",
+    response={200: ReportOut, **WRITE_ERRORS},
+    summary="The optimization log (searchable) and the tuners",
+)
+def optimization_report(
+    request,
+    q: str = "",
+    target: int | None = None,
+    tuner: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+):
+    runs = run_list(search=q, target_id=target, tuner=tuner, status=status)
+    statuses = Counter(runs.values_list("status", flat=True))
+    return {
+        "runs": list(runs[: _limit(limit)]),
+        "count": sum(statuses.values()),
+        "by_status": dict(statuses),
+        "tuners": [
+            {
+                "kind": row.kind,
+                "label": row.label,
+                "description": row.description,
+                "target_kinds": list(row.target_kinds),
+                "schedules": [f"{s.name}: {s.scheduler}" for s in row.schedules],
+                "last_run_id": row.last_run.id if row.last_run else None,
+                "last_run_status": row.last_run.status if row.last_run else None,
+                "last_run_at": row.last_run.created_at if row.last_run else None,
+            }
+            for row in tuner_overview()
+        ],
+    }
+
+
+@router.post(
+    "/performance/optimization/execute",
+    response={202: list[RunOut], **WRITE_ERRORS},
+    summary="Run tuners on targets now (as tasks)",
+)
+def optimization_execute(request, payload: ExecuteIn):
+    ensure_role(request.auth, OPERATOR)
+    runs = runs_start(
+        tuners=payload.tuners,
+        targets=_targets(payload.targets),
+        dry_run=payload.dry_run,
+        params=payload.params,
+        **_trigger_api(request),
+    )
+    return Status(202, runs)
+
+
+def _tuners_for(kind: str, asked: list[str] | None) -> list[str]:
+    fitting = [k for k, cls in sorted(all_tuners().items()) if kind in cls.target_kinds]
+    if asked is None:
+        return fitting
+    for name in asked:
+        if name not in fitting:
+            raise InvalidInput(f"{name!r} is not a {kind} tuner; choose from {', '.join(fitting)}.", field="tuners")
+    return asked
+
+
+def _optimize(request, payload: OptimizeIn, kind: str):
+    ensure_role(request.auth, OPERATOR)
+    targets = _targets(payload.targets)
+    for target in targets:
+        if target.kind != kind:
+            raise InvalidInput(f"{target.name} is not a {kind} target.", field="targets")
+    runs = runs_start(
+        tuners=_tuners_for(kind, payload.tuners),
+        targets=targets,
+        dry_run=payload.dry_run,
+        params=payload.params,
+        **_trigger_api(request),
+    )
+    return Status(202, runs)
+
+
+# --- database and cache ---------------------------------------------------------------------
+
+
+def _report_out(report) -> dict:
+    return {
+        "target_id": report.target.id,
+        "target": report.target.name,
+        "last_runs": report.last_runs,
+    }
+
+
+@router.get(
+    "/performance/database/report",
+    response={200: DatabaseReportOut, **WRITE_ERRORS},
+    summary="A PostgreSQL target: slow queries, index, vacuum and config advice",
+)
+def database_report_get(request, target: str | None = None):
+    report = database_report(target=_target(target, kind=Target.Kind.POSTGRES))
+    return {
+        **_report_out(report),
+        "error": report.error,
+        "slow_queries": report.slow_queries,
+        "vacuum_status": report.vacuum_status,
+        **report.sections,
+    }
+
+
+@router.post(
+    "/performance/database/optimize",
+    response={202: list[RunOut], **WRITE_ERRORS},
+    summary="Run the PostgreSQL tuners on targets (as tasks)",
+)
+def database_optimize(request, payload: OptimizeIn):
+    return _optimize(request, payload, Target.Kind.POSTGRES)
+
+
+@router.get(
+    "/performance/cache/report",
+    response={200: CacheReportOut, **WRITE_ERRORS},
+    summary="A Redis target: memory by namespace, TTLs, idle keys, fragmentation, advice",
+)
+def cache_report_get(request, target: str | None = None):
+    report = cache_report(target=_target(target, kind=Target.Kind.REDIS))
+    return {**_report_out(report), "analysis": report.analysis, "recommendations": report.recommendations}
+
+
+@router.post(
+    "/performance/cache/optimize",
+    response={202: list[RunOut], **WRITE_ERRORS},
+    summary="Run the Redis cache tuner on targets (as tasks)",
+)
+def cache_optimize(request, payload: OptimizeIn):
+    return _optimize(request, payload, Target.Kind.REDIS)
+
+
+@router.get(
+    "/performance/benchmark",
+    response={200: BenchmarkOut, **WRITE_ERRORS},
+    summary="Run a short read/write latency benchmark on a target and record it",
+)
+def benchmark(request, target: str, operations: int = 200):
+    ensure_role(request.auth, OPERATOR)
+    found = _targets([int(target) if target.isdigit() else target])[0]
+    run = benchmark_run(target=found, operations=operations, **_trigger_api(request))
+    if run.status != OptimizationRun.Status.SUCCEEDED:
+        raise InvalidInput(f"The benchmark on {found.name} failed: {run.error}", field="target")
+    return {"run_id": run.id, "target": found.name, **run.evidence_after}

@@ -5,4 +5,16 @@ from django.urls import path
 from optimizer import views
 
 app_name = "optimizer"
-urlpatterns = [path("", views.index, name="index")]
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("recommendations/<int:recommendation_id>/apply/", views.recommendation_apply, name="apply"),
+    path("recommendations/<int:recommendation_id>/dismiss/", views.recommendation_dismiss_view, name="dismiss"),
+    path("tuners/<str:kind>/run/", views.tuner_run, name="tuner-run"),
+    path("runs/<int:run_id>/", views.run_detail, name="run"),
+    path("schedules/<int:schedule_id>/", views.schedule_edit, name="schedule"),
+    path("log/", views.log, name="log"),
+    path("database/", views.database, name="database"),
+    path("database/<int:target_id>/", views.database, name="database-target"),
+    path("cache/", views.cache, name="cache"),
+    path("cache/<int:target_id>/", views.cache, name="cache-target"),
+]

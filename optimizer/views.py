@@ -1,12 +1,191 @@
+"""Optimizer pages: recommendations and tuners, a run's live status, the optimization log, and the
+Database and Cache pages per target. One URL serves each page and its HTMX fragments."""
+
 from __future__ import annotations
 
+from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+from django_celery_beat.models import PeriodicTask
+from django_htmx.http import HttpResponseStopPolling
 
+from config.errors import InvalidInput
+from config.roles import OPERATOR, role_required
 from config.views import section_context
+from monitoring.models import Target
+from optimizer.charts import before_after_json
+from optimizer.models import OptimizationRun, Recommendation
+from optimizer.selectors import (
+    cache_report,
+    database_report,
+    postgres_targets,
+    recommendation_list,
+    redis_targets,
+    run_list,
+    run_progress,
+    tuner_overview,
+)
+from optimizer.services.runs import recommendation_apply_start, recommendation_dismiss, runs_start
+from optimizer.services.schedules import tuner_schedule_update
+from optimizer.tuners.base import all_tuners
+
+LOG_PAGE_SIZE = 100
+
+
+def _run_status(request: HttpRequest, run: OptimizationRun) -> HttpResponse:
+    """The live status fragment of a run; polling stops (HTTP 286) once the run is over."""
+    context = {"run": run, "progress": run_progress(run=run)}
+    response = render(request, "optimizer/run.html#status", context)
+    if not run.is_live:
+        return HttpResponseStopPolling(response.content)
+    return response
+
+
+def _tuners_context(**extra) -> dict:
+    return {
+        "tuners": tuner_overview(),
+        "targets": Target.objects.filter(kind__in=[Target.Kind.POSTGRES, Target.Kind.REDIS]).order_by("name"),
+        **extra,
+    }
 
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    return render(request, "optimizer/index.html", section_context("optimizer"))
+    context = {
+        **section_context("optimizer"),
+        **_tuners_context(),
+        "recommendations": list(recommendation_list(status="open")[:100]),
+        "recent_runs": list(run_list()[:8]),
+    }
+    return render(request, "optimizer/index.html", context)
+
+
+@require_POST
+@role_required(OPERATOR)
+def schedule_edit(request: HttpRequest, schedule_id: int) -> HttpResponse:
+    task = get_object_or_404(PeriodicTask, pk=schedule_id, task__startswith="optimizer.tasks.")
+    try:
+        tuner_schedule_update(
+            periodic_task=task,
+            crontab=request.POST.get("crontab", ""),
+            maintenance_window=request.POST.get("maintenance_window", ""),
+            dry_run=request.POST.get("dry_run") == "on",
+            actor=request.user,
+            via="ui",
+        )
+    except InvalidInput as exc:
+        context = _tuners_context(schedule_errors={task.id: str(exc)})
+        return render(request, "optimizer/index.html#tuners", context, status=422)
+    if request.htmx:
+        return render(request, "optimizer/index.html#tuners", _tuners_context(saved=task.id))
+    messages.success(request, f"Schedule “{task.name}” saved.")
+    return redirect("optimizer:index")
+
+
+@require_POST
+@role_required(OPERATOR)
+def recommendation_apply(request: HttpRequest, recommendation_id: int) -> HttpResponse:
+    recommendation = get_object_or_404(Recommendation, pk=recommendation_id)
+    try:
+        run = recommendation_apply_start(
+            recommendation=recommendation,
+            actor=request.user,
+            trigger=OptimizationRun.Trigger.OPERATOR,
+            dry_run=request.POST.get("dry_run") == "on",
+        )
+    except InvalidInput as exc:
+        return render(request, "optimizer/_error.html", {"message": str(exc)}, status=422)
+    if request.htmx:
+        return _run_status(request, run)
+    return redirect("optimizer:run", run_id=run.id)
+
+
+@require_POST
+@role_required(OPERATOR)
+def recommendation_dismiss_view(request: HttpRequest, recommendation_id: int) -> HttpResponse:
+    recommendation = get_object_or_404(Recommendation.objects.select_related("target"), pk=recommendation_id)
+    try:
+        recommendation_dismiss(recommendation=recommendation, actor=request.user, via="ui")
+    except InvalidInput as exc:
+        return render(request, "optimizer/_error.html", {"message": str(exc)}, status=422)
+    if request.htmx:
+        return HttpResponse("")  # the row is swapped out
+    messages.success(request, f"Dismissed: {recommendation.title}")
+    return redirect("optimizer:index")
+
+
+@require_POST
+@role_required(OPERATOR)
+def tuner_run(request: HttpRequest, kind: str) -> HttpResponse:
+    target = Target.objects.filter(pk=request.POST.get("target") or 0).first()
+    try:
+        if target is None:
+            raise InvalidInput("Choose a target.", field="target")
+        runs = runs_start(
+            tuners=[kind],
+            targets=[target],
+            dry_run=request.POST.get("dry_run") == "on",
+            actor=request.user,
+            trigger=OptimizationRun.Trigger.OPERATOR,
+            params={"maintenance_window": request.POST["window"]} if request.POST.get("window") else None,
+        )
+    except InvalidInput as exc:
+        return render(request, "optimizer/_error.html", {"message": str(exc)}, status=422)
+    if request.htmx:
+        return _run_status(request, runs[0])
+    return redirect("optimizer:run", run_id=runs[0].id)
+
+
+@require_GET
+def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(OptimizationRun.objects.select_related("recommendation", "target"), pk=run_id)
+    if request.htmx and request.GET.get("fragment") == "status":
+        return _run_status(request, run)
+    context = {"run": run, "progress": run_progress(run=run), "figure_json": before_after_json(run)}
+    return render(request, "optimizer/run.html", context)
+
+
+@require_GET
+def log(request: HttpRequest) -> HttpResponse:
+    search = request.GET.get("q", "").strip()
+    status = request.GET.get("status") or None
+    tuner = request.GET.get("tuner") or None
+    try:
+        runs = run_list(search=search, status=status, tuner=tuner)
+    except InvalidInput as exc:
+        messages.error(request, str(exc))
+        runs = run_list(search=search)
+    context = {
+        "runs": list(runs[:LOG_PAGE_SIZE]),
+        "count": runs.count(),
+        "q": search,
+        "status": status or "",
+        "tuner": tuner or "",
+        "statuses": OptimizationRun.Status.choices,
+        "tuner_kinds": [*sorted(all_tuners()), "benchmark"],
+        "page_size": LOG_PAGE_SIZE,
+    }
+    return render(request, "optimizer/log.html", context)
+
+
+def _chosen(request: HttpRequest, targets, target_id: int | None) -> Target | None:
+    if target_id is not None:
+        return get_object_or_404(targets, pk=target_id)
+    return targets.first()
+
+
+@require_GET
+def database(request: HttpRequest, target_id: int | None = None) -> HttpResponse:
+    targets = postgres_targets()
+    target = _chosen(request, targets, target_id)
+    context = {"targets": targets, "target": target, "report": database_report(target=target) if target else None}
+    return render(request, "optimizer/database.html", context)
+
+
+@require_GET
+def cache(request: HttpRequest, target_id: int | None = None) -> HttpResponse:
+    targets = redis_targets()
+    target = _chosen(request, targets, target_id)
+    context = {"targets": targets, "target": target, "report": cache_report(target=target) if target else None}
+    return render(request, "optimizer/cache.html", context)

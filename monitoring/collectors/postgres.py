@@ -196,6 +196,27 @@ def postgres_error_message(
     return scrub(f"{where} {reason}", url)
 
 
+def bounded_conninfo(
+    url: str, *, statement_timeout_ms: int, lock_timeout_ms: int, application_name: str, extra_options: str = ""
+) -> dict:
+    """Connection parameters of url with statement and lock timeouts set for the whole session.
+
+    Settings in the URL's own options are kept; ours come last, so they win.
+    """
+    params = conninfo_to_dict(url)
+    options = " ".join(
+        part
+        for part in (
+            params.get("options"),
+            f"-c statement_timeout={statement_timeout_ms} -c lock_timeout={lock_timeout_ms}",
+            extra_options,
+        )
+        if part
+    )
+    params.update(options=options, application_name=application_name)
+    return params
+
+
 def _version_text(server_version: int) -> str:
     return f"{server_version // 10000}.{server_version % 10000}"
 
@@ -221,24 +242,15 @@ class PostgresCollector(Collector):
         url = self.target.url
         timeout_ms = max(1, round(self.timeout * 1000))
         try:
-            params = conninfo_to_dict(url)
-            # Settings in the URL's own options are kept; ours come last, so they win.
-            options = " ".join(
-                part
-                for part in (
-                    params.get("options"),
-                    f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
-                    "-c default_transaction_read_only=on",
-                )
-                if part
-            )
-            params.update(
-                options=options,
+            params = bounded_conninfo(
+                url,
+                statement_timeout_ms=timeout_ms,
+                lock_timeout_ms=timeout_ms,
                 application_name=APPLICATION_NAME,
-                # libpq counts whole seconds; rounding up never cuts the configured time short.
-                connect_timeout=max(1, math.ceil(self.timeout)),
-                tcp_user_timeout=timeout_ms,
+                extra_options="-c default_transaction_read_only=on",
             )
+            # libpq counts whole seconds; rounding up never cuts the configured time short.
+            params.update(connect_timeout=max(1, math.ceil(self.timeout)), tcp_user_timeout=timeout_ms)
             conn = psycopg.connect(autocommit=True, **params)
         except psycopg.Error as exc:
             raise self._fail(exc, connecting=True) from exc

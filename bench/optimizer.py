@@ -1,0 +1,393 @@
+"""`optimizer`: the index advisor finds planted missing indexes and speeds the workload up; the VACUUM
+tuner removes the dead tuples of the tables it chooses.
+
+On this machine's PostgreSQL 15 with HypoPG (a database of its own, dropped afterwards): 1.2M rows in
+three tables, 12 query shapes (OLTP shapes 20 calls each, the two low-selectivity report counts 2 each)
+and 5 planted missing indexes. The workload runs five times with the same random parameters (after one
+untimed warm-up call per shape, synchronous_commit off so the shared disk's fsync latency stays out)
+and each shape keeps its fastest pass; its calls and time are recorded
+as monitoring snapshots (QueryText/QueryStat, as the collector would from pg_stat_statements, which is
+not preloaded on that server). The advisor runs (HypoPG-verified), every advised index is applied
+through the normal apply path (CREATE INDEX CONCURRENTLY), and the workload runs again. The naive
+baseline drops those and indexes every filtered or joined column instead. Then 300k rows are deleted
+and the VACUUM tuner runs once.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+import psycopg
+from django.utils import timezone
+from psycopg import sql
+
+from bench import BenchResult, Figure
+from monitoring.models import QueryStat, QueryText, Target
+from monitoring.services.targets import TargetInput, target_create
+from optimizer.models import OptimizationRun, Recommendation
+from optimizer.services.runs import recommendation_apply_start, run_create, run_execute
+
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+DATABASE = "pp_bench_optimizer"
+URL = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
+CUSTOMERS, ORDERS, EVENTS = 200_000, 700_000, 300_000
+CALLS = 20  # executions of each OLTP shape per workload pass
+PASSES = 5
+REPORT_CALLS = 2  # the two low-selectivity analytic counts run rarely, as reports do
+TARGET_RECALL = 90.0
+TARGET_SPEEDUP = 10.0
+TARGET_VACUUM = 95.0
+NOISE, NOISE_MS = 1.5, 1.0  # a shape "slows" beyond 1.5x + 1 ms in total (noise of sub-ms calls on a shared machine)
+
+SCHEMA = [
+    ("CREATE TABLE customers (id int PRIMARY KEY, email text, country text, created_at timestamptz)", None),
+    (
+        "CREATE TABLE orders (id int PRIMARY KEY, customer_id int, sku int, status text, created_at timestamptz, "
+        "total numeric) WITH (autovacuum_enabled = off)",
+        None,
+    ),
+    ("CREATE TABLE events (id int PRIMARY KEY, order_id int, kind text, at timestamptz)", None),
+    (
+        "INSERT INTO customers SELECT g, 'user' || g || '@example.com', (ARRAY['de','fr','us','uk','jp'])[g %% 5 + 1], "
+        "now() - g * interval '1 min' FROM generate_series(1, %s) g",
+        [CUSTOMERS],
+    ),
+    (
+        "INSERT INTO orders SELECT g, 1 + (g::bigint * 7919) %% %s, g %% 20000, "
+        "(ARRAY['new','paid','sent','done','void'])[g %% 5 + 1], now() - g * interval '10 s', g %% 1000 "
+        "FROM generate_series(1, %s) g",
+        [CUSTOMERS, ORDERS],
+    ),
+    (
+        "INSERT INTO events SELECT g, 1 + (g::bigint * 104729) %% %s, (ARRAY['view','pay','ship'])[g %% 3 + 1], "
+        "now() - g * interval '5 s' FROM generate_series(1, %s) g",
+        [ORDERS, EVENTS],
+    ),
+    ("ANALYZE", None),
+]
+
+
+@dataclass(frozen=True)
+class Shape:
+    normalized: str  # as pg_stat_statements shows it
+    params: object  # () -> tuple of parameters
+    calls: int = CALLS
+
+    @property
+    def executable(self) -> str:
+        text = self.normalized
+        for n in range(9, 0, -1):
+            text = text.replace(f"${n}", "%s")
+        return text
+
+
+def _ago(seconds: int):
+    return timezone.now() - timedelta(seconds=seconds)
+
+
+def _shapes() -> list[Shape]:
+    r = random.Random(7)
+    return [
+        Shape(
+            "SELECT * FROM orders WHERE customer_id = $1 ORDER BY created_at DESC LIMIT $2",
+            lambda: (r.randint(1, CUSTOMERS), 10),
+        ),
+        Shape("SELECT count(*) FROM orders WHERE customer_id = $1", lambda: (r.randint(1, CUSTOMERS),)),
+        Shape(
+            "SELECT * FROM orders WHERE sku = $1 AND created_at > $2",
+            lambda: (r.randint(0, 19999), _ago(30 * 86400)),
+        ),
+        Shape("SELECT * FROM customers WHERE email = $1", lambda: (f"user{r.randint(1, CUSTOMERS)}@example.com",)),
+        Shape("SELECT * FROM events WHERE order_id = $1", lambda: (r.randint(1, ORDERS),)),
+        Shape(
+            "SELECT o.id, e.kind FROM orders o JOIN events e ON e.order_id = o.id WHERE o.customer_id = $1",
+            lambda: (r.randint(1, CUSTOMERS),),
+        ),
+        Shape(
+            "SELECT count(*) FROM orders WHERE created_at BETWEEN $1 AND $2",
+            lambda: (_ago(3600 * 24 + 600), _ago(3600 * 24)),
+        ),
+        Shape("SELECT * FROM orders WHERE id = $1", lambda: (r.randint(1, ORDERS),)),
+        Shape("SELECT * FROM customers WHERE id = $1", lambda: (r.randint(1, CUSTOMERS),)),
+        Shape(
+            "SELECT count(*) FROM orders WHERE status = $1", lambda: (r.choice(["new", "paid", "void"]),), REPORT_CALLS
+        ),
+        Shape("UPDATE orders SET total = total + $1 WHERE id = $2", lambda: (1, r.randint(1, ORDERS))),
+        Shape("SELECT count(*) FROM customers WHERE country = $1", lambda: (r.choice(["de", "us"]),), REPORT_CALLS),
+    ]
+
+
+# (table, leading column) of each planted missing index
+PLANTED = [
+    ("orders", "customer_id"),
+    ("orders", "sku"),
+    ("customers", "email"),
+    ("events", "order_id"),
+    ("orders", "created_at"),
+]
+NAIVE = [
+    ("orders", "customer_id"),
+    ("orders", "sku"),
+    ("orders", "created_at"),
+    ("orders", "status"),
+    ("customers", "email"),
+    ("customers", "country"),
+    ("events", "order_id"),
+]
+
+
+def _connect() -> psycopg.Connection:
+    return psycopg.connect(URL, autocommit=True, prepare_threshold=None)
+
+
+def _workload(make_shapes) -> list[tuple[float, int]]:
+    """Per shape, the fastest of PASSES passes (each with the same parameter sequence): noise on a shared
+    machine only ever adds time."""
+    passes = [_workload_pass(make_shapes()) for _ in range(PASSES)]
+    return [min(results, key=lambda r: r[0]) for results in zip(*passes, strict=True)]
+
+
+def _workload_pass(shapes: list[Shape]) -> list[tuple[float, int]]:
+    """(total ms, calls) per shape, the same parameters sequence each pass, after one untimed warm-up call."""
+    results = []
+    with _connect() as conn:
+        # Commits without waiting for the WAL flush: the shared disk's fsync latency is not what an index costs.
+        conn.execute("SET synchronous_commit = off")
+        for shape in shapes:
+            conn.execute(shape.executable, shape.params())
+            total = 0.0
+            for _ in range(shape.calls):
+                params = shape.params()
+                started = time.perf_counter()
+                cursor = conn.execute(shape.executable, params)
+                if cursor.description:
+                    cursor.fetchall()
+                total += (time.perf_counter() - started) * 1000
+            results.append((total, shape.calls))
+    return results
+
+
+def _record(target: Target, shapes: list[Shape], timings: list[tuple[float, int]]) -> None:
+    now = timezone.now()
+    for number, (shape, (total, calls)) in enumerate(zip(shapes, timings, strict=True), start=1):
+        QueryText.objects.create(target=target, queryid=number, database=DATABASE, query=shape.normalized)
+        QueryStat.objects.create(
+            target=target,
+            queryid=number,
+            collected_at=now,
+            interval_seconds=60,
+            calls=calls,
+            total_time_ms=total,
+            rows=calls,
+            shared_blks_hit=0,
+            shared_blks_read=0,
+        )
+
+
+def _index_set(conn: psycopg.Connection) -> list[tuple[str, str, int]]:
+    return conn.execute(
+        "SELECT c.relname, t.relname, pg_relation_size(c.oid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
+        "WHERE n.nspname = 'public' AND NOT i.indisprimary"
+    ).fetchall()
+
+
+def _insert_ms(conn: psycopg.Connection, start_id: int) -> float:
+    started = time.perf_counter()
+    conn.execute(
+        "INSERT INTO orders SELECT g, g %% 1000, g %% 20000, 'new', now(), 1 FROM generate_series(%s, %s) g",
+        [start_id, start_id + 20_000],
+    )
+    elapsed = (time.perf_counter() - started) * 1000
+    conn.execute("DELETE FROM orders WHERE id >= %s", [start_id])
+    return elapsed
+
+
+def _setup() -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+    with _connect() as conn:
+        conn.execute("CREATE EXTENSION hypopg")
+        for statement, params in SCHEMA:
+            conn.execute(statement, params)
+
+
+def _teardown() -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
+
+
+def run() -> BenchResult:
+    Target.objects.filter(name="bench-optimizer").delete()
+    print(f"loading {CUSTOMERS + ORDERS + EVENTS:,} rows on PostgreSQL 15 (HypoPG)…", flush=True)
+    _setup()
+    try:
+        return _measure()
+    finally:
+        _teardown()
+
+
+def _measure() -> BenchResult:
+    target = target_create(
+        data=TargetInput(name="bench-optimizer", kind="postgres", url=URL, interval_seconds=60, timeout_seconds=10),
+        actor=None,
+        via="system",
+    )
+    shapes = _shapes()
+    print("workload without the planted indexes…", flush=True)
+    before = _workload(_shapes)
+    _record(target, shapes, before)
+    with _connect() as conn:
+        insert_none = _insert_ms(conn, 5_000_000)
+
+    print("index advisor (HypoPG)…", flush=True)
+    started = time.perf_counter()
+    advise = run_execute(
+        run_id=run_create(tuner="indexes", target=target, trigger="operator", actor=None, dry_run=False).id
+    )
+    advise_s = time.perf_counter() - started
+    assert advise.status == OptimizationRun.Status.SUCCEEDED, advise.error
+    advised = list(Recommendation.objects.filter(target=target, category="missing_index", status="open"))
+    advised_cols = [(r.evidence["table"], r.evidence["columns"]) for r in advised]
+    found = [p for p in PLANTED if any(t == p[0] and cols[0] == p[1] for t, cols in advised_cols)]
+    recall = 100.0 * len(found) / len(PLANTED)
+    print(f"advised: {advised_cols}", flush=True)
+    for recommendation in advised:
+        applied = run_execute(
+            run_id=recommendation_apply_start(recommendation=recommendation, actor=None, trigger="operator").id
+        )
+        assert applied.status == OptimizationRun.Status.SUCCEEDED, applied.error
+
+    print("workload with the advised indexes…", flush=True)
+    after = _workload(_shapes)
+    with _connect() as conn:
+        insert_advised = _insert_ms(conn, 5_000_000)
+        advised_indexes = _index_set(conn)
+        for name, _, _ in advised_indexes:
+            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+        for table, column in NAIVE:
+            conn.execute(sql.SQL("CREATE INDEX ON {} ({})").format(sql.Identifier(table), sql.Identifier(column)))
+        conn.execute("ANALYZE")
+        naive_indexes = _index_set(conn)
+    print("workload with the naive indexes…", flush=True)
+    naive = _workload(_shapes)
+    with _connect() as conn:
+        insert_naive = _insert_ms(conn, 5_000_000)
+
+    total_before = sum(t for t, _ in before)
+    total_after = sum(t for t, _ in after)
+    total_naive = sum(t for t, _ in naive)
+    per_shape = [
+        f"| `{shape.normalized}` | {shape.calls} | {b:.1f} | {a:.1f} | {n:.1f} |"
+        for shape, (b, _), (a, _), (n, _) in zip(shapes, before, after, naive, strict=True)
+    ]
+    slowed = [
+        shapes[i].normalized
+        for i, ((b, _), (a, _)) in enumerate(zip(before, after, strict=True))
+        if a > b * NOISE + NOISE_MS
+    ]
+    vacuum = _vacuum(target)
+
+    speedup = total_before / total_after
+    figures = (
+        Figure(
+            "Planted missing indexes recommended",
+            f"{len(found)}/{len(PLANTED)} ({recall:.0f} %)",
+            f">= {TARGET_RECALL:.0f} %",
+            passed=recall >= TARGET_RECALL,
+        ),
+        Figure(
+            "Queries planned costlier with the advised indexes (HypoPG final pass)",
+            str(advise.evidence_before["plans_worse"]),
+            "0",
+            passed=advise.evidence_before["plans_worse"] == 0,
+        ),
+        Figure(
+            "Query shapes measured slower after applying",
+            f"{len(slowed)} of {len(shapes)}",
+            "0",
+            passed=not slowed,
+        ),
+        Figure(
+            f"Whole workload ({len(shapes)} shapes, {sum(s.calls for s in shapes)} calls)",
+            f"{total_after:.0f} ms",
+            f">= {TARGET_SPEEDUP:.0f}x faster",
+            f"{total_before:.0f} ms without indexes",
+            f"{speedup:.0f}x",
+            passed=speedup >= TARGET_SPEEDUP,
+        ),
+        Figure(
+            "Naive: index every filtered column",
+            f"{total_naive:.0f} ms, {len(naive_indexes)} indexes, {sum(s for *_, s in naive_indexes) // 2**20} MB",
+            baseline=(f"advisor: {len(advised_indexes)} indexes, {sum(s for *_, s in advised_indexes) // 2**20} MB"),
+            ratio=f"{total_before / total_naive:.0f}x vs none",
+        ),
+        Figure(
+            "20k-row INSERT into orders",
+            f"{insert_advised:.0f} ms with advised indexes",
+            baseline=f"{insert_none:.0f} ms none, {insert_naive:.0f} ms naive",
+            ratio=f"naive {insert_naive / insert_advised:.2f}x of advised",
+        ),
+        Figure(
+            "Advisor run (HypoPG passes)",
+            f"{advise_s:.1f} s",
+            baseline=f"{advise.evidence_before['candidates']} candidates",
+        ),
+        Figure(
+            "Dead tuples removed by one VACUUM tuner run",
+            f"{vacuum['removed']:.1f} %",
+            f">= {TARGET_VACUUM:.0f} %",
+            f"{vacuum['dead_before']:,} dead before",
+            f"{vacuum['dead_after']:,} after",
+            passed=vacuum["removed"] >= TARGET_VACUUM,
+        ),
+    )
+    advised_text = "; ".join(f"{table}({', '.join(columns)})" for table, columns in advised_cols)
+    notes = (
+        f"Advised: {advised_text}. "
+        f"Slowed shapes (beyond {NOISE}x + {NOISE_MS:g} ms, the noise margin): {', '.join(slowed) or 'none'}. "
+        f"VACUUM chose {vacuum['tables']} in {vacuum['duration_ms']:.0f} ms. "
+        "Where the naive set is faster it is on the two low-selectivity report counts (status, country): "
+        "an index there lets PostgreSQL count from a smaller structure, a gain below the 50 % plan-cost "
+        "saving the advisor requires, paid for by every write.\n\n"
+        "Per shape, total ms over its calls:\n\n"
+        "| Shape | Calls | No indexes | Advised | Naive |\n| --- | --- | --- | --- | --- |\n" + "\n".join(per_shape)
+    )
+    return BenchResult(
+        name="optimizer",
+        title="index advisor and VACUUM tuner",
+        setup=__doc__.split("\n\n", 1)[1],
+        figures=figures,
+        notes=notes,
+    )
+
+
+def _vacuum(target: Target) -> dict:
+    with _connect() as conn:
+        conn.execute("DELETE FROM orders WHERE id % 7 < 3")  # ~300k dead tuples
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with _connect() as conn:
+            dead = conn.execute("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'orders'").fetchone()[0]
+        if dead >= ORDERS * 0.4:
+            break
+        time.sleep(0.5)
+    run = run_execute(
+        run_id=run_create(tuner="vacuum", target=target, trigger="operator", actor=None, dry_run=False).id
+    )
+    assert run.status == OptimizationRun.Status.SUCCEEDED, run.error
+    chosen = run.evidence_before.get("actions", {})
+    dead_before = sum(t["dead_tuples"] for t in chosen.values())
+    dead_after = sum(t["dead_tuples"] for t in run.evidence_after.get("actions", {}).values())
+    return {
+        "tables": ", ".join(chosen) or "no table",
+        "dead_before": dead_before,
+        "dead_after": dead_after,
+        "removed": 100.0 * (dead_before - dead_after) / dead_before if dead_before else 0.0,
+        "duration_ms": sum(s.get("duration_ms", 0) for s in run.statements),
+    }

@@ -1,0 +1,97 @@
+"""Before/after figures of applied fixes, built from a run's evidence (tests check the figure data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import plotly.graph_objects as go
+
+from optimizer.models import OptimizationRun
+
+BEFORE, AFTER = "#d9822b", "#2f9e6e"
+
+
+@dataclass(frozen=True)
+class BeforeAfter:
+    title: str
+    unit: str
+    labels: list[str]
+    before: list[float]
+    after: list[float]
+
+
+def _bytes(entry: dict) -> float:
+    return entry.get("bytes_used", entry.get("bytes", 0))
+
+
+def before_after_data(run: OptimizationRun) -> BeforeAfter | None:
+    """What changed, per subject, as numbers; None when the run has nothing measured after."""
+    before, after = run.evidence_before or {}, run.evidence_after or {}
+    if run.action == OptimizationRun.Action.RUN and after.get("actions"):
+        subjects = sorted(after["actions"])
+        if not any("dead_tuples" in after["actions"][s] for s in subjects):  # the cache tuner: bytes
+            return BeforeAfter(
+                title="Memory before and after",
+                unit="bytes",
+                labels=subjects,
+                before=[_bytes(before.get("actions", {}).get(s, {})) for s in subjects],
+                after=[_bytes(after["actions"][s]) for s in subjects],
+            )
+        return BeforeAfter(
+            title="Dead tuples per table",
+            unit="tuples",
+            labels=subjects,
+            before=[before.get("actions", {}).get(s, {}).get("dead_tuples", 0) for s in subjects],
+            after=[after["actions"][s]["dead_tuples"] for s in subjects],
+        )
+    observed = after.get("observed", {}).get("queries")
+    if observed:
+        ids = sorted(observed)
+        return BeforeAfter(
+            title="Mean time of the affected queries",
+            unit="ms",
+            labels=[f"query {qid}" for qid in ids],
+            before=[observed[qid]["before_ms"] for qid in ids],
+            after=[observed[qid]["after_ms"] for qid in ids],
+        )
+    if "bytes_used" in after and "bytes_used" in before:
+        return BeforeAfter(
+            title="Redis memory used",
+            unit="bytes",
+            labels=["used memory"],
+            before=[before["bytes_used"]],
+            after=[after["bytes_used"]],
+        )
+    if "index_bytes" in after and "index_bytes" in before:
+        return BeforeAfter(
+            title="Index size",
+            unit="bytes",
+            labels=["index"],
+            before=[before["index_bytes"]],
+            after=[after["index_bytes"]],
+        )
+    return None
+
+
+def before_after_figure(data: BeforeAfter) -> go.Figure:
+    figure = go.Figure(
+        [
+            go.Bar(name="before", x=data.labels, y=data.before, marker_color=BEFORE),
+            go.Bar(name="after", x=data.labels, y=data.after, marker_color=AFTER),
+        ]
+    )
+    figure.update_layout(
+        barmode="group",
+        height=260,
+        margin={"l": 56, "r": 10, "t": 8, "b": 40},
+        yaxis={"title": {"text": data.unit}, "rangemode": "tozero"},
+        legend={"orientation": "h", "y": -0.2},
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+    )
+    return figure
+
+
+def before_after_json(run: OptimizationRun) -> str | None:
+    data = before_after_data(run)
+    return before_after_figure(data).to_json() if data else None

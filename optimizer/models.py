@@ -1,0 +1,121 @@
+"""Optimizer data: the optimization log (one row per tuner run or applied fix) and recommendations."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from monitoring.models import Target
+
+
+class Recommendation(models.Model):
+    """One piece of advice for a target, deduplicated across runs by its fingerprint."""
+
+    class Category(models.TextChoices):
+        MISSING_INDEX = "missing_index", "Missing index"
+        UNUSED_INDEX = "unused_index", "Unused index"
+        DUPLICATE_INDEX = "duplicate_index", "Duplicate index"
+        INVALID_INDEX = "invalid_index", "Invalid index"
+        FK_INDEX = "fk_index", "Foreign key without index"
+        VACUUM = "vacuum", "Vacuum"
+        AUTOVACUUM = "autovacuum", "Autovacuum settings"
+        CONFIG = "config", "Configuration"
+        VECTOR_INDEX = "vector_index", "Vector index"
+        CACHE = "cache", "Cache"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        APPLIED = "applied", "Applied"
+        DISMISSED = "dismissed", "Dismissed"
+        OBSOLETE = "obsolete", "Obsolete"
+
+    class Effort(models.TextChoices):
+        LOW = "low", "Low"
+        MEDIUM = "medium", "Medium"
+        HIGH = "high", "High"
+
+    target = models.ForeignKey(Target, on_delete=models.CASCADE, related_name="recommendations")
+    tuner = models.CharField(max_length=50)
+    fingerprint = models.CharField(max_length=64)
+    category = models.CharField(max_length=30, choices=Category.choices)
+    title = models.CharField(max_length=300)
+    explanation = models.TextField(blank=True)
+    statement = models.TextField(blank=True, help_text="The exact statement(s) Apply runs, one per line.")
+    estimated_impact = models.CharField(max_length=200, blank=True)
+    effort = models.CharField(max_length=10, choices=Effort.choices, default=Effort.LOW)
+    priority = models.PositiveIntegerField(default=50, help_text="0-100, higher first.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    verified = models.BooleanField(default=False, help_text="Checked for real (HypoPG, measurement), not estimated.")
+    evidence = models.JSONField(default=dict, blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    status_changed_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-priority", "-last_seen_at"]
+        constraints = [models.UniqueConstraint(fields=["target", "fingerprint"], name="recommendation_identity")]
+        indexes = [models.Index(fields=["status", "-priority"])]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def statements(self) -> list[str]:
+        return [line for line in self.statement.splitlines() if line.strip()]
+
+
+class OptimizationRun(models.Model):
+    """One tuner run, or one applied recommendation: the optimization log."""
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        OPERATOR = "operator", "Operator"
+        API = "api", "API"
+        POLICY = "policy", "Auto policy"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+        DEFERRED = "deferred", "Deferred"
+
+    class Action(models.TextChoices):
+        RUN = "run", "Tuner run"
+        APPLY = "apply", "Apply recommendation"
+        BENCHMARK = "benchmark", "Benchmark"
+
+    tuner = models.CharField(max_length=50)
+    action = models.CharField(max_length=10, choices=Action.choices, default=Action.RUN)
+    target = models.ForeignKey(Target, on_delete=models.SET_NULL, null=True, related_name="optimization_runs")
+    target_name = models.CharField(max_length=100, blank=True)
+    recommendation = models.ForeignKey(Recommendation, on_delete=models.SET_NULL, null=True, blank=True)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    started_by_name = models.CharField(max_length=150, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    dry_run = models.BooleanField(default=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    summary = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    backend_pid = models.IntegerField(null=True, blank=True, help_text="Target backend running the action.")
+    evidence_before = models.JSONField(default=dict, blank=True)
+    evidence_after = models.JSONField(default=dict, blank=True)
+    statements = models.JSONField(default=list, blank=True, help_text="Statements executed (or, dry-run, planned).")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["target", "tuner", "-created_at"]), models.Index(fields=["-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.tuner} on {self.target_name} ({self.status})"
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in (self.Status.PENDING, self.Status.RUNNING)

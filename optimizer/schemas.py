@@ -1,0 +1,126 @@
+"""Optimizer API schemas: explicit fields, `<Thing>In` / `<Thing>Out`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ninja import Field, Schema
+
+from monitoring.schemas import StrictSchema
+
+
+class RecommendationOut(Schema):
+    id: int
+    target_id: int
+    target: str = Field(..., alias="target.name")
+    tuner: str
+    category: str
+    title: str
+    explanation: str
+    statement: str
+    estimated_impact: str
+    effort: str
+    priority: int
+    status: str
+    verified: bool
+    evidence: dict[str, Any]
+    first_seen_at: datetime
+    last_seen_at: datetime
+    status_changed_at: datetime | None
+    status_changed_by: str
+
+
+class RunOut(Schema):
+    id: int
+    tuner: str
+    action: str
+    target_id: int | None
+    target: str = Field(..., alias="target_name")
+    recommendation_id: int | None
+    trigger: str
+    started_by: str = Field(..., alias="started_by_name")
+    params: dict[str, Any]
+    dry_run: bool
+    status: str
+    summary: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: float | None
+    evidence_before: dict[str, Any]
+    evidence_after: dict[str, Any]
+    statements: list[dict[str, Any]]
+    error: str
+
+
+class ExecuteIn(StrictSchema):
+    tuners: list[str] = Field(..., min_length=1, description="Tuner kinds, e.g. vacuum, indexes.")
+    targets: list[int | str] = Field(..., min_length=1, description="Target ids or names.")
+    dry_run: bool = False
+    params: dict[str, Any] = Field(default_factory=dict, description="Tuner parameters and run options.")
+
+
+class OptimizeIn(StrictSchema):
+    targets: list[int | str] = Field(..., min_length=1)
+    dry_run: bool = False
+    tuners: list[str] | None = Field(None, description="Defaults to every tuner of the kind.")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TunerOut(Schema):
+    kind: str
+    label: str
+    description: str
+    target_kinds: list[str]
+    schedules: list[str]
+    last_run_id: int | None
+    last_run_status: str | None
+    last_run_at: datetime | None
+
+
+class ReportOut(Schema):
+    runs: list[RunOut]
+    count: int
+    by_status: dict[str, int]
+    tuners: list[TunerOut]
+
+
+class SlowQueryOut(Schema):
+    queryid: int
+    query: str
+    calls: int
+    total_time_ms: float
+    mean_time_ms: float
+
+
+class DatabaseReportOut(Schema):
+    target_id: int
+    target: str
+    error: str
+    slow_queries: list[SlowQueryOut]
+    index_advice: list[RecommendationOut]
+    unused_indexes: list[RecommendationOut]
+    vacuum_advice: list[RecommendationOut]
+    config_advice: list[RecommendationOut]
+    vector_advice: list[RecommendationOut]
+    vacuum_status: list[dict[str, Any]]
+    last_runs: list[RunOut]
+
+
+class CacheReportOut(Schema):
+    target_id: int
+    target: str
+    analysis: dict[str, Any]
+    recommendations: list[RecommendationOut]
+    last_runs: list[RunOut]
+
+
+class BenchmarkOut(Schema):
+    run_id: int
+    target: str
+    operations: int
+    read_p50_ms: float
+    read_p95_ms: float
+    write_p50_ms: float
+    write_p95_ms: float

@@ -1,0 +1,226 @@
+"""Reads of the optimizer: recommendations, the optimization log, tuners and their schedules,
+live progress of a running action, and per-target reports for the Database and Cache pages."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+
+from config.errors import InvalidInput
+from monitoring.models import Target
+from monitoring.selectors.statements import SlowQuery, slow_queries
+from optimizer.models import OptimizationRun, Recommendation
+from optimizer.tuners.base import TunerError, all_tuners
+
+logger = logging.getLogger(__name__)
+
+
+def recommendation_list(
+    *, status: str | None = "open", target_id: int | None = None, category: str | None = None
+) -> QuerySet[Recommendation]:
+    if status and status not in Recommendation.Status.values:
+        raise InvalidInput(f"Status is one of {', '.join(Recommendation.Status.values)}.", field="status")
+    if category and category not in Recommendation.Category.values:
+        raise InvalidInput(f"Category is one of {', '.join(Recommendation.Category.values)}.", field="category")
+    found = Recommendation.objects.select_related("target")
+    if status:
+        found = found.filter(status=status)
+    if target_id is not None:
+        found = found.filter(target_id=target_id)
+    if category:
+        found = found.filter(category=category)
+    return found.order_by("-priority", "-last_seen_at", "id")
+
+
+def run_list(
+    *,
+    search: str = "",
+    target_id: int | None = None,
+    tuner: str | None = None,
+    status: str | None = None,
+    action: str | None = None,
+) -> QuerySet[OptimizationRun]:
+    """The optimization log, newest first; `search` matches tuner, target, summary, error, statements, who."""
+    if status and status not in OptimizationRun.Status.values:
+        raise InvalidInput(f"Status is one of {', '.join(OptimizationRun.Status.values)}.", field="status")
+    runs = OptimizationRun.objects.select_related("recommendation")
+    if target_id is not None:
+        runs = runs.filter(target_id=target_id)
+    if tuner:
+        runs = runs.filter(tuner=tuner)
+    if status:
+        runs = runs.filter(status=status)
+    if action:
+        runs = runs.filter(action=action)
+    for word in search.split():
+        runs = runs.filter(
+            Q(tuner__icontains=word)
+            | Q(target_name__icontains=word)
+            | Q(summary__icontains=word)
+            | Q(error__icontains=word)
+            | Q(started_by_name__icontains=word)
+            | Q(statements__icontains=word)
+            | Q(recommendation__title__icontains=word)
+        )
+    return runs.order_by("-created_at", "-id")
+
+
+@dataclass(frozen=True)
+class TunerRow:
+    kind: str
+    label: str
+    description: str
+    target_kinds: tuple[str, ...]
+    schedules: list[PeriodicTask]
+    last_run: OptimizationRun | None
+
+
+def tuner_overview() -> list[TunerRow]:
+    rows = []
+    for kind, cls in sorted(all_tuners().items()):
+        schedules = list(
+            PeriodicTask.objects.filter(task=cls.task_name).select_related("interval", "crontab").order_by("name")
+        )
+        last = OptimizationRun.objects.filter(tuner=kind, action=OptimizationRun.Action.RUN).order_by("-id").first()
+        rows.append(TunerRow(kind, cls.label, cls.description, cls.target_kinds, schedules, last))
+    return rows
+
+
+# --- live progress --------------------------------------------------------------------------
+
+_PROGRESS_SQL = {
+    "index": """SELECT phase, blocks_done, blocks_total, tuples_done, tuples_total
+                FROM pg_stat_progress_create_index WHERE pid = %s""",
+    "vacuum": """SELECT phase, heap_blks_scanned, heap_blks_total, heap_blks_vacuumed, heap_blks_total
+                 FROM pg_stat_progress_vacuum WHERE pid = %s""",
+}
+
+
+@dataclass(frozen=True)
+class Progress:
+    command: str
+    phase: str
+    percent: float | None
+
+
+def run_progress(*, run: OptimizationRun) -> Progress | None:
+    """What the target backend of a running action reports in pg_stat_progress_*, or None."""
+    if not run.is_live or run.backend_pid is None or run.target is None or run.target.kind != "postgres":
+        return None
+    from optimizer.services.sessions import open_session
+
+    try:
+        with open_session(target=run.target, dry_run=True, statement_timeout_seconds=2) as session:
+            for command, query in _PROGRESS_SQL.items():
+                rows = session.query(query, [run.backend_pid])
+                if rows:
+                    phase, done, total, done2, total2 = rows[0]
+                    if total:
+                        percent = 100.0 * done / total
+                    elif total2:
+                        percent = 100.0 * done2 / total2
+                    else:
+                        percent = None
+                    return Progress(command, phase, round(percent, 1) if percent is not None else None)
+    except TunerError as exc:
+        logger.info("progress of run %s unavailable: %s", run.id, exc)
+    return None
+
+
+# --- per-target reports ---------------------------------------------------------------------
+
+DATABASE_SECTIONS = {
+    "index_advice": ("missing_index", "fk_index"),
+    "unused_indexes": ("unused_index", "duplicate_index", "invalid_index"),
+    "vacuum_advice": ("vacuum", "autovacuum"),
+    "config_advice": ("config",),
+    "vector_advice": ("vector_index",),
+}
+
+
+@dataclass
+class DatabaseReport:
+    target: Target
+    slow_queries: list[SlowQuery]
+    sections: dict[str, list[Recommendation]]
+    vacuum_status: list[dict[str, Any]]
+    last_runs: list[OptimizationRun]
+    error: str = ""
+
+
+def postgres_targets() -> QuerySet[Target]:
+    return Target.objects.filter(kind=Target.Kind.POSTGRES).order_by("name")
+
+
+def redis_targets() -> QuerySet[Target]:
+    return Target.objects.filter(kind=Target.Kind.REDIS).order_by("name")
+
+
+def _open_by_category(target: Target, categories: tuple[str, ...]) -> list[Recommendation]:
+    return list(recommendation_list(status="open", target_id=target.id).filter(category__in=categories))
+
+
+def vacuum_status(*, target: Target, limit: int = 15) -> list[dict[str, Any]]:
+    """Tables with the most dead tuples, live from the target."""
+    from optimizer.services.sessions import open_session
+
+    with open_session(target=target, dry_run=True, statement_timeout_seconds=5) as session:
+        return session.query_dicts(
+            "SELECT s.schemaname, s.relname, s.n_live_tup, s.n_dead_tup, "
+            "round(100.0 * n_dead_tup / greatest(n_live_tup + n_dead_tup, 1), 1)::float8 AS dead_percent, "
+            "greatest(last_vacuum, last_autovacuum) AS last_vacuum, "
+            "greatest(last_analyze, last_autoanalyze) AS last_analyze, age(c.relfrozenxid) AS xid_age "
+            "FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
+            "ORDER BY s.n_dead_tup DESC, s.relname LIMIT %s",
+            [limit],
+        )
+
+
+def database_report(*, target: Target, window: timedelta = timedelta(hours=24)) -> DatabaseReport:
+    if target.kind != Target.Kind.POSTGRES:
+        raise InvalidInput(f"{target.name} is not a PostgreSQL target.", field="target")
+    end = timezone.now()
+    report = DatabaseReport(
+        target=target,
+        slow_queries=slow_queries(target_id=target.id, start=end - window, end=end, limit=10),
+        sections={name: _open_by_category(target, cats) for name, cats in DATABASE_SECTIONS.items()},
+        vacuum_status=[],
+        last_runs=list(run_list(target_id=target.id)[:10]),
+    )
+    try:
+        report.vacuum_status = vacuum_status(target=target)
+    except TunerError as exc:
+        report.error = str(exc)
+    return report
+
+
+@dataclass
+class CacheReport:
+    target: Target
+    analysis: dict[str, Any]
+    recommendations: list[Recommendation]
+    last_runs: list[OptimizationRun]
+
+
+def cache_report(*, target: Target) -> CacheReport:
+    """The latest cache analysis of a Redis target (from its last run), its advice and its log."""
+    if target.kind != Target.Kind.REDIS:
+        raise InvalidInput(f"{target.name} is not a Redis target.", field="target")
+    last = (
+        OptimizationRun.objects.filter(target=target, tuner="cache", action=OptimizationRun.Action.RUN)
+        .exclude(evidence_before={})
+        .order_by("-id")
+        .first()
+    )
+    return CacheReport(
+        target=target,
+        analysis=last.evidence_before if last else {},
+        recommendations=list(recommendation_list(status="open", target_id=target.id)),
+        last_runs=list(run_list(target_id=target.id)[:10]),
+    )

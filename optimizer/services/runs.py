@@ -1,0 +1,470 @@
+"""Running tuners and applying recommendations: every run is an OptimizationRun row.
+
+A run is created (pending) by whoever asks for it, then executed by a Celery task under the
+target's Redis lock, so two runs on one target never overlap; a run that finds the lock held is
+recorded as skipped. Actions happen only outside dry runs and inside the maintenance window;
+outside it they are deferred (tuner runs) or refused (applies), with the reason in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from datetime import datetime
+from datetime import time as dtime
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from config.errors import InvalidInput
+from config.models import AuditEvent
+from config.redis_client import get_redis
+from config.services import audit_record
+from monitoring.collectors.postgres import scrub
+from monitoring.models import Target
+from optimizer.models import OptimizationRun, Recommendation
+from optimizer.services.recommendations import recommendations_sync
+from optimizer.services.sessions import open_session
+from optimizer.tuners.base import LockHeld, TunerError, WindowClosed, check_params, tuner_class
+
+logger = logging.getLogger(__name__)
+
+
+# Options of a run itself, as opposed to the tuner's own parameters.
+def _categories(value: Any) -> list[str]:
+    """auto_apply: recommendation categories a run applies on its own (the "auto policy" trigger)."""
+    if not isinstance(value, list) or not all(v in Recommendation.Category.values for v in value):
+        raise ValueError
+    return value
+
+
+RUN_OPTIONS = {
+    "maintenance_window": str,
+    "auto_apply": _categories,
+    "statement_timeout_seconds": float,
+    "action_timeout_seconds": float,
+    "lock_timeout_seconds": float,
+}
+_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+VIA_BY_TRIGGER = {
+    OptimizationRun.Trigger.OPERATOR: "ui",
+    OptimizationRun.Trigger.API: "api",
+    OptimizationRun.Trigger.SCHEDULE: "system",
+    OptimizationRun.Trigger.POLICY: "system",
+}
+
+
+# --- maintenance window ----------------------------------------------------------------------
+
+
+def parse_window(text: str) -> tuple[dtime, dtime] | None:
+    """'01:00-05:00' as (start, end); None for an empty text. Windows may wrap midnight."""
+    if not text or not text.strip():
+        return None
+    match = _WINDOW.match(text)
+    if not match:
+        raise InvalidInput(f"A maintenance window looks like 01:00-05:00, not {text!r}.", field="maintenance_window")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
+        raise InvalidInput(f"{text!r} is not a time range of one day.", field="maintenance_window")
+    return dtime(h1, m1), dtime(h2, m2)
+
+
+def window_open(window: tuple[dtime, dtime] | None, *, now: datetime | None = None) -> bool:
+    if window is None:
+        return True
+    current = timezone.localtime(now or timezone.now()).time()
+    start, end = window
+    if start <= end:
+        return start <= current < end
+    return current >= start or current < end
+
+
+def _window_of(run: OptimizationRun) -> tuple[str, tuple[dtime, dtime] | None]:
+    text = run.params.get("maintenance_window", settings.OPTIMIZER_MAINTENANCE_WINDOW) or ""
+    return text, parse_window(text)
+
+
+# --- creating runs ---------------------------------------------------------------------------
+
+
+def _actor_name(actor: AbstractBaseUser | None) -> str:
+    return actor.get_username() if actor is not None and actor.is_authenticated else "system"
+
+
+def _split_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    cls = tuner_class(kind)
+    options = {}
+    tuner_params = {}
+    for name, value in (params or {}).items():
+        if name in RUN_OPTIONS:
+            try:
+                options[name] = RUN_OPTIONS[name](value)
+            except (TypeError, ValueError):
+                expected = (
+                    f"a list of categories ({', '.join(Recommendation.Category.values)})"
+                    if name == "auto_apply"
+                    else f"a {RUN_OPTIONS[name].__name__}"
+                )
+                raise InvalidInput(f"{name} must be {expected}.", field=name) from None
+            if name.endswith("_seconds") and options[name] <= 0:
+                raise InvalidInput(f"{name} must be more than 0.", field=name)
+        else:
+            tuner_params[name] = value
+    if "maintenance_window" in options:
+        parse_window(options["maintenance_window"])
+    try:
+        return {**options, **check_params(cls, tuner_params)}
+    except TunerError as exc:
+        raise InvalidInput(str(exc), field=exc.field) from exc
+
+
+def run_create(
+    *,
+    tuner: str,
+    target: Target,
+    trigger: str,
+    actor: AbstractBaseUser | None,
+    dry_run: bool,
+    params: dict[str, Any] | None = None,
+    action: str = OptimizationRun.Action.RUN,
+    recommendation: Recommendation | None = None,
+) -> OptimizationRun:
+    try:
+        cls = tuner_class(tuner)
+    except TunerError as exc:
+        raise InvalidInput(str(exc), field="tuners") from exc
+    if target.kind not in cls.target_kinds:
+        kinds = " or ".join(cls.target_kinds)
+        raise InvalidInput(
+            f"Tuner {tuner} works on {kinds} targets; {target.name} is {target.get_kind_display()}.", field="targets"
+        )
+    return OptimizationRun.objects.create(
+        tuner=tuner,
+        action=action,
+        target=target,
+        target_name=target.name,
+        recommendation=recommendation,
+        trigger=trigger,
+        started_by=actor if actor is not None and actor.is_authenticated else None,
+        started_by_name=_actor_name(actor),
+        params=_split_params(tuner, params or {}),
+        dry_run=dry_run,
+    )
+
+
+def _enqueue(run: OptimizationRun) -> None:
+    from optimizer.tasks import execute_run_task
+
+    transaction.on_commit(lambda: execute_run_task.delay(run.id))
+
+
+@transaction.atomic
+def runs_start(
+    *,
+    tuners: list[str],
+    targets: list[Target],
+    dry_run: bool,
+    actor: AbstractBaseUser | None,
+    trigger: str,
+    params: dict[str, Any] | None = None,
+) -> list[OptimizationRun]:
+    """Create one pending run per (tuner, target) that fits, and send each to the workers."""
+    if not tuners:
+        raise InvalidInput("Name at least one tuner.", field="tuners")
+    if not targets:
+        raise InvalidInput("Name at least one target.", field="targets")
+    runs = []
+    for kind in tuners:
+        cls_kinds = tuner_class(kind).target_kinds if kind in _known() else None
+        for target in targets:
+            if cls_kinds is not None and target.kind not in cls_kinds and (len(targets) > 1 or len(tuners) > 1):
+                continue  # a mixed request runs each tuner on the targets it fits
+            run = run_create(tuner=kind, target=target, trigger=trigger, actor=actor, dry_run=dry_run, params=params)
+            runs.append(run)
+            _enqueue(run)
+    if not runs:
+        raise InvalidInput("None of these tuners works on these targets.", field="tuners")
+    return runs
+
+
+def _known() -> set[str]:
+    from optimizer.tuners.base import all_tuners
+
+    return set(all_tuners())
+
+
+@transaction.atomic
+def recommendation_apply_start(
+    *, recommendation: Recommendation, actor: AbstractBaseUser | None, trigger: str, dry_run: bool = False
+) -> OptimizationRun:
+    if recommendation.status != Recommendation.Status.OPEN:
+        raise InvalidInput(
+            f"Recommendation {recommendation.id} is {recommendation.status}; only open ones can be applied.",
+            field="status",
+        )
+    if not recommendation.statements:
+        raise InvalidInput(f"Recommendation {recommendation.id} is advice only; it has no statement to run.")
+    if OptimizationRun.objects.filter(
+        recommendation=recommendation, status__in=[OptimizationRun.Status.PENDING, OptimizationRun.Status.RUNNING]
+    ).exists():
+        raise InvalidInput(f"Recommendation {recommendation.id} is already being applied.", field="status")
+    run = run_create(
+        tuner=recommendation.tuner,
+        target=recommendation.target,
+        trigger=trigger,
+        actor=actor,
+        dry_run=dry_run,
+        action=OptimizationRun.Action.APPLY,
+        recommendation=recommendation,
+    )
+    _enqueue(run)
+    return run
+
+
+@transaction.atomic
+def recommendation_dismiss(*, recommendation: Recommendation, actor: AbstractBaseUser | None, via: str):
+    if recommendation.status == Recommendation.Status.APPLIED:
+        raise InvalidInput(f"Recommendation {recommendation.id} was applied already.", field="status")
+    recommendation.status = Recommendation.Status.DISMISSED
+    recommendation.status_changed_at = timezone.now()
+    recommendation.status_changed_by = _actor_name(actor)
+    recommendation.save(update_fields=["status", "status_changed_at", "status_changed_by"])
+    audit_record(
+        actor=actor,
+        via=via,
+        action="optimizer.recommendation.dismiss",
+        object_repr=recommendation.title,
+        detail={"recommendation": recommendation.id, "target": recommendation.target.name},
+    )
+    return recommendation
+
+
+# --- executing runs --------------------------------------------------------------------------
+
+
+def run_time_limit() -> int:
+    """Seconds a run may take: one action may use the whole action timeout, plus room for the rest."""
+    return max(settings.CELERY_TASK_SOFT_TIME_LIMIT, settings.OPTIMIZER_ACTION_TIMEOUT_SECONDS + 300)
+
+
+def _lock_key(target_id: int) -> str:
+    return f"perfpilot:lock:optimize:{target_id}"
+
+
+def run_execute(*, run_id: int, wait: bool = False) -> OptimizationRun:
+    """Execute a pending run. Never raises for a target's failure: the run records it.
+
+    When another run holds the target's lock, the run is skipped, or with `wait` put back to pending
+    for the caller (the task) to try again later.
+    """
+    claimed = OptimizationRun.objects.filter(pk=run_id, status=OptimizationRun.Status.PENDING).update(
+        status=OptimizationRun.Status.RUNNING
+    )
+    run = OptimizationRun.objects.select_related("target", "recommendation", "started_by").get(pk=run_id)
+    if claimed != 1:
+        return run  # another worker (or a retry) has it
+    started = time.perf_counter()
+    finished_at = None
+    run.started_at = timezone.now()
+    try:
+        if run.target is None:
+            raise TunerError("The target of this run was deleted.")
+        # The lock outlives the task's hard time limit, so it cannot expire under a running run.
+        lock = get_redis().lock(_lock_key(run.target.id), timeout=run_time_limit() + 120)
+        if not lock.acquire(blocking=False):
+            raise LockHeld(
+                f"Another optimizer run on {run.target.name} is still in progress; runs on one target never overlap."
+            )
+        # Start and end are taken inside the lock, so runs of one target never overlap in the log either.
+        run.started_at = timezone.now()
+        OptimizationRun.objects.filter(pk=run.pk).update(started_at=run.started_at)
+        try:
+            if run.action == OptimizationRun.Action.APPLY:
+                _apply(run)
+            else:
+                _run_tuner(run)
+        finally:
+            finished_at = timezone.now()
+            try:
+                lock.release()
+            except Exception:
+                logger.warning("optimizer lock of target %s expired before release", run.target.id)
+    except LockHeld as exc:
+        if wait:
+            OptimizationRun.objects.filter(pk=run.pk).update(
+                status=OptimizationRun.Status.PENDING, summary=f"Waiting: {exc}"
+            )
+            run.refresh_from_db()
+            return run
+        run.status, run.error = OptimizationRun.Status.SKIPPED, str(exc)
+    except WindowClosed as exc:
+        run.status, run.error = OptimizationRun.Status.DEFERRED, str(exc)
+    except TunerError as exc:
+        run.status, run.error = OptimizationRun.Status.FAILED, str(exc)
+    except Exception as exc:  # a tuner bug must not stop other runs; it is recorded
+        logger.exception("optimizer run %s failed", run.id)
+        message = f"{type(exc).__name__}: {exc}"
+        run.status = OptimizationRun.Status.FAILED
+        run.error = scrub(message, run.target.url) if run.target else message
+    else:
+        if run.status == OptimizationRun.Status.RUNNING:
+            run.status = OptimizationRun.Status.SUCCEEDED
+    run.finished_at = finished_at or timezone.now()
+    run.duration_ms = round((time.perf_counter() - started) * 1000, 2)
+    run.save()
+    audit_run(run)
+    return run
+
+
+def audit_run(run: OptimizationRun) -> None:
+    ok = run.status in (OptimizationRun.Status.SUCCEEDED, OptimizationRun.Status.DEFERRED)
+    audit_record(
+        actor=run.started_by,
+        via=VIA_BY_TRIGGER.get(run.trigger, "system"),
+        action=f"optimizer.{run.action}",
+        object_repr=f"{run.tuner} on {run.target_name}",
+        result=AuditEvent.Result.OK if ok else AuditEvent.Result.FAILED,
+        detail={
+            "run": run.id,
+            "status": run.status,
+            "dry_run": run.dry_run,
+            "statements": [s["statement"] for s in run.statements][:50],
+            "error": run.error[:500],
+        },
+    )
+
+
+def _session_kwargs(run: OptimizationRun) -> dict:
+    return {
+        "target": run.target,
+        "dry_run": run.dry_run,
+        "statement_timeout_seconds": run.params.get("statement_timeout_seconds"),
+        "action_timeout_seconds": run.params.get("action_timeout_seconds"),
+        "lock_timeout_seconds": run.params.get("lock_timeout_seconds"),
+    }
+
+
+def _tuner_params(run: OptimizationRun) -> dict:
+    return {k: v for k, v in run.params.items() if k not in RUN_OPTIONS}
+
+
+def _remember_pid(run: OptimizationRun):
+    def record(pid: int) -> None:
+        if run.backend_pid != pid:
+            run.backend_pid = pid
+            OptimizationRun.objects.filter(pk=run.pk).update(backend_pid=pid)
+
+    return record
+
+
+def _run_tuner(run: OptimizationRun) -> None:
+    cls = tuner_class(run.tuner)
+    with open_session(**_session_kwargs(run)) as session:
+        session.on_backend = _remember_pid(run)
+        tuner = cls(session, params=_tuner_params(run))
+        analysis = tuner.analyze()
+        recommendations = recommendations_sync(target=run.target, tuner=run.tuner, findings=analysis.findings)
+        run.evidence_before = {**analysis.evidence, "recommendations_open": len(recommendations)}
+        actions = analysis.actions
+        parts = [f"{len(recommendations)} open recommendation(s)", *analysis.notes]
+        if actions:
+            window_text, window = _window_of(run)
+            if not run.dry_run and not window_open(window):
+                run.evidence_before["actions_deferred"] = len(actions)
+                run.statements = [{"statement": a.statement, "deferred": True} for a in actions]
+                raise WindowClosed(
+                    f"Outside the maintenance window {window_text}: {len(actions)} action(s) deferred to the window."
+                )
+            run.evidence_before["actions"] = tuner.measure(actions)
+            try:
+                for action in actions:
+                    tuner.perform(action)
+            finally:
+                run.statements = session.executed
+            if not run.dry_run:
+                run.evidence_after = {"actions": tuner.measure(actions)}
+            verb = "would run" if run.dry_run else "ran"
+            parts.append(f"{verb} {len(actions)} action(s)")
+        policy = [r for r in recommendations if r.category in run.params.get("auto_apply", []) and r.statements]
+        if policy and not run.dry_run:
+            started = 0
+            for recommendation in policy:
+                try:
+                    recommendation_apply_start(
+                        recommendation=recommendation, actor=run.started_by, trigger=OptimizationRun.Trigger.POLICY
+                    )
+                    started += 1
+                except InvalidInput:  # already being applied
+                    continue
+            parts.append(f"auto policy: applying {started} recommendation(s)")
+        run.summary = "; ".join(parts)
+
+
+def _apply(run: OptimizationRun) -> None:
+    recommendation = run.recommendation
+    if recommendation is None:
+        raise TunerError("The recommendation of this run was deleted.")
+    window_text, window = _window_of(run)
+    if not run.dry_run and not window_open(window):
+        raise WindowClosed(f"Outside the maintenance window {window_text}: apply refused; try again inside it.")
+    cls = tuner_class(run.tuner)
+    with open_session(**_session_kwargs(run)) as session:
+        session.on_backend = _remember_pid(run)
+        tuner = cls(session, params={})
+        run.evidence_before = tuner.evidence_for(recommendation)
+        try:
+            tuner.apply(recommendation)
+        finally:
+            run.statements = session.executed
+        if run.dry_run:
+            run.summary = f"Dry run: would run {len(recommendation.statements)} statement(s)"
+            return
+        run.evidence_after = tuner.evidence_for(recommendation)
+    Recommendation.objects.filter(pk=recommendation.pk).update(
+        status=Recommendation.Status.APPLIED,
+        status_changed_at=timezone.now(),
+        status_changed_by=run.started_by_name,
+    )
+    run.summary = f"Applied: {recommendation.title}"
+
+
+def scheduled_runs(
+    *, tuner: str, target_id: int | None, dry_run: bool, params: dict[str, Any] | None = None
+) -> list[OptimizationRun]:
+    """Run a tuner now (in this worker) on one target, or on every enabled target it fits."""
+    cls = tuner_class(tuner)
+    targets = Target.objects.filter(enabled=True, kind__in=cls.target_kinds)
+    if target_id is not None:
+        targets = targets.filter(pk=target_id)
+    runs = []
+    for target in targets:
+        try:
+            run = run_create(
+                tuner=tuner,
+                target=target,
+                trigger=OptimizationRun.Trigger.SCHEDULE,
+                actor=None,
+                dry_run=dry_run,
+                params=params,
+            )
+        except InvalidInput as exc:  # a bad schedule argument is recorded, never raised into beat's worker
+            run = OptimizationRun.objects.create(
+                tuner=tuner,
+                target=target,
+                target_name=target.name,
+                trigger=OptimizationRun.Trigger.SCHEDULE,
+                started_by_name="system",
+                dry_run=dry_run,
+                status=OptimizationRun.Status.FAILED,
+                error=str(exc),
+                finished_at=timezone.now(),
+            )
+            runs.append(run)
+            continue
+        runs.append(run_execute(run_id=run.id))
+    return runs

@@ -1,0 +1,80 @@
+"""The Optimizer in a browser: an operator applies advice (confirming), the result arrives live through
+HTMX from the real Celery worker, and the log and Database pages show it. Screenshots in tests/artifacts."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import redis
+
+from config.services import schedule_sync_defaults
+from monitoring.services.targets import TargetInput, target_create
+from optimizer.models import Recommendation
+from optimizer.services.runs import run_create, run_execute
+from tests.conftest import PASSWORD
+from tests.e2e.browser import ARTIFACTS, browser_page
+from tests.optimizer.conftest import make_dead_tuples, make_target
+from tests.optimizer.conftest import pg15 as pg15  # the fixture, shared with tests/optimizer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.celery_worker]
+PREFIX = f"ppe2e{os.getpid()}"
+
+
+def test_operator_applies_advice_and_sees_the_result_live(live_server, celery_worker_process, operator_user, pg15):
+    with pg15.connect() as conn:
+        conn.execute("DROP TABLE IF EXISTS e2e_child, e2e_parent")
+        conn.execute("CREATE TABLE e2e_parent (id int PRIMARY KEY)")
+        conn.execute('CREATE TABLE e2e_child (id int PRIMARY KEY, "Parent Id" int REFERENCES e2e_parent)')
+    make_dead_tuples(pg15, "public", "e2e_dead", rows=5000, deleted=4000)
+    target = make_target(pg15, name="orders-db")
+    for tuner, params in (("indexes", {}), ("vacuum", {"min_dead_tuples": 100, "tables": ["public.e2e_dead"]})):
+        run_execute(
+            run_id=run_create(
+                tuner=tuner, target=target, trigger="operator", actor=None, dry_run=False, params=params
+            ).id
+        )
+    schedule_sync_defaults()
+    cache = target_create(
+        data=TargetInput(name="sessions-cache", kind="redis", url="redis://127.0.0.1:6379/13"), actor=None, via="system"
+    )
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/13")
+    client.mset({f"{PREFIX}sess:{i}": "x" * 300 for i in range(200)})
+    client.set(f"{PREFIX}big", "y" * 50_000, ex=3600)
+    cache_run = run_create(
+        tuner="cache", target=cache, trigger="operator", actor=None, dry_run=True, params={"match": f"{PREFIX}*"}
+    )
+    run_execute(run_id=cache_run.id)
+    advice = Recommendation.objects.get(target=target, category="fk_index", title__contains="e2e_child")
+    with browser_page(height=1000) as page:
+        page.goto(f"{live_server.url}/login/")
+        page.fill("#id_username", operator_user.username)
+        page.fill("#id_password", PASSWORD)
+        page.click("button[type=submit]")
+        page.goto(f"{live_server.url}/optimizer/")
+        page.screenshot(path=ARTIFACTS / "optimizer-recommendations.png", full_page=True)
+        dialogs = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
+        page.click(f"#recommendation-{advice.id} [data-testid=apply]")
+        page.wait_for_selector(f"#apply-result-{advice.id} [data-status=succeeded]", timeout=60_000)
+        assert "e2e_child" in dialogs[0]
+        page.screenshot(path=ARTIFACTS / "optimizer-applied.png", full_page=True)
+        advice.refresh_from_db()
+        assert advice.status == "applied"
+
+        page.goto(f"{live_server.url}/optimizer/log/?q=e2e_dead")
+        page.click("[data-testid=runs] a")
+        page.wait_for_function("document.querySelector('[data-testid=before-after]').data !== undefined")
+        page.screenshot(path=ARTIFACTS / "optimizer-run-before-after.png", full_page=True)
+
+        page.goto(f"{live_server.url}/optimizer/database/{target.id}/")
+        assert page.locator("[data-testid=vacuum-status]").inner_text().count("e2e_dead") == 1
+        page.screenshot(path=ARTIFACTS / "optimizer-database.png", full_page=True)
+        page.goto(f"{live_server.url}/optimizer/log/")
+        page.screenshot(path=ARTIFACTS / "optimizer-log.png", full_page=True)
+        page.goto(f"{live_server.url}/optimizer/cache/{cache.id}/")
+        assert f"{PREFIX}big" in page.locator("[data-testid=top-keys]").inner_text()
+        page.screenshot(path=ARTIFACTS / "optimizer-cache.png", full_page=True)
+    for key in client.scan_iter(match=f"{PREFIX}*"):
+        client.unlink(key)
+    client.close()

@@ -1,0 +1,155 @@
+"""Real servers for the optimizer tests: a database of our own on the embedded PostgreSQL 18 (with
+pg_stat_statements) and one on this machine's PostgreSQL 15 with HypoPG; both dropped afterwards."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import quote
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.utils import timezone
+from psycopg import sql
+
+from monitoring.models import QueryStat, QueryText, Target
+from monitoring.services.targets import TargetInput, target_create
+
+LOCAL_PG15_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@dataclass(frozen=True)
+class Database:
+    name: str
+    url: str
+    version: int
+
+    def connect(self, **kwargs) -> psycopg.Connection:
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=5, **kwargs)
+
+    def execute(self, *statements) -> None:
+        with self.connect() as conn:
+            for statement in statements:
+                conn.execute(statement)
+
+    def scalar(self, query, params=None):
+        with self.connect() as conn:
+            return conn.execute(query, params).fetchone()[0]
+
+
+def _embedded_url(database: str) -> str:
+    db = settings.DATABASES["default"]
+    password = quote(db["PASSWORD"] or "", safe="")
+    return f"postgresql://{quote(db['USER'], safe='')}:{password}@{db['HOST']}:{db['PORT']}/{database}"
+
+
+def _own_database(admin_url: str, name: str, url: str, *, template: str, extensions: tuple[str, ...]):
+    ident = sql.Identifier(name)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(ident, sql.Identifier(template)))
+    with psycopg.connect(url, autocommit=True) as conn:
+        for extension in extensions:
+            conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(extension)))
+        version = conn.info.server_version
+    return ident, version
+
+
+def _drop(admin_url: str, ident) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+
+
+@pytest.fixture(scope="session")
+def pg18() -> Iterator[Database]:
+    name = f"pp_optimizer_{os.getpid()}"
+    url = _embedded_url(name)
+    ident, version = _own_database(_embedded_url("postgres"), name, url, template="template1", extensions=())
+    yield Database(name, url, version)
+    _drop(_embedded_url("postgres"), ident)
+
+
+@pytest.fixture(scope="session")
+def pg15() -> Iterator[Database]:
+    """This machine's PostgreSQL 15 with HypoPG: the verified path. Never skipped."""
+    name = f"pp_optimizer_{os.getpid()}"
+    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    ident, version = _own_database(LOCAL_PG15_ADMIN_URL, name, url, template="template0", extensions=("hypopg",))
+    yield Database(name, url, version)
+    _drop(LOCAL_PG15_ADMIN_URL, ident)
+
+
+def make_target(database: Database, name: str | None = None) -> Target:
+    data = TargetInput(
+        name=name or f"{database.name}-{time.monotonic_ns()}",
+        kind="postgres",
+        url=database.url,
+        interval_seconds=10,
+        timeout_seconds=5,
+    )
+    return target_create(data=data, actor=None, via="system")
+
+
+def plant_workload(target: Target, queries: list[tuple[str, int, float]], *, database: str, at=None) -> list[int]:
+    """Monitoring snapshots (QueryText + QueryStat) of a workload: (normalized text, calls, total ms)."""
+    at = at or timezone.now() - timedelta(minutes=5)
+    ids = []
+    for number, (text, calls, total_ms) in enumerate(queries, start=1):
+        queryid = 9_000_000 + number * 7 + target.id * 1000
+        QueryText.objects.get_or_create(target=target, queryid=queryid, defaults={"query": text, "database": database})
+        QueryStat.objects.create(
+            target=target,
+            queryid=queryid,
+            collected_at=at,
+            interval_seconds=60,
+            calls=calls,
+            total_time_ms=total_ms,
+            rows=calls,
+            shared_blks_hit=0,
+            shared_blks_read=0,
+        )
+        ids.append(queryid)
+    return ids
+
+
+def wait_for(predicate, *, timeout: float = 20, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def dead_tuples(database: Database, schema: str, table: str) -> int:
+    with database.connect() as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(
+            "SELECT n_dead_tup FROM pg_stat_user_tables WHERE schemaname = %s AND relname = %s", [schema, table]
+        ).fetchone()
+        return row[0] if row else 0
+
+
+def make_dead_tuples(database: Database, schema: str, table: str, *, rows: int, deleted: int) -> None:
+    """A table of `rows` rows with `deleted` of them deleted, its dead tuples visible in the statistics."""
+    qualified = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+    with database.connect() as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(qualified))
+        conn.execute(
+            sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, payload text) WITH (autovacuum_enabled = off)").format(
+                qualified
+            )
+        )
+        conn.execute(
+            sql.SQL("INSERT INTO {} SELECT g, md5(g::text) FROM generate_series(1, %s) g").format(qualified), [rows]
+        )
+        conn.execute(sql.SQL("ANALYZE {}").format(qualified))
+        conn.execute(sql.SQL("DELETE FROM {} WHERE id <= %s").format(qualified), [deleted])
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        conn.execute("SELECT 1")
+    wait_for(lambda: dead_tuples(database, schema, table) >= deleted, what=f"{deleted} dead tuples in {table}")

@@ -1,0 +1,148 @@
+"""Optimizer pages: viewers read, operators apply/dismiss/run; HTMX fragments poll a run until it ends."""
+
+from __future__ import annotations
+
+import json
+
+from optimizer.charts import before_after_data, before_after_figure
+from optimizer.models import OptimizationRun, Recommendation
+from optimizer.services.runs import run_create, run_execute
+from tests.optimizer.conftest import make_dead_tuples, make_target
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def _recommendation(target, **fields):
+    defaults = {
+        "tuner": "indexes",
+        "fingerprint": f"fp-{fields.get('title', 't')}",
+        "category": "missing_index",
+        "title": "Create index on public.t (a)",
+        "statement": 'CREATE INDEX CONCURRENTLY "pp_t_a_idx" ON "public"."t" ("a")',
+        "priority": 70,
+    }
+    return Recommendation.objects.create(target=target, **{**defaults, **fields})
+
+
+def test_optimizer_page_lists_recommendations_by_priority_and_the_tuners(viewer_client, pg18):
+    target = make_target(pg18)
+    _recommendation(target, title="second", priority=20)
+    _recommendation(target, title="first", priority=90)
+    response = viewer_client.get("/optimizer/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.index("first") < html.index("second")
+    assert 'data-testid="tuner-vacuum"' in html and 'data-testid="tuner-indexes"' in html
+    assert "Apply" not in html  # viewers read only
+
+
+def test_viewers_cannot_apply_dismiss_or_run(viewer_client, pg18):
+    target = make_target(pg18)
+    recommendation = _recommendation(target)
+    assert viewer_client.post(f"/optimizer/recommendations/{recommendation.id}/apply/").status_code == 403
+    assert viewer_client.post(f"/optimizer/recommendations/{recommendation.id}/dismiss/").status_code == 403
+    assert viewer_client.post("/optimizer/tuners/vacuum/run/", {"target": target.id}).status_code == 403
+
+
+def test_apply_answers_a_polling_status_fragment_and_dismiss_removes_the_row(operator_client, pg18):
+    target = make_target(pg18)
+    recommendation = _recommendation(target)
+    response = operator_client.post(f"/optimizer/recommendations/{recommendation.id}/apply/", **HTMX)
+    assert response.status_code == 200
+    html = response.content.decode()
+    run = OptimizationRun.objects.get(recommendation=recommendation)
+    assert f'hx-get="/optimizer/runs/{run.id}/?fragment=status"' in html and 'hx-trigger="every 2s"' in html
+    assert 'data-status="pending"' in html
+    again = operator_client.post(f"/optimizer/recommendations/{recommendation.id}/apply/", **HTMX)
+    assert again.status_code == 422 and "already being applied" in again.content.decode()
+
+    other = _recommendation(target, title="other")
+    gone = operator_client.post(f"/optimizer/recommendations/{other.id}/dismiss/", **HTMX)
+    assert gone.status_code == 200 and gone.content == b""
+    other.refresh_from_db()
+    assert other.status == "dismissed"
+
+
+def test_a_finished_run_stops_the_polling_and_shows_its_before_after_chart(operator_client, pg18):
+    make_dead_tuples(pg18, "public", "view_dead", rows=2000, deleted=1500)
+    target = make_target(pg18)
+    run = run_create(
+        tuner="vacuum",
+        target=target,
+        trigger="operator",
+        actor=None,
+        dry_run=False,
+        params={"min_dead_tuples": 100, "tables": ["public.view_dead"]},
+    )
+    run = run_execute(run_id=run.id)
+    fragment = operator_client.get(f"/optimizer/runs/{run.id}/?fragment=status", **HTMX)
+    assert fragment.status_code == 286  # htmx stops polling
+    assert 'data-status="succeeded"' in fragment.content.decode()
+    page = operator_client.get(f"/optimizer/runs/{run.id}/")
+    assert page.status_code == 200 and 'data-testid="before-after"' in page.content.decode()
+
+    data = before_after_data(run)
+    assert data.labels == ["public.view_dead"]
+    assert data.before[0] >= 1500 and data.after[0] <= 75
+    figure = json.loads(before_after_figure(data).to_json())
+    assert [trace["name"] for trace in figure["data"]] == ["before", "after"]
+    assert figure["data"][0]["y"] == data.before
+
+
+def test_run_now_from_the_page_starts_a_dry_run(operator_client, pg18):
+    target = make_target(pg18)
+    response = operator_client.post("/optimizer/tuners/vacuum/run/", {"target": target.id, "dry_run": "on"}, **HTMX)
+    assert response.status_code == 200
+    run = OptimizationRun.objects.get(target=target)
+    assert run.dry_run and run.trigger == "operator" and run.started_by_name == "oscar-operator"
+    bad = operator_client.post("/optimizer/tuners/nope/run/", {"target": target.id}, **HTMX)
+    assert bad.status_code == 422 and "Unknown tuner" in bad.content.decode()
+
+
+def test_the_log_is_searchable(viewer_client, pg18):
+    target = make_target(pg18, name="searchable-target")
+    for tables in (["public.alpha_table"], ["public.beta_table"]):
+        run = run_create(
+            tuner="vacuum", target=target, trigger="api", actor=None, dry_run=True, params={"tables": tables}
+        )
+        run_execute(run_id=run.id)
+    OptimizationRun.objects.filter(params__tables=["public.beta_table"]).update(summary="beta only")
+    response = viewer_client.get("/optimizer/log/?q=beta")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "1 run" in html and "beta only" in html
+    assert viewer_client.get("/optimizer/log/?status=bogus").status_code == 200
+
+
+def test_database_page_shows_advice_and_vacuum_status_of_a_target(viewer_client, pg18):
+    make_dead_tuples(pg18, "public", "page_dead", rows=30000, deleted=29000)
+    target = make_target(pg18)
+    _recommendation(target, category="unused_index", title="Drop unused index public.x")
+    response = viewer_client.get(f"/optimizer/database/{target.id}/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Drop unused index public.x" in html
+    assert "public.page_dead" in html
+    assert viewer_client.get("/optimizer/cache/").status_code == 200
+
+
+def test_operators_edit_a_tuner_schedule_with_a_maintenance_window(operator_client, viewer_client):
+    from django_celery_beat.models import PeriodicTask
+
+    from config.services import schedule_sync_defaults
+
+    schedule_sync_defaults()
+    task = PeriodicTask.objects.get(task="optimizer.tasks.vacuum_task")
+    url = f"/optimizer/schedules/{task.id}/"
+    assert viewer_client.post(url, {"crontab": "0 1 * * *"}).status_code == 403
+    bad = operator_client.post(url, {"crontab": "99 1 * *", "maintenance_window": ""}, **HTMX)
+    assert bad.status_code == 422 and "A crontab has 5 fields" in bad.content.decode()
+    bad_window = operator_client.post(url, {"crontab": "0 1 * * *", "maintenance_window": "late"}, **HTMX)
+    assert bad_window.status_code == 422 and "01:00-05:00" in bad_window.content.decode()
+    ok = operator_client.post(
+        url, {"crontab": "15 1 * * 1", "maintenance_window": "01:00-05:00", "dry_run": "on"}, **HTMX
+    )
+    assert ok.status_code == 200 and "saved" in ok.content.decode()
+    task.refresh_from_db()
+    assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("15", "1", "1")
+    assert json.loads(task.kwargs) == {"dry_run": True, "maintenance_window": "01:00-05:00"}
