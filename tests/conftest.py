@@ -42,6 +42,18 @@ def pytest_sessionfinish(session, exitstatus):
         server.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_database_released(django_db_setup, django_db_blocker):
+    """Close what still holds the test database (live-server threads, worker processes) before
+    pytest-django drops it, so the next run starts from a fresh one without a warning."""
+    yield
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture(autouse=True)
 def _fresh_status():
     """The status API remembers its checks for a second per process: no test sees another's."""
