@@ -197,6 +197,13 @@ RETENTION_RAW_DAYS = envint("PERFPILOT_RETENTION_RAW_DAYS", 7, minimum=1)
 RETENTION_1M_DAYS = envint("PERFPILOT_RETENTION_1M_DAYS", 90, minimum=1)
 RETENTION_1H_DAYS = envint("PERFPILOT_RETENTION_1H_DAYS", 730, minimum=1)
 
+# --- scaling ---------------------------------------------------------------------------------
+# How often beat evaluates every scaled service (the HPA's sync period is 15 s too).
+SCALING_INTERVAL_SECONDS = envint("PERFPILOT_SCALING_INTERVAL", 15, minimum=1, maximum=3600)
+# Shell-command executors run programs on the worker's host: off unless an admin turns them on.
+SCALING_SHELL_ENABLED = envbool("PERFPILOT_SCALING_SHELL_ENABLED", False)
+SCALING_DECISION_RETENTION_DAYS = envint("PERFPILOT_SCALING_DECISION_RETENTION_DAYS", 14, minimum=1)
+
 # --- control-plane health ---------------------------------------------------------------------
 HEARTBEAT_INTERVAL_SECONDS = envfloat("PERFPILOT_HEARTBEAT_INTERVAL", 5.0, minimum=0.5)
 HEARTBEAT_STALE_SECONDS = envfloat("PERFPILOT_HEARTBEAT_STALE_SECONDS", 30.0, minimum=1.0)
