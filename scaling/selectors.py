@@ -181,3 +181,43 @@ def rule_history(*, rule: ScalingRule, start: datetime, end: datetime, max_point
         for point in points:
             by_step[point.ts].append(point.avg)
     return [MetricPoint(ts, _aggregate(rs.aggregate, by_step[ts])) for ts in sorted(by_step)]
+
+
+def decision_why(decision: ScalingDecision | None) -> str:
+    """The one line that says why: the error, or the decisive step of the explanation."""
+    if decision is None:
+        return "Not evaluated yet."
+    if decision.error:
+        return decision.error
+    steps = [s for s in decision.explanation if not s.startswith(("Executed:", "Not executed"))]
+    limiting = [s for s in steps if s.startswith(("Policy: scaling", "Stabilization: scaling", "Clamp:"))]
+    reason = limiting[-1] if limiting else next((s for s in steps if s.startswith("Highest proposal")), "")
+    final = steps[-1] if steps else ""
+    return f"{final} {reason}".strip() if reason and reason != final else final
+
+
+def service_status_rows() -> list[dict]:
+    rows = []
+    for service, decision in services_with_last_decision():
+        rows.append(
+            {
+                "service": service.name,
+                "tier": service.tier,
+                "executor_kind": service.executor_kind,
+                "enabled": service.enabled,
+                "paused": service.paused,
+                "dry_run": service.dry_run,
+                "current_replicas": service.applied_replicas
+                if service.applied_replicas is not None
+                else service.observed_replicas,
+                "observed_replicas": service.observed_replicas,
+                "desired_replicas": decision.desired_replicas if decision else None,
+                "min_replicas": service.min_replicas,
+                "max_replicas": service.max_replicas,
+                "last_decision_at": decision.created_at if decision else None,
+                "last_result": decision.result if decision else None,
+                "why": decision_why(decision),
+                "last_error": service.last_error,
+            }
+        )
+    return rows
