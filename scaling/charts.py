@@ -89,9 +89,13 @@ def replicas_figure(
     return figure
 
 
-def decisions_figure(*, decisions: Sequence, metric: Sequence[MetricPoint], metric_name: str, target: float | None):
-    """Replicas decided (oldest first) over the driving rule's metric."""
+def decisions_figure(
+    *, decisions: Sequence, metric: Sequence[MetricPoint], metric_name: str, target: float | None, until: datetime
+):
+    """Replicas decided (oldest first) over the driving rule's metric; the last count holds until `until`."""
     points = [(d.created_at, d.desired_replicas) for d in decisions if d.desired_replicas is not None]
+    if points and points[-1][0] < until:
+        points.append((until, points[-1][1]))
     return replicas_figure(replicas=points, metric=metric, metric_name=metric_name, target=target)
 
 

@@ -270,7 +270,10 @@ def evaluate(data: EvaluationInput) -> Decision:
     limited_by = ""
 
     # 2-3. Highest proposal; tolerance is in each proposal; missing data never scales down.
-    if not with_data:
+    if not proposals:
+        recommended = current
+        steps.append(f"No enabled rule: nothing proposes a change, so the recommendation is {current}.")
+    elif not with_data:
         recommended = current
         steps.append(f"No rule has recent data: staying at {current}.")
         limited_by = "missing data"

@@ -221,3 +221,28 @@ def service_status_rows() -> list[dict]:
             }
         )
     return rows
+
+
+def driving_rule(service: ScaledService, decision: ScalingDecision | None) -> ScalingRule | None:
+    """The rule whose proposal won the last decision, else the first enabled rule."""
+    rules = [r for r in service.rules.all() if r.enabled] or list(service.rules.all())
+    if not rules:
+        return None
+    if decision is not None and decision.proposals:
+        with_desired = [p for p in decision.proposals if p.get("desired") is not None]
+        if with_desired:
+            best = max(with_desired, key=lambda p: p["desired"])["rule"]
+            for rule in rules:
+                if rule.name == best:
+                    return rule
+    return rules[0]
+
+
+def decisions_between(*, service: ScaledService, start: datetime, end: datetime, limit: int = 2000):
+    """Decisions of [start, end), oldest first, for the replicas chart."""
+    newest = (
+        ScalingDecision.objects.filter(service=service, created_at__gte=start, created_at__lt=end)
+        .order_by("-created_at")
+        .only("created_at", "desired_replicas")[:limit]
+    )
+    return list(reversed(list(newest)))
