@@ -7,7 +7,11 @@ import time
 
 from celery import Celery
 
-app = Celery("scaling_e2e", broker=os.environ.get("SCALING_E2E_BROKER", "redis://127.0.0.1:6379/0"))
+# Never the current app: importing this module in the test process must not redirect the project's
+# shared tasks (evaluate_all_task.delay()) to this app's queue.
+app = Celery(
+    "scaling_e2e", broker=os.environ.get("SCALING_E2E_BROKER", "redis://127.0.0.1:6379/0"), set_as_current=False
+)
 app.conf.update(
     task_default_queue=os.environ.get("SCALING_E2E_QUEUE", "scaling-e2e"),
     worker_prefetch_multiplier=1,

@@ -43,3 +43,18 @@ def test_evaluate_scaling_command(hook, capsys):
     assert "Decision:" in capsys.readouterr().out
     with pytest.raises(CommandError, match="No scaled service"):
         call_command("evaluate_scaling", "ghost")
+
+
+def test_old_decisions_are_pruned(hook):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from scaling.services.evaluation import decisions_prune, service_evaluate
+
+    service = webhook_service("prune", hook.url, series_id=load_series("app_load", 50))
+    kept = service_evaluate(service=service)
+    old = service_evaluate(service=service)
+    ScalingDecision.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=15))
+    assert decisions_prune(days=14) == 1
+    assert list(ScalingDecision.objects.values_list("pk", flat=True)) == [kept.pk]
