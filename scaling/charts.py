@@ -89,14 +89,35 @@ def replicas_figure(
     return figure
 
 
+def in_effect(decision) -> int | None:
+    """The replicas running after a decision: the desired count only if it was executed (or nothing changed)."""
+    if decision.executed or decision.result == "unchanged":
+        return decision.desired_replicas
+    return decision.current_replicas
+
+
 def decisions_figure(
     *, decisions: Sequence, metric: Sequence[MetricPoint], metric_name: str, target: float | None, until: datetime
 ):
-    """Replicas decided (oldest first) over the driving rule's metric; the last count holds until `until`."""
-    points = [(d.created_at, d.desired_replicas) for d in decisions if d.desired_replicas is not None]
+    """Replicas in effect after each decision (oldest first) over the driving rule's metric; the last count holds
+    until `until`. Dry-run decisions add a dashed "would set" line, since they change nothing."""
+    points = [(d.created_at, in_effect(d)) for d in decisions if in_effect(d) is not None]
     if points and points[-1][0] < until:
         points.append((until, points[-1][1]))
-    return replicas_figure(replicas=points, metric=metric, metric_name=metric_name, target=target)
+    figure = replicas_figure(replicas=points, metric=metric, metric_name=metric_name, target=target)
+    dry = [(d.created_at, d.desired_replicas) for d in decisions if d.dry_run and d.desired_replicas is not None]
+    if dry:
+        figure.add_trace(
+            go.Scatter(
+                x=[ts for ts, _ in dry],
+                y=[count for _, count in dry],
+                name="dry run: would set",
+                mode="lines",
+                line={"shape": "hv", "width": 1.6, "dash": "dot", "color": PALETTE[3]},
+                hovertemplate="would set %{y}<extra></extra>",
+            )
+        )
+    return figure
 
 
 def replay_figure(*, replay) -> go.Figure:

@@ -247,6 +247,6 @@ def decisions_between(*, service: ScaledService, start: datetime, end: datetime,
     newest = (
         ScalingDecision.objects.filter(service=service, created_at__gte=start, created_at__lt=end)
         .order_by("-created_at")
-        .only("created_at", "desired_replicas")[:limit]
+        .only("created_at", "desired_replicas", "current_replicas", "executed", "dry_run", "result")[:limit]
     )
     return list(reversed(list(newest)))

@@ -5,24 +5,20 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
-from scaling.models import ScaledService, ScalingDecision
-from scaling.services.evaluation import ServiceBusy, decisions_prune, scaling_tick, service_evaluate
+from scaling.services.evaluation import decisions_prune, scaling_tick
 
 
-# Messages expire after one interval (set on the beat entry): a late tick is skipped, not piled up.
-@shared_task(name="scaling.tasks.evaluate_all_task", ignore_result=True, soft_time_limit=120, time_limit=150)
+# A tick's message expires after one interval: a tick still queued when the next is due is dropped, not
+# piled up behind a slow worker (per-service locks keep overlapping ticks apart anyway).
+@shared_task(
+    name="scaling.tasks.evaluate_all_task",
+    ignore_result=True,
+    expires=settings.SCALING_INTERVAL_SECONDS,
+    soft_time_limit=120,
+    time_limit=150,
+)
 def evaluate_all_task() -> None:
     scaling_tick()
-
-
-@shared_task(name="scaling.tasks.evaluate_service_task", ignore_result=True, soft_time_limit=120, time_limit=150)
-def evaluate_service_task(service_id: int) -> None:
-    service = ScaledService.objects.filter(pk=service_id).first()
-    if service is not None:
-        try:
-            service_evaluate(service=service, trigger=ScalingDecision.Trigger.MANUAL)
-        except ServiceBusy:
-            return  # beat is on it right now; its decision is the answer
 
 
 @shared_task(name="scaling.tasks.prune_decisions_task", ignore_result=True)

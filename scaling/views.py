@@ -296,8 +296,10 @@ def evaluate_now(request: HttpRequest, name: str) -> HttpResponse:
     except InvalidInput as exc:
         messages.error(request, str(exc))
     else:
-        level = messages.error if decision.result == ScalingDecision.Result.FAILED else messages.success
-        level(request, f"Evaluated: {decision.get_result_display().lower()}. {decision_why(decision)}")
+        if decision.result == ScalingDecision.Result.FAILED:
+            messages.error(request, f"Evaluation failed: {decision.error}")
+        else:
+            messages.success(request, f"Evaluated: {decision.get_result_display().lower()}. {decision_why(decision)}")
     return redirect("scaling:service", name=name)
 
 
@@ -318,8 +320,10 @@ def scale(request: HttpRequest, name: str) -> HttpResponse:
         except InvalidInput as exc:
             _field_error(form, exc)
         else:
-            level = messages.error if decision.result == ScalingDecision.Result.FAILED else messages.success
-            level(request, f"Manual scale: {decision.get_result_display().lower()}. {decision.summary}")
+            if decision.result == ScalingDecision.Result.FAILED:
+                messages.error(request, f"Manual scale failed: {decision.error}")
+            else:
+                messages.success(request, f"Manual scale: {decision.get_result_display().lower()}. {decision.summary}")
             return redirect("scaling:service", name=name)
     return _service_page(request, _get_service(name), status=422, scale_form=form, open_section="scale")
 

@@ -86,3 +86,11 @@ def test_create_rule_replay_it_then_enable(live_server, operator_user):
             page.goto(f"{live_server.url}/scaling/services/checkout/")
             page.wait_for_selector("[data-testid=decisions] tbody tr")
             page.screenshot(path=ARTIFACTS / "scaling-service.png", full_page=True)
+
+            hook.status = 500  # a failing executor: visible on the page, in the log and as the last error
+            page.fill("#scale #id_replicas", "5")
+            page.click("#scale button[type=submit]")
+            page.wait_for_selector("[data-testid=last-error]")
+            assert "answered 500" in page.inner_text("[data-testid=last-error]")
+            assert "answered 500" in page.inner_text("[data-testid=decisions] tbody tr:first-child")
+            page.screenshot(path=ARTIFACTS / "scaling-service-failure.png", full_page=True)

@@ -162,3 +162,13 @@ def test_whatif_fragment_shows_the_replay_chart(viewer_client, hook):
     replicas = next(t for t in figure["data"] if t["name"] == "replicas (what-if)")
     assert replicas["line"]["shape"] == "hv" and replicas["y"] == [2]
     assert 'data-testid="whatif-changes">1<' in html
+
+
+def test_the_chart_shows_replicas_in_effect_and_what_a_dry_run_would_set(viewer_client, hook):
+    service = webhook_service("dry", hook.url, series_id=load_series("app_load", 100), dry_run=True)
+    service_evaluate(service=service)
+    figure = _figure(viewer_client.get("/scaling/services/dry/").content.decode(), "replicas-chart")
+    running = next(t for t in figure["data"] if t["name"] == "replicas")
+    would = next(t for t in figure["data"] if t["name"] == "dry run: would set")
+    assert running["y"] == [1, 1] and would["y"] == [2]
+    assert would["line"]["shape"] == "hv"
