@@ -33,7 +33,7 @@ class ServiceIn(StrictSchema):
     name: str = Field(..., min_length=1, max_length=100, description="lower-case letters, digits, - and _")
     description: str = Field("", max_length=300)
     tier: ScaledService.Tier = ScaledService.Tier.IMPORTANT
-    executor_kind: str = Field(..., description="celery, gunicorn, webhook, shell (if enabled) or kubernetes")
+    executor_kind: str = Field(..., description="celery, gunicorn, webhook, kubernetes, docker or shell (if enabled)")
     executor_config: dict = Field(default_factory=dict, description="Secret settings are stored encrypted.")
     min_replicas: int = Field(1, ge=0, le=10_000)
     max_replicas: int = Field(10, ge=1, le=10_000)

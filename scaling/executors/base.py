@@ -137,7 +137,7 @@ def _typed(spec: ConfigField, value):
 
 
 EXECUTORS: dict[str, type[Executor]] = {}
-_MODULES = ("celery", "gunicorn", "webhook", "shell", "kubernetes")
+_MODULES = ("celery", "gunicorn", "webhook", "shell", "kubernetes", "docker")
 _IMPORT_ERRORS: dict[str, str] = {}
 _loaded = False
 

@@ -150,6 +150,72 @@ class FakeKubernetes:
         return Handler
 
 
+class FakeDockerEngine:
+    """GET /services/{name} and POST /services/{id}/update?version=N of the Engine API, with version checks."""
+
+    def __init__(self) -> None:
+        self.services: dict[str, dict] = {}
+        self.updates: list[dict] = []
+
+    def add(self, name: str, replicas: int | None) -> None:
+        mode = {"Replicated": {"Replicas": replicas}} if replicas is not None else {"Global": {}}
+        self.services[name] = {
+            "ID": f"id-{name}",
+            "Version": {"Index": 10},
+            "Spec": {"Name": name, "Mode": mode, "TaskTemplate": {"ContainerSpec": {"Image": "busybox:1"}}},
+        }
+
+    def _find(self, key: str) -> dict | None:
+        return next((s for s in self.services.values() if key in (s["ID"], s["Spec"]["Name"])), None)
+
+    def handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                return
+
+            def _send(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _parts(self) -> list[str]:
+                path = self.path.split("?")[0]
+                return [p for p in re.sub(r"^/v[0-9.]+", "", path).split("/") if p]
+
+            def do_GET(self):
+                parts = self._parts()
+                service = fake._find(parts[1]) if len(parts) == 2 and parts[0] == "services" else None
+                if service is None:
+                    self._send(404, {"message": f"service {parts[-1]} not found"})
+                else:
+                    self._send(200, service)
+
+            def do_POST(self):
+                parts = self._parts()
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                service = fake._find(parts[1]) if len(parts) == 3 and parts[2] == "update" else None
+                if service is None:
+                    self._send(404, {"message": "no such service"})
+                    return
+                version = re.search(r"version=(\d+)", self.path)
+                if not version or int(version.group(1)) != service["Version"]["Index"]:
+                    self._send(500, {"message": "update out of sequence"})
+                    return
+                fake.updates.append(body)
+                # Go's JSON decoding matches field names case-insensitively: the SDK sends "replicated".
+                body["Mode"] = {key[:1].upper() + key[1:]: value for key, value in (body.get("Mode") or {}).items()}
+                service["Spec"] = body
+                service["Version"]["Index"] += 1
+                self._send(200, {"Warnings": []})
+
+        return Handler
+
+
 @contextmanager
 def serving(app):
     """Serve app.handler() on 127.0.0.1 (a free port) in a thread; yields the base URL."""
