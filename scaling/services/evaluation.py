@@ -199,6 +199,8 @@ def evaluate_prepared(
     needs_action = result.desired != observed
     if not needs_action:
         decision.result = ScalingDecision.Result.UNCHANGED
+        if acting and service.applied_replicas is not None:
+            service.applied_replicas = result.desired  # the running count is the right one: adopt it
         service.last_error = ""
     elif not acting:
         decision.result = ScalingDecision.Result.DRY_RUN

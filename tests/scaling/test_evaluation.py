@@ -10,6 +10,7 @@ from config.models import AuditEvent
 from config.redis_client import get_redis
 from scaling.executors.base import ExecutorContext, executor_for
 from scaling.models import ScaledService, ScalingDecision
+from scaling.services.crud import service_update
 from scaling.services.evaluation import ServiceBusy, scaling_tick, service_evaluate, service_scale
 from scaling.signals import scaling_failed
 from tests.scaling.conftest import load_series, webhook_service
@@ -174,3 +175,22 @@ def test_drift_after_a_gunicorn_hup_is_re_applied_on_the_next_tick(tmp_path):
         assert decision.result == ScalingDecision.Result.SCALED
         assert "drifted" in decision.explanation[0]
         wait_until(lambda: executor.current() == 4, what="the re-applied 4 workers")
+
+
+def test_a_drifted_count_that_is_now_right_is_adopted_without_acting(hook):
+    hook.replicas = 2  # what the status URL reports running
+    series = load_series("app_load", 25)  # half the target: 4 replicas would scale to 2
+    service = webhook_service("adopt", hook.url, series_id=series, scale_down_stabilization_seconds=0)
+    service_update(
+        service=service,
+        changes={"executor_config": {"url": hook.url, "status_url": f"{hook.url}/status"}},
+        actor=None,
+        via="system",
+    )
+    ScaledService.objects.filter(pk=service.pk).update(applied_replicas=4)
+    service.refresh_from_db()
+    decision = service_evaluate(service=service)
+    assert (decision.current_replicas, decision.observed_replicas, decision.desired_replicas) == (4, 2, 2)
+    assert decision.result == ScalingDecision.Result.UNCHANGED and hook.posts == []
+    service.refresh_from_db()
+    assert service.applied_replicas == 2
