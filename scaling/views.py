@@ -101,7 +101,7 @@ def _behaviour_form(service: ScaledService) -> BehaviourForm:
 def _rule_forms(service: ScaledService, invalid: RuleForm | None = None) -> list[tuple[ScalingRule, RuleForm]]:
     forms = []
     for rule in service.rules.all():
-        if invalid is not None and invalid.data.get("name") == rule.name:
+        if invalid is not None and invalid.prefix == f"rule-{rule.id}":
             forms.append((rule, invalid))
             continue
         initial = {
@@ -116,7 +116,9 @@ def _rule_forms(service: ScaledService, invalid: RuleForm | None = None) -> list
             "tolerance": rule.tolerance,
             "enabled": rule.enabled,
         }
-        forms.append((rule, RuleForm(initial=initial, prefix=f"rule-{rule.id}")))
+        form = RuleForm(initial=initial, prefix=f"rule-{rule.id}")
+        form.fields["name"].disabled = True
+        forms.append((rule, form))
     return forms
 
 
@@ -227,13 +229,17 @@ def service_remove(request: HttpRequest, name: str) -> HttpResponse:
 def rule_save(request: HttpRequest, name: str) -> HttpResponse:
     service = _get_service(name)
     rule_id = request.POST.get("rule_id")
-    prefix = f"rule-{rule_id}" if rule_id else None
-    form = RuleForm(request.POST, prefix=prefix)
-    existing = bool(rule_id)
+    existing = None
+    if rule_id:
+        existing = get_object_or_404(ScalingRule, pk=rule_id if rule_id.isdigit() else 0, service=service)
+    form = RuleForm(request.POST, prefix=f"rule-{existing.id}" if existing else None)
+    if existing:
+        form.fields["name"].disabled = True  # renaming would make another rule: the name is the rule's key
+        form.initial["name"] = existing.name
     if form.is_valid():
         data = {k: v for k, v in form.cleaned_data.items() if k != "name"}
         try:
-            if not existing and service.rules.filter(name=form.cleaned_data["name"]).exists():
+            if existing is None and service.rules.filter(name=form.cleaned_data["name"]).exists():
                 raise InvalidInput("This service has a rule with that name already.", field="name")
             rule = rule_upsert(service=service, name=form.cleaned_data["name"], data=data, actor=request.user, via="ui")
         except InvalidInput as exc:

@@ -172,3 +172,39 @@ def test_the_chart_shows_replicas_in_effect_and_what_a_dry_run_would_set(viewer_
     would = next(t for t in figure["data"] if t["name"] == "dry run: would set")
     assert running["y"] == [1, 1] and would["y"] == [2]
     assert would["line"]["shape"] == "hv"
+
+
+def test_editing_a_rule_keeps_its_name_and_shows_errors_on_its_own_form(operator_client, hook):
+    service = webhook_service("web", hook.url, series_id=load_series("app_load", 100))
+    rule = service.rules.get(name="load")
+    prefix = f"rule-{rule.id}"
+    bad = operator_client.post(
+        "/scaling/services/web/rules/",
+        {
+            "rule_id": rule.id,
+            f"{prefix}-name": "renamed",
+            f"{prefix}-source": "series",
+            f"{prefix}-series_id": "",
+            f"{prefix}-target_value": "40",
+            f"{prefix}-target_type": "value",
+            f"{prefix}-tolerance": "0.1",
+        },
+    )
+    assert bad.status_code == 422
+    (edited_rule, form) = bad.context["rule_forms"][0]
+    assert edited_rule == rule and "series id" in form.errors["series_id"][0]
+    good = operator_client.post(
+        "/scaling/services/web/rules/",
+        {
+            "rule_id": rule.id,
+            f"{prefix}-name": "renamed",
+            f"{prefix}-source": "series",
+            f"{prefix}-series_id": rule.series_id,
+            f"{prefix}-target_value": "40",
+            f"{prefix}-target_type": "value",
+            f"{prefix}-tolerance": "0.1",
+            f"{prefix}-enabled": "on",
+        },
+    )
+    assert good.status_code == 302
+    assert list(ScalingRule.objects.values_list("name", "target_value")) == [("load", 40.0)]
