@@ -289,7 +289,21 @@ def rule_whatif(request: HttpRequest, name: str) -> HttpResponse:
         figure_json = replay_figure(replay=replay).to_json()
     except InvalidInput as exc:
         error = str(exc)
-    context = {"replay": replay, "figure_json": figure_json, "error": error, "rule": rule, "preset": preset}
+    changes = []
+    if replay is not None:
+        previous = replay.start_replicas
+        for step in replay.steps:
+            if step.replicas != previous:
+                changes.append((previous, step))
+            previous = step.replicas
+    context = {
+        "replay": replay,
+        "figure_json": figure_json,
+        "error": error,
+        "rule": rule,
+        "preset": preset,
+        "changes": changes[-20:],
+    }
     return render(request, "scaling/_whatif.html", context, status=422 if error else 200)
 
 

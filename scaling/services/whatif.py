@@ -45,6 +45,7 @@ class Replay:
     within_tolerance_share: float | None  # share of steps whose simulated metric is within 10 % of target
     start: datetime
     end: datetime
+    start_replicas: int = 1  # the count before the first step (clamped to min/max)
 
 
 def replay_points(
@@ -119,9 +120,8 @@ def rule_replay(
         raise InvalidInput("start_replicas must be at least 1.", field="start_replicas")
     points = rule_history(rule=rule, start=start, end=end, max_points=max_points)
     steps = replay_points(points=points, service=service, rule=rule, start_replicas=start_replicas)
-    changes = sum(1 for a, b in pairwise(steps) if a.replicas != b.replicas)
-    if steps and steps[0].replicas != max(service.min_replicas, min(service.max_replicas, start_replicas)):
-        changes += 1
+    first = max(service.min_replicas, min(service.max_replicas, start_replicas))
+    changes = sum(1 for a, b in pairwise([first, *(s.replicas for s in steps)]) if a != b)
     within = None
     if steps:
         close = sum(1 for s in steps if abs(s.simulated_metric - rule.target_value) <= 0.1 * rule.target_value)
@@ -135,4 +135,5 @@ def rule_replay(
         within_tolerance_share=within,
         start=start,
         end=end,
+        start_replicas=first,
     )

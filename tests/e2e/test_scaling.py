@@ -69,6 +69,8 @@ def test_create_rule_replay_it_then_enable(live_server, operator_user):
             page.wait_for_function(f"({WHATIF_REPLICAS_JS})() !== null")
             replicas = page.evaluate(f"({WHATIF_REPLICAS_JS})()")
             assert max(replicas) > 2 and replicas[0] == 2 and replicas[-1] < max(replicas)
+            page.click("#whatif-result details summary")
+            assert "Decision: scale up from 2 to" in page.inner_text("[data-testid=whatif-changes-table]")
             page.screenshot(path=ARTIFACTS / "scaling-whatif.png", full_page=True)
             assert hook.posts == []  # a replay never acts
 

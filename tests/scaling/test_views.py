@@ -162,6 +162,7 @@ def test_whatif_fragment_shows_the_replay_chart(viewer_client, hook):
     replicas = next(t for t in figure["data"] if t["name"] == "replicas (what-if)")
     assert replicas["line"]["shape"] == "hv" and replicas["y"] == [2]
     assert 'data-testid="whatif-changes">1<' in html
+    assert "1 → 2" in html and "Decision: scale up from 1 to 2." in html
 
 
 def test_the_chart_shows_replicas_in_effect_and_what_a_dry_run_would_set(viewer_client, hook):
