@@ -153,6 +153,10 @@ class Decision:
         return "up" if self.change > 0 else "down" if self.change < 0 else "none"
 
 
+def _count(replicas: int) -> str:
+    return f"{replicas} replica{'' if replicas == 1 else 's'}"
+
+
 def _fmt(number: float) -> str:
     return f"{number:.4g}"
 
@@ -180,9 +184,9 @@ def _propose(rule: RuleInput, current: int) -> Proposal:
         return Proposal(rule.name, rule.value, rule.target, ratio, current, True, text)
     desired = math.ceil(raw - 1e-9)  # a float like 6.0000000001 must not become 7
     if rule.target_type == TARGET_AVERAGE:
-        text = f"{base}: ceil({_fmt(rule.value)} / {_fmt(rule.target)}) = {desired} replicas."
+        text = f"{base}: ceil({_fmt(rule.value)} / {_fmt(rule.target)}) = {_count(desired)}."
     else:
-        text = f"{base} is {ratio:.2f}x the target: ceil({current} x {ratio:.3g}) = {desired} replicas."
+        text = f"{base} is {ratio:.2f}x the target: ceil({current} x {ratio:.3g}) = {_count(desired)}."
     return Proposal(rule.name, rule.value, rule.target, ratio, desired, False, text)
 
 

@@ -46,6 +46,10 @@ class ServiceBusy(InvalidInput):
 LOCK_SECONDS = 120
 
 
+def _replicas(count: int) -> str:
+    return f"{count} replica{'' if count == 1 else 's'}"
+
+
 def _lock_key(service_id: int) -> str:
     return f"perfpilot:lock:scale:{service_id}"
 
@@ -205,7 +209,7 @@ def evaluate_prepared(
     elif not acting:
         decision.result = ScalingDecision.Result.DRY_RUN
         why = "dry run" if service.dry_run else ("paused" if service.paused else "disabled")
-        steps.append(f"Not executed ({why}): would set {result.desired} replicas.")
+        steps.append(f"Not executed ({why}): would set {_replicas(result.desired)}.")
         service.last_error = ""
     else:
         try:
