@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
+from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from config.errors import InvalidInput
@@ -306,7 +307,16 @@ def scaling_tick(*, now: datetime | None = None, service_ids: Sequence[int] | No
     """Evaluate every enabled, unpaused service once (beat's task). Never raises for one service."""
     started = time.perf_counter()
     now = now or timezone.now()
-    queryset = ScaledService.objects.filter(enabled=True, paused=False).prefetch_related("rules", "schedules")
+    # Critical services first: if a tick runs long, they are the ones already done.
+    tier_order = Case(
+        *(When(tier=tier, then=Value(rank)) for rank, tier in enumerate(ScaledService.Tier.values)),
+        default=Value(len(ScaledService.Tier.values)),
+    )
+    queryset = (
+        ScaledService.objects.filter(enabled=True, paused=False)
+        .order_by(tier_order, "name")
+        .prefetch_related("rules", "schedules")
+    )
     if service_ids is not None:
         queryset = queryset.filter(pk__in=service_ids)
     services = list(queryset)

@@ -189,3 +189,18 @@ def test_whatif_replays_recorded_history_before_the_rule_is_enabled(client, oper
     bad = client.get(f"{BASE}/services/web/rules/burst/whatif?from=now&to=-1h", **operator_auth)
     assert bad.status_code == 400 and bad.json()["field"] == "end"
     assert ScalingDecision.objects.count() == 0  # a replay decides nothing for real
+
+
+def test_the_openapi_schema_documents_the_scaling_endpoints(client, viewer_auth):
+    schema = client.get("/api/v1/openapi.json", **viewer_auth).json()
+    paths = schema["paths"]
+    for path in (
+        "/api/v1/performance/scaling/status",
+        "/api/v1/performance/scaling/evaluate",
+        "/api/v1/performance/scaling/execute",
+        "/api/v1/performance/scaling/rule/{service}/{rule}",
+        "/api/v1/performance/scaling/services",
+        "/api/v1/performance/scaling/decisions",
+        "/api/v1/performance/scaling/services/{service}/rules/{rule}/whatif",
+    ):
+        assert path in paths, path

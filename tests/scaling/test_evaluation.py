@@ -194,3 +194,20 @@ def test_a_drifted_count_that_is_now_right_is_adopted_without_acting(hook):
     assert decision.result == ScalingDecision.Result.UNCHANGED and hook.posts == []
     service.refresh_from_db()
     assert service.applied_replicas == 2
+
+
+def test_a_tick_evaluates_critical_services_first():
+    series = load_series("app_load", 100)
+    for name, tier in (("a-batch", "background"), ("m-api", "important"), ("z-checkout", "critical")):
+        webhook_service(name, "http://127.0.0.1:9/", series_id=series, tier=tier)
+    order = []
+
+    @receiver(scaling_failed)
+    def record(sender, *, service, **kwargs):
+        order.append(service.name)
+
+    try:
+        scaling_tick()
+    finally:
+        scaling_failed.disconnect(record)
+    assert order == ["z-checkout", "m-api", "a-batch"]
