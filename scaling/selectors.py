@@ -6,7 +6,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection
 from django.db.models import OuterRef, QuerySet, Subquery
@@ -138,11 +138,14 @@ def decision_history(*, service_ids: list[int], since: datetime) -> dict[int, li
     # instances would cost more than the evaluation itself.
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT service_id, created_at, current_replicas, recommended_replicas, desired_replicas, executed "
-            "FROM scaling_scalingdecision WHERE service_id = ANY(%s) AND created_at > %s ORDER BY created_at, id",
+            "SELECT service_id, extract(epoch FROM created_at)::float8, current_replicas, recommended_replicas, "
+            "desired_replicas, executed FROM scaling_scalingdecision "
+            "WHERE service_id = ANY(%s) AND created_at > %s ORDER BY created_at, id",
             [list(service_ids), since],
         )
-        for service_id, at, current, recommended, desired, executed in cursor.fetchall():
+        # Epoch seconds: a float loads several times faster than a timestamptz, over ~20 rows per service.
+        for service_id, epoch, current, recommended, desired, executed in cursor.fetchall():
+            at = datetime.fromtimestamp(epoch, UTC)
             rows[service_id].append(HistoryRow(at, current, recommended, desired, executed))
     return rows
 

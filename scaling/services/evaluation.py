@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Case, Value, When
+from django.db.models import Case, Prefetch, Value, When
 from django.utils import timezone
 
 from config.errors import InvalidInput
@@ -82,11 +82,30 @@ def history_inputs(rows: Sequence[HistoryRow]) -> tuple[list[ev.Recommendation],
     return recommendations, events
 
 
+def with_rules_and_schedules(queryset):
+    """Services with their rules and schedules as plain lists (a related manager's .all() clones a queryset
+    per call, which costs more than the evaluation over 1,000 services)."""
+    return queryset.prefetch_related(
+        Prefetch("rules", queryset=ScalingRule.objects.order_by("name"), to_attr="rule_list"),
+        Prefetch("schedules", to_attr="schedule_list"),
+    )
+
+
+def _rules_of(service: ScaledService) -> list[ScalingRule]:
+    cached = getattr(service, "rule_list", None)
+    return cached if cached is not None else list(service.rules.all())
+
+
+def _schedules_of(service: ScaledService) -> list:
+    cached = getattr(service, "schedule_list", None)
+    return cached if cached is not None else list(service.schedules.all())
+
+
 def active_schedules(service: ScaledService, now: datetime) -> list[ev.ScheduleWindow]:
     local = timezone.localtime(now)
     return [
         ev.ScheduleWindow(s.name, s.min_replicas, s.max_replicas)
-        for s in service.schedules.all()
+        for s in _schedules_of(service)
         if s.enabled and cron_matches(s.cron, local)
     ]
 
@@ -116,7 +135,7 @@ class Prepared:
 
 
 def prepare(services: Sequence[ScaledService], now: datetime) -> Prepared:
-    rules = {s.id: [r for r in s.rules.all() if r.enabled] for s in services}
+    rules = {s.id: [r for r in _rules_of(s) if r.enabled] for s in services}
     all_rules = [r for rs in rules.values() for r in rs]
     since = now - max((history_window(s) for s in services), default=timedelta(seconds=1))
     return Prepared(
@@ -151,7 +170,7 @@ def evaluate_prepared(
     decision = ScalingDecision(
         service=service, created_at=now, trigger=trigger, dry_run=not acting, actor_name=actor_name
     )
-    rules = prepared.rules.get(service.id) or [r for r in service.rules.all() if r.enabled]
+    rules = prepared.rules.get(service.id) or [r for r in _rules_of(service) if r.enabled]
     try:
         executor = executor_for(service.executor_kind, service.full_config, context=_context(service))
         observed = executor.current()
@@ -264,7 +283,7 @@ def service_evaluate(
         raise ServiceBusy(f"Service {service.name!r} is being evaluated or scaled right now; try again shortly.")
     try:
         now = now or timezone.now()
-        service = ScaledService.objects.prefetch_related("rules", "schedules").get(pk=service.pk)
+        service = with_rules_and_schedules(ScaledService.objects).get(pk=service.pk)
         prepared = prepare([service], now)
         actor_name = actor.get_username() if actor is not None else ""
         decision = _guarded(service, prepared, trigger, actor_name)
@@ -312,10 +331,8 @@ def scaling_tick(*, now: datetime | None = None, service_ids: Sequence[int] | No
         *(When(tier=tier, then=Value(rank)) for rank, tier in enumerate(ScaledService.Tier.values)),
         default=Value(len(ScaledService.Tier.values)),
     )
-    queryset = (
-        ScaledService.objects.filter(enabled=True, paused=False)
-        .order_by(tier_order, "name")
-        .prefetch_related("rules", "schedules")
+    queryset = with_rules_and_schedules(ScaledService.objects.filter(enabled=True, paused=False)).order_by(
+        tier_order, "name"
     )
     if service_ids is not None:
         queryset = queryset.filter(pk__in=service_ids)
