@@ -24,6 +24,7 @@ from scaling.selectors import (
     decisions_between,
     driving_rule,
     rule_history,
+    rules_series,
     services_with_last_decision,
 )
 from scaling.services.crud import (
@@ -99,6 +100,7 @@ def _behaviour_form(service: ScaledService) -> BehaviourForm:
 
 
 def _rule_forms(service: ScaledService, invalid: RuleForm | None = None) -> list[tuple[ScalingRule, RuleForm]]:
+    reads = rules_series(list(service.rules.all()))
     forms = []
     for rule in service.rules.all():
         if invalid is not None and invalid.prefix == f"rule-{rule.id}":
@@ -119,6 +121,8 @@ def _rule_forms(service: ScaledService, invalid: RuleForm | None = None) -> list
         form = RuleForm(initial=initial, prefix=f"rule-{rule.id}")
         form.fields["name"].disabled = True
         forms.append((rule, form))
+    for rule, _ in forms:
+        rule.reads = reads[rule.id]  # what the rule reads and how many series matched, for the table
     return forms
 
 

@@ -211,3 +211,21 @@ def test_a_tick_evaluates_critical_services_first():
     finally:
         scaling_failed.disconnect(record)
     assert order == ["z-checkout", "m-api", "a-batch"]
+
+
+def test_an_executed_change_is_signalled(hook):
+    from scaling.signals import scaling_executed
+
+    service = webhook_service("signalled", hook.url, series_id=load_series("app_load", 100))
+    seen = []
+
+    @receiver(scaling_executed)
+    def record(sender, *, service, decision, **kwargs):
+        seen.append((service.name, decision.desired_replicas))
+
+    try:
+        scaling_tick()
+    finally:
+        scaling_executed.disconnect(record)
+    assert seen == [("signalled", 2)]
+    assert service.decisions.get().executed

@@ -209,3 +209,26 @@ def test_editing_a_rule_keeps_its_name_and_shows_errors_on_its_own_form(operator
     )
     assert good.status_code == 302
     assert list(ScalingRule.objects.values_list("name", "target_value")) == [("load", 40.0)]
+
+
+def test_the_rules_table_says_what_each_rule_reads(operator_client, hook):
+    from monitoring.storage import SeriesSpec, series_resolve
+
+    service = webhook_service("web", hook.url, series_id=load_series("app_load", 100))
+    series_resolve(target_id=None, specs=[SeriesSpec("celery_queue_length", {"queue": "default"})])
+    operator_client.post(
+        "/scaling/services/web/rules/",
+        {
+            "name": "backlog",
+            "source": "queue_length",
+            "labels": '{"queue": "default"}',
+            "target_value": "10",
+            "target_type": "average",
+            "tolerance": "0.1",
+            "enabled": "on",
+        },
+    )
+    assert service.rules.count() == 2
+    html = operator_client.get("/scaling/services/web/").content.decode()
+    assert "<code>sum of celery_queue_length{queue=default}</code>" in html
+    assert html.count('data-testid="matched">1 series<') == 2
