@@ -6,7 +6,6 @@ with a JSON body naming the problem (a `field` where there is one); a busy servi
 
 from __future__ import annotations
 
-from django.db import transaction
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Status
 
@@ -44,7 +43,7 @@ from scaling.services.crud import (
     service_delete,
     service_update,
 )
-from scaling.services.evaluation import service_evaluate, service_scale
+from scaling.services.evaluation import evaluate_all_queue, service_evaluate, service_scale
 from scaling.services.whatif import rule_replay
 
 router = Router(tags=["scaling"])
@@ -87,12 +86,8 @@ def scaling_evaluate(request, payload: EvaluateIn):
     if payload.service:
         service = _service_by_name(payload.service)
         return service_evaluate(service=service, actor=request.auth, via="api")
-    from scaling.tasks import evaluate_all_task
-
-    queued: dict = {}
-    transaction.on_commit(lambda: queued.setdefault("id", evaluate_all_task.delay().id))
-    count = ScaledService.objects.filter(enabled=True, paused=False).count()
-    return Status(202, {"task_id": queued.get("id"), "services": count})
+    task_id, count = evaluate_all_queue(actor=request.auth, via="api")
+    return Status(202, {"task_id": task_id, "services": count})
 
 
 @router.post(f"{PREFIX}/execute", response={200: DecisionOut, **WRITE_ERRORS}, summary="Scale by hand")

@@ -541,6 +541,24 @@ def service_scale(
         _release(lock)
 
 
+def evaluate_all_queue(*, actor, via: str) -> tuple[str | None, int]:
+    """Queue an evaluation of every enabled service now (after the transaction commits); audited.
+    Returns the task id (None inside a transaction that has not committed yet) and the service count."""
+    from scaling.tasks import evaluate_all_task
+
+    queued: dict = {}
+    transaction.on_commit(lambda: queued.setdefault("id", evaluate_all_task.delay().id))
+    count = ScaledService.objects.filter(enabled=True, paused=False).count()
+    audit_record(
+        actor=actor,
+        via=via,
+        action="scaling.evaluate_all",
+        object_repr=f"{count} services",
+        detail={"task_id": queued.get("id")},
+    )
+    return queued.get("id"), count
+
+
 def decisions_prune(*, now: datetime | None = None, days: int) -> int:
     cutoff = (now or timezone.now()) - timedelta(days=days)
     deleted, _ = ScalingDecision.objects.filter(created_at__lt=cutoff).delete()

@@ -162,7 +162,8 @@ def test_evaluate_execute_status_and_decisions(client, operator_auth, viewer_aut
 def test_evaluate_all_is_queued(client, operator_auth):
     response = post(client, "/evaluate", {}, operator_auth)
     assert response.status_code == 202
-    assert response.json()["services"] == 0
+    assert response.json()["services"] == 0 and response.json()["task_id"]
+    assert AuditEvent.objects.filter(action="scaling.evaluate_all").exists()
 
 
 def test_whatif_replays_recorded_history_before_the_rule_is_enabled(client, operator_auth, hook):
