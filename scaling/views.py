@@ -39,7 +39,7 @@ from scaling.services.crud import (
     service_update,
 )
 from scaling.services.evaluation import service_evaluate, service_scale
-from scaling.services.whatif import rule_replay
+from scaling.services.whatif import replay_changes, rule_replay
 
 CHART_RANGES = ("1h", "6h", "24h", "7d")
 
@@ -293,13 +293,7 @@ def rule_whatif(request: HttpRequest, name: str) -> HttpResponse:
         figure_json = replay_figure(replay=replay).to_json()
     except InvalidInput as exc:
         error = str(exc)
-    changes = []
-    if replay is not None:
-        previous = replay.start_replicas
-        for step in replay.steps:
-            if step.replicas != previous:
-                changes.append((previous, step))
-            previous = step.replicas
+    changes = replay_changes(replay) if replay is not None else []
     context = {
         "replay": replay,
         "figure_json": figure_json,

@@ -137,3 +137,14 @@ def rule_replay(
         end=end,
         start_replicas=first,
     )
+
+
+def replay_changes(replay: Replay) -> list[tuple[int, ReplayStep]]:
+    """(count before, step) for every step of the replay that changed the replica count."""
+    changes = []
+    previous = replay.start_replicas
+    for step in replay.steps:
+        if step.replicas != previous:
+            changes.append((previous, step))
+        previous = step.replicas
+    return changes
