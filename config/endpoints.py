@@ -100,7 +100,10 @@ def section_router(section: str) -> Router:
     section_api = Router(tags=[section])
 
     @section_api.get(
-        f"/{section}/summary", response=SectionSummaryOut, summary=f"{section.capitalize()}: queue and schedules"
+        f"/{section}/summary",
+        response=SectionSummaryOut,
+        summary=f"{section.capitalize()}: queue and schedules",
+        operation_id=f"{section}_summary",  # one function serves every section: name each operation
     )
     def summary(request):
         data = section_summary(section=section)
