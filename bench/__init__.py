@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "collectors": "bench.collectors",
     "http": "bench.http",
     "optimizer": "bench.optimizer",
+    "scaling": "bench.scaling",
 }
 
 

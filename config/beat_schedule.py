@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
+
 
 @dataclass(frozen=True)
 class DefaultSchedule:
@@ -89,5 +91,22 @@ DEFAULT_SCHEDULES: tuple[DefaultSchedule, ...] = (
         description="HNSW/IVFFlat indexes for <->, <=>, <#> queries; recall@10 and latency per ef_search.",
         crontab="20 5 * * *",
         queue="maintenance",
+    ),
+    # Every PERFPILOT_SCALING_INTERVAL seconds (15 by default, the HPA's sync period): evaluate every
+    # enabled scaled service and act through its executor (one decision per service per tick).
+    DefaultSchedule(
+        name="Evaluate scaling",
+        task="scaling.tasks.evaluate_all_task",
+        description="Evaluates every enabled scaled service's rules and scales it (or records a dry run).",
+        every_seconds=settings.SCALING_INTERVAL_SECONDS,
+        queue="scale",
+    ),
+    # Daily at 03:53: delete scaling decisions older than PERFPILOT_SCALING_DECISION_RETENTION_DAYS.
+    DefaultSchedule(
+        name="Prune scaling decisions",
+        task="scaling.tasks.prune_decisions_task",
+        description="Deletes scaling decisions past their retention.",
+        crontab="53 3 * * *",
+        queue="scale",
     ),
 )

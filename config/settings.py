@@ -207,6 +207,12 @@ OPTIMIZER_ACTION_TIMEOUT_SECONDS = envint("PERFPILOT_OPTIMIZER_ACTION_TIMEOUT", 
 OPTIMIZER_LOCK_TIMEOUT_SECONDS = envint("PERFPILOT_OPTIMIZER_LOCK_TIMEOUT", 5, minimum=1)
 # "HH:MM-HH:MM" (server time zone) when tuners may change targets; empty means any time.
 OPTIMIZER_MAINTENANCE_WINDOW = envstr("PERFPILOT_OPTIMIZER_MAINTENANCE_WINDOW", "")
+# --- scaling ---------------------------------------------------------------------------------
+# How often beat evaluates every scaled service (the HPA's sync period is 15 s too).
+SCALING_INTERVAL_SECONDS = envint("PERFPILOT_SCALING_INTERVAL", 15, minimum=1, maximum=3600)
+# Shell-command executors run programs on the worker's host: off unless an admin turns them on.
+SCALING_SHELL_ENABLED = envbool("PERFPILOT_SCALING_SHELL_ENABLED", False)
+SCALING_DECISION_RETENTION_DAYS = envint("PERFPILOT_SCALING_DECISION_RETENTION_DAYS", 14, minimum=1)
 
 # --- control-plane health ---------------------------------------------------------------------
 HEARTBEAT_INTERVAL_SECONDS = envfloat("PERFPILOT_HEARTBEAT_INTERVAL", 5.0, minimum=0.5)

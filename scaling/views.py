@@ -1,12 +1,371 @@
+"""Scaling pages: the services list, a page per service (chart, rules, what-if, log, manual scale)."""
+
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+import json
 
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from config.errors import InvalidInput
+from config.roles import OPERATOR, ensure_role, role_required
 from config.views import section_context
+from monitoring.timeranges import RANGE_PRESETS, resolve_range
+from scaling.charts import decisions_figure, replay_figure
+from scaling.executors.base import executor_classes
+from scaling.forms import WHATIF_RANGES, BehaviourForm, RuleForm, ScaleForm, ScheduleForm, ServiceForm
+from scaling.models import ScaledService, ScalingDecision, ScalingRule, ScheduleOverride
+from scaling.selectors import (
+    decision_list,
+    decision_why,
+    decisions_between,
+    driving_rule,
+    rule_history,
+    rules_series,
+    services_with_last_decision,
+)
+from scaling.services.crud import (
+    ServiceInput,
+    rule_delete,
+    rule_upsert,
+    schedule_create,
+    schedule_delete,
+    service_create,
+    service_delete,
+    service_set_state,
+    service_update,
+)
+from scaling.services.evaluation import service_evaluate, service_scale
+from scaling.services.whatif import replay_changes, rule_replay
+
+CHART_RANGES = ("1h", "6h", "24h", "7d")
+
+
+def _kinds() -> list[tuple[str, str]]:
+    return [(kind, cls.label) for kind, cls in sorted(executor_classes().items())]
+
+
+def _field_error(form, exc: InvalidInput) -> None:
+    field = exc.field if exc.field in form.fields else None
+    if field is None and exc.field and exc.field.startswith("executor_config") and "executor_config" in form.fields:
+        field = "executor_config"
+    form.add_error(field, str(exc))
+
+
+def _index_context(form: ServiceForm) -> dict:
+    rows = [(service, decision, decision_why(decision)) for service, decision in services_with_last_decision()]
+    return {**section_context("scaling"), "rows": rows, "form": form}
+
+
+@require_http_methods(["GET", "POST"])
+def index(request: HttpRequest) -> HttpResponse:
+    form = ServiceForm(kinds=_kinds(), initial={"executor_kind": "webhook"})
+    status = 200
+    if request.method == "POST":
+        ensure_role(request.user, OPERATOR)
+        form = ServiceForm(request.POST, kinds=_kinds())
+        if form.is_valid():
+            try:
+                service = service_create(data=ServiceInput(**form.cleaned_data), actor=request.user, via="ui")
+            except InvalidInput as exc:
+                _field_error(form, exc)
+            else:
+                messages.success(
+                    request, f"Service “{service.name}” added. Add a rule, try it with what-if, enable it."
+                )
+                return redirect("scaling:service", name=service.name)
+        status = 422
+    template = "scaling/index.html#services" if request.htmx and request.GET.get("fragment") == "services" else None
+    return render(request, template or "scaling/index.html", _index_context(form), status=status)
+
+
+def _behaviour_form(service: ScaledService) -> BehaviourForm:
+    return BehaviourForm(
+        initial={
+            "min_replicas": service.min_replicas,
+            "max_replicas": service.max_replicas,
+            "tier": service.tier,
+            "executor_config": json.dumps(service.executor_config) if service.executor_config else "",
+            "scale_up_stabilization_seconds": service.scale_up_stabilization_seconds,
+            "scale_up_select": service.scale_up_select,
+            "scale_up_policies": json.dumps(service.scale_up_policies),
+            "scale_down_stabilization_seconds": service.scale_down_stabilization_seconds,
+            "scale_down_select": service.scale_down_select,
+            "scale_down_policies": json.dumps(service.scale_down_policies),
+        }
+    )
+
+
+def _rule_forms(service: ScaledService, invalid: RuleForm | None = None) -> list[tuple[ScalingRule, RuleForm]]:
+    reads = rules_series(list(service.rules.all()))
+    forms = []
+    for rule in service.rules.all():
+        if invalid is not None and invalid.prefix == f"rule-{rule.id}":
+            forms.append((rule, invalid))
+            continue
+        initial = {
+            "name": rule.name,
+            "source": rule.source,
+            "series_id": rule.series_id,
+            "target_id": rule.target_id,
+            "metric_name": rule.metric_name,
+            "labels": json.dumps(rule.labels) if rule.labels else "",
+            "target_value": rule.target_value,
+            "target_type": rule.target_type,
+            "tolerance": rule.tolerance,
+            "enabled": rule.enabled,
+        }
+        form = RuleForm(initial=initial, prefix=f"rule-{rule.id}")
+        form.fields["name"].disabled = True
+        forms.append((rule, form))
+    for rule, _ in forms:
+        rule.reads = reads[rule.id]  # what the rule reads and how many series matched, for the table
+    return forms
+
+
+def _live_context(service: ScaledService, preset: str) -> dict:
+    start, end, label = resolve_range(preset=preset if preset in CHART_RANGES else "6h")
+    decisions = list(decision_list(service=service, limit=30))
+    last = decisions[0] if decisions else None
+    rule = driving_rule(service, last)
+    metric = rule_history(rule=rule, start=start, end=end, max_points=600) if rule else []
+    figure = decisions_figure(
+        decisions=decisions_between(service=service, start=start, end=end),
+        metric=metric,
+        metric_name=rule.name if rule else "",
+        target=rule.target_value if rule else None,
+        until=end,
+    )
+    return {
+        "service": service,
+        "decisions": decisions,
+        "last": last,
+        "why": decision_why(last),
+        "driving_rule": rule,
+        "figure_json": figure.to_json(),
+        "range_label": label,
+        "ranges": CHART_RANGES,
+    }
+
+
+def _service_page(request, service: ScaledService, *, status: int = 200, **forms) -> HttpResponse:
+    context = {
+        **_live_context(service, request.GET.get("range", "6h")),
+        "behaviour_form": forms.get("behaviour_form") or _behaviour_form(service),
+        "rule_forms": _rule_forms(service, forms.get("rule_form") if forms.get("rule_form_existing") else None),
+        "new_rule_form": forms.get("new_rule_form") or RuleForm(initial={"tolerance": 0.1, "enabled": False}),
+        "scale_form": forms.get("scale_form")
+        or ScaleForm(
+            initial={"replicas": service.applied_replicas or service.observed_replicas or max(service.min_replicas, 1)}
+        ),
+        "schedule_form": forms.get("schedule_form") or ScheduleForm(),
+        "whatif_ranges": WHATIF_RANGES,
+        "secret_fields": service.secret_fields_set,
+        "open_section": forms.get("open_section", ""),
+    }
+    return render(request, "scaling/service.html", context, status=status)
+
+
+def _get_service(name: str) -> ScaledService:
+    return get_object_or_404(ScaledService.objects.prefetch_related("rules", "schedules"), name=name)
 
 
 @require_GET
-def index(request: HttpRequest) -> HttpResponse:
-    return render(request, "scaling/index.html", section_context("scaling"))
+def service_detail(request: HttpRequest, name: str) -> HttpResponse:
+    service = _get_service(name)
+    if request.htmx and request.GET.get("fragment") == "live":
+        return render(request, "scaling/service.html#live", _live_context(service, request.GET.get("range", "6h")))
+    return _service_page(request, service)
+
+
+@require_POST
+@role_required(OPERATOR)
+def service_edit(request: HttpRequest, name: str) -> HttpResponse:
+    service = _get_service(name)
+    form = BehaviourForm(request.POST)
+    if form.is_valid():
+        changes = dict(form.cleaned_data)
+        try:
+            service_update(service=service, changes=changes, actor=request.user, via="ui")
+        except InvalidInput as exc:
+            _field_error(form, exc)
+        else:
+            messages.success(request, f"Service “{service.name}” saved.")
+            return redirect("scaling:service", name=service.name)
+    return _service_page(request, _get_service(name), status=422, behaviour_form=form, open_section="behaviour")
+
+
+@require_POST
+@role_required(OPERATOR)
+def service_state(request: HttpRequest, name: str) -> HttpResponse:
+    service = _get_service(name)
+    actions = {
+        "enable": {"enabled": True},
+        "disable": {"enabled": False},
+        "pause": {"paused": True},
+        "resume": {"paused": False},
+        "dry-run-on": {"dry_run": True},
+        "dry-run-off": {"dry_run": False},
+    }
+    flags = actions.get(request.POST.get("action", ""))
+    if flags is None:
+        messages.error(request, "Unknown action.")
+    else:
+        service_set_state(service=service, actor=request.user, via="ui", **flags)
+        messages.success(request, f"Service “{service.name}”: {request.POST['action'].replace('-', ' ')}.")
+    return redirect("scaling:service", name=service.name)
+
+
+@require_POST
+@role_required(OPERATOR)
+def service_remove(request: HttpRequest, name: str) -> HttpResponse:
+    service = _get_service(name)
+    service_delete(service=service, actor=request.user, via="ui")
+    messages.success(request, f"Service “{name}” and its decisions were deleted.")
+    return redirect("scaling:index")
+
+
+@require_POST
+@role_required(OPERATOR)
+def rule_save(request: HttpRequest, name: str) -> HttpResponse:
+    service = _get_service(name)
+    rule_id = request.POST.get("rule_id")
+    existing = None
+    if rule_id:
+        existing = get_object_or_404(ScalingRule, pk=rule_id if rule_id.isdigit() else 0, service=service)
+    form = RuleForm(request.POST, prefix=f"rule-{existing.id}" if existing else None)
+    if existing:
+        form.fields["name"].disabled = True  # renaming would make another rule: the name is the rule's key
+        form.initial["name"] = existing.name
+    if form.is_valid():
+        data = {k: v for k, v in form.cleaned_data.items() if k != "name"}
+        try:
+            if existing is None and service.rules.filter(name=form.cleaned_data["name"]).exists():
+                raise InvalidInput("This service has a rule with that name already.", field="name")
+            rule = rule_upsert(service=service, name=form.cleaned_data["name"], data=data, actor=request.user, via="ui")
+        except InvalidInput as exc:
+            _field_error(form, exc)
+        else:
+            messages.success(request, f"Rule “{rule.name}” saved.")
+            return redirect("scaling:service", name=service.name)
+    forms = {"rule_form": form, "rule_form_existing": True} if existing else {"new_rule_form": form}
+    return _service_page(request, _get_service(name), status=422, open_section="rules", **forms)
+
+
+@require_POST
+@role_required(OPERATOR)
+def rule_remove(request: HttpRequest, name: str, rule: str) -> HttpResponse:
+    found = get_object_or_404(ScalingRule, service__name=name, name=rule)
+    rule_delete(rule=found, actor=request.user, via="ui")
+    messages.success(request, f"Rule “{rule}” deleted.")
+    return redirect("scaling:service", name=name)
+
+
+@require_POST
+@role_required(OPERATOR)
+def rule_toggle(request: HttpRequest, name: str, rule: str) -> HttpResponse:
+    found = get_object_or_404(ScalingRule.objects.select_related("service"), service__name=name, name=rule)
+    rule_upsert(
+        service=found.service,
+        name=rule,
+        data={"enabled": not found.enabled},
+        actor=request.user,
+        via="ui",
+        partial=True,
+    )
+    messages.success(request, f"Rule “{rule}” {'disabled' if found.enabled else 'enabled'}.")
+    return redirect("scaling:service", name=name)
+
+
+@require_GET
+def rule_whatif(request: HttpRequest, name: str) -> HttpResponse:
+    rule = get_object_or_404(
+        ScalingRule.objects.select_related("service"), service__name=name, name=request.GET.get("rule", "")
+    )
+    preset = request.GET.get("range") if request.GET.get("range") in WHATIF_RANGES else "6h"
+    start, end = timezone.now() - RANGE_PRESETS[preset], timezone.now()
+    error, replay, figure_json = "", None, ""
+    try:
+        replay = rule_replay(rule=rule, start=start, end=end)
+        figure_json = replay_figure(replay=replay).to_json()
+    except InvalidInput as exc:
+        error = str(exc)
+    changes = replay_changes(replay) if replay is not None else []
+    context = {
+        "replay": replay,
+        "figure_json": figure_json,
+        "error": error,
+        "rule": rule,
+        "preset": preset,
+        "changes": changes[-20:],
+    }
+    return render(request, "scaling/_whatif.html", context, status=422 if error else 200)
+
+
+@require_POST
+@role_required(OPERATOR)
+def evaluate_now(request: HttpRequest, name: str) -> HttpResponse:
+    service = _get_service(name)
+    try:
+        decision = service_evaluate(service=service, actor=request.user, via="ui")
+    except InvalidInput as exc:
+        messages.error(request, str(exc))
+    else:
+        if decision.result == ScalingDecision.Result.FAILED:
+            messages.error(request, f"Evaluation failed: {decision.error}")
+        else:
+            messages.success(request, f"Evaluated: {decision.get_result_display().lower()}. {decision_why(decision)}")
+    return redirect("scaling:service", name=name)
+
+
+@require_POST
+@role_required(OPERATOR)
+def scale(request: HttpRequest, name: str) -> HttpResponse:
+    service = _get_service(name)
+    form = ScaleForm(request.POST)
+    if form.is_valid():
+        try:
+            decision = service_scale(
+                service=service,
+                replicas=form.cleaned_data["replicas"],
+                actor=request.user,
+                via="ui",
+                dry_run=True if form.cleaned_data["dry_run"] else None,
+            )
+        except InvalidInput as exc:
+            _field_error(form, exc)
+        else:
+            if decision.result == ScalingDecision.Result.FAILED:
+                messages.error(request, f"Manual scale failed: {decision.error}")
+            else:
+                messages.success(request, f"Manual scale: {decision.get_result_display().lower()}. {decision.summary}")
+            return redirect("scaling:service", name=name)
+    return _service_page(request, _get_service(name), status=422, scale_form=form, open_section="scale")
+
+
+@require_POST
+@role_required(OPERATOR)
+def schedule_add(request: HttpRequest, name: str) -> HttpResponse:
+    service = _get_service(name)
+    form = ScheduleForm(request.POST)
+    if form.is_valid():
+        try:
+            schedule_create(service=service, actor=request.user, via="ui", **form.cleaned_data)
+        except InvalidInput as exc:
+            _field_error(form, exc)
+        else:
+            messages.success(request, "Schedule override added.")
+            return redirect("scaling:service", name=name)
+    return _service_page(request, _get_service(name), status=422, schedule_form=form, open_section="schedules")
+
+
+@require_POST
+@role_required(OPERATOR)
+def schedule_remove(request: HttpRequest, name: str, schedule_id: int) -> HttpResponse:
+    override = get_object_or_404(ScheduleOverride, pk=schedule_id, service__name=name)
+    schedule_delete(override=override, actor=request.user, via="ui")
+    messages.success(request, "Schedule override deleted.")
+    return redirect("scaling:service", name=name)

@@ -166,3 +166,8 @@ def series_search(*, target_id: int | None = None, text: str | None = None, limi
     if text:
         queryset = queryset.filter(Q(metric__icontains=text) | Q(labels_key__icontains=text))
     return queryset.order_by("target__name", "metric", "labels_key")[:limit]
+
+
+def series_get(*, series_id: int) -> Series | None:
+    """One series with its target, or None (other apps validate series ids with this)."""
+    return Series.objects.select_related("target").filter(pk=series_id).first()

@@ -1,0 +1,178 @@
+"""The executor plug-in interface and its registry.
+
+An executor reports how many replicas a service runs (`current()`) and applies a desired count
+(`scale_to()`). It never decides anything: the evaluation service calls it. Adding a kind = one
+module with a @register class + one test file. Errors are ExecutorError, recorded on the decision.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from typing import ClassVar
+
+from config.errors import InvalidInput
+
+logger = logging.getLogger(__name__)
+
+
+class ExecutorError(Exception):
+    """The executor could not read or change the replica count. Shown to operators as the decision's error."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent  # a configuration problem, not a passing one
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    name: str
+    help: str
+    required: bool = False
+    secret: bool = False  # stored encrypted, never shown back
+    kind: str = "str"  # str, int, float, bool, dict
+
+
+@dataclass(frozen=True)
+class ExecutorContext:
+    """What an executor may know about its service besides its config."""
+
+    service: str
+    applied_replicas: int | None = None
+    min_replicas: int = 1
+
+
+class Executor:
+    """Base class. Subclasses set kind, label and fields and implement current() and scale_to()."""
+
+    kind: ClassVar[str]
+    label: ClassVar[str]
+    fields: ClassVar[tuple[ConfigField, ...]] = ()
+    default_timeout: ClassVar[float] = 5.0
+
+    def __init__(self, config: dict, *, context: ExecutorContext) -> None:
+        self.config = config
+        self.context = context
+        self.timeout = float(config.get("timeout_seconds") or self.default_timeout)
+
+    def current(self) -> int:
+        """The replica count running now. Raise ExecutorError when it cannot be read."""
+        raise NotImplementedError
+
+    def scale_to(self, replicas: int) -> str:
+        """Ask for `replicas`; return a short description of what was done. Raise ExecutorError on failure."""
+        raise NotImplementedError
+
+    @classmethod
+    def secret_names(cls) -> set[str]:
+        return {f.name for f in cls.fields if f.secret}
+
+    @classmethod
+    def validate_config(cls, config: dict) -> dict:
+        """The config with known fields only, typed; InvalidInput (field "executor_config.<name>") otherwise."""
+        known = {f.name: f for f in cls.fields}
+        unknown = sorted(set(config) - set(known) - {"timeout_seconds"})
+        if unknown:
+            raise InvalidInput(
+                f"Unknown {cls.kind} executor setting(s): {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known)) or 'none'}.",
+                field=f"executor_config.{unknown[0]}",
+            )
+        cleaned: dict = {}
+        timeout = config.get("timeout_seconds")
+        if timeout not in (None, ""):
+            try:
+                cleaned["timeout_seconds"] = float(timeout)
+            except (TypeError, ValueError) as exc:
+                raise InvalidInput(
+                    "timeout_seconds must be a number.", field="executor_config.timeout_seconds"
+                ) from exc
+            if not 0.1 <= cleaned["timeout_seconds"] <= 120:
+                raise InvalidInput(
+                    "timeout_seconds must be between 0.1 and 120.", field="executor_config.timeout_seconds"
+                )
+        for spec in cls.fields:
+            value = config.get(spec.name)
+            if value in (None, ""):
+                continue
+            cleaned[spec.name] = _typed(spec, value)
+        return cleaned
+
+    @classmethod
+    def check_required(cls, config: dict) -> None:
+        for spec in cls.fields:
+            if spec.required and config.get(spec.name) in (None, "", {}):
+                raise InvalidInput(
+                    f"The {cls.label} executor needs {spec.name} ({spec.help}).", field=f"executor_config.{spec.name}"
+                )
+
+
+def _typed(spec: ConfigField, value):
+    where = f"executor_config.{spec.name}"
+    try:
+        if spec.kind == "int":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if spec.kind == "float":
+            return float(value)
+        if spec.kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "1", "yes", "on"):
+                return True
+            if str(value).lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(value)
+        if spec.kind == "dict":
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise ValueError(value)
+            return dict(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{spec.name} must be a {spec.kind}.", field=where) from exc
+    if not isinstance(value, str):
+        raise InvalidInput(f"{spec.name} must be text.", field=where)
+    return value.strip()
+
+
+EXECUTORS: dict[str, type[Executor]] = {}
+_MODULES = ("celery", "gunicorn", "webhook", "shell", "kubernetes", "docker")
+_IMPORT_ERRORS: dict[str, str] = {}
+_loaded = False
+
+
+def register(cls: type[Executor]) -> type[Executor]:
+    EXECUTORS[cls.kind] = cls
+    return cls
+
+
+def _load_all() -> None:
+    # Each module on its own: one that fails to import must not keep the other kinds from registering.
+    global _loaded
+    _loaded = True
+    for module in _MODULES:
+        try:
+            importlib.import_module(f"scaling.executors.{module}")
+        except Exception as exc:
+            _IMPORT_ERRORS[module] = f"{type(exc).__name__}: {exc}"
+            logger.exception("executor module %s failed to import", module)
+
+
+def executor_classes() -> dict[str, type[Executor]]:
+    if not _loaded:
+        _load_all()
+    return dict(EXECUTORS)
+
+
+def executor_class(kind: str) -> type[Executor]:
+    classes = executor_classes()
+    try:
+        return classes[kind]
+    except KeyError as exc:
+        reason = _IMPORT_ERRORS.get(kind, "unknown kind")
+        raise ExecutorError(f"no executor for kind {kind!r} ({reason})", permanent=True) from exc
+
+
+def executor_for(kind: str, config: dict, *, context: ExecutorContext) -> Executor:
+    return executor_class(kind)(config, context=context)

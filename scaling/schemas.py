@@ -1,0 +1,236 @@
+"""API schemas of the scaling app: `<Thing>In` / `<Thing>Out` with explicit fields."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from ninja import Field, Schema
+from pydantic import ConfigDict
+
+from scaling.models import ScaledService, ScalingDecision, ScalingRule
+
+SelectLiteral = Literal["Max", "Min", "Disabled"]
+
+
+class StrictSchema(Schema):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class PolicyIn(StrictSchema):
+    type: Literal["Pods", "Percent"]
+    value: int = Field(..., ge=1, le=100_000)
+    period_seconds: int = Field(..., ge=1, le=1800)
+
+
+class PolicyOut(Schema):
+    type: str
+    value: int
+    period_seconds: int
+
+
+class ServiceIn(StrictSchema):
+    name: str = Field(..., min_length=1, max_length=100, description="lower-case letters, digits, - and _")
+    description: str = Field("", max_length=300)
+    tier: ScaledService.Tier = ScaledService.Tier.IMPORTANT
+    executor_kind: str = Field(..., description="celery, gunicorn, webhook, kubernetes, docker or shell (if enabled)")
+    executor_config: dict = Field(default_factory=dict, description="Secret settings are stored encrypted.")
+    min_replicas: int = Field(1, ge=0, le=10_000)
+    max_replicas: int = Field(10, ge=1, le=10_000)
+    enabled: bool = False
+    dry_run: bool = True
+    paused: bool = False
+    scale_up_stabilization_seconds: int = Field(0, ge=0, le=3600)
+    scale_up_policies: list[PolicyIn] | None = None
+    scale_up_select: SelectLiteral = "Max"
+    scale_down_stabilization_seconds: int = Field(300, ge=0, le=3600)
+    scale_down_policies: list[PolicyIn] | None = None
+    scale_down_select: SelectLiteral = "Max"
+
+
+class ServicePatchIn(StrictSchema):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    description: str | None = Field(None, max_length=300)
+    tier: ScaledService.Tier | None = None
+    executor_kind: str | None = None
+    executor_config: dict | None = Field(None, description="Secret settings left out keep their stored values.")
+    min_replicas: int | None = Field(None, ge=0, le=10_000)
+    max_replicas: int | None = Field(None, ge=1, le=10_000)
+    enabled: bool | None = None
+    dry_run: bool | None = None
+    paused: bool | None = None
+    scale_up_stabilization_seconds: int | None = Field(None, ge=0, le=3600)
+    scale_up_policies: list[PolicyIn] | None = None
+    scale_up_select: SelectLiteral | None = None
+    scale_down_stabilization_seconds: int | None = Field(None, ge=0, le=3600)
+    scale_down_policies: list[PolicyIn] | None = None
+    scale_down_select: SelectLiteral | None = None
+
+
+class RuleIn(StrictSchema):
+    source: ScalingRule.Source
+    target_value: float = Field(..., gt=0)
+    series_id: int | None = None
+    target_id: int | None = None
+    metric_name: str = Field("", max_length=200)
+    labels: dict[str, str] = Field(default_factory=dict)
+    target_type: ScalingRule.TargetType = ScalingRule.TargetType.VALUE
+    tolerance: float = Field(0.1, ge=0, lt=1)
+    enabled: bool = True
+
+
+class RuleCreateIn(RuleIn):
+    name: str = Field(..., min_length=1, max_length=100)
+
+
+class RulePatchIn(StrictSchema):
+    source: ScalingRule.Source | None = None
+    target_value: float | None = Field(None, gt=0)
+    series_id: int | None = None
+    target_id: int | None = None
+    metric_name: str | None = Field(None, max_length=200)
+    labels: dict[str, str] | None = None
+    target_type: ScalingRule.TargetType | None = None
+    tolerance: float | None = Field(None, ge=0, lt=1)
+    enabled: bool | None = None
+
+
+class RuleOut(Schema):
+    id: int
+    name: str
+    source: str
+    series_id: int | None
+    target_id: int | None
+    metric_name: str
+    labels: dict
+    target_value: float
+    target_type: str
+    tolerance: float
+    enabled: bool
+
+
+class ScheduleOut(Schema):
+    id: int
+    name: str
+    cron: str
+    min_replicas: int
+    max_replicas: int
+    enabled: bool
+
+
+class ScheduleIn(StrictSchema):
+    name: str = Field(..., min_length=1, max_length=100)
+    cron: str = Field(..., max_length=100, examples=["* 9-17 * * mon-fri"])
+    min_replicas: int = Field(..., ge=0, le=10_000)
+    max_replicas: int = Field(..., ge=0, le=10_000)
+
+
+class ServiceOut(Schema):
+    id: int
+    name: str
+    description: str
+    tier: str
+    executor_kind: str
+    executor_config: dict = Field(..., description="Public settings only; secrets are never shown back.")
+    secret_fields_set: list[str]
+    min_replicas: int
+    max_replicas: int
+    enabled: bool
+    dry_run: bool
+    paused: bool
+    scale_up_stabilization_seconds: int
+    scale_up_policies: list[PolicyOut]
+    scale_up_select: str
+    scale_down_stabilization_seconds: int
+    scale_down_policies: list[PolicyOut]
+    scale_down_select: str
+    applied_replicas: int | None
+    observed_replicas: int | None
+    observed_at: datetime | None
+    last_error: str
+    last_error_at: datetime | None
+    rules: list[RuleOut]
+    schedules: list[ScheduleOut]
+
+    @staticmethod
+    def resolve_rules(obj: ScaledService) -> list:
+        return list(obj.rules.all())
+
+    @staticmethod
+    def resolve_schedules(obj: ScaledService) -> list:
+        return list(obj.schedules.all())
+
+
+class DecisionOut(Schema):
+    id: int
+    service: str
+    created_at: datetime
+    trigger: str
+    result: str
+    executed: bool
+    dry_run: bool
+    current_replicas: int | None
+    observed_replicas: int | None
+    recommended_replicas: int | None
+    desired_replicas: int | None
+    confidence: float | None
+    error: str
+    explanation: list[str]
+    proposals: list[dict]
+    inputs: dict
+    actor_name: str
+
+    @staticmethod
+    def resolve_service(obj: ScalingDecision) -> str:
+        return obj.service.name
+
+
+class ServiceStatusOut(Schema):
+    service: str
+    tier: str
+    executor_kind: str
+    enabled: bool
+    paused: bool
+    dry_run: bool
+    current_replicas: int | None
+    observed_replicas: int | None
+    desired_replicas: int | None
+    min_replicas: int
+    max_replicas: int
+    last_decision_at: datetime | None
+    last_result: str | None
+    why: str
+    last_error: str
+
+
+class EvaluateIn(StrictSchema):
+    service: str | None = Field(None, description="One service by name (answered with its decision); none: all.")
+
+
+class EvaluateQueuedOut(Schema):
+    task_id: str | None
+    services: int
+
+
+class ExecuteIn(StrictSchema):
+    service: str
+    replicas: int = Field(..., ge=0, le=10_000)
+    dry_run: bool | None = Field(None, description="Default: the service's own dry-run flag.")
+
+
+class ReplayStepOut(Schema):
+    ts: datetime
+    metric: float
+    simulated_metric: float
+    replicas: int
+
+
+class ReplayOut(Schema):
+    service: str
+    rule: str
+    target: float
+    start: datetime
+    end: datetime
+    changes: int
+    within_tolerance_share: float | None
+    steps: list[ReplayStepOut]

@@ -1,0 +1,255 @@
+"""Reads for scaling: rule metrics (through monitoring's selectors), decision history, status."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.db import connection
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.utils import timezone
+
+from monitoring.selectors.series import series_latest, series_query, series_search
+from scaling.models import ScaledService, ScalingDecision, ScalingRule
+
+# A rule's newest sample older than this is missing data (it cannot cause a scale-down).
+METRIC_MAX_AGE = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class Builtin:
+    label: str
+    metric: str
+    labels: dict
+    aggregate: str  # how several matching series become one value: sum, avg or max
+    unit: str
+
+
+BUILTINS: dict[str, Builtin] = {
+    ScalingRule.Source.CPU: Builtin("CPU %", "host_cpu_percent", {"cpu": "total"}, "avg", "%"),
+    ScalingRule.Source.MEMORY: Builtin("Memory %", "host_memory_used_percent", {}, "avg", "%"),
+    ScalingRule.Source.REQUEST_RATE: Builtin(
+        "Request rate", "prom_perfpilot_http_requests_per_second", {}, "sum", "/s"
+    ),
+    ScalingRule.Source.QUEUE_LENGTH: Builtin("Queue length", "celery_queue_length", {}, "sum", ""),
+    ScalingRule.Source.P95_LATENCY: Builtin(
+        "p95 latency", "prom_perfpilot_http_request_duration_seconds", {"quantile": "0.95"}, "max", "s"
+    ),
+}
+
+
+def _aggregate(kind: str, values: list[float]) -> float:
+    if kind == "sum":
+        return float(sum(values))
+    if kind == "max":
+        return float(max(values))
+    return float(statistics.fmean(values))
+
+
+def rule_metric(rule: ScalingRule) -> tuple[str, dict, str, str]:
+    """(metric name, label filter, aggregate, unit) a built-in rule reads."""
+    builtin = BUILTINS[rule.source]
+    return (
+        rule.metric_name or builtin.metric,
+        {**builtin.labels, **(rule.labels or {})},
+        builtin.aggregate,
+        builtin.unit,
+    )
+
+
+def _series_matching(*, target_id: int | None, metric: str, labels: dict) -> list:
+    found = series_search(target_id=target_id, text=metric, limit=1000)
+    return [s for s in found if s.metric == metric and all(str(s.labels.get(k)) == str(v) for k, v in labels.items())]
+
+
+@dataclass(frozen=True)
+class RuleSeries:
+    series_ids: tuple[int, ...]
+    aggregate: str
+    unit: str
+    description: str
+
+
+def rules_series(rules: Iterable[ScalingRule]) -> dict[int, RuleSeries]:
+    """The series each rule reads; built-ins sharing (target, metric, labels) are looked up once."""
+    result: dict[int, RuleSeries] = {}
+    cache: dict[tuple, list] = {}
+    for rule in rules:
+        if rule.source == ScalingRule.Source.SERIES:
+            ids = (rule.series_id,) if rule.series_id else ()
+            result[rule.id] = RuleSeries(ids, "avg", "", f"series #{rule.series_id}")
+            continue
+        metric, labels, aggregate, unit = rule_metric(rule)
+        key = (rule.target_id, metric, tuple(sorted(labels.items())))
+        if key not in cache:
+            cache[key] = _series_matching(target_id=rule.target_id, metric=metric, labels=labels)
+        label_text = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        result[rule.id] = RuleSeries(
+            tuple(s.id for s in cache[key]),
+            aggregate,
+            unit,
+            f"{aggregate} of {metric}{{{label_text}}}" if label_text else f"{aggregate} of {metric}",
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class RuleValue:
+    value: float | None
+    at: datetime | None
+    series: RuleSeries
+
+
+def rule_values(*, rules: list[ScalingRule], now: datetime | None = None) -> dict[int, RuleValue]:
+    """The current value of each rule from the newest samples, in one read of all their series."""
+    now = now or timezone.now()
+    series = rules_series(rules)
+    all_ids = sorted({sid for rs in series.values() for sid in rs.series_ids})
+    latest = series_latest(series_ids=all_ids, within=METRIC_MAX_AGE, now=now) if all_ids else {}
+    values: dict[int, RuleValue] = {}
+    for rule in rules:
+        rs = series[rule.id]
+        points = [latest[sid] for sid in rs.series_ids if sid in latest]
+        if not points:
+            values[rule.id] = RuleValue(None, None, rs)
+            continue
+        values[rule.id] = RuleValue(_aggregate(rs.aggregate, [v for _, v in points]), max(t for t, _ in points), rs)
+    return values
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    at: datetime
+    current: int | None
+    recommended: int | None
+    desired: int | None
+    executed: bool
+
+
+def decision_history(*, service_ids: list[int], since: datetime) -> dict[int, list[HistoryRow]]:
+    """Decisions since `since` per service, oldest first: the evaluator's recommendations and events."""
+    rows: dict[int, list[HistoryRow]] = defaultdict(list)
+    if not service_ids:
+        return rows
+    # Raw rows: a tick reads ~20 decisions per service (the 300 s window at 15 s), so model
+    # instances would cost more than the evaluation itself.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT service_id, extract(epoch FROM created_at)::float8, current_replicas, recommended_replicas, "
+            "desired_replicas, executed FROM scaling_scalingdecision "
+            "WHERE service_id = ANY(%s) AND created_at > %s ORDER BY created_at, id",
+            [list(service_ids), since],
+        )
+        # Epoch seconds: a float loads several times faster than a timestamptz, over ~20 rows per service.
+        for service_id, epoch, current, recommended, desired, executed in cursor.fetchall():
+            at = datetime.fromtimestamp(epoch, UTC)
+            rows[service_id].append(HistoryRow(at, current, recommended, desired, executed))
+    return rows
+
+
+def service_list() -> QuerySet[ScaledService]:
+    """Services with their last decision's id, for the Scaling page and the status endpoint."""
+    last = ScalingDecision.objects.filter(service=OuterRef("pk")).order_by("-created_at", "-id").values("id")[:1]
+    return ScaledService.objects.annotate(last_decision_id=Subquery(last)).prefetch_related("rules")
+
+
+def services_with_last_decision() -> list[tuple[ScaledService, ScalingDecision | None]]:
+    services = list(service_list())
+    decisions = ScalingDecision.objects.in_bulk([s.last_decision_id for s in services if s.last_decision_id])
+    return [(s, decisions.get(s.last_decision_id)) for s in services]
+
+
+def decision_list(*, service: ScaledService | None = None, limit: int = 50, failed_only: bool = False):
+    queryset = ScalingDecision.objects.select_related("service")
+    if service is not None:
+        queryset = queryset.filter(service=service)
+    if failed_only:
+        queryset = queryset.filter(result=ScalingDecision.Result.FAILED)
+    return queryset.order_by("-created_at", "-id")[:limit]
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    ts: datetime
+    value: float
+
+
+def rule_history(*, rule: ScalingRule, start: datetime, end: datetime, max_points: int = 1500) -> list[MetricPoint]:
+    """The rule's metric over [start, end), one value per step (aggregated across its series)."""
+    rs = rules_series([rule])[rule.id]
+    if not rs.series_ids:
+        return []
+    result = series_query(series_ids=list(rs.series_ids), start=start, end=end, max_points=max_points)
+    by_step: dict[datetime, list[float]] = defaultdict(list)
+    for points in result.series.values():
+        for point in points:
+            by_step[point.ts].append(point.avg)
+    return [MetricPoint(ts, _aggregate(rs.aggregate, by_step[ts])) for ts in sorted(by_step)]
+
+
+def decision_why(decision: ScalingDecision | None) -> str:
+    """The one line that says why: the error, or the decisive step of the explanation."""
+    if decision is None:
+        return "Not evaluated yet."
+    if decision.error:
+        return decision.error
+    steps = [s for s in decision.explanation if not s.startswith(("Executed:", "Not executed"))]
+    limiting = [s for s in steps if s.startswith(("Policy: scaling", "Stabilization: scaling", "Clamp:"))]
+    reason = limiting[-1] if limiting else next((s for s in steps if s.startswith("Highest proposal")), "")
+    final = steps[-1] if steps else ""
+    return f"{final} {reason}".strip() if reason and reason != final else final
+
+
+def service_status_rows() -> list[dict]:
+    rows = []
+    for service, decision in services_with_last_decision():
+        rows.append(
+            {
+                "service": service.name,
+                "tier": service.tier,
+                "executor_kind": service.executor_kind,
+                "enabled": service.enabled,
+                "paused": service.paused,
+                "dry_run": service.dry_run,
+                "current_replicas": service.applied_replicas
+                if service.applied_replicas is not None
+                else service.observed_replicas,
+                "observed_replicas": service.observed_replicas,
+                "desired_replicas": decision.desired_replicas if decision else None,
+                "min_replicas": service.min_replicas,
+                "max_replicas": service.max_replicas,
+                "last_decision_at": decision.created_at if decision else None,
+                "last_result": decision.result if decision else None,
+                "why": decision_why(decision),
+                "last_error": service.last_error,
+            }
+        )
+    return rows
+
+
+def driving_rule(service: ScaledService, decision: ScalingDecision | None) -> ScalingRule | None:
+    """The rule whose proposal won the last decision, else the first enabled rule."""
+    rules = [r for r in service.rules.all() if r.enabled] or list(service.rules.all())
+    if not rules:
+        return None
+    if decision is not None and decision.proposals:
+        with_desired = [p for p in decision.proposals if p.get("desired") is not None]
+        if with_desired:
+            best = max(with_desired, key=lambda p: p["desired"])["rule"]
+            for rule in rules:
+                if rule.name == best:
+                    return rule
+    return rules[0]
+
+
+def decisions_between(*, service: ScaledService, start: datetime, end: datetime, limit: int = 2000):
+    """Decisions of [start, end), oldest first, for the replicas chart."""
+    newest = (
+        ScalingDecision.objects.filter(service=service, created_at__gte=start, created_at__lt=end)
+        .order_by("-created_at")
+        .only("created_at", "desired_replicas", "current_replicas", "executed", "dry_run", "result")[:limit]
+    )
+    return list(reversed(list(newest)))

@@ -1,0 +1,234 @@
+"""Scaling pages: the list with current/desired and why, the service page, the rule editor's field errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from html import unescape
+
+import pytest
+
+from scaling.models import ScaledService, ScalingDecision, ScalingRule
+from scaling.services.evaluation import service_evaluate
+from tests.scaling.conftest import load_series, webhook_service
+
+pytestmark = pytest.mark.usefixtures("clean_samples")
+
+
+def _figure(html: str, testid: str) -> dict:
+    match = re.search(rf'data-testid="{testid}" data-figure="([^"]*)"', html)
+    assert match, f"no {testid} figure"
+    return json.loads(unescape(match.group(1)))
+
+
+def test_index_lists_services_with_current_desired_and_why(viewer_client, hook):
+    service = webhook_service("web", hook.url, series_id=load_series("app_load", 100))
+    service_evaluate(service=service)
+    html = viewer_client.get("/scaling/").content.decode()
+    assert 'data-service="web"' in html
+    row = html[html.index('data-service="web"') :]
+    assert '<td class="num" data-testid="current">2</td>' in row
+    assert '<td class="num" data-testid="desired">2</td>' in row
+    assert "Decision: scale up from 1 to 2." in row
+    assert "<code>scale</code>" in html  # the section's queue
+    assert "Add a service" not in html  # viewers do not get the form
+
+
+def test_add_service_form_shows_field_errors(operator_client):
+    response = operator_client.post(
+        "/scaling/",
+        {
+            "name": "api",
+            "tier": "critical",
+            "executor_kind": "webhook",
+            "executor_config": "{not json",
+            "min_replicas": 3,
+            "max_replicas": 2,
+        },
+    )
+    assert response.status_code == 422
+    form = response.context["form"]
+    assert "Not valid JSON" in form.errors["executor_config"][0]
+    assert "cannot be below" in form.errors["max_replicas"][0]
+    missing = operator_client.post(
+        "/scaling/",
+        {
+            "name": "api",
+            "tier": "critical",
+            "executor_kind": "webhook",
+            "executor_config": "{}",
+            "min_replicas": 1,
+            "max_replicas": 2,
+        },
+    )
+    assert missing.status_code == 422
+    assert "needs url" in missing.context["form"].errors["executor_config"][0]
+    created = operator_client.post(
+        "/scaling/",
+        {
+            "name": "api",
+            "tier": "critical",
+            "executor_kind": "webhook",
+            "executor_config": '{"url": "https://ops.example/hook?key=s3cret"}',
+            "min_replicas": 1,
+            "max_replicas": 4,
+        },
+    )
+    assert created.status_code == 302 and created["Location"] == "/scaling/services/api/"
+    page = operator_client.get("/scaling/services/api/").content.decode()
+    assert "s3cret" not in page and "secrets set: url (hidden)" in page
+
+
+def test_service_page_draws_replicas_as_a_step_line_over_the_driving_metric(viewer_client, hook):
+    service = webhook_service("web", hook.url, series_id=load_series("app_load", 100))
+    service_evaluate(service=service)
+    html = viewer_client.get("/scaling/services/web/").content.decode()
+    figure = _figure(html, "replicas-chart")
+    replicas = next(t for t in figure["data"] if t["name"] == "replicas")
+    metric = next(t for t in figure["data"] if t["name"] == "load")
+    assert replicas["line"]["shape"] == "hv" and replicas["y"] == [2, 2]  # the last count holds until now
+    assert metric["y"] == [100.0] and metric["yaxis"] == "y2"
+    assert "Decision log" in html and "Scale by hand" not in html  # viewer
+
+
+def test_rule_editor_shows_field_errors_and_saves(operator_client, hook):
+    webhook_service("web", hook.url, series_id=load_series("app_load", 100))
+    no_series = operator_client.post(
+        "/scaling/services/web/rules/",
+        {"name": "cpu-rule", "source": "series", "target_value": "50", "target_type": "value", "tolerance": "0.1"},
+    )
+    assert no_series.status_code == 422
+    assert "needs its series id" in no_series.context["new_rule_form"].errors["series_id"][0]
+    unknown = operator_client.post(
+        "/scaling/services/web/rules/",
+        {
+            "name": "cpu-rule",
+            "source": "series",
+            "series_id": "99999",
+            "target_value": "50",
+            "target_type": "value",
+            "tolerance": "0.1",
+        },
+    )
+    assert unknown.status_code == 422
+    assert "No series with id 99999" in unknown.context["new_rule_form"].errors["series_id"][0]
+    negative = operator_client.post(
+        "/scaling/services/web/rules/",
+        {"name": "cpu-rule", "source": "cpu", "target_value": "-1", "target_type": "value", "tolerance": "0.1"},
+    )
+    assert "above 0" in negative.context["new_rule_form"].errors["target_value"][0]
+    saved = operator_client.post(
+        "/scaling/services/web/rules/",
+        {
+            "name": "cpu-rule",
+            "source": "cpu",
+            "target_value": "70",
+            "target_type": "value",
+            "tolerance": "0.2",
+            "enabled": "on",
+        },
+    )
+    assert saved.status_code == 302
+    assert ScalingRule.objects.get(name="cpu-rule").tolerance == 0.2
+
+
+def test_evaluate_now_and_manual_scale_from_the_page(operator_client, hook):
+    webhook_service("web", hook.url, series_id=load_series("app_load", 100), max_replicas=5)
+    assert operator_client.post("/scaling/services/web/evaluate/").status_code == 302
+    assert ScalingDecision.objects.get().trigger == ScalingDecision.Trigger.MANUAL
+    too_many = operator_client.post("/scaling/services/web/scale/", {"replicas": "9"})
+    assert too_many.status_code == 422
+    assert "between the service's min (1) and max (5)" in too_many.context["scale_form"].errors["replicas"][0]
+    assert operator_client.post("/scaling/services/web/scale/", {"replicas": "4"}).status_code == 302
+    assert hook.posts[-1]["json"]["replicas"] == 4
+    assert operator_client.post("/scaling/services/web/state/", {"action": "pause"}).status_code == 302
+    assert ScaledService.objects.get(name="web").paused
+
+
+def test_viewers_cannot_act(viewer_client, hook):
+    webhook_service("web", hook.url, series_id=load_series("app_load", 100))
+    assert viewer_client.post("/scaling/services/web/evaluate/").status_code == 403
+    assert viewer_client.post("/scaling/services/web/scale/", {"replicas": "2"}).status_code == 403
+    assert viewer_client.post("/scaling/", {"name": "x"}).status_code == 403
+    assert hook.posts == []
+
+
+def test_whatif_fragment_shows_the_replay_chart(viewer_client, hook):
+    webhook_service("web", hook.url, series_id=load_series("app_load", 100))
+    response = viewer_client.get("/scaling/services/web/whatif/?rule=load&range=1h", HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    html = response.content.decode()
+    figure = json.loads(unescape(re.search(r'data-figure="([^"]*)"', html).group(1)))
+    replicas = next(t for t in figure["data"] if t["name"] == "replicas (what-if)")
+    assert replicas["line"]["shape"] == "hv" and replicas["y"] == [2]
+    assert 'data-testid="whatif-changes">1<' in html
+    assert "1 → 2" in html and "Decision: scale up from 1 to 2." in html
+
+
+def test_the_chart_shows_replicas_in_effect_and_what_a_dry_run_would_set(viewer_client, hook):
+    service = webhook_service("dry", hook.url, series_id=load_series("app_load", 100), dry_run=True)
+    service_evaluate(service=service)
+    figure = _figure(viewer_client.get("/scaling/services/dry/").content.decode(), "replicas-chart")
+    running = next(t for t in figure["data"] if t["name"] == "replicas")
+    would = next(t for t in figure["data"] if t["name"] == "dry run: would set")
+    assert running["y"] == [1, 1] and would["y"] == [2]
+    assert would["line"]["shape"] == "hv"
+
+
+def test_editing_a_rule_keeps_its_name_and_shows_errors_on_its_own_form(operator_client, hook):
+    service = webhook_service("web", hook.url, series_id=load_series("app_load", 100))
+    rule = service.rules.get(name="load")
+    prefix = f"rule-{rule.id}"
+    bad = operator_client.post(
+        "/scaling/services/web/rules/",
+        {
+            "rule_id": rule.id,
+            f"{prefix}-name": "renamed",
+            f"{prefix}-source": "series",
+            f"{prefix}-series_id": "",
+            f"{prefix}-target_value": "40",
+            f"{prefix}-target_type": "value",
+            f"{prefix}-tolerance": "0.1",
+        },
+    )
+    assert bad.status_code == 422
+    (edited_rule, form) = bad.context["rule_forms"][0]
+    assert edited_rule == rule and "series id" in form.errors["series_id"][0]
+    good = operator_client.post(
+        "/scaling/services/web/rules/",
+        {
+            "rule_id": rule.id,
+            f"{prefix}-name": "renamed",
+            f"{prefix}-source": "series",
+            f"{prefix}-series_id": rule.series_id,
+            f"{prefix}-target_value": "40",
+            f"{prefix}-target_type": "value",
+            f"{prefix}-tolerance": "0.1",
+            f"{prefix}-enabled": "on",
+        },
+    )
+    assert good.status_code == 302
+    assert list(ScalingRule.objects.values_list("name", "target_value")) == [("load", 40.0)]
+
+
+def test_the_rules_table_says_what_each_rule_reads(operator_client, hook):
+    from monitoring.storage import SeriesSpec, series_resolve
+
+    service = webhook_service("web", hook.url, series_id=load_series("app_load", 100))
+    series_resolve(target_id=None, specs=[SeriesSpec("celery_queue_length", {"queue": "default"})])
+    operator_client.post(
+        "/scaling/services/web/rules/",
+        {
+            "name": "backlog",
+            "source": "queue_length",
+            "labels": '{"queue": "default"}',
+            "target_value": "10",
+            "target_type": "average",
+            "tolerance": "0.1",
+            "enabled": "on",
+        },
+    )
+    assert service.rules.count() == 2
+    html = operator_client.get("/scaling/services/web/").content.decode()
+    assert "<code>sum of celery_queue_length{queue=default}</code>" in html
+    assert html.count('data-testid="matched">1 series<') == 2
