@@ -99,7 +99,9 @@ def section_router(section: str) -> Router:
     """The router of a product app: its section summary, as its page shows it."""
     section_api = Router(tags=[section])
 
-    @section_api.get(f"/{section}/summary", response=SectionSummaryOut, summary=f"{section.capitalize()}: queue and schedules")
+    @section_api.get(
+        f"/{section}/summary", response=SectionSummaryOut, summary=f"{section.capitalize()}: queue and schedules"
+    )
     def summary(request):
         data = section_summary(section=section)
         return {**data, "schedules": [schedule_out(task) for task in data["schedules"]]}

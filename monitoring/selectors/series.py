@@ -162,3 +162,13 @@ def series_search(*, target_id: int | None = None, text: str | None = None, limi
     if text:
         queryset = queryset.filter(Q(metric__icontains=text) | Q(labels_key__icontains=text))
     return queryset.order_by("target__name", "metric", "labels_key")[:limit]
+
+
+def series_matching(*, metric: str, target_id: int | None = None, labels: dict | None = None) -> list[Series]:
+    """Series of one metric (of one target, or all), whose labels include every given label value."""
+    queryset = Series.objects.select_related("target").filter(metric=metric)
+    if target_id is not None:
+        queryset = queryset.filter(target_id=target_id)
+    if labels:
+        queryset = queryset.filter(labels__contains=labels)
+    return list(queryset.order_by("target__name", "labels_key"))
