@@ -234,8 +234,7 @@ class SilenceInput:
     starts_at: datetime | None = None
 
 
-@transaction.atomic
-def silence_create(*, data: SilenceInput, actor, via: str) -> Silence:
+def _silence_fields(data: SilenceInput) -> dict:
     matchers = matchers_validate(data.matchers, allow_empty=False)
     starts_at = data.starts_at or timezone.now()
     comment = (data.comment or "").strip()
@@ -245,15 +244,27 @@ def silence_create(*, data: SilenceInput, actor, via: str) -> Silence:
         raise InvalidInput("The end must be after the start.", field="ends_at")
     if data.ends_at - starts_at > timedelta(days=365):
         raise InvalidInput("A silence lasts at most a year.", field="ends_at")
+    return {"matchers": matchers, "starts_at": starts_at, "ends_at": data.ends_at, "comment": comment}
+
+
+@transaction.atomic
+def silence_create(*, data: SilenceInput, actor, via: str) -> Silence:
+    person = actor if getattr(actor, "is_authenticated", False) else None
     silence = Silence.objects.create(
-        matchers=matchers,
-        starts_at=starts_at,
-        ends_at=data.ends_at,
-        comment=comment,
-        created_by=actor if getattr(actor, "is_authenticated", False) else None,
-        created_by_name=actor.get_username() if getattr(actor, "is_authenticated", False) else "system",
+        **_silence_fields(data),
+        created_by=person,
+        created_by_name=person.get_username() if person else "system",
     )
     audit_record(actor=actor, via=via, action="alerts.silence.create", object_repr=str(silence))
+    return silence
+
+
+@transaction.atomic
+def silence_update(*, silence: Silence, data: SilenceInput, actor, via: str) -> Silence:
+    for name, value in _silence_fields(data).items():
+        setattr(silence, name, value)
+    silence.save()
+    audit_record(actor=actor, via=via, action="alerts.silence.update", object_repr=str(silence))
     return silence
 
 
