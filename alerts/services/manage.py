@@ -82,10 +82,11 @@ class RuleInput:
     enabled: bool = True
 
 
-def rule_validate(data: RuleInput, *, rule: AlertRule | None = None) -> RuleInput:
+def rule_validate(data: RuleInput, *, rule: AlertRule | None = None, check_name: bool = True) -> RuleInput:
     from monitoring.models import Target
 
-    data.name = _unique_name(data.name, model=AlertRule, instance=rule, noun="rule")
+    if check_name:
+        data.name = _unique_name(data.name, model=AlertRule, instance=rule, noun="rule")
     if data.kind not in AlertRule.Kind.values:
         raise InvalidInput(f"Unknown kind; choose one of {', '.join(AlertRule.Kind.values)}.", field="kind")
     data.metric = (data.metric or "").strip()
