@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "ingest": "bench.ingest",
     "query": "bench.query",
     "collectors": "bench.collectors",
+    "alerts": "bench.alerts",
 }
 
 

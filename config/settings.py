@@ -201,7 +201,7 @@ RETENTION_1H_DAYS = envint("PERFPILOT_RETENTION_1H_DAYS", 730, minimum=1)
 # Notification delivery: retries back off exponentially from the base to the cap (with jitter); a
 # claim older than the claim timeout belongs to a dead worker and is handed out again.
 ALERTS_RETRY_BASE_SECONDS = envfloat("PERFPILOT_ALERTS_RETRY_BASE_SECONDS", 2.0, minimum=0.1)
-ALERTS_RETRY_CAP_SECONDS = envfloat("PERFPILOT_ALERTS_RETRY_CAP_SECONDS", 60.0, minimum=1.0)
+ALERTS_RETRY_CAP_SECONDS = envfloat("PERFPILOT_ALERTS_RETRY_CAP_SECONDS", 30.0, minimum=1.0)
 ALERTS_CLAIM_TIMEOUT_SECONDS = envfloat("PERFPILOT_ALERTS_CLAIM_TIMEOUT", 60.0, minimum=5.0)
 ALERTS_HTTP_TIMEOUT_SECONDS = envfloat("PERFPILOT_ALERTS_HTTP_TIMEOUT", 10.0, minimum=0.5, maximum=60.0)
 ALERTS_RATE_PER_SECOND = envfloat("PERFPILOT_ALERTS_RATE_PER_SECOND", 1.0, minimum=0.01, maximum=1.0)

@@ -219,3 +219,18 @@ def test_a_stale_claim_is_reclaimed_once(target, settings):
     assert notifications_reclaim_stale(now=timezone.now() + timedelta(seconds=61)) == 1
     assert notifications_reclaim_stale(now=timezone.now() + timedelta(seconds=62)) == 0
     assert notification_claim(notification_id=notification.id, worker="w2", now=timezone.now() + timedelta(seconds=62))
+
+
+@pytest.mark.django_db
+def test_the_send_test_notification_command(fake_slack):
+    from django.core.management import CommandError, call_command
+
+    make_channel(fake_slack.url, name="ops")
+    call_command("send_test_notification", "ops")
+    assert len(fake_slack.delivered()) == 1
+    fake_slack.fail(Reply(500, "down"))
+    refill_buckets()
+    with pytest.raises(CommandError, match="failed"):
+        call_command("send_test_notification", "ops")
+    with pytest.raises(CommandError, match="No channel"):
+        call_command("send_test_notification", "nope")
