@@ -78,5 +78,9 @@ def test_rule_editor_and_channel_pages(live_server, operator_user):
             assert page.locator("[data-testid=delivery-log] tbody tr").count() == 2
             assert slack.url not in page.content()
             page.screenshot(path=ARTIFACTS / "alerts-channel.png", full_page=True)
+            page.goto(f"{live_server.url}/alerts/rules/")
+            page.screenshot(path=ARTIFACTS / "alerts-rules.png", full_page=True)
+            page.goto(f"{live_server.url}/alerts/channels/")
+            page.screenshot(path=ARTIFACTS / "alerts-channels.png", full_page=True)
     finally:
         slack.stop()
