@@ -220,6 +220,7 @@ class Notification(models.Model):
         SENDING = "sending", "Sending"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
+        MUTED = "muted", "Not sent: muted or emptied before sending"
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="notifications")
     group_key = models.CharField(max_length=500, blank=True)

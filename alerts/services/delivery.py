@@ -50,7 +50,7 @@ return tostring(wait)
 @dataclass(frozen=True)
 class DeliveryOutcome:
     notification_id: int
-    outcome: str  # sent, retry, failed, disabled, throttled, skipped, held
+    outcome: str  # sent, retry, failed, disabled, throttled, skipped, muted
     detail: str = ""
     retry_in: float | None = None
 
@@ -114,6 +114,19 @@ def message_build(*, notification: Notification) -> Message:
     )
 
 
+def _drop_muted_items(notification: Notification) -> int:
+    """Firing alerts silenced (or inhibited) since they were queued are left out, as Alertmanager
+    does when a group is flushed; their state stays as it is."""
+    from alerts.services.outbox import alert_is_muted
+
+    dropped = 0
+    for item in notification.items.filter(state=AlertState.FIRING).select_related("alert"):
+        if alert_is_muted(alert=item.alert):
+            item.delete()
+            dropped += 1
+    return dropped
+
+
 def _log(notification: Notification, *, attempt: int, outcome: str, started: float, **fields) -> None:
     DeliveryAttempt.objects.create(
         notification=notification,
@@ -136,12 +149,14 @@ def notification_deliver(*, notification_id: int, worker: str = "") -> DeliveryO
     if wait > 0:
         _release(notification, delay=wait, fields={})
         return DeliveryOutcome(notification_id, "throttled", f"channel rate limit; due in {wait:.2f} s", wait)
+    muted = _drop_muted_items(notification)
     message = message_build(notification=notification)
     if not notification.is_test and not message.alerts:
-        Notification.objects.filter(pk=notification_id).update(
-            status=Notification.Status.FAILED, last_error="its alerts were deleted before it was sent"
+        reason = (
+            "every alert in it was silenced or inhibited before it was sent" if muted else "its alerts were deleted"
         )
-        return DeliveryOutcome(notification_id, "failed", "no alerts left")
+        Notification.objects.filter(pk=notification_id).update(status=Notification.Status.MUTED, last_error=reason)
+        return DeliveryOutcome(notification_id, "muted", reason)
     return _attempt(notification, message=message, attempt=notification.attempts + 1)
 
 

@@ -234,3 +234,37 @@ def test_the_send_test_notification_command(fake_slack):
         call_command("send_test_notification", "ops")
     with pytest.raises(CommandError, match="No channel"):
         call_command("send_test_notification", "nope")
+
+
+@pytest.mark.django_db
+def test_a_silence_made_while_the_message_waits_keeps_that_alert_out_of_it(fake_slack, target, operator_user):
+    from alerts.services.manage import SilenceInput, silence_create
+
+    make_channel(fake_slack.url, group_wait_seconds=30)
+    rule = make_rule()
+    quiet = make_alert(rule, target=target, extra_labels={"db": "quiet"})
+    loud = make_alert(rule, target=target, extra_labels={"db": "loud"})
+    (notification,) = {n.pk: n for alert in (quiet, loud) for n in enqueue(alert)}.values()
+    silence_create(
+        data=SilenceInput(matchers=[{"name": "db", "op": "=", "value": "quiet"}],
+                          ends_at=timezone.now() + timedelta(hours=1), comment="noisy"),
+        actor=operator_user,
+        via="ui",
+    )  # fmt: skip
+    _due_now(notification)
+    assert notification_deliver(notification_id=notification.id).outcome == "sent"
+    assert fake_slack.delivered()[0].payload["text"] == "[WARNING] Connections high on db1: value 85 (threshold 80)"
+    assert list(notification.items.values_list("alert_id", flat=True)) == [loud.id]
+
+    other = make_rule(name="Other rule")
+    (alone,) = enqueue(make_alert(other, target=target))
+    silence_create(
+        data=SilenceInput(matchers=[{"name": "alertname", "op": "=", "value": "Other rule"}],
+                          ends_at=timezone.now() + timedelta(hours=1), comment="known"),
+        actor=operator_user,
+        via="ui",
+    )  # fmt: skip
+    _due_now(alone)
+    outcome = notification_deliver(notification_id=alone.id)
+    alone.refresh_from_db()
+    assert outcome.outcome == "muted" and alone.status == "muted" and len(fake_slack.delivered()) == 1
