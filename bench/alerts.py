@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import subprocess
 import sys
 import time
@@ -89,7 +90,7 @@ def _write(series_id: int, value: float) -> None:
 
 
 def _latency(slack) -> tuple[list[float], list[float]]:
-    from alerts.models import Alert, AlertRule
+    from alerts.models import Alert, AlertRule, Channel
     from alerts.services.manage import ChannelInput, RuleInput, channel_create, rule_create
     from alerts.services.outbox import notification_enqueue
     from monitoring import storage
@@ -124,7 +125,9 @@ def _latency(slack) -> tuple[list[float], list[float]]:
         _write(series_id, 10.0)
         if not _wait(lambda before=before: len(slack.delivered()) > before, EVAL_INTERVAL + 30):
             raise SystemExit(f"alerts benchmark: resolve {index} never reached Slack")
-        time.sleep(1.1)  # the channel's rate limit
+        # Past the channel's rate limit, then a random phase against the evaluation interval, so
+        # breaches land anywhere between two evaluations (as in life), not always at one point.
+        time.sleep(1.1 + random.uniform(0, EVAL_INTERVAL))
     rule.enabled = False
     rule.save()
     # Baseline: the outbox row written directly, to Slack received (no evaluation in between).
@@ -142,6 +145,9 @@ def _latency(slack) -> tuple[list[float], list[float]]:
             raise SystemExit("alerts benchmark: a direct notification never reached Slack")
         baseline.append(slack.delivered()[-1].at - started)
         time.sleep(1.1)
+    # The outage below has its own channel and rules: nothing of this part may send there.
+    Channel.objects.filter(name="bench latency").delete()
+    rule.delete()
     return latencies, baseline
 
 
