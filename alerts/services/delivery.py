@@ -47,6 +47,9 @@ return tostring(wait)
 """
 
 
+RATE_MARGIN_SECONDS = 0.05
+
+
 @dataclass(frozen=True)
 class DeliveryOutcome:
     notification_id: int
@@ -56,8 +59,12 @@ class DeliveryOutcome:
 
 
 def rate_limit_take(*, channel_id: int) -> float:
-    """Take a token of the channel's bucket (capacity 1): 0 if sent may go now, else seconds to wait."""
-    rate = settings.ALERTS_RATE_PER_SECOND
+    """Take a token of the channel's bucket (capacity 1): 0 if sent may go now, else seconds to wait.
+
+    Tokens come RATE_MARGIN_SECONDS later than the configured rate says, so that jitter on the way
+    to the receiver never makes two messages arrive closer than 1/rate apart there.
+    """
+    rate = 1.0 / (1.0 / settings.ALERTS_RATE_PER_SECOND + RATE_MARGIN_SECONDS)
     return float(get_redis().eval(_BUCKET_SCRIPT, 1, f"perfpilot:alerts:bucket:{channel_id}", rate))
 
 
