@@ -17,7 +17,8 @@ ABOVE, BELOW = AlertRule.Kind.THRESHOLD_ABOVE, AlertRule.Kind.THRESHOLD_BELOW
 
 DEFAULT_RULES: dict[str, RuleInput] = {
     "cpu": RuleInput(
-        name="CPU busy", kind=ABOVE, metric="host_cpu_percent", warning_threshold=85, critical_threshold=95,
+        name="CPU busy", kind=ABOVE, metric="host_cpu_percent", series_labels={"cpu": "total"}, warning_threshold=85,
+        critical_threshold=95,
         for_seconds=300, keep_firing_for_seconds=120, summary="Host CPU busy",
         runbook="Find the busy processes (top); check for runaway queries or a missing index.",
     ),
