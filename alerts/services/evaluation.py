@@ -23,6 +23,8 @@ from config.redis_client import get_redis
 logger = logging.getLogger(__name__)
 
 EVALUATION_LOCK = "perfpilot:alerts:evaluate"
+REPEAT_CHECK_KEY = "perfpilot:alerts:repeats-checked"
+REPEAT_CHECK_SECONDS = 15
 FORECAST_WINDOW = timedelta(days=7)
 
 
@@ -262,7 +264,9 @@ def rules_evaluate_due(*, now: datetime | None = None, force: bool = False) -> E
                 message = f"{type(exc).__name__}: {exc}"
                 summary.errors[rule.name] = message
                 AlertRule.objects.filter(pk=rule.pk).update(last_evaluated_at=now, last_error=message[:2000])
-        summary.repeats = notification_enqueue_repeats(now=now)
+        # Repeats are checked every REPEAT_CHECK_SECONDS, not every tick: repeat intervals are a minute or more.
+        if get_redis().set(REPEAT_CHECK_KEY, "1", nx=True, ex=REPEAT_CHECK_SECONDS):
+            summary.repeats = notification_enqueue_repeats(now=now)
     finally:
         try:
             lock.release()

@@ -112,3 +112,26 @@ def test_resolved_goes_only_to_channels_told_it_fired_and_only_with_send_resolve
     assert [n.channel for n in resolved] == [told]
     assert resolved[0].group_key.endswith("|resolved")
     assert quiet.notifications.count() == 1
+
+
+def test_the_evaluation_tick_checks_repeats_at_most_every_15_seconds(target):
+    from alerts.services.evaluation import REPEAT_CHECK_KEY, rules_evaluate_due
+    from config.redis_client import get_redis
+
+    get_redis().delete(REPEAT_CHECK_KEY)
+    make_channel("http://127.0.0.1:9/hook", repeat_interval_seconds=60)
+    rule = make_rule(name="Tuner failed", kind="tuner_failure", metric="", warning_threshold=None,
+                     critical_threshold=None, window_seconds=86_400)  # fmt: skip
+    alert = make_alert(rule, target=target)
+    long_ago = timezone.now() - timedelta(hours=1)
+    (told,) = enqueue(alert, now=long_ago)
+    Notification.objects.filter(pk=told.pk).update(status="sent", sent_at=long_ago, claimed_at=long_ago)
+    assert rules_evaluate_due().repeats == 1
+    Notification.objects.filter(status="pending").update(status="sent", sent_at=long_ago, claimed_at=long_ago)
+    Notification.objects.update(created_at=long_ago)
+    from alerts.models import NotificationItem
+
+    NotificationItem.objects.update(created_at=long_ago)
+    assert rules_evaluate_due().repeats == 0  # due again, but checked less than 15 s ago
+    get_redis().delete(REPEAT_CHECK_KEY)
+    assert rules_evaluate_due().repeats == 1
