@@ -131,3 +131,19 @@ def test_a_rule_that_fails_is_recorded_and_the_others_still_run(target, monkeypa
     assert summary.errors == {"Broken": "RuntimeError: forecast store unavailable"}
     assert AlertRule.objects.get(pk=bad.pk).last_error == "RuntimeError: forecast store unavailable"
     assert Alert.objects.get(rule=good).state == "firing"
+
+
+def test_a_forecast_rule_warns_when_the_limit_is_near_on_the_current_trend(target):
+    from monitoring import storage
+
+    (series_id,) = storage.series_resolve(target_id=target.id, specs=[storage.SeriesSpec("host_disk_used_percent", {})])
+    now = timezone.now()
+    # 10 % a week ago, +2 % a day: 24 % now, so 40 % is 8 days away.
+    storage.samples_write(
+        [(series_id, now - timedelta(days=7) + timedelta(minutes=m), 10.0 + 2.0 * m / 1440) for m in range(7 * 1440)]
+    )
+    rule = make_rule(name="Disk soon", kind="forecast", metric="host_disk_used_percent", forecast_limit=40.0,
+                     warning_threshold=10.0, critical_threshold=3.0)  # fmt: skip
+    alert = _evaluate(rule)
+    assert (alert.state, alert.severity, alert.threshold) == ("firing", "warning", 10.0)
+    assert alert.value == pytest.approx(8.0, abs=0.1)
