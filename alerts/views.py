@@ -1,12 +1,311 @@
+"""Alerts pages: the alert list (with ack and silence), one alert, rules with a live preview, channels
+with their delivery log and "Send test", and the firing banner every page polls. Thin: parse the
+form, call one service or selector, render."""
+
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from dataclasses import asdict
+from datetime import timedelta
 
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from alerts.forms import AckForm, ChannelForm, RuleForm, SilenceForm, pairs_text, silence_initial
+from alerts.models import Alert, AlertRule, Channel, Silence
+from alerts.selectors import (
+    alert_list,
+    alert_view,
+    channel_backlog,
+    channel_list,
+    delivery_log,
+    firing_alerts,
+    rule_list,
+    rule_preview,
+    silence_list,
+)
+from alerts.services.delivery import channel_test_send
+from alerts.services.manage import (
+    ChannelInput,
+    RuleInput,
+    SilenceInput,
+    alert_ack,
+    alert_resolve,
+    channel_create,
+    channel_delete,
+    channel_update,
+    rule_create,
+    rule_delete,
+    rule_input_from,
+    rule_update,
+    rule_validate,
+    silence_create,
+    silence_expire,
+)
+from alerts.services.matching import matchers_text
+from config.errors import InvalidInput
+from config.roles import OPERATOR, ensure_role, role_required
 from config.views import section_context
+
+BANNER_LIMIT = 3
+
+
+def _form_error(form, exc: InvalidInput) -> None:
+    form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+
+
+# --- the banner on every page -------------------------------------------------------------------
+
+
+@require_GET
+def banner(request: HttpRequest) -> HttpResponse:
+    alerts = list(firing_alerts()[:50])
+    critical = sum(1 for a in alerts if a.severity == "critical")
+    context = {
+        "alerts": alerts[:BANNER_LIMIT],
+        "count": len(alerts),
+        "critical": critical,
+        "more": len(alerts) - BANNER_LIMIT,
+    }
+    return render(request, "alerts/_banner.html", context)
+
+
+# --- alerts -------------------------------------------------------------------------------------
 
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    return render(request, "alerts/index.html", section_context("alerts"))
+    views = alert_list(limit=300)
+    context = {
+        "firing": [v for v in views if v.alert.state == "firing"],
+        "pending": [v for v in views if v.alert.state == "pending"],
+        "resolved": [v for v in views if v.alert.state == "resolved"][:50],
+        "silences": silence_list()[:50],
+        "now": timezone.now(),
+        **section_context("alerts"),
+    }
+    template = "alerts/index.html"
+    if request.htmx and request.GET.get("fragment") == "lists":
+        template += "#lists"
+    return render(request, template, context)
+
+
+@require_GET
+def alert_detail(request: HttpRequest, alert_id: int) -> HttpResponse:
+    alert = get_object_or_404(Alert.objects.select_related("rule", "target", "acked_by"), pk=alert_id)
+    context = {
+        "view": alert_view(alert=alert),
+        "history": alert.changes.all()[:100],
+        "ack_form": AckForm(),
+        "silence_form": SilenceForm(initial=silence_initial(alert)),
+    }
+    return render(request, "alerts/alert.html", context)
+
+
+@require_POST
+@role_required(OPERATOR)
+def alert_ack_view(request: HttpRequest, alert_id: int) -> HttpResponse:
+    alert = get_object_or_404(Alert, pk=alert_id)
+    form = AckForm(request.POST)
+    try:
+        form.is_valid()
+        alert_ack(alert=alert, actor=request.user, comment=form.cleaned_data.get("comment", ""), via="ui")
+        messages.success(request, f"Acknowledged “{alert.title}”.")
+    except InvalidInput as exc:
+        messages.error(request, str(exc))
+    return redirect(request.POST.get("next") or "alerts:index")
+
+
+@require_POST
+@role_required(OPERATOR)
+def alert_resolve_view(request: HttpRequest, alert_id: int) -> HttpResponse:
+    alert = get_object_or_404(Alert, pk=alert_id)
+    try:
+        alert_resolve(alert=alert, actor=request.user, via="ui")
+        messages.success(request, f"Resolved “{alert.title}”.")
+    except InvalidInput as exc:
+        messages.error(request, str(exc))
+    return redirect(request.POST.get("next") or "alerts:index")
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(OPERATOR)
+def silence_new(request: HttpRequest) -> HttpResponse:
+    alert = None
+    if request.GET.get("alert", "").isdigit():
+        alert = Alert.objects.filter(pk=int(request.GET["alert"])).first()
+    form = SilenceForm(initial=silence_initial(alert) if alert else None)
+    status = 200
+    if request.method == "POST":
+        form = SilenceForm(request.POST)
+        if form.is_valid():
+            data = SilenceInput(
+                matchers=form.cleaned_data["matchers"],
+                ends_at=timezone.now() + timedelta(hours=int(form.cleaned_data["hours"])),
+                comment=form.cleaned_data["comment"],
+            )
+            try:
+                silence = silence_create(data=data, actor=request.user, via="ui")
+            except InvalidInput as exc:
+                _form_error(form, exc)
+            else:
+                messages.success(request, f"Silenced {silence} until {silence.ends_at:%Y-%m-%d %H:%M} UTC.")
+                return redirect("alerts:index")
+        status = 422
+    return render(request, "alerts/silence.html", {"form": form, "alert": alert}, status=status)
+
+
+@require_POST
+@role_required(OPERATOR)
+def silence_expire_view(request: HttpRequest, silence_id: int) -> HttpResponse:
+    silence = get_object_or_404(Silence, pk=silence_id)
+    silence_expire(silence=silence, actor=request.user, via="ui")
+    messages.success(request, f"Silence {silence} ended.")
+    return redirect("alerts:index")
+
+
+# --- rules --------------------------------------------------------------------------------------
+
+
+@require_GET
+def rules(request: HttpRequest) -> HttpResponse:
+    return render(request, "alerts/rules.html", {"rules": rule_list()})
+
+
+def _rule_initial(rule: AlertRule) -> dict:
+    initial = asdict(rule_input_from(rule))
+    initial["labels"] = pairs_text(rule.labels)
+    initial["series_labels"] = pairs_text(rule.series_labels)
+    return initial
+
+
+@require_http_methods(["GET", "POST"])
+def rule_edit(request: HttpRequest, rule_id: int | None = None) -> HttpResponse:
+    rule = get_object_or_404(AlertRule, pk=rule_id) if rule_id else None
+    form = RuleForm(initial=_rule_initial(rule) if rule else {"severity": "critical"})
+    status = 200
+    if request.method == "POST":
+        ensure_role(request.user, OPERATOR)
+        form = RuleForm(request.POST)
+        if form.is_valid():
+            data = RuleInput(**form.cleaned_data)
+            try:
+                if rule is None:
+                    rule = rule_create(data=data, actor=request.user, via="ui")
+                else:
+                    rule = rule_update(rule=rule, data=data, actor=request.user, via="ui")
+            except InvalidInput as exc:
+                _form_error(form, exc)
+            else:
+                messages.success(request, f"Rule “{rule.name}” saved.")
+                return redirect("alerts:rule", rule_id=rule.id)
+        status = 422
+    preview = rule_preview(data=rule_input_from(rule)) if rule else []
+    context = {"rule": rule, "form": form, "preview": preview, "alerts": alert_list(rule_id=rule.id) if rule else []}
+    return render(request, "alerts/rule.html", context, status=status)
+
+
+@require_POST
+def rule_preview_view(request: HttpRequest) -> HttpResponse:
+    """The editor's live preview: the current values of what the form would watch."""
+    form = RuleForm(request.POST)
+    rows, error = [], None
+    if form.is_valid():
+        try:
+            rows = rule_preview(data=rule_validate(RuleInput(**form.cleaned_data), check_name=False))
+        except InvalidInput as exc:
+            error = str(exc)
+    else:
+        error = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
+    return render(request, "alerts/rule.html#preview", {"preview": rows, "preview_error": error})
+
+
+@require_POST
+@role_required(OPERATOR)
+def rule_remove(request: HttpRequest, rule_id: int) -> HttpResponse:
+    rule = get_object_or_404(AlertRule, pk=rule_id)
+    rule_delete(rule=rule, actor=request.user, via="ui")
+    messages.success(request, f"Rule “{rule.name}” and its alerts were deleted.")
+    return redirect("alerts:rules")
+
+
+# --- channels -----------------------------------------------------------------------------------
+
+
+def _channel_initial(channel: Channel) -> dict:
+    return {
+        **{name: getattr(channel, name) for name in ChannelInput.__dataclass_fields__ if name != "url"},
+        "matchers": matchers_text(channel.matchers),
+        "group_by": ", ".join(channel.group_by),
+    }
+
+
+@require_http_methods(["GET", "POST"])
+def channels(request: HttpRequest) -> HttpResponse:
+    form = ChannelForm()
+    status = 200
+    if request.method == "POST":
+        ensure_role(request.user, OPERATOR)
+        form = ChannelForm(request.POST)
+        if form.is_valid():
+            try:
+                channel = channel_create(data=ChannelInput(**form.cleaned_data), actor=request.user, via="ui")
+            except InvalidInput as exc:
+                _form_error(form, exc)
+            else:
+                messages.success(request, f"Channel “{channel.name}” added. Send a test to check it.")
+                return redirect("alerts:channel", channel_id=channel.id)
+        status = 422
+    return render(request, "alerts/channels.html", {"channels": channel_list(), "form": form}, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+def channel_detail(request: HttpRequest, channel_id: int) -> HttpResponse:
+    channel = get_object_or_404(Channel, pk=channel_id)
+    form = ChannelForm(initial=_channel_initial(channel))
+    status = 200
+    if request.method == "POST":
+        ensure_role(request.user, OPERATOR)
+        form = ChannelForm(request.POST)
+        if form.is_valid():
+            try:
+                channel_update(channel=channel, data=ChannelInput(**form.cleaned_data), actor=request.user, via="ui")
+            except InvalidInput as exc:
+                _form_error(form, exc)
+            else:
+                messages.success(request, f"Channel “{channel.name}” saved.")
+                return redirect("alerts:channel", channel_id=channel.id)
+        status = 422
+    context = {
+        "channel": channel,
+        "form": form,
+        "attempts": delivery_log(channel=channel),
+        "backlog": channel_backlog(channel=channel),
+    }
+    template = "alerts/channel.html"
+    if request.htmx and request.GET.get("fragment") == "log":
+        template += "#log"
+    return render(request, template, context, status=status)
+
+
+@require_POST
+@role_required(OPERATOR)
+def channel_test(request: HttpRequest, channel_id: int) -> HttpResponse:
+    channel = get_object_or_404(Channel, pk=channel_id)
+    outcome = channel_test_send(channel=channel, actor=request.user, via="ui")
+    if outcome.outcome == "sent":
+        messages.success(request, f"Test message delivered ({outcome.detail}).")
+    else:
+        messages.error(request, f"Test message not delivered: {outcome.detail}")
+    return redirect("alerts:channel", channel_id=channel.id)
+
+
+@require_POST
+@role_required(OPERATOR)
+def channel_remove(request: HttpRequest, channel_id: int) -> HttpResponse:
+    channel = get_object_or_404(Channel, pk=channel_id)
+    channel_delete(channel=channel, actor=request.user, via="ui")
+    messages.success(request, f"Channel “{channel.name}” deleted.")
+    return redirect("alerts:channels")

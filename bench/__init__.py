@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "http": "bench.http",
     "optimizer": "bench.optimizer",
     "scaling": "bench.scaling",
+    "alerts": "bench.alerts",
 }
 
 

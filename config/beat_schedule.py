@@ -19,6 +19,7 @@ class DefaultSchedule:
     every_seconds: int | None = None
     crontab: str | None = None  # "minute hour day_of_month month_of_year day_of_week"
     queue: str | None = None
+    expire_seconds: int | None = None  # a message not started within this is dropped (frequent ticks)
 
 
 DEFAULT_SCHEDULES: tuple[DefaultSchedule, ...] = (
@@ -108,5 +109,25 @@ DEFAULT_SCHEDULES: tuple[DefaultSchedule, ...] = (
         description="Deletes scaling decisions past their retention.",
         crontab="53 3 * * *",
         queue="scale",
+    ),
+    # Every second: evaluate the alert rules whose own interval (eval_interval_seconds) has passed,
+    # and queue repeats of firing alerts; a tick that finds the previous one still running skips.
+    DefaultSchedule(
+        name="Evaluate alert rules",
+        task="alerts.tasks.evaluate_rules_task",
+        description="Evaluates due alert rules, moves alerts between states and queues their notifications.",
+        every_seconds=1,
+        queue="notify",
+        expire_seconds=5,
+    ),
+    # Every 5 s: the delivery safety net: reclaim rows of workers that died mid-send and queue
+    # every notification that is due (retries, group waits, channels enabled again).
+    DefaultSchedule(
+        name="Sweep alert notifications",
+        task="alerts.tasks.sweep_notifications_task",
+        description="Queues due notifications and retries deliveries interrupted by a dead worker.",
+        every_seconds=5,
+        queue="notify",
+        expire_seconds=30,
     ),
 )

@@ -21,6 +21,11 @@ def bootstrap(*, write, collect_static: bool = True) -> None:
     registered = targets_register_builtin()
     if registered:
         write(f"registered the control plane's own targets: {', '.join(registered)}")
+    from alerts.services.defaults import rules_install_defaults
+
+    installed = rules_install_defaults()
+    if installed:
+        write(f"installed the default alert rules: {len(installed)} rules")
     result = operator_bootstrap()
     if result.created and result.generated_password:
         write("")

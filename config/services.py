@@ -148,6 +148,8 @@ def schedule_sync_defaults() -> list[str]:
         fields: dict = {"name": entry.name, "task": entry.task, "description": entry.description}
         if entry.queue:
             fields["queue"] = entry.queue
+        if entry.expire_seconds:
+            fields["expire_seconds"] = entry.expire_seconds
         if entry.every_seconds is not None:
             fields["interval"], _ = IntervalSchedule.objects.get_or_create(
                 every=entry.every_seconds, period=IntervalSchedule.SECONDS

@@ -213,6 +213,15 @@ SCALING_INTERVAL_SECONDS = envint("PERFPILOT_SCALING_INTERVAL", 15, minimum=1, m
 # Shell-command executors run programs on the worker's host: off unless an admin turns them on.
 SCALING_SHELL_ENABLED = envbool("PERFPILOT_SCALING_SHELL_ENABLED", False)
 SCALING_DECISION_RETENTION_DAYS = envint("PERFPILOT_SCALING_DECISION_RETENTION_DAYS", 14, minimum=1)
+# --- alerts ----------------------------------------------------------------------------------
+# Notification delivery: retries back off exponentially from the base to the cap (with jitter); a
+# claim older than the claim timeout belongs to a dead worker and is handed out again.
+ALERTS_RETRY_BASE_SECONDS = envfloat("PERFPILOT_ALERTS_RETRY_BASE_SECONDS", 2.0, minimum=0.1)
+ALERTS_RETRY_CAP_SECONDS = envfloat("PERFPILOT_ALERTS_RETRY_CAP_SECONDS", 30.0, minimum=1.0)
+ALERTS_CLAIM_TIMEOUT_SECONDS = envfloat("PERFPILOT_ALERTS_CLAIM_TIMEOUT", 60.0, minimum=5.0)
+ALERTS_HTTP_TIMEOUT_SECONDS = envfloat("PERFPILOT_ALERTS_HTTP_TIMEOUT", 10.0, minimum=0.5, maximum=60.0)
+ALERTS_RATE_PER_SECOND = envfloat("PERFPILOT_ALERTS_RATE_PER_SECOND", 1.0, minimum=0.01, maximum=1.0)
+ALERTS_MAX_DELIVERY_HOURS = envfloat("PERFPILOT_ALERTS_MAX_DELIVERY_HOURS", 24.0, minimum=0.1)
 
 # --- control-plane health ---------------------------------------------------------------------
 HEARTBEAT_INTERVAL_SECONDS = envfloat("PERFPILOT_HEARTBEAT_INTERVAL", 5.0, minimum=0.5)

@@ -171,3 +171,13 @@ def series_search(*, target_id: int | None = None, text: str | None = None, limi
 def series_get(*, series_id: int) -> Series | None:
     """One series with its target, or None (other apps validate series ids with this)."""
     return Series.objects.select_related("target").filter(pk=series_id).first()
+
+
+def series_matching(*, metric: str, target_id: int | None = None, labels: dict | None = None) -> list[Series]:
+    """Series of one metric (of one target, or all), whose labels include every given label value."""
+    queryset = Series.objects.select_related("target").filter(metric=metric)
+    if target_id is not None:
+        queryset = queryset.filter(target_id=target_id)
+    if labels:
+        queryset = queryset.filter(labels__contains=labels)
+    return list(queryset.order_by("target__name", "labels_key"))

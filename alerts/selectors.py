@@ -1,0 +1,140 @@
+"""Reads: alert lists with filters, the firing banner, rule previews, delivery logs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from alerts.models import Alert, AlertRule, AlertState, Channel, DeliveryAttempt, Notification, Silence
+from alerts.services.outbox import inhibited_by, silence_for
+
+STATE_ORDER = {AlertState.FIRING: 0, AlertState.PENDING: 1, AlertState.RESOLVED: 2, AlertState.INACTIVE: 3}
+
+
+@dataclass(frozen=True)
+class AlertView:
+    alert: Alert
+    silence: Silence | None
+    inhibited_by: Alert | None
+
+    @property
+    def silenced(self) -> bool:
+        return self.silence is not None
+
+    @property
+    def muted(self) -> bool:
+        return self.silence is not None or self.inhibited_by is not None
+
+
+def alert_list(
+    *,
+    state: str | None = None,
+    severity: str | None = None,
+    target: str | None = None,
+    silenced: bool | None = None,
+    rule_id: int | None = None,
+    limit: int = 200,
+) -> list[AlertView]:
+    """Alerts, firing first, then pending, then resolved (newest first within each); inactive ones
+    (pending episodes that never fired) are left out unless asked for by state."""
+    alerts = Alert.objects.select_related("rule", "target", "acked_by")
+    alerts = alerts.filter(state=state) if state else alerts.exclude(state=AlertState.INACTIVE)
+    if severity:
+        alerts = alerts.filter(severity=severity)
+    if target:
+        alerts = alerts.filter(labels__target=target)
+    if rule_id is not None:
+        alerts = alerts.filter(rule_id=rule_id)
+    now = timezone.now()
+    views = []
+    for alert in alerts.order_by("-updated_at")[: limit * 2]:
+        active = alert.state in (AlertState.PENDING, AlertState.FIRING)
+        view = AlertView(
+            alert=alert,
+            silence=silence_for(alert=alert, now=now) if active else None,
+            inhibited_by=inhibited_by(alert=alert) if alert.state == AlertState.FIRING else None,
+        )
+        if silenced is not None and view.silenced != silenced:
+            continue
+        views.append(view)
+    views.sort(key=lambda v: (STATE_ORDER[v.alert.state], -(v.alert.since or now).timestamp()))
+    return views[:limit]
+
+
+def alert_view(*, alert: Alert) -> AlertView:
+    return AlertView(alert=alert, silence=silence_for(alert=alert), inhibited_by=inhibited_by(alert=alert))
+
+
+def firing_alerts() -> QuerySet[Alert]:
+    """For the banner on every page: firing alerts, critical first."""
+    return Alert.objects.filter(state=AlertState.FIRING).select_related("rule").order_by("severity", "-fired_at")
+
+
+def silence_list(*, include_expired: bool = True) -> QuerySet[Silence]:
+    silences = Silence.objects.select_related("created_by")
+    if not include_expired:
+        silences = silences.filter(ends_at__gt=timezone.now())
+    return silences.order_by("-ends_at")
+
+
+def rule_list() -> QuerySet[AlertRule]:
+    return AlertRule.objects.select_related("target").order_by("name")
+
+
+def channel_list() -> QuerySet[Channel]:
+    return Channel.objects.order_by("name")
+
+
+def delivery_log(*, channel: Channel, limit: int = 50) -> QuerySet[DeliveryAttempt]:
+    return DeliveryAttempt.objects.filter(channel=channel).select_related("notification").order_by("-at", "-id")[:limit]
+
+
+def channel_backlog(*, channel: Channel) -> int:
+    return Notification.objects.filter(channel=channel, status__in=("pending", "sending")).count()
+
+
+@dataclass(frozen=True)
+class PreviewRow:
+    series: str
+    target: str
+    value: float | None
+    at: datetime | None
+    severity: str | None  # what the rule would say about this value now
+
+
+def rule_preview(*, data, limit: int = 20) -> list[PreviewRow]:
+    """The current value of every series a (possibly unsaved) rule watches, and what it would say."""
+    from alerts.services.evaluation import classify
+    from monitoring.selectors.series import series_latest, series_matching
+    from monitoring.selectors.targets import target_list
+
+    rule = AlertRule(
+        kind=data.kind, warning_threshold=data.warning_threshold, critical_threshold=data.critical_threshold
+    )
+    if data.kind == AlertRule.Kind.TARGET_DOWN:
+        return [
+            PreviewRow(
+                t.name, t.name, float(t.consecutive_failures), t.last_attempt_at, data.severity if t.is_down else None
+            )
+            for t in target_list()
+            if data.target_id in (None, t.id)
+        ][:limit]
+    if not data.metric:
+        return []
+    matched = series_matching(metric=data.metric, target_id=data.target_id, labels=data.series_labels or None)[:limit]
+    latest = series_latest(series_ids=[s.id for s in matched], within=timedelta(seconds=max(data.window_seconds, 60)))
+    rows = []
+    for series in matched:
+        at, value = latest.get(series.id, (None, None))
+        thresholded = rule.kind in (AlertRule.Kind.THRESHOLD_ABOVE, AlertRule.Kind.THRESHOLD_BELOW)
+        if thresholded:
+            severity = classify(rule=rule, value=value).severity
+        elif data.kind == AlertRule.Kind.ABSENCE:
+            severity = data.severity if value is None else None
+        else:
+            severity = None  # rates and forecasts are computed at evaluation
+        rows.append(PreviewRow(str(series), series.target.name if series.target else "", value, at, severity))
+    return rows

@@ -1,0 +1,106 @@
+"""The default rule set, installed once on first start (config.bootstrap); afterwards the rules
+are the user's to edit, disable or delete. Metric names are the ones the collectors store
+(monitoring/collectors/*.py)."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from alerts.models import AlertRule
+from alerts.services.manage import RuleInput, rule_create
+from config.models import AuditEvent
+from config.services import audit_record
+
+INSTALLED_ACTION = "alerts.defaults.install"
+GIB = 1024**3
+ABOVE, BELOW = AlertRule.Kind.THRESHOLD_ABOVE, AlertRule.Kind.THRESHOLD_BELOW
+
+DEFAULT_RULES: dict[str, RuleInput] = {
+    "cpu": RuleInput(
+        name="CPU busy", kind=ABOVE, metric="host_cpu_percent", series_labels={"cpu": "total"}, warning_threshold=85,
+        critical_threshold=95,
+        for_seconds=300, keep_firing_for_seconds=120, summary="Host CPU busy",
+        runbook="Find the busy processes (top); check for runaway queries or a missing index.",
+    ),
+    "memory": RuleInput(
+        name="Memory nearly full", kind=ABOVE, metric="host_memory_used_percent", warning_threshold=90,
+        critical_threshold=95, for_seconds=300, keep_firing_for_seconds=120, summary="Host memory nearly full",
+        runbook="Look for processes growing without bound; check work_mem and connection counts.",
+    ),
+    "disk": RuleInput(
+        name="Disk nearly full", kind=ABOVE, metric="host_disk_used_percent", warning_threshold=85,
+        critical_threshold=95, for_seconds=120, summary="Disk nearly full",
+        runbook="Free space (old logs, WAL archives) or grow the volume before it fills.",
+    ),
+    "disk_forecast": RuleInput(
+        name="Disk full soon", kind=AlertRule.Kind.FORECAST, metric="host_disk_used_percent", forecast_limit=100,
+        warning_threshold=7, critical_threshold=2, eval_interval_seconds=900, summary="Disk fills up within days",
+        runbook="On the current trend the disk fills up; plan space before it does.",
+    ),
+    "pg_connections": RuleInput(
+        name="PostgreSQL connections", kind=ABOVE, metric="postgres_connections_used_percent", warning_threshold=80,
+        critical_threshold=95, for_seconds=120, summary="PostgreSQL connections close to max_connections",
+        runbook="Use a pooler (PgBouncer); look for idle-in-transaction sessions.",
+    ),
+    "pg_cache_hit": RuleInput(
+        name="PostgreSQL cache hit ratio", kind=BELOW, metric="postgres_cache_hit_ratio_percent",
+        warning_threshold=95, critical_threshold=90, for_seconds=600, summary="PostgreSQL cache hit ratio low",
+        runbook="The working set no longer fits shared_buffers; check new sequential scans.",
+    ),
+    "pg_replication_lag": RuleInput(
+        name="PostgreSQL replication lag", kind=ABOVE, metric="postgres_replication_lag_seconds",
+        warning_threshold=30, critical_threshold=300, for_seconds=120, summary="Replica lagging behind",
+        runbook="Check the replica's I/O and network, and long queries on it delaying replay.",
+    ),
+    "pg_long_transactions": RuleInput(
+        name="PostgreSQL long transaction", kind=ABOVE, metric="postgres_oldest_transaction_age_seconds",
+        warning_threshold=600, critical_threshold=3600, for_seconds=60, summary="Transaction open for long",
+        runbook="Long transactions hold back vacuum; find them in pg_stat_activity and end them.",
+    ),
+    "pg_xid_wraparound": RuleInput(
+        name="PostgreSQL XID wraparound", kind=ABOVE, metric="postgres_xid_wraparound_percent",
+        warning_threshold=50, critical_threshold=75, summary="Transaction IDs approaching wraparound",
+        runbook="Run VACUUM (FREEZE) on the oldest tables; check that autovacuum keeps up.",
+    ),
+    "redis_memory": RuleInput(
+        name="Redis memory", kind=ABOVE, metric="redis_used_memory_bytes", warning_threshold=2 * GIB,
+        critical_threshold=4 * GIB, for_seconds=300, summary="Redis uses much memory",
+        runbook="Set these thresholds to your maxmemory; look for keys without TTL.",
+    ),
+    "redis_fragmentation": RuleInput(
+        name="Redis fragmentation", kind=ABOVE, metric="redis_mem_fragmentation_ratio", warning_threshold=1.5,
+        critical_threshold=2.0, for_seconds=900, summary="Redis memory fragmented",
+        runbook="Enable activedefrag, or restart the replica/primary in a quiet window.",
+    ),
+    "redis_evictions": RuleInput(
+        name="Redis evictions", kind=ABOVE, metric="redis_evicted_keys_per_second", warning_threshold=0.1,
+        critical_threshold=10, for_seconds=120, summary="Redis is evicting keys",
+        runbook="Redis is at maxmemory: raise it or reduce what is cached.",
+    ),
+    "queue_length": RuleInput(
+        name="Celery queue backlog", kind=ABOVE, metric="celery_queue_length", warning_threshold=100,
+        critical_threshold=1000, for_seconds=300, summary="Celery queue growing",
+        runbook="Workers are not keeping up: add workers for this queue or find slow tasks.",
+    ),
+    "target_down": RuleInput(
+        name="Target down", kind=AlertRule.Kind.TARGET_DOWN, severity="critical", for_seconds=60,
+        eval_interval_seconds=15, summary="Target cannot be collected",
+        runbook="Open the target page for the last error; check the service and credentials.",
+    ),
+}  # fmt: skip
+
+
+def rules_install_defaults() -> list[str]:
+    """Install the default rules once (the first start); never again, so deleted ones stay deleted."""
+    if AuditEvent.objects.filter(action=INSTALLED_ACTION).exists():
+        return []
+    created = []
+    with transaction.atomic():
+        for key, template in DEFAULT_RULES.items():
+            if AlertRule.objects.filter(builtin_key=key).exists():
+                continue
+            data = RuleInput(**vars(template))
+            rule = rule_create(data=data, actor=None, via="system", builtin_key=key)
+            created.append(rule.name)
+        audit_record(actor=None, via="system", action=INSTALLED_ACTION, detail={"rules": created})
+    return created

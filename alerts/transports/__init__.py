@@ -1,0 +1,1 @@
+"""Notification transports, one module per channel kind, found through the registry in base.py."""

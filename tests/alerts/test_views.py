@@ -1,0 +1,83 @@
+"""Alerts pages: lists, the banner, forms with field errors, channels that never show their URL, roles."""
+
+from __future__ import annotations
+
+import pytest
+
+from alerts.models import AlertRule, Channel, Silence
+from tests.alerts.conftest import make_alert, make_channel, make_rule
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_alerts_page_lists_firing_pending_and_resolved(viewer_client, target):
+    rule = make_rule()
+    make_alert(rule, target=target, state="firing", severity="critical")
+    make_alert(rule, target=target, state="pending", extra_labels={"x": "1"})
+    make_alert(rule, target=target, state="resolved", extra_labels={"x": "2"})
+    html = viewer_client.get("/alerts/").content.decode()
+    for state in ("firing", "pending", "resolved"):
+        assert f'data-testid="alerts-{state}"' in html
+    assert html.count("Connections high</a>") == 3
+    assert "Ack</button>" not in html  # viewers read only
+    fragment = viewer_client.get("/alerts/?fragment=lists", HTTP_HX_REQUEST="true").content.decode()
+    assert fragment.lstrip().startswith('<div id="alert-lists"')
+
+
+def test_every_page_polls_the_banner_and_it_shows_firing_alerts(viewer_client, target):
+    assert 'hx-get="/alerts/banner/"' in viewer_client.get("/monitoring/").content.decode()
+    assert viewer_client.get("/alerts/banner/").content.decode().strip() == ""
+    make_alert(make_rule(), target=target, state="firing", severity="critical")
+    banner = viewer_client.get("/alerts/banner/").content.decode()
+    assert "1 firing" in banner and "1 critical" in banner and "Connections high on db1" in banner
+
+
+def test_operators_ack_and_silence_from_the_page(operator_client, target):
+    alert = make_alert(make_rule(), target=target)
+    operator_client.post(f"/alerts/{alert.id}/ack/", {"comment": "checking"})
+    alert.refresh_from_db()
+    assert alert.ack_comment == "checking" and alert.acked_by.username == "oscar-operator"
+    form = operator_client.get(f"/alerts/silences/new/?alert={alert.id}").content.decode()
+    assert "alertname=Connections high, target=db1" in form
+    response = operator_client.post(
+        "/alerts/silences/new/", {"matchers": "alertname=Connections high, target=db1", "hours": "4", "comment": "x"}
+    )
+    assert response.status_code == 302
+    assert Silence.objects.get().matchers[1] == {"name": "target", "op": "=", "value": "db1"}
+    bad = operator_client.post("/alerts/silences/new/", {"matchers": "nonsense", "hours": "4", "comment": ""})
+    assert bad.status_code == 422 and "is not name=value" in bad.content.decode()
+
+
+def test_viewers_cannot_act(viewer_client, target):
+    alert = make_alert(make_rule(), target=target)
+    assert viewer_client.post(f"/alerts/{alert.id}/ack/", {"comment": "x"}).status_code == 403
+    assert viewer_client.post("/alerts/rules/new/", {"name": "x"}).status_code == 403
+    assert viewer_client.post("/alerts/channels/", {"name": "x"}).status_code == 403
+
+
+def test_the_rule_editor_shows_field_errors_and_saves(operator_client):
+    page = operator_client.get("/alerts/rules/new/")
+    assert page.status_code == 200 and 'data-testid="rule-preview"' in page.content.decode()
+    fields = {"name": "Disk", "kind": "threshold_above", "metric": "host_disk_used_percent", "severity": "critical",
+              "warning_threshold": "90", "critical_threshold": "80", "window_seconds": "300", "for_seconds": "0",
+              "keep_firing_for_seconds": "0", "eval_interval_seconds": "30", "enabled": "on"}  # fmt: skip
+    bad = operator_client.post("/alerts/rules/new/", fields)
+    assert bad.status_code == 422
+    assert "The critical threshold must be at or above the warning one." in bad.content.decode()
+    ok = operator_client.post("/alerts/rules/new/", {**fields, "critical_threshold": "95", "labels": "team=ops"})
+    rule = AlertRule.objects.get(name="Disk")
+    assert ok.status_code == 302 and rule.labels == {"team": "ops"}
+    preview = operator_client.post("/alerts/rules/preview/", {**fields, "metric": ""}, HTTP_HX_REQUEST="true")
+    assert "watches a metric" in preview.content.decode()
+
+
+def test_the_channel_page_never_shows_the_url_and_shows_why_it_is_disabled(operator_client):
+    channel = make_channel("https://hooks.slack.com/services/T1/B2/secret-part")
+    Channel.objects.filter(pk=channel.pk).update(disabled_reason="HTTP 404 no_service: the webhook is gone")
+    html = operator_client.get(f"/alerts/channels/{channel.id}/").content.decode()
+    assert "secret-part" not in html and "https://hooks.slack.com/••••••" in html
+    assert "HTTP 404 no_service" in html and "Send test</button>" in html
+    fields = {"name": "x", "kind": "slack", "url": "nope", "severities": ["warning"], "group_wait_seconds": "0",
+              "group_interval_seconds": "300", "repeat_interval_seconds": "14400"}  # fmt: skip
+    bad = operator_client.post("/alerts/channels/", fields)
+    assert bad.status_code == 422 and "http:// or https://" in bad.content.decode()

@@ -1,0 +1,86 @@
+"""An operator sees a firing alert in the banner, acknowledges it and silences it; rule and channel pages."""
+
+from __future__ import annotations
+
+import pytest
+
+from alerts.services.delivery import channel_test_send
+from tests.alerts.conftest import make_alert, make_channel, make_rule
+from tests.alerts.fake_slack import FakeSlack
+from tests.conftest import PASSWORD
+from tests.e2e.browser import ARTIFACTS, browser_page
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def _sign_in(page, base_url: str, username: str) -> None:
+    page.goto(f"{base_url}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base_url}/")
+
+
+def test_ack_and_silence_a_firing_alert(live_server, operator_user):
+    from monitoring.models import Target
+
+    target = Target.objects.create(name="db1", kind="postgres")
+    rule = make_rule(runbook="Check pg_stat_activity.")
+    alert = make_alert(rule, target=target, severity="critical", value=97.0, threshold=95.0)
+    make_alert(make_rule(name="Disk nearly full", metric="host_disk_used_percent"), target=target, state="pending")
+    with browser_page() as page:
+        _sign_in(page, live_server.url, operator_user.username)
+        banner = page.wait_for_selector("[data-testid=alert-banner]")
+        assert "1 firing" in banner.inner_text()
+        page.screenshot(path=ARTIFACTS / "alerts-banner.png")
+
+        page.goto(f"{live_server.url}/alerts/")
+        row = page.locator(f"#alert-{alert.id}")
+        row.locator("input[name=comment]").fill("looking into it")
+        page.screenshot(path=ARTIFACTS / "alerts-page.png", full_page=True)
+        row.locator("text=Ack").click()
+        page.wait_for_selector(f"#alert-{alert.id} >> text=acked by oscar-operator")
+
+        page.locator(f"#alert-{alert.id} >> text=Silence").click()
+        assert page.input_value("#id_matchers") == "alertname=Connections high, target=db1"
+        page.fill("#id_comment", "")
+        page.click("text=Silence >> nth=-1")
+        page.wait_for_selector(".field-error")
+        page.fill("#id_comment", "failover drill")
+        page.click("button[type=submit].primary")
+        page.wait_for_url(f"{live_server.url}/alerts/")
+        page.wait_for_selector(f"#alert-{alert.id} >> text=silenced")
+        assert "failover drill" in page.locator("[data-testid=silences]").inner_text()
+        page.screenshot(path=ARTIFACTS / "alerts-acked-silenced.png", full_page=True)
+
+        page.goto(f"{live_server.url}/alerts/{alert.id}/")
+        assert "Check pg_stat_activity." in page.content()
+        page.screenshot(path=ARTIFACTS / "alerts-detail.png", full_page=True)
+
+
+def test_rule_editor_and_channel_pages(live_server, operator_user):
+    slack = FakeSlack().start()
+    try:
+        channel = make_channel(slack.url)
+        channel_test_send(channel=channel, actor=operator_user, via="ui")
+        rule = make_rule()
+        with browser_page() as page:
+            _sign_in(page, live_server.url, operator_user.username)
+            page.goto(f"{live_server.url}/alerts/rules/{rule.id}/")
+            page.wait_for_selector("[data-testid=rule-preview]")
+            page.fill("#id_metric", "")
+            page.dispatch_event("#id_metric", "change")
+            page.wait_for_selector("#preview .field-error")
+            page.screenshot(path=ARTIFACTS / "alerts-rule-editor.png", full_page=True)
+            page.goto(f"{live_server.url}/alerts/channels/{channel.id}/")
+            page.click("text=Send test")
+            page.wait_for_selector(".message.success")
+            assert page.locator("[data-testid=delivery-log] tbody tr").count() == 2
+            assert slack.url not in page.content()
+            page.screenshot(path=ARTIFACTS / "alerts-channel.png", full_page=True)
+            page.goto(f"{live_server.url}/alerts/rules/")
+            page.screenshot(path=ARTIFACTS / "alerts-rules.png", full_page=True)
+            page.goto(f"{live_server.url}/alerts/channels/")
+            page.screenshot(path=ARTIFACTS / "alerts-channels.png", full_page=True)
+    finally:
+        slack.stop()
