@@ -37,3 +37,5 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
 ]
+
+handler404 = "config.views.page_not_found"

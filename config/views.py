@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
+from django.views.defaults import page_not_found as default_page_not_found
 from django_celery_beat.models import PeriodicTask
 
 from config.charts import figure_json, health_latency_figure
@@ -151,3 +152,10 @@ def metrics(request: HttpRequest) -> HttpResponse:
 
     payload, content_type = metrics_exposition(extra_collectors=(CollectedSeriesCollector(),))
     return HttpResponse(payload, content_type=content_type)
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """404s under /api/ are JSON like every other API answer; pages keep Django's HTML 404."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return default_page_not_found(request, exception)

@@ -35,8 +35,12 @@ EXPLORE = os.environ.get("PERFPILOT_FUZZ_EXPLORE") == "1"
 # pydantic's lax mode accepts 0 for false; neither is a 5xx or a response off its schema.
 SEMANTIC_CHECKS = [schemathesis.checks.positive_data_acceptance, schemathesis.checks.negative_data_rejection]
 
-# Operations that open connections to addresses taken from the input or stored by it.
-CONNECTING_OPERATIONS = r"^/api/v1/targets/\{target_id\}/test$"
+# Operations that open connections to addresses taken from the input or stored by it: testing a
+# target or a channel, benchmarking a target, and scaling through an executor.
+CONNECTING_OPERATIONS = (
+    r"^/api/v1/(targets/\{target_id\}/test|performance/alerts/channels/\{channel_id\}/test"
+    r"|performance/benchmark|performance/scaling/execute)$"
+)
 
 schema = schemathesis.openapi.from_dict(api.get_openapi_schema())
 schema.app = get_wsgi_application()

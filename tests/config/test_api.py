@@ -95,3 +95,9 @@ def test_a_nul_character_in_input_is_a_422_not_a_500(anonymous_client, operator_
     )
     assert response.status_code == 422
     assert "cannot be stored" in response.json()["detail"]
+
+
+def test_an_unknown_api_path_is_a_json_404(anonymous_client, viewer_auth):
+    response = anonymous_client.get("/api/v1/performance/alerts/not-a-number", **viewer_auth)
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
