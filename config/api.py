@@ -96,6 +96,8 @@ class PerfpilotAPI(NinjaAPI):
             for operation in operations.values():
                 for status, response in _COMMON_RESPONSES.items():
                     operation["responses"].setdefault(status, response)
+                # A section's summary router sits inside its app's router: both name the tag.
+                operation["tags"] = list(dict.fromkeys(operation.get("tags", [])))
         return schema
 
 

@@ -67,3 +67,17 @@ def test_no_template_or_static_file_loads_from_a_cdn():
         if path.is_file() and pattern.search(path.read_text(errors="ignore"))
     ]
     assert offenders == []
+
+
+def test_docs_api_md_names_every_operation_of_the_api():
+    from config.api import api
+
+    lines = (ROOT / "docs" / "api.md").read_text().splitlines()
+    missing = []
+    for path, operations in api.get_openapi_schema()["paths"].items():
+        short = path.removeprefix("/api/v1")
+        for method in operations:
+            named = any(re.search(rf"{re.escape(short)}(?![\w/{{])", line) and method.upper() in line for line in lines)
+            if not named:
+                missing.append(f"{method.upper()} {short}")
+    assert missing == []
