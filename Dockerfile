@@ -18,5 +18,5 @@ RUN DATABASE_URL=postgresql://build@localhost/build REDIS_URL=redis://localhost:
 USER perfpilot
 EXPOSE 8000
 CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", \
-     "--workers", "2", "--threads", "4", "--config", "python:config.gunicorn", "--no-control-socket", \
+     "--workers", "2", "--threads", "4", "--worker-connections", "16", "--config", "python:config.gunicorn", "--no-control-socket", \
      "--access-logfile", "-"]

@@ -44,6 +44,8 @@ def web_server() -> Iterator[int]:
             str(settings.WEB_WORKERS),
             "--threads",
             str(settings.WEB_THREADS),
+            "--worker-connections",
+            str(settings.WEB_CONNECTIONS),
             "--worker-class",
             "gthread",
             "--config",

@@ -109,7 +109,9 @@ def control_plane_status(*, max_age_seconds: float = 0.0) -> ControlPlaneStatus:
     """Run every check, or, with max_age_seconds, reuse this process's last result that young.
 
     Status endpoints get polled hard by monitors and load balancers; one set of probes per
-    second per web process answers them all, instead of four round trips per request.
+    second per web process answers them all, instead of four round trips per request. When the
+    result goes stale, one thread probes again while the others keep answering with the stale
+    result instead of queueing behind it; only the very first call waits.
     """
     global _last_status
     if max_age_seconds <= 0:
@@ -117,13 +119,17 @@ def control_plane_status(*, max_age_seconds: float = 0.0) -> ControlPlaneStatus:
     last = _last_status
     if last is not None and time.monotonic() - last[0] < max_age_seconds:
         return last[1]
-    with _last_status_lock:  # one thread probes; the others wait for its answer
+    if not _last_status_lock.acquire(blocking=last is None):
+        return last[1]  # another thread is probing right now
+    try:
         last = _last_status
         if last is not None and time.monotonic() - last[0] < max_age_seconds:
             return last[1]
         status = _status_now()
         _last_status = (time.monotonic(), status)
         return status
+    finally:
+        _last_status_lock.release()
 
 
 def _status_now() -> ControlPlaneStatus:

@@ -239,6 +239,10 @@ OPERATOR_PASSWORD = envstr("PERFPILOT_OPERATOR_PASSWORD")
 WEB_BIND = envstr("PERFPILOT_BIND", "127.0.0.1:8000")
 WEB_WORKERS = envint("PERFPILOT_WEB_WORKERS", 2, minimum=1, maximum=64)
 WEB_THREADS = envint("PERFPILOT_WEB_THREADS", 4, minimum=1, maximum=64)
+# Open connections one web worker takes at most. gunicorn's default (1,000) lets the first worker to
+# wake accept a whole burst of keep-alive clients and leave the other idle; a few per thread keeps
+# them spread over the workers (a further client waits in the backlog until one closes).
+WEB_CONNECTIONS = envint("PERFPILOT_WEB_CONNECTIONS", 16, minimum=1, maximum=10_000)
 WORKER_CONCURRENCY = envint("PERFPILOT_WORKER_CONCURRENCY", 2, minimum=1, maximum=256)
 LOG_LEVEL = envchoice("PERFPILOT_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
 

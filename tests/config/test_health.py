@@ -122,3 +122,14 @@ def test_status_api_answers_from_one_set_of_checks_per_second(anonymous_client, 
     get_redis().delete(*get_redis().keys("perfpilot:heartbeat:*"))
     second = anonymous_client.get("/api/v1/performance/status", **viewer_auth).json()
     assert second == first and second["healthy"] is True  # the same checks, within the second
+
+
+def test_a_stale_status_is_answered_at_once_while_another_thread_probes(no_heartbeats, monkeypatch):
+    from config import health
+
+    first = health.control_plane_status(max_age_seconds=60)
+    clock = [health.time.monotonic() + 61]
+    monkeypatch.setattr(health.time, "monotonic", lambda: clock[0])
+    with health._last_status_lock:  # as if a request of another thread were probing right now
+        assert health.control_plane_status(max_age_seconds=60) is first
+    assert health.control_plane_status(max_age_seconds=60) is not first  # then it is refreshed

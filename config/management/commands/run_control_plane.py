@@ -63,6 +63,8 @@ class Command(BaseCommand):
                     str(settings.WEB_WORKERS),
                     "--threads",
                     str(settings.WEB_THREADS),
+                    "--worker-connections",
+                    str(settings.WEB_CONNECTIONS),
                     "--worker-class",
                     "gthread",
                     "--config",
