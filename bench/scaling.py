@@ -26,7 +26,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from bench import BenchResult, Figure, summary_ms
-from bench.query import _reset as reset_samples
+from bench.query import reset_history as reset_samples
 from config.redis_client import get_redis
 from monitoring import storage
 from monitoring.selectors.series import series_latest

@@ -10,6 +10,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 
 from django.db import transaction
 from django.utils import timezone
@@ -23,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 STATEMENTS_KEPT_PER_INTERVAL = 200  # top queries by time spent, per snapshot
 _STATEMENT_FIELDS = ("calls", "total_time_ms", "rows", "shared_blks_hit", "shared_blks_read")
+_statement_counters = attrgetter(*_STATEMENT_FIELDS)
 
 
 @dataclass
@@ -70,7 +72,7 @@ def _collect(target: Target) -> CollectionOutcome:
         logger.exception("collector %s failed on target %s", target.kind, target.id)
         return _record_failure(target, now, f"{type(exc).__name__}: {exc}", started)
     duration_ms = (time.perf_counter() - started) * 1000
-    samples, statements = _store(target, now, result, duration_ms, collector.state)
+    samples, statements = _store(target, now, result, duration_ms, collector.state, saved)
     Target.objects.filter(pk=target.pk).update(
         status=Target.Status.UP,
         last_success_at=now,
@@ -122,12 +124,21 @@ def _write_health_samples(target: Target, now: datetime, *, up: bool, duration_m
 
 @transaction.atomic
 def _store(
-    target: Target, now: datetime, result: CollectResult, duration_ms: float, collector_state: dict
+    target: Target,
+    now: datetime,
+    result: CollectResult,
+    duration_ms: float,
+    collector_state: dict,
+    saved: CollectorState | None,
 ) -> tuple[int, int]:
-    state, _ = CollectorState.objects.select_for_update().get_or_create(target=target)
+    # Lock the row without decoding its counters again (with hundreds of statements they are the
+    # costliest part of a collection): the copy read before collecting serves unless another
+    # collection wrote in between.
+    state, _ = CollectorState.objects.select_for_update().only("id", "collected_at").get_or_create(target=target)
     previous_at = state.collected_at
+    stored = saved.counters if saved is not None and saved.collected_at == previous_at else state.counters
     elapsed = (now - previous_at).total_seconds() if previous_at else None
-    counters = dict(state.counters.get("series", {}))
+    counters = dict(stored.get("series", {}))
     points: list[tuple[SeriesSpec, float]] = []
     for measurement in result.measurements:
         value = _sample_value(measurement, counters, elapsed)
@@ -135,7 +146,7 @@ def _store(
             kind = Series.Kind.RATE if measurement.kind == COUNTER else Series.Kind.GAUGE
             points.append((SeriesSpec(measurement.metric, measurement.labels, kind, measurement.unit), value))
     statements = 0
-    statement_state = state.counters.get("statements", {})
+    statement_state = stored.get("statements", {})
     if result.statements is not None:
         statements, statement_state = _store_statements(target, now, result, statement_state, elapsed)
     state.counters = {"series": counters, "statements": statement_state, "collector": collector_state}
@@ -160,15 +171,18 @@ def _sample_value(measurement: Measurement, counters: dict, elapsed: float | Non
 
 
 def _store_statements(target, now, result, previous: dict, elapsed) -> tuple[int, dict]:
-    current = {str(s.queryid): [getattr(s, f) for f in _STATEMENT_FIELDS] for s in result.statements}
+    current = {str(s.queryid): _statement_counters(s) for s in result.statements}
     deltas = []
-    zeros = [0] * len(_STATEMENT_FIELDS)
-    for stmt in result.statements:
-        if not previous or elapsed is None:
-            break  # no baseline yet (first run, or the extension was just enabled): lifetime totals are no delta
+    zeros = (0,) * len(_STATEMENT_FIELDS)
+    # No baseline yet (first run, or the extension was just enabled): lifetime totals are no delta.
+    for stmt in result.statements if previous and elapsed is not None else ():
+        key = str(stmt.queryid)
+        counters = current[key]
         # A query first seen in this interval started from zero: its calls belong to this interval.
-        before = previous.get(str(stmt.queryid), zeros)
-        delta = [now_v - then_v for now_v, then_v in zip(current[str(stmt.queryid)], before, strict=True)]
+        before = previous.get(key, zeros)
+        if before[0] == counters[0]:
+            continue  # not called in this interval: most statements, so skipped before any arithmetic
+        delta = [now_v - then_v for now_v, then_v in zip(counters, before, strict=True)]
         if delta[0] <= 0 or any(d < 0 for d in delta):
             continue  # no calls in this interval, or stats were reset
         deltas.append((stmt, delta))
