@@ -6,6 +6,7 @@ on their own ports) unless DATABASE_URL / REDIS_URL point elsewhere, and stops w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -267,3 +268,34 @@ def celery_beat_process(django_db_setup, django_db_blocker):
     )
     yield process
     _stop(process)
+
+
+def stop_control_plane(process: subprocess.Popen, env: dict[str, str]) -> None:
+    """Ctrl-C a `run_control_plane` started by a test; if it does not stop within 90 s, kill it and
+    everything it started (children run in their own sessions, the embedded servers as daemons),
+    then raise: the test fails, but leaves nothing running."""
+    import psutil
+
+    from config.embedded import EmbeddedPostgres, EmbeddedRedis
+
+    descendants = psutil.Process(process.pid).children(recursive=True) if process.poll() is None else []
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)  # what the terminal sends on Ctrl-C
+    try:
+        process.wait(90)
+    except subprocess.TimeoutExpired:
+        for child in [*descendants, psutil.Process(process.pid)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        process.wait()
+        var_dir = Path(env["PERFPILOT_VAR_DIR"])
+        secrets = var_dir / "secrets"
+        with contextlib.suppress(Exception):
+            redis_password = (secrets / "redis_password").read_text().strip()
+            port = int(env["PERFPILOT_EMBEDDED_REDIS_PORT"])
+            EmbeddedRedis(root=var_dir / "redis", port=port, password=redis_password).stop()
+        with contextlib.suppress(Exception):
+            pg_password = (secrets / "postgres_password").read_text().strip()
+            port = int(env["PERFPILOT_EMBEDDED_PG_PORT"])
+            EmbeddedPostgres(root=var_dir / "postgres", port=port, user="", password=pg_password, database="").stop()
+        raise

@@ -12,6 +12,7 @@ from config.models import AuditEvent
 from config.services import audit_record
 
 INSTALLED_ACTION = "alerts.defaults.install"
+MIB = 1024**2
 GIB = 1024**3
 ABOVE, BELOW = AlertRule.Kind.THRESHOLD_ABOVE, AlertRule.Kind.THRESHOLD_BELOW
 
@@ -67,9 +68,11 @@ DEFAULT_RULES: dict[str, RuleInput] = {
         critical_threshold=4 * GIB, for_seconds=300, summary="Redis uses much memory",
         runbook="Set these thresholds to your maxmemory; look for keys without TTL.",
     ),
+    # Bytes, not the ratio: a small Redis (a fresh install's) shows a ratio of 4 over a few MB, which
+    # MEMORY DOCTOR ignores too (it wants over 10 MB lost as well).
     "redis_fragmentation": RuleInput(
-        name="Redis fragmentation", kind=ABOVE, metric="redis_mem_fragmentation_ratio", warning_threshold=1.5,
-        critical_threshold=2.0, for_seconds=900, summary="Redis memory fragmented",
+        name="Redis fragmentation", kind=ABOVE, metric="redis_allocator_frag_bytes", warning_threshold=64 * MIB,
+        critical_threshold=512 * MIB, for_seconds=900, summary="Redis memory fragmented",
         runbook="Enable activedefrag, or restart the replica/primary in a quiet window.",
     ),
     "redis_evictions": RuleInput(

@@ -26,7 +26,7 @@ def test_the_defaults_cover_what_the_issue_asks_for():
     for needed in ("host_cpu_percent", "host_memory_used_percent", "host_disk_used_percent",
                    "postgres_connections_used_percent", "postgres_cache_hit_ratio_percent",
                    "postgres_replication_lag_seconds", "postgres_oldest_transaction_age_seconds",
-                   "postgres_xid_wraparound_percent", "redis_used_memory_bytes", "redis_mem_fragmentation_ratio",
+                   "postgres_xid_wraparound_percent", "redis_used_memory_bytes", "redis_allocator_frag_bytes",
                    "redis_evicted_keys_per_second", "celery_queue_length"):  # fmt: skip
         assert needed in metrics
     assert any(rule.kind == "target_down" for rule in DEFAULT_RULES.values())

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ import pytest
 from django.conf import settings
 
 from config.embedded import EmbeddedRedis
-from tests.conftest import free_port
+from tests.conftest import free_port, stop_control_plane
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "fault-test-password-1"
@@ -155,9 +154,7 @@ def test_redis_stopped_for_a_minute_keeps_the_web_up_and_collection_resumes(tmp_
             log=log,
         )
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGINT)
-            process.wait(90)
+        stop_control_plane(process, env)
     output = log.read_text()
     assert process.returncode == 0, output[-3000:]
     # No process of the control plane died over it, let alone crash-looped.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import psutil
 import pytest
 from django.conf import settings
 
-from tests.conftest import free_port
+from tests.conftest import free_port, stop_control_plane
 
 ROOT = Path(__file__).resolve().parents[2]
 COUNT_OPERATORS = (
@@ -51,11 +50,6 @@ def _start(env: dict, log: Path) -> subprocess.Popen:
     )
 
 
-def _stop_with_ctrl_c(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGINT)  # what the terminal sends on Ctrl-C
-    process.wait(90)
-
-
 def test_control_plane_starts_is_ready_stops_cleanly_and_keeps_its_data(tmp_path):
     web_port = free_port()
     env = {
@@ -82,7 +76,7 @@ def test_control_plane_starts_is_ready_stops_cleanly_and_keeps_its_data(tmp_path
         children = psutil.Process(process.pid).children(recursive=True)
         assert len(children) >= 3
     finally:
-        _stop_with_ctrl_c(process)
+        stop_control_plane(process, env)
     output = log.read_text()
     assert process.returncode == 0, output[-3000:]
     assert "username: operator" in output
@@ -116,6 +110,6 @@ def test_control_plane_starts_is_ready_stops_cleanly_and_keeps_its_data(tmp_path
         )
         assert result.stdout.strip() == "1"
     finally:
-        _stop_with_ctrl_c(process)
+        stop_control_plane(process, env)
     assert "username: operator" not in log.read_text()
     assert process.returncode == 0
