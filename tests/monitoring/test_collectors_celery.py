@@ -171,3 +171,34 @@ def test_collect_target_stores_rates_from_the_second_collection_and_none_after_a
     state.save()
     collect_target(target=target)
     assert len(stored_samples(target.id, metric)) == len(rates)  # no rate across the reset, no negative one
+
+
+def test_the_broker_connection_is_kept_between_collections(idle_broker):
+    from monitoring.collectors import celery as celery_collector
+
+    target = _target(idle_broker, name="kept-connection")
+    CeleryCollector(target).collect()
+    kept = [s for key, s in celery_collector._sessions.items() if key[1] == idle_broker]
+    CeleryCollector(target).collect()
+    again = [s for key, s in celery_collector._sessions.items() if key[1] == idle_broker]
+    assert len(kept) == 1 and again == kept
+    assert not kept[0].busy.locked()  # free for the next collection
+    kept[0].close()
+
+
+def test_a_broker_restart_costs_no_collection_and_a_stopped_broker_is_an_error(tmp_path):
+    server = EmbeddedRedis(root=tmp_path / "broker", port=free_port(), password="pw-restarted")
+    server.start()
+    url = f"redis://:pw-restarted@127.0.0.1:{server.port}/0"
+    target = _target(url, name="restarted-broker")
+    try:
+        assert measurements_by_metric(CeleryCollector(target).collect())["celery_workers_online"][0].value == 0
+        server.stop()
+        server.start()  # the kept connection is stale now: the collection retries on a new one
+        assert measurements_by_metric(CeleryCollector(target).collect())["celery_workers_online"][0].value == 0
+        server.stop()
+        with pytest.raises(CollectorError) as caught:
+            CeleryCollector(target).collect()
+        assert "pw-restarted" not in str(caught.value)
+    finally:
+        server.stop()
