@@ -77,15 +77,15 @@ _ERROR_BODY = {
 # token, a role too low, something the request names that does not exist, input that does not
 # validate, and the database or Redis being unavailable (retry later).
 _COMMON_RESPONSES = {
-    "400": {"description": "The input was refused", "content": {"application/json": {"schema": _ERROR_BODY}}},
-    "401": {"description": "Authentication required", "content": {"application/json": {"schema": _ERROR_BODY}}},
-    "403": {"description": "Your role may not do this", "content": {"application/json": {"schema": _ERROR_BODY}}},
-    "404": {"description": "Not found", "content": {"application/json": {"schema": _ERROR_BODY}}},
-    "422": {"description": "The input did not validate", "content": {"application/json": {"schema": _ERROR_BODY}}},
-    "503": {
-        "description": "The database or Redis is unavailable; retry later",
-        "content": {"application/json": {"schema": _ERROR_BODY}},
-    },
+    status: {"description": description, "content": {"application/json": {"schema": _ERROR_BODY}}}
+    for status, description in {
+        "400": "The input was refused",
+        "401": "Authentication required",
+        "403": "Your role may not do this",
+        "404": "Not found",
+        "422": "The input did not validate",
+        "503": "The database or Redis is unavailable; retry later",
+    }.items()
 }
 
 
