@@ -25,6 +25,8 @@ from psycopg import sql
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from config.redis_client import DRIVER_INFO
+
 logger = logging.getLogger(__name__)
 
 PG_OS_USER = "perfpilot"
@@ -271,6 +273,7 @@ class EmbeddedRedis:
             socket_timeout=2,
             socket_connect_timeout=2,
             retry=Retry(NoBackoff(), 0),
+            driver_info=DRIVER_INFO,
         )
 
     def is_running(self) -> bool:

@@ -9,6 +9,11 @@ import redis
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from redis.driver_info import DriverInfo
+
+# redis-py otherwise reads its version from the package metadata for every new connection, which
+# costs more CPU (~6 ms) than a whole Redis collection. Pass this to every client we build.
+DRIVER_INFO = DriverInfo(lib_version=redis.__version__)
 
 
 @lru_cache(maxsize=1)
@@ -20,6 +25,7 @@ def get_redis() -> redis.Redis:
         socket_timeout=timeout,
         health_check_interval=30,
         decode_responses=True,
+        driver_info=DRIVER_INFO,
     )
 
 

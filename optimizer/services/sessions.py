@@ -22,6 +22,7 @@ from django.conf import settings
 from psycopg import errors, sql
 from psycopg.rows import dict_row
 
+from config.redis_client import DRIVER_INFO
 from monitoring.collectors.postgres import bounded_conninfo, scrub
 from monitoring.models import Target
 from optimizer.tuners.base import TunerError
@@ -175,6 +176,7 @@ def open_session(
             socket_connect_timeout=target.timeout_seconds,
             socket_timeout=max(statement_ms, action_ms) / 1000,
             decode_responses=False,
+            driver_info=DRIVER_INFO,
         )
     else:
         raise TunerError(f"The optimizer works on PostgreSQL and Redis targets, not {target.get_kind_display()}.")
