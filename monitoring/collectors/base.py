@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +31,12 @@ class Measurement:
     unit: str = ""
 
 
-@dataclass(frozen=True)
-class StatementCounters:
-    """Cumulative pg_stat_statements counters of one normalized query."""
+class StatementCounters(NamedTuple):
+    """Cumulative pg_stat_statements counters of one normalized query.
+
+    A named tuple, not a dataclass: a busy server has thousands of these per collection, and a
+    tuple is built several times faster.
+    """
 
     queryid: int
     database: str

@@ -1,8 +1,9 @@
 """The PostgreSQL collector: activity, throughput, cache, bloat, wraparound, replication, statements.
 
-One short read-only connection per collection (PostgreSQL 13-18). The database in the URL is the
-one monitored: pg_stat_database counters, tables and pg_stat_statements are read for it, while
-sizes, wraparound, connections and activity cover the whole server. Metrics (labels in braces):
+One read-only connection per target, kept between collections (PostgreSQL 13-18). The database
+in the URL is the one monitored: pg_stat_database counters, tables and pg_stat_statements are
+read for it, while sizes, wraparound, connections and activity cover the whole server.
+Metrics (labels in braces):
     postgres_connections{state}              client backends by state (active, idle, ...)
     postgres_connections_used_percent        client backends / max_connections
     postgres_commits_per_second{database}, postgres_rollbacks_per_second{database}     COUNTER
@@ -52,6 +53,7 @@ from monitoring.collectors.base import (
     StatementCounters,
     register,
 )
+from monitoring.collectors.kept import KeptConnections
 from monitoring.urls_util import MASK, mask_url
 
 APPLICATION_NAME = "perfpilot-collector"
@@ -138,7 +140,8 @@ _EXTENSION_SQL = _marked(
 )
 # Summed per queryid over users and nesting levels; rows whose text carries MARKER are ours.
 _STATEMENTS_SQL = _marked(
-    """SELECT queryid, min(query), sum(calls), sum({total}), sum(rows), sum(shared_blks_hit), sum(shared_blks_read)
+    """SELECT queryid, min(query), sum(calls)::bigint, sum({total})::float8, sum(rows)::bigint,
+              sum(shared_blks_hit)::bigint, sum(shared_blks_read)::bigint
        FROM {view}
        WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
          AND coalesce(query, '') NOT LIKE %s
@@ -217,6 +220,10 @@ def bounded_conninfo(
     return params
 
 
+# One connection per target and worker process, kept between collections (see kept.py).
+_kept: KeptConnections[psycopg.Connection] = KeptConnections(close=lambda conn: conn.close())
+
+
 def _version_text(server_version: int) -> str:
     return f"{server_version // 10000}.{server_version % 10000}"
 
@@ -236,8 +243,7 @@ class PostgresCollector(Collector):
         )
         return CollectorError(message)
 
-    @contextmanager
-    def connect(self) -> Iterator[psycopg.Connection]:
+    def _open(self) -> psycopg.Connection:
         """A read-only autocommit connection whose statements, locks and connect are bounded by the timeout."""
         url = self.target.url
         timeout_ms = max(1, round(self.timeout * 1000))
@@ -254,12 +260,19 @@ class PostgresCollector(Collector):
             conn = psycopg.connect(autocommit=True, **params)
         except psycopg.Error as exc:
             raise self._fail(exc, connecting=True) from exc
+        if conn.info.server_version < MIN_SERVER_VERSION:
+            conn.close()
+            raise CollectorError(
+                f"{self._where} runs PostgreSQL {_version_text(conn.info.server_version)}; "
+                "Perfpilot supports PostgreSQL 13 and later"
+            )
+        return conn
+
+    @contextmanager
+    def connect(self) -> Iterator[psycopg.Connection]:
+        """A new connection (see _open), closed afterwards; psycopg errors become CollectorErrors."""
+        conn = self._open()
         try:
-            if conn.info.server_version < MIN_SERVER_VERSION:
-                raise CollectorError(
-                    f"{self._where} runs PostgreSQL {_version_text(conn.info.server_version)}; "
-                    "Perfpilot supports PostgreSQL 13 and later"
-                )
             yield conn
         except psycopg.Error as exc:
             raise self._fail(exc) from exc
@@ -272,19 +285,49 @@ class PostgresCollector(Collector):
             return f"PostgreSQL {_version_text(conn.info.server_version)}"
 
     def collect(self) -> CollectResult:
+        """Read the server over the connection kept from the previous collection, or a new one."""
+        slot, fingerprint = self.target.pk, (self.target.url, self.timeout)
+        conn = _kept.take(slot, fingerprint)
+        if conn is not None:
+            try:
+                result = self._read(conn)
+            except psycopg.Error as exc:
+                _kept.discard(conn)
+                if not conn.closed:
+                    raise self._fail(exc) from exc
+                # The connection died since the last collection (a server restart, an idle
+                # timeout): not the server's state now, so ask once more on a new connection.
+            except BaseException:
+                _kept.discard(conn)
+                raise
+            else:
+                _kept.put_back(slot, fingerprint, conn)
+                return result
+        conn = self._open()
+        try:
+            result = self._read(conn)
+        except psycopg.Error as exc:
+            _kept.discard(conn)
+            raise self._fail(exc) from exc
+        except BaseException:
+            _kept.discard(conn)
+            raise
+        _kept.put_back(slot, fingerprint, conn)
+        return result
+
+    def _read(self, conn: psycopg.Connection) -> CollectResult:
         result = CollectResult()
-        with self.connect() as conn:
-            database, in_recovery, max_connections, preload = _one(conn, _SERVER_SQL)
-            labels = {"database": database}
-            add = result.measurements.extend
-            add(self._connections(conn, max_connections, result.notes))
-            add(self._activity(conn))
-            add(self._database_stats(conn, labels))
-            add(self._databases(conn))
-            add(self._dead_tuples(conn, labels))
-            add(self._replication(conn, in_recovery))
-            add(self._checkpoints(conn))
-            result.statements = self._statements(conn, database, preload, result.notes)
+        database, in_recovery, max_connections, preload = _one(conn, _SERVER_SQL)
+        labels = {"database": database}
+        add = result.measurements.extend
+        add(self._connections(conn, max_connections, result.notes))
+        add(self._activity(conn))
+        add(self._database_stats(conn, labels))
+        add(self._databases(conn))
+        add(self._dead_tuples(conn, labels))
+        add(self._replication(conn, in_recovery))
+        add(self._checkpoints(conn))
+        result.statements = self._statements(conn, database, preload, result.notes)
         return result
 
     def _connections(self, conn: psycopg.Connection, max_connections: int, notes: list[str]) -> list[Measurement]:
@@ -436,25 +479,15 @@ class PostgresCollector(Collector):
                 "so there are no query statistics. To fix it, GRANT pg_monitor to it."
             )
             return None
-        statements = []
-        for queryid, query, calls, total_ms, rows_, hit, read in rows:
-            if queryid is None:
-                notes.append(
-                    "Some queries of other users are hidden from the monitoring user; "
-                    "GRANT pg_monitor to it to see them."
-                )
-                continue
-            statements.append(
-                StatementCounters(
-                    queryid=int(queryid),
-                    database=database,
-                    query=query or "",
-                    calls=int(calls),
-                    total_time_ms=float(total_ms),
-                    rows=int(rows_),
-                    shared_blks_hit=int(hit),
-                    shared_blks_read=int(read),
-                )
+        # The sums are cast in SQL, so the values arrive as the Python ints and floats we keep.
+        statements = [
+            StatementCounters(queryid, database, query or "", calls, total_ms, rows_, hit, read)
+            for queryid, query, calls, total_ms, rows_, hit, read in rows
+            if queryid is not None
+        ]
+        if len(statements) < len(rows):
+            notes.append(
+                "Some queries of other users are hidden from the monitoring user; GRANT pg_monitor to it to see them."
             )
         return statements
 

@@ -1,6 +1,6 @@
 """The Redis collector: memory, fragmentation, hit ratio, throughput, clients, keys and replication.
 
-One INFO per collection. Metrics (labels in braces):
+One INFO per collection, over a connection kept between collections. Metrics (labels in braces):
     redis_used_memory_bytes, redis_used_memory_rss_bytes
     redis_mem_fragmentation_ratio, redis_allocator_frag_ratio, redis_allocator_frag_bytes
         (the allocator ones only when Redis runs on jemalloc, which reports them)
@@ -17,13 +17,17 @@ One INFO per collection. Metrics (labels in braces):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from config.redis_client import DRIVER_INFO
 from monitoring.collectors.base import COUNTER, Collector, CollectorError, CollectResult, Measurement, register
+from monitoring.collectors.kept import KeptConnections
 
 
 def redis_client(url: str, *, timeout: float) -> redis.Redis:
@@ -36,9 +40,28 @@ def redis_client(url: str, *, timeout: float) -> redis.Redis:
             # redis-py retries three times by default, which would quadruple the timeout.
             retry=Retry(NoBackoff(), 0),
             decode_responses=True,
+            driver_info=DRIVER_INFO,
         )
     except ValueError as exc:
         raise CollectorError(f"The Redis URL is not valid: {scrub(str(exc), url)}") from exc
+
+
+# One client per target and worker process, kept between collections (see kept.py). redis-py
+# itself reconnects a pooled connection that the server closed meanwhile.
+_kept: KeptConnections[redis.Redis] = KeptConnections(close=lambda client: client.close())
+
+
+@contextmanager
+def kept_redis_client(target, *, timeout: float) -> Iterator[redis.Redis]:
+    """A redis_client for the target's URL, kept for its next collection unless this one failed."""
+    slot, fingerprint = target.pk, (target.url, timeout)
+    client = _kept.take(slot, fingerprint) or redis_client(target.url, timeout=timeout)
+    try:
+        yield client
+    except BaseException:
+        _kept.discard(client)
+        raise
+    _kept.put_back(slot, fingerprint, client)
 
 
 def scrub(message: str, url: str) -> str:
@@ -122,7 +145,7 @@ class RedisCollector(Collector):
     def _info(self) -> dict:
         url = self.target.url
         try:
-            with redis_client(url, timeout=self.timeout) as client:
+            with kept_redis_client(self.target, timeout=self.timeout) as client:
                 info = client.info()
         except redis.RedisError as exc:
             where = f"Redis at {self.target.url_display or 'the configured URL'}"

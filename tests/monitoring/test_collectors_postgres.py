@@ -161,6 +161,43 @@ def test_sessions_are_read_only_and_bounded_by_the_timeout(server):
         conn.execute("CREATE TABLE pp_h2_never (id int)")
 
 
+def _collector_backends(server: Server) -> list[int]:
+    with server.connect() as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'perfpilot-collector' "
+            "AND datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+def test_the_connection_is_kept_between_collections_of_a_target(embedded):
+    from monitoring.collectors import postgres as postgres_collector
+
+    postgres_collector._kept.close_all()
+    target = _unsaved_target(embedded.url)
+    PostgresCollector(target).collect()
+    first = _collector_backends(embedded)
+    PostgresCollector(target).collect()
+    assert len(first) == 1 and _collector_backends(embedded) == first  # one login, not one per collection
+    postgres_collector._kept.close_all()
+    _wait_until(lambda: not _collector_backends(embedded), what="the kept connection to close")
+
+
+def test_a_kept_connection_that_died_costs_no_collection(embedded):
+    from monitoring.collectors import postgres as postgres_collector
+
+    postgres_collector._kept.close_all()
+    target = _unsaved_target(embedded.url)
+    PostgresCollector(target).collect()
+    [killed] = _collector_backends(embedded)
+    with embedded.connect() as conn:  # what a server restart or an idle_session_timeout does to it
+        conn.execute("SELECT pg_terminate_backend(%s)", [killed])
+    result = PostgresCollector(target).collect()
+    assert result.measurements
+    assert killed not in _collector_backends(embedded)
+    postgres_collector._kept.close_all()
+
+
 def test_a_down_target_raises_a_readable_error_without_the_password():
     secret = "s3cret-p%40ss"  # URL-encoded: neither form may leak
     url = f"postgresql://monitor:{secret}@127.0.0.1:{free_port()}/app"

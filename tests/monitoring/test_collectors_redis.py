@@ -174,6 +174,23 @@ def test_replication_lag_is_reported_by_a_replica_and_by_its_primary(private, pr
             replica.client().shutdown(nosave=True)
 
 
+def test_the_connection_is_kept_between_collections_and_survives_a_restart(tmp_path):
+    server = EmbeddedRedis(root=tmp_path / "kept", port=free_port(), password=PASSWORD)
+    server.start()
+    target = _target(f"redis://:{PASSWORD}@127.0.0.1:{server.port}/0", name="kept-redis")
+    try:
+        RedisCollector(target).collect()
+        first = {client["id"] for client in server.client().client_list() if client["cmd"] != "client|list"}
+        RedisCollector(target).collect()
+        again = {client["id"] for client in server.client().client_list() if client["cmd"] != "client|list"}
+        assert len(first) == 1 and again == first  # one connection, not one per collection
+        server.stop()
+        server.start()  # the kept connection is stale now: redis-py reconnects it
+        assert measurements_by_metric(RedisCollector(target).collect())["redis_used_memory_bytes"]
+    finally:
+        server.stop()
+
+
 def test_a_closed_port_is_a_readable_error_without_the_password():
     url = f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0"
     with pytest.raises(CollectorError) as caught:
