@@ -7,7 +7,7 @@ and runtimes come from Celery events captured for a short window on every collec
 
 Metrics (labels in braces):
     celery_queue_length{queue}              messages waiting, all kombu priority lists together
-    celery_workers_online                   workers answering a control ping (0 is not a failure)
+    celery_workers_online                   workers answering `inspect stats` (0 is not a failure)
     celery_tasks_active, celery_tasks_reserved          over all workers
     celery_tasks_succeeded_per_second, celery_tasks_failed_per_second,
     celery_tasks_retried_per_second         events counted over the window / the window's length
@@ -18,24 +18,31 @@ Metrics (labels in braces):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from uuid import uuid4
 
 import redis
 from celery import Celery
+from celery.events.event import get_exchange
+from kombu import Consumer, Queue
 from kombu.exceptions import ChannelError, KombuError
 from kombu.exceptions import ConnectionError as KombuConnectionError
+from kombu.transport import redis as kombu_redis
 
 from config.redis_client import celery_queue_lengths
 from monitoring.collectors.base import COUNTER, Collector, CollectorError, CollectResult, Measurement, register
-from monitoring.collectors.redis import redis_client, redis_error_message, scrub
+from monitoring.collectors.kept import KeptConnections
+from monitoring.collectors.redis import kept_redis_client, redis_client, redis_error_message, scrub
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_QUEUES = ("celery",)
 QUANTILES = (0.5, 0.95, 0.99)
+EVENTS_REENABLE_SECONDS = 60.0
 _BROKER_ERRORS = (KombuError, KombuConnectionError, ChannelError, redis.RedisError, OSError)
 
 
@@ -66,63 +73,47 @@ def quantile(values: list[float], q: float) -> float:
 class _BrokerSession:
     """A throwaway Celery app and its broker connection, kept between collections of one target.
 
-    A broadcast (ping, inspect) over a new connection costs ~12 ms of CPU in kombu's set-up of
-    clients and channels, four times per collection when workers answer; over a kept connection
-    it costs ~3 ms. One conversation uses a session at a time: `busy` is held while it does.
+    A control broadcast (inspect) over a new connection costs ~12 ms of CPU in kombu's set-up of
+    clients and channels, three times per collection when workers answer; over a kept connection
+    it costs ~2.5 ms, and the event window reuses it too. It lives on the shelf of kept.py, which
+    hands it to one conversation at a time.
     """
 
     def __init__(self, app: Celery, connection) -> None:
         self.app = app
         self.connection = connection
-        self.busy = threading.Lock()
-        self.kept = False  # in _sessions, for the next collections; a temporary one is closed after use
-        self.closed = False
-
-    def release(self) -> None:
-        if self.busy.locked():
-            self.busy.release()
+        self.events_enabled_at: float | None = None  # time.monotonic() of our last enable_events
 
     def close(self) -> None:
-        """Stop keeping this session: the next collection opens a new one."""
-        self.kept = False
-        with _sessions_lock:
-            for key, session in list(_sessions.items()):
-                if session is self:
-                    del _sessions[key]
-        if not self.closed:
-            self.closed = True
-            for closing in (self.connection.release, self.app.close):
-                try:
-                    closing()
-                except Exception:  # already broken: nothing left to release
-                    logger.debug("closing a Celery broker session failed", exc_info=True)
+        for closing in (self.connection.release, self.app.close):
+            try:
+                closing()
+            except Exception:  # already broken: nothing left to release
+                logger.debug("closing a Celery broker session failed", exc_info=True)
 
 
-_sessions: dict[tuple, _BrokerSession] = {}
-_sessions_lock = threading.Lock()
+class _RedisChannel(kombu_redis.Channel):
+    """kombu's Redis channel, with one redis-py client for its commands instead of one per command.
 
-
-def _broker_session(collector: CeleryCollector) -> tuple[_BrokerSession, bool]:
-    """This target's kept session, held for this conversation, and whether it was kept from before.
-
-    A session still busy (a conversation stuck past its deadline) is left alone: this one gets a
-    session of its own.
+    kombu builds a client object for each command it sends, and redis-py builds hundreds of
+    response callbacks for each client: a third of a control broadcast's CPU. A client only holds
+    the connection pool and those callbacks, so one serves every command of the channel.
     """
-    target = collector.target
-    key = (target.pk, target.url, collector._app_name(), collector.timeout)
-    with _sessions_lock:
-        session = _sessions.get(key)
-        if session is not None and session.busy.acquire(blocking=False):
-            return session, True
-        app = collector._throwaway_app()
-        # An explicit URL, and this connection passed to every call: Celery would otherwise prefer
-        # the CELERY_BROKER_URL environment variable (the control plane's own broker) to ours.
-        fresh = _BrokerSession(app, app.connection_for_write(url=target.url))
-        fresh.busy.acquire()
-        if session is None:
-            _sessions[key] = fresh
-            fresh.kept = True
-        return fresh, False
+
+    def _create_client(self, asynchronous: bool = False):
+        if asynchronous:
+            return super()._create_client(asynchronous=True)
+        client = self.__dict__.get("_commands_client")
+        if client is None:
+            client = self.__dict__["_commands_client"] = super()._create_client()
+        return client
+
+
+class _RedisTransport(kombu_redis.Transport):
+    Channel = _RedisChannel
+
+
+_kept: KeptConnections[_BrokerSession] = KeptConnections(close=_BrokerSession.close)
 
 
 @register
@@ -164,7 +155,7 @@ class CeleryCollector(Collector):
                 f"Task rates and runtimes are sampled from a {seconds:.1f} s window of Celery events per collection."
             )
         if not report.online:
-            result.notes.append("No Celery worker answered the ping.")
+            result.notes.append("No Celery worker answered.")
         return result
 
     def test_connection(self) -> str:
@@ -224,7 +215,7 @@ class CeleryCollector(Collector):
 
     def _queue_lengths(self, queues: list[str]) -> dict[str, int]:
         try:
-            with redis_client(self.target.url, timeout=self.timeout) as client:
+            with kept_redis_client(self.target, timeout=self.timeout) as client:
                 return celery_queue_lengths(client, queues)
         except redis.RedisError as exc:
             raise CollectorError(self._broker_error(exc)) from exc
@@ -257,41 +248,51 @@ class CeleryCollector(Collector):
         return report
 
     def _converse(self, report: _WorkerReport, window: float) -> None:
-        session, reused = _broker_session(self)
+        target = self.target
+        slot, fingerprint = target.pk, (target.url, self._app_name(), self.timeout)
+        session = _kept.take(slot, fingerprint)
         try:
-            try:
-                self._ask(session, report, window)
-            except _BROKER_ERRORS:
-                session.close()
-                if not reused:
-                    raise
-                # A kept connection can have gone stale (a broker restart): ask once more on a new one.
-                session, reused = _broker_session(self)
+            if session is not None:
+                try:
+                    self._ask(session, report, window)
+                except _BROKER_ERRORS:
+                    # A kept connection can have gone stale (a broker restart): ask once more on a new one.
+                    _kept.discard(session)
+                    session = None
+            if session is None:
+                session = self._new_session()
                 self._ask(session, report, window)
         except Exception as exc:  # handed to the caller's thread, which raises it
-            session.close()
+            if session is not None:
+                _kept.discard(session)
             report.error = exc
-        finally:
-            session.release()
-            if not session.kept:
-                session.close()
+        else:
+            _kept.put_back(slot, fingerprint, session)
+
+    def _new_session(self) -> _BrokerSession:
+        app = self._throwaway_app()
+        # An explicit URL, and this connection passed to every call: Celery would otherwise prefer
+        # the CELERY_BROKER_URL environment variable (the control plane's own broker) to ours.
+        return _BrokerSession(app, app.connection_for_write(url=self.target.url, transport=_RedisTransport))
 
     def _ask(self, session: _BrokerSession, report: _WorkerReport, window: float) -> None:
         app, conn = session.app, session.connection
         reply_timeout = min(1.0, self.timeout / 4)
-        replies = app.control.ping(timeout=reply_timeout, connection=conn) or []
-        workers = {name for reply in replies for name in reply}
+        # No ping: the stats replies name the workers online (waiting out the timeout, as a ping
+        # would), and each broadcast costs more CPU than the collection's other work together.
+        stats = app.control.inspect(timeout=reply_timeout, connection=conn).stats() or {}
+        workers = set(stats)
         report.online = len(workers)
+        for worker, worker_stats in stats.items():
+            totals = (worker_stats or {}).get("total") or {}
+            report.processed[worker] = sum(int(n) for n in totals.values())
         if workers:
             # limit= returns as soon as every known worker answered, instead of waiting out the timeout.
             inspect = app.control.inspect(timeout=reply_timeout, connection=conn, limit=len(workers))
             report.active = sum(len(tasks or []) for tasks in (inspect.active() or {}).values())
             report.reserved = sum(len(tasks or []) for tasks in (inspect.reserved() or {}).values())
-            for worker, stats in (inspect.stats() or {}).items():
-                totals = (stats or {}).get("total") or {}
-                report.processed[worker] = sum(int(n) for n in totals.values())
         if window > 0 and workers:  # with no worker there is no event to wait for
-            self._capture_events(app, conn, report, window)
+            self._capture_events(session, report, window)
 
     def _throwaway_app(self) -> Celery:
         timeout = self.timeout
@@ -308,48 +309,50 @@ class CeleryCollector(Collector):
         )
         return app
 
-    def _capture_events(self, app: Celery, conn, report: _WorkerReport, window: float) -> None:
-        """Count task events for `window` seconds, starting once our event queue is bound."""
-        started: list[float] = []
-
-        def on_succeeded(event: dict) -> None:
-            report.succeeded += 1
-            runtime = event.get("runtime")
-            if isinstance(runtime, int | float):
-                report.runtimes.append(float(runtime))
-
-        def on_failed(event: dict) -> None:
-            report.failed += 1
-
-        def on_retried(event: dict) -> None:
-            report.retried += 1
-
-        receiver = app.events.Receiver(
-            conn,
-            handlers={
-                "task-succeeded": on_succeeded,
-                "task-failed": on_failed,
-                "task-retried": on_retried,
-                "*": lambda event: None,
-            },
+    def _capture_events(self, session: _BrokerSession, report: _WorkerReport, window: float) -> None:
+        """Count task events for `window` seconds on the kept connection, from our subscription on."""
+        app, conn = session.app, session.connection
+        channel = conn.default_channel
+        # On Redis, events go through a fanout (publish/subscribe) exchange: they reach us only while
+        # subscribed, and nothing is left behind in the broker when we stop listening.
+        queue = Queue(
+            f"{app.conf.event_queue_prefix}.{uuid4()}",
+            exchange=get_exchange(conn, name=app.conf.event_exchange),
+            routing_key="#",
+            auto_delete=True,
+            durable=False,
         )
-        receiver.connect_max_retries = 1
 
-        def on_consume_ready(connection, channel, consumers, **kwargs) -> None:
-            # Enable events only now: on Redis, events published before our queue is bound are lost.
-            app.control.enable_events(connection=connection, channel=channel)
-            started.append(time.monotonic())
+        def count(event: dict) -> None:
+            kind = event.get("type")
+            if kind == "task-succeeded":
+                report.succeeded += 1
+                runtime = event.get("runtime")
+                if isinstance(runtime, int | float):
+                    report.runtimes.append(float(runtime))
+            elif kind == "task-failed":
+                report.failed += 1
+            elif kind == "task-retried":
+                report.retried += 1
 
-        def on_iteration() -> None:
-            if started and time.monotonic() - started[0] >= window:
-                receiver.should_stop = True
+        def on_message(body, message) -> None:
+            for event in body if isinstance(body, list) else [body]:  # workers may send events in groups
+                if isinstance(event, dict):
+                    count(event)
 
-        receiver.on_consume_ready = on_consume_ready
-        receiver.on_iteration = on_iteration
-        try:
-            for _ in receiver.consume(limit=None, timeout=window + 1, safety_interval=0.1, wakeup=False):
-                continue
-        except TimeoutError:
-            pass  # a quiet broker: the backstop idle timeout, not an error
-        if started:
-            report.window_seconds = time.monotonic() - started[0]
+        with Consumer(channel, queues=[queue], callbacks=[on_message], accept=["json"], no_ack=True):
+            _drain(conn, 0)  # sends the SUBSCRIBE: events from here on reach us
+            started = time.monotonic()
+            if session.events_enabled_at is None or started - session.events_enabled_at >= EVENTS_REENABLE_SECONDS:
+                # Workers keep events on once asked; asking again now and then covers a restarted one.
+                app.control.enable_events(connection=conn, channel=channel)
+                session.events_enabled_at = started
+            while (remaining := started + window - time.monotonic()) > 0:
+                _drain(conn, remaining)
+        report.window_seconds = time.monotonic() - started
+
+
+def _drain(conn, timeout: float) -> None:
+    """Handle what the broker delivers within `timeout` seconds (returning at the first delivery)."""
+    with contextlib.suppress(TimeoutError):  # nothing arrived: a quiet broker, not an error
+        conn.drain_events(timeout=timeout)
