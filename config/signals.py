@@ -1,10 +1,11 @@
-"""Celery signal handlers that start and stop the worker heartbeat."""
+"""Celery signal handlers: the worker heartbeat, and the garbage collector of pool processes."""
 
 from __future__ import annotations
 
+import gc
 import logging
 
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from config.heartbeat import HeartbeatThread, worker_heartbeat_clear
 
@@ -31,3 +32,14 @@ def stop_worker_heartbeat(sender, **kwargs) -> None:
         worker_heartbeat_clear(hostname)
     except Exception as exc:
         logger.warning("worker heartbeat not cleared: %s", exc)
+
+
+@worker_process_init.connect
+def freeze_startup_objects(**kwargs) -> None:
+    """Leave the objects a pool process starts with out of its garbage collections.
+
+    Django, Celery and every module loaded at start-up live as long as the process. Without this,
+    each full collection walks them all again, which took tens of milliseconds of CPU in the
+    middle of an otherwise ~25 ms collection cycle.
+    """
+    gc.freeze()
