@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from alerts.services.delivery import channel_test_send
+from monitoring.storage import SeriesSpec, samples_write, series_resolve
 from tests.alerts.conftest import make_alert, make_channel, make_rule
 from tests.alerts.fake_slack import FakeSlack
 from tests.conftest import PASSWORD
@@ -25,6 +29,11 @@ def test_ack_and_silence_a_firing_alert(live_server, operator_user):
     from monitoring.models import Target
 
     target = Target.objects.create(name="db1", kind="postgres")
+    # Breaching samples: the beat of earlier browser tests may evaluate this rule meanwhile, and
+    # with no data it would resolve the alert before the page shows it.
+    (series_id,) = series_resolve(target_id=target.id, specs=[SeriesSpec("postgres_connections_used_percent", {})])
+    now = timezone.now()
+    samples_write([(series_id, now - timedelta(minutes=minutes), 97.0) for minutes in range(5)])
     rule = make_rule(runbook="Check pg_stat_activity.")
     alert = make_alert(rule, target=target, severity="critical", value=97.0, threshold=95.0)
     make_alert(make_rule(name="Disk nearly full", metric="host_disk_used_percent"), target=target, state="pending")

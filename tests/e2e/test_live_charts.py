@@ -1,4 +1,5 @@
-"""The Overview's charts update in place (HTMX), without a page reload, as new samples arrive."""
+"""A first login lands on the Overview, whose charts update in place (HTMX), without a page
+reload, as new samples arrive."""
 
 from __future__ import annotations
 
@@ -26,17 +27,20 @@ def _write_cpu(series_id: int, minutes_ago: list[int]) -> None:
     samples_write([(series_id, now - timedelta(minutes=m), 20.0 + m) for m in minutes_ago])
 
 
-def test_overview_chart_updates_without_a_page_reload(live_server, viewer_user):
+def test_first_login_lands_on_the_overview_whose_charts_update_without_a_reload(live_server, viewer_user):
     target = target_create(data=TargetInput(name="web-1", kind="host"), actor=None, via="system")
     (cpu,) = series_resolve(
         target_id=target.id, specs=[SeriesSpec("host_cpu_percent", {"cpu": "total"}, Series.Kind.RATE, "%")]
     )
     _write_cpu(cpu, [50, 40, 30])
     with browser_page() as page:
-        page.goto(f"{live_server.url}/login/")
+        page.goto(f"{live_server.url}/")
+        assert "/login/" in page.url  # never signed in: the Overview sends us to the login first
         page.fill("#id_username", viewer_user.username)
         page.fill("#id_password", PASSWORD)
         page.click("button[type=submit]")
+        page.wait_for_url(f"{live_server.url}/")
+        assert page.locator("h1").inner_text() == "Overview"
         page.wait_for_function(f"({POINTS_JS})() === 3")
         page.evaluate("window.__noReload = true")
         _write_cpu(cpu, [20, 10, 1])
