@@ -19,49 +19,21 @@ from __future__ import annotations
 import itertools
 import os
 import random
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 from django.db import transaction
 from django.utils import timezone
 
 from bench import BenchResult, Figure, percentile
+from bench.servers import celery_spawn, celery_stop
 from config.env import envint
 
-ROOT = Path(__file__).resolve().parent.parent
 EVAL_INTERVAL = 5
 BREACHES = 50
 OUTAGE_SECONDS = envint("PERFPILOT_BENCH_ALERTS_OUTAGE_SECONDS", 300, minimum=10)
 RETRY_AFTER = 10
 GROUPS = 12
 NEW_ALERT_EVERY = 5.0
-
-
-def _spawn(argv: list[str], log: str) -> subprocess.Popen:
-    (ROOT / "var" / "bench").mkdir(parents=True, exist_ok=True)
-    handle = (ROOT / "var" / "bench" / log).open("w")
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", *argv],
-        cwd=ROOT,
-        env={**os.environ},
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _stop(process: subprocess.Popen) -> None:
-    import signal
-
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def _reset() -> None:
@@ -231,15 +203,15 @@ def run() -> BenchResult:
     slack = FakeSlack().start()
     worker_argv = ["worker", "--loglevel", "WARNING", "--concurrency", "2", "--queues", "notify",
                    "--hostname", "bench-alerts@%h", "--without-mingle", "--without-gossip"]  # fmt: skip
-    worker = _spawn(worker_argv, "alerts-worker.log")
-    beat = _spawn(["beat", "--loglevel", "WARNING", "--pidfile="], "alerts-beat.log")
+    worker = celery_spawn(worker_argv, "alerts-worker.log")
+    beat = celery_spawn(["beat", "--loglevel", "WARNING", "--pidfile="], "alerts-beat.log")
     try:
         time.sleep(8)  # worker and beat up
         latencies, baseline = _latency(slack)
         outage = _outage(slack)
     finally:
-        _stop(beat)
-        _stop(worker)
+        celery_stop(beat)
+        celery_stop(worker)
         slack.stop()
         _reset()
     p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)

@@ -1,10 +1,11 @@
-"""The web server the HTTP benchmarks talk to: gunicorn started exactly as `make run` starts it."""
+"""The processes benchmarks talk to: gunicorn started exactly as `make run` starts it, and Celery."""
 
 from __future__ import annotations
 
 import http.client
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -80,3 +81,27 @@ def _wait_until_serving(port: int, process: subprocess.Popen) -> None:
         except OSError:
             time.sleep(0.2)
     raise SystemExit("gunicorn did not start for the benchmark")
+
+
+def celery_spawn(argv: list[str], log: str) -> subprocess.Popen:
+    """`celery -A config ARGV` on the bench's database and Redis, logging to var/bench/LOG."""
+    (ROOT / "var" / "bench").mkdir(parents=True, exist_ok=True)
+    handle = (ROOT / "var" / "bench" / log).open("w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", *argv],
+        cwd=ROOT,
+        env={**os.environ},
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def celery_stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
