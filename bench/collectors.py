@@ -2,8 +2,8 @@
 
 Runs the real collectors (monitoring.services.collection.collect_target, storage included) with
 their default options against the bench's own embedded PostgreSQL and Redis, and its Celery
-broker with a real worker online, so the Celery collection holds its whole conversation: ping,
-inspect active, reserved and stats, and the event window. Measures this process's CPU time
+broker with a real worker online, so the Celery collection holds its whole conversation:
+inspect stats, active and reserved, and the event window. Measures this process's CPU time
 (time.process_time: user + system of the collecting process, what a worker pays), not wall time:
 the event window costs time but hardly any CPU. Baseline, in the same run: the CPU of the
 cheapest possible visit to the same services, one `SELECT 1`, one Redis PING and one psutil call
@@ -98,8 +98,8 @@ def _measure(targets: list[Target]) -> BenchResult:
         setup=(
             f"{CYCLES} cycles of the four built-in targets (host, PostgreSQL, Redis, Celery) with their default "
             "options, after two warm-up cycles, each collection stored as in production. One idle Celery "
-            "worker is online, so each Celery collection pings it, inspects its active and reserved tasks "
-            "and its stats, and listens to its events for the default 2 s window (wall time, not CPU). "
+            "worker is online, so each Celery collection asks it for its stats and its active and reserved "
+            "tasks, and listens to its events for the default 2 s window (wall time, not CPU). "
             "CPU time of the collecting process (`time.process_time`), whose start-up objects are frozen out "
             "of garbage collection as in a worker's pool process (`config.signals.freeze_startup_objects`)."
         ),
