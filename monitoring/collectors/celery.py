@@ -248,26 +248,25 @@ class CeleryCollector(Collector):
         return report
 
     def _converse(self, report: _WorkerReport, window: float) -> None:
+        try:
+            self._ask_on_a_session(report, window)
+        except Exception as exc:  # handed to the caller's thread, which raises it
+            report.error = exc
+
+    def _ask_on_a_session(self, report: _WorkerReport, window: float) -> None:
         target = self.target
         slot, fingerprint = target.pk, (target.url, self._app_name(), self.timeout)
-        session = _kept.take(slot, fingerprint)
-        try:
-            if session is not None:
-                try:
-                    self._ask(session, report, window)
-                except _BROKER_ERRORS:
-                    # A kept connection can have gone stale (a broker restart): ask once more on a new one.
-                    _kept.discard(session)
-                    session = None
-            if session is None:
-                session = self._new_session()
-                self._ask(session, report, window)
-        except Exception as exc:  # handed to the caller's thread, which raises it
-            if session is not None:
-                _kept.discard(session)
-            report.error = exc
-        else:
-            _kept.put_back(slot, fingerprint, session)
+        kept = _kept.take(slot, fingerprint)
+        if kept is not None:
+            try:
+                with _kept.lent(slot, fingerprint, kept):
+                    self._ask(kept, report, window)
+                return
+            except _BROKER_ERRORS:
+                pass  # a kept connection can have gone stale (a broker restart): ask once more on a new one
+        session = self._new_session()
+        with _kept.lent(slot, fingerprint, session):
+            self._ask(session, report, window)
 
     def _new_session(self) -> _BrokerSession:
         app = self._throwaway_app()

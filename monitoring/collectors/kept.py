@@ -17,7 +17,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,16 @@ class KeptConnections(Generic[C]):
             closing.append(replaced[1])
         for unused in closing:
             self.discard(unused)
+
+    @contextmanager
+    def lent(self, slot: Hashable, fingerprint: Hashable, connection: C) -> Iterator[C]:
+        """Use the connection for one collection: put back when the block succeeds, closed when it raises."""
+        try:
+            yield connection
+        except BaseException:
+            self.discard(connection)
+            raise
+        self.put_back(slot, fingerprint, connection)
 
     def discard(self, connection: C) -> None:
         try:

@@ -287,33 +287,23 @@ class PostgresCollector(Collector):
     def collect(self) -> CollectResult:
         """Read the server over the connection kept from the previous collection, or a new one."""
         slot, fingerprint = self.target.pk, (self.target.url, self.timeout)
-        conn = _kept.take(slot, fingerprint)
-        if conn is not None:
+        kept = _kept.take(slot, fingerprint)
+        if kept is not None:
             try:
-                result = self._read(conn)
-            except psycopg.Error as exc:
-                _kept.discard(conn)
-                if not conn.closed:
-                    raise self._fail(exc) from exc
+                return self._read_lent(kept, slot, fingerprint)
+            except CollectorError:
+                if not kept.closed:
+                    raise
                 # The connection died since the last collection (a server restart, an idle
                 # timeout): not the server's state now, so ask once more on a new connection.
-            except BaseException:
-                _kept.discard(conn)
-                raise
-            else:
-                _kept.put_back(slot, fingerprint, conn)
-                return result
-        conn = self._open()
-        try:
-            result = self._read(conn)
-        except psycopg.Error as exc:
-            _kept.discard(conn)
-            raise self._fail(exc) from exc
-        except BaseException:
-            _kept.discard(conn)
-            raise
-        _kept.put_back(slot, fingerprint, conn)
-        return result
+        return self._read_lent(self._open(), slot, fingerprint)
+
+    def _read_lent(self, conn: psycopg.Connection, slot, fingerprint) -> CollectResult:
+        with _kept.lent(slot, fingerprint, conn):
+            try:
+                return self._read(conn)
+            except psycopg.Error as exc:
+                raise self._fail(exc) from exc
 
     def _read(self, conn: psycopg.Connection) -> CollectResult:
         result = CollectResult()

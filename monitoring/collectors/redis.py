@@ -56,12 +56,8 @@ def kept_redis_client(target, *, timeout: float) -> Iterator[redis.Redis]:
     """A redis_client for the target's URL, kept for its next collection unless this one failed."""
     slot, fingerprint = target.pk, (target.url, timeout)
     client = _kept.take(slot, fingerprint) or redis_client(target.url, timeout=timeout)
-    try:
+    with _kept.lent(slot, fingerprint, client):
         yield client
-    except BaseException:
-        _kept.discard(client)
-        raise
-    _kept.put_back(slot, fingerprint, client)
 
 
 def scrub(message: str, url: str) -> str:

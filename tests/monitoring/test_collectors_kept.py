@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from monitoring.collectors.kept import KeptConnections
 
 
@@ -84,3 +86,15 @@ def test_close_all_closes_every_kept_connection():
         shelf.put_back(n, "fp", connection)
     shelf.close_all()
     assert all(connection.closed for connection in kept) and len(shelf) == 0
+
+
+def test_a_lent_connection_goes_back_after_success_and_is_closed_after_an_error():
+    shelf = _shelf()
+    good, bad = FakeConnection("good"), FakeConnection("bad")
+    with shelf.lent(1, "fp", good) as lent:
+        assert lent is good
+    assert shelf.take(1, "fp") is good and not good.closed
+    with pytest.raises(OSError), shelf.lent(2, "fp", bad):
+        raise OSError("the server went away")
+    assert bad.closed
+    assert shelf.take(2, "fp") is None
