@@ -11,7 +11,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from config.crypto import decrypt, encrypt
+from config.crypto import encrypted_url_property
+from monitoring.urls_util import mask_webhook_url
 
 
 class Severity(models.TextChoices):
@@ -198,18 +199,7 @@ class Channel(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    @property
-    def url(self) -> str:
-        """The webhook URL, decrypted. Never render it."""
-        return decrypt(self.url_encrypted) if self.url_encrypted else ""
-
-    @url.setter
-    def url(self, value: str) -> None:
-        from urllib.parse import urlsplit
-
-        self.url_encrypted = encrypt(value)
-        split = urlsplit(value)
-        self.url_display = f"{split.scheme}://{split.hostname or ''}/••••••"
+    url = encrypted_url_property(mask_webhook_url, doc="The webhook URL, decrypted. Never render it.")
 
 
 class Notification(models.Model):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -37,3 +38,19 @@ def decrypt(token: str) -> str:
         return _current().decrypt(token.encode()).decode()
     except InvalidToken as exc:
         raise SecretUnreadable("stored secret cannot be decrypted with the current key; enter it again") from exc
+
+
+def encrypted_url_property(mask: Callable[[str], str], *, doc: str) -> property:
+    """A model's `url`, stored encrypted in `url_encrypted` with a masked copy in `url_display`.
+
+    A property (not a custom descriptor), so that Django's Model(url=...) accepts it as well.
+    """
+
+    def get(instance) -> str:
+        return decrypt(instance.url_encrypted) if instance.url_encrypted else ""
+
+    def set_(instance, value: str) -> None:
+        instance.url_encrypted = encrypt(value) if value else ""
+        instance.url_display = mask(value) if value else ""
+
+    return property(get, set_, doc=doc)

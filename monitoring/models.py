@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from django.db import models
 
-from config.crypto import decrypt, encrypt
+from config.crypto import encrypted_url_property
+from monitoring.urls_util import mask_url
 
 
 class Target(models.Model):
@@ -54,17 +55,7 @@ class Target(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    @property
-    def url(self) -> str:
-        """The full URL, decrypted. Never render it."""
-        return decrypt(self.url_encrypted) if self.url_encrypted else ""
-
-    @url.setter
-    def url(self, value: str) -> None:
-        from monitoring.urls_util import mask_url
-
-        self.url_encrypted = encrypt(value) if value else ""
-        self.url_display = mask_url(value) if value else ""
+    url = encrypted_url_property(mask_url, doc="The full URL, decrypted. Never render it.")
 
     @property
     def is_down(self) -> bool:

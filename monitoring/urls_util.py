@@ -1,4 +1,4 @@
-"""Helpers for target URLs: masking passwords for display."""
+"""Helpers for target and channel URLs: masking their secrets for display."""
 
 from __future__ import annotations
 
@@ -22,3 +22,9 @@ def mask_url(url: str) -> str:
     credentials, _, host_port = split.netloc.rpartition("@")
     user = credentials.split(":", 1)[0]
     return urlunsplit((split.scheme, f"{user}:{MASK}@{host_port}", split.path, split.query, split.fragment))
+
+
+def mask_webhook_url(url: str) -> str:
+    """Only the scheme and host of a webhook URL: its path is the secret (Slack's is)."""
+    split = urlsplit(url)
+    return f"{split.scheme}://{split.hostname or ''}/{MASK}"
