@@ -41,9 +41,9 @@ from alerts.services.manage import (
     silence_expire,
     silence_update,
 )
-from config.endpoints import ERRORS, section_router
-from config.roles import OPERATOR, ensure_role
-from config.schemas import ErrorOut
+from core.api import ERRORS, section_router
+from core.roles import OPERATOR, ensure_role
+from core.schemas import ErrorOut
 
 router = Router(tags=["alerts"])
 router.add_router("/", section_router("alerts"))

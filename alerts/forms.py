@@ -6,7 +6,7 @@ from django import forms
 
 from alerts.models import AlertRule, Channel, Severity
 from alerts.services.matching import matchers_parse, matchers_text
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 
 DURATIONS = [("1", "1 hour"), ("4", "4 hours"), ("24", "1 day"), ("168", "1 week")]
 

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from config.crypto import encrypted_url_property
+from core.crypto import encrypted_url_property
 from monitoring.urls_util import mask_webhook_url
 
 

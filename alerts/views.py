@@ -45,9 +45,9 @@ from alerts.services.manage import (
     silence_expire,
 )
 from alerts.services.matching import matchers_text
-from config.errors import InvalidInput
-from config.roles import OPERATOR, ensure_role, role_required
-from config.views import section_context
+from core.errors import InvalidInput
+from core.roles import OPERATOR, ensure_role, role_required
+from core.views import section_context
 
 BANNER_LIMIT = 3
 

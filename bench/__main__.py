@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     from django.core.management import call_command
     from django.db import connection
 
-    from config.embedded import embedded_servers_from_settings
+    from core.embedded import embedded_servers_from_settings
 
     if not settings.USE_EMBEDDED_POSTGRES or settings.VAR_DIR.name != "bench":
         print(

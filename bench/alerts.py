@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from bench import BenchResult, Figure, percentile
 from bench.servers import celery_spawn, celery_stop
-from config.env import envint
+from core.env import envint
 
 EVAL_INTERVAL = 5
 BREACHES = 50
@@ -195,7 +195,7 @@ def _outage(slack) -> dict:
 
 
 def run() -> BenchResult:
-    from config.services import schedule_sync_defaults
+    from core.services import schedule_sync_defaults
     from tests.alerts.fake_slack import FakeSlack
 
     _reset()

@@ -21,8 +21,8 @@ from django.db import connection
 
 from bench import BenchResult, Figure, percentile
 from bench.servers import celery_spawn, celery_stop
-from config.redis_client import get_redis
-from config.signals import freeze_startup_objects
+from core.redis_client import get_redis
+from core.signals import freeze_startup_objects
 from monitoring.collectors.base import collector_for
 from monitoring.models import Target
 from monitoring.services.collection import collect_target

@@ -26,8 +26,8 @@ from django.utils import timezone
 from bench import BenchResult, Figure, summary_ms
 from bench.query import load_history, reset_history, vacuum_analyze
 from bench.servers import web_server
-from config.roles import VIEWER, user_set_role
-from config.services import api_token_create
+from core.roles import VIEWER, user_set_role
+from core.services import api_token_create
 from monitoring import storage
 from monitoring.models import Target
 from monitoring.services.rollups import MINUTE, floor_time, rollups_run

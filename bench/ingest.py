@@ -26,8 +26,8 @@ from django.db import connection
 
 from bench import BenchResult, Figure
 from bench.servers import web_server
-from config.roles import OPERATOR, user_set_role
-from config.services import api_token_create
+from core.roles import OPERATOR, user_set_role
+from core.services import api_token_create
 from monitoring import storage
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from bench import BenchResult, Figure, summary_ms
 from bench.query import reset_history as reset_samples
-from config.redis_client import get_redis
+from core.redis_client import get_redis
 from monitoring import storage
 from monitoring.selectors.series import series_latest
 from scaling.models import ScaledService, ScalingDecision, ScalingRule

@@ -15,10 +15,10 @@ from ninja.security import APIKeyCookie, HttpBearer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from config import __version__
-from config.errors import InvalidInput
-from config.parser import FastJSONParser
-from config.services import api_token_authenticate, api_token_user_from_header
+from core import __version__
+from core.errors import InvalidInput
+from core.parser import FastJSONParser
+from core.services import api_token_authenticate, api_token_user_from_header
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def _unexpected(request, exc):
 
 def _mount_routers() -> None:
     from alerts.api import router as alerts_router
-    from config.endpoints import router as control_plane_router
+    from core.api import router as control_plane_router
     from monitoring.api import router as monitoring_router
     from optimizer.api import router as optimizer_router
     from scaling.api import router as scaling_router

@@ -26,7 +26,7 @@ DEFAULT_SCHEDULES: tuple[DefaultSchedule, ...] = (
     # Daily at 03:17: drop expired login sessions so the session table stays small.
     DefaultSchedule(
         name="Clear expired sessions",
-        task="config.tasks.clear_sessions_task",
+        task="core.tasks.clear_sessions_task",
         description="Deletes expired login sessions from the database.",
         crontab="17 3 * * *",
     ),

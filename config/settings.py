@@ -12,7 +12,7 @@ from urllib.parse import quote
 import dj_database_url
 from kombu import Exchange, Queue
 
-from config.env import (
+from core.env import (
     envbool,
     envchoice,
     envfloat,
@@ -79,7 +79,7 @@ INSTALLED_APPS = [
     "template_partials",
     "django_celery_beat",
     "ninja",
-    "config.apps.ControlPlaneConfig",
+    "core.apps.CoreConfig",
     "monitoring.apps.MonitoringConfig",
     "optimizer.apps.OptimizerConfig",
     "scaling.apps.ScalingConfig",
@@ -87,14 +87,14 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "config.metrics.RequestMetricsMiddleware",
+    "core.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "config.middleware.LoginRequiredMiddleware",
+    "core.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -113,7 +113,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "config.context_processors.perfpilot",
+                "core.context_processors.perfpilot",
             ],
             "builtins": ["template_partials.templatetags.partials"],
         },
@@ -187,7 +187,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 5
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 60}
-CELERY_BEAT_SCHEDULER = "config.beat.HeartbeatScheduler"
+CELERY_BEAT_SCHEDULER = "core.beat.HeartbeatScheduler"
+# The built-in beat entries (synced once on start; then the user's to edit), plus those the
+# plug-ins declare in the registry (each tuner's own schedule).
+DEFAULT_SCHEDULES = "config.beat_schedule.DEFAULT_SCHEDULES"
 # Write each schedule's last run to the database as soon as its task is sent (Celery's default is
 # every 3 minutes): a beat that is restarted or killed must not send the same run again.
 CELERY_BEAT_SYNC_EVERY = 1
@@ -250,7 +253,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "filters": {"quiet_ticks": {"()": "config.logfilters.QuietFrequentTicks"}},
+    "filters": {"quiet_ticks": {"()": "core.logfilters.QuietFrequentTicks"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["quiet_ticks"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},

@@ -6,14 +6,15 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from config import views
 from config.api import api
+from core import views
+from monitoring import views as monitoring_views
 
 admin.site.site_header = "Perfpilot administration"
 admin.site.site_title = "Perfpilot admin"
 
 urlpatterns = [
-    path("", views.overview, name="overview"),
+    path("", monitoring_views.overview, name="overview"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("settings/", views.settings_page, name="settings"),
@@ -38,4 +39,4 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-handler404 = "config.views.page_not_found"
+handler404 = "core.views.page_not_found"

@@ -9,7 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from config.charts import figure_json
+from core.charts import figure_json
 from monitoring.charts import Line, timeseries_figure
 from monitoring.models import Series, Target
 

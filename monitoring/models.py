@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from config.crypto import encrypted_url_property
+from core.crypto import encrypted_url_property
 from monitoring.urls_util import mask_url
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 
 RANGE_PRESETS: dict[str, timedelta] = {
     "1h": timedelta(hours=1),

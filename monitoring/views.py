@@ -1,4 +1,4 @@
-"""Monitoring pages: targets, a page per target, slow queries, and the metrics explorer."""
+"""Monitoring pages: the Overview, targets, a page per target, slow queries, and the metrics explorer."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from config.errors import InvalidInput
-from config.roles import OPERATOR, ensure_role, role_required
-from monitoring.dashboards import all_metric_charts, explorer_chart
+from core.charts import figure_json, health_latency_figure
+from core.errors import InvalidInput
+from core.health import control_plane_status
+from core.roles import OPERATOR, ensure_role, role_required
+from core.selectors import queue_lengths
+from monitoring.dashboards import all_metric_charts, explorer_chart, overview_panels
 from monitoring.forms import TargetForm
 from monitoring.models import Series, Target
 from monitoring.selectors.targets import target_forecasts, target_list
@@ -31,6 +34,24 @@ QUERY_ORDERS = {"total_time": "Total time", "mean_time": "Mean time", "calls": "
 
 def _form_errors_from(form: TargetForm, exc: InvalidInput) -> None:
     form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+
+
+@require_GET
+def overview(request: HttpRequest) -> HttpResponse:
+    fragment = request.GET.get("fragment") if request.htmx else None
+    context = {}
+    if fragment in (None, "health"):
+        status = control_plane_status()
+        context.update(
+            status=status, queues=queue_lengths(), latency_figure=figure_json(health_latency_figure(status.checks))
+        )
+    if fragment in (None, "targets"):
+        end = timezone.now()
+        context["panels"] = overview_panels(start=end - RANGE_PRESETS["1h"], end=end)
+    template = "monitoring/overview.html"
+    if fragment in ("health", "targets"):
+        template += f"#{fragment}"
+    return render(request, template, context)
 
 
 @require_http_methods(["GET", "POST"])

@@ -9,10 +9,10 @@ from django.db.models import Q
 from django.shortcuts import get_object_or_404
 from ninja import Router, Status
 
-from config.endpoints import ERRORS, section_router
-from config.errors import InvalidInput
-from config.roles import OPERATOR, ensure_role
-from config.schemas import ErrorOut
+from core.api import ERRORS, section_router
+from core.errors import InvalidInput
+from core.roles import OPERATOR, ensure_role
+from core.schemas import ErrorOut
 from monitoring.models import Target
 from optimizer.models import OptimizationRun, Recommendation
 from optimizer.schemas import (

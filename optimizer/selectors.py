@@ -12,7 +12,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from monitoring.models import Target
 from monitoring.selectors.statements import SlowQuery, slow_queries
 from optimizer.models import OptimizationRun, Recommendation

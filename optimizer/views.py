@@ -10,9 +10,9 @@ from django.views.decorators.http import require_GET, require_POST
 from django_celery_beat.models import PeriodicTask
 from django_htmx.http import HttpResponseStopPolling
 
-from config.errors import InvalidInput
-from config.roles import OPERATOR, role_required
-from config.views import section_context
+from core.errors import InvalidInput
+from core.roles import OPERATOR, role_required
+from core.views import section_context
 from monitoring.models import Target
 from optimizer.charts import before_after_json
 from optimizer.models import OptimizationRun, Recommendation

@@ -9,10 +9,10 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Status
 
-from config.endpoints import ERRORS, section_router
-from config.errors import InvalidInput
-from config.roles import OPERATOR, ensure_role
-from config.schemas import ErrorOut
+from core.api import ERRORS, section_router
+from core.errors import InvalidInput
+from core.roles import OPERATOR, ensure_role
+from core.schemas import ErrorOut
 from monitoring.timeranges import parse_time
 from scaling.models import ScaledService, ScalingRule, ScheduleOverride
 from scaling.schemas import (

@@ -11,7 +11,7 @@ import json
 
 from django.db import models
 
-from config.crypto import decrypt, encrypt
+from core.crypto import decrypt, encrypt
 
 SCALE_UP_POLICIES_DEFAULT = [
     {"type": "Percent", "value": 100, "period_seconds": 15},

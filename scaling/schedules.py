@@ -12,7 +12,7 @@ from functools import lru_cache
 
 from celery.schedules import crontab
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 
 
 @lru_cache(maxsize=1024)

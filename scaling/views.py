@@ -10,9 +10,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from config.errors import InvalidInput
-from config.roles import OPERATOR, ensure_role, role_required
-from config.views import section_context
+from core.errors import InvalidInput
+from core.roles import OPERATOR, ensure_role, role_required
+from core.views import section_context
 from monitoring.timeranges import RANGE_PRESETS, resolve_range
 from scaling.charts import decisions_figure, replay_figure
 from scaling.executors.base import executor_classes

@@ -21,9 +21,9 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
 
-from config.embedded import embedded_servers_from_settings
-from config.roles import ADMIN, OPERATOR, VIEWER, user_set_role
-from config.services import api_token_create
+from core.embedded import embedded_servers_from_settings
+from core.roles import ADMIN, OPERATOR, VIEWER, user_set_role
+from core.services import api_token_create
 from monitoring import storage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,7 @@ def _test_database_released(django_db_setup, django_db_blocker):
 @pytest.fixture(autouse=True)
 def _fresh_status():
     """The status API remembers its checks for a second per process: no test sees another's."""
-    from config.health import status_cache_clear
+    from core.health import status_cache_clear
 
     status_cache_clear()
     yield
@@ -220,7 +220,7 @@ def _wait_for(predicate, *, timeout: float, what: str, process: subprocess.Popen
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker):
     """A real `celery worker` process on the test database and Redis, for the whole session."""
-    from config.heartbeat import worker_heartbeats
+    from core.heartbeat import worker_heartbeats
 
     with django_db_blocker.unblock():
         process, log = _spawn(
@@ -254,7 +254,7 @@ def celery_worker_process(django_db_setup, django_db_blocker):
 @pytest.fixture(scope="session")
 def celery_beat_process(django_db_setup, django_db_blocker):
     """A real `celery beat` process (DatabaseScheduler) on the test database."""
-    from config.heartbeat import beat_heartbeat
+    from core.heartbeat import beat_heartbeat
 
     with django_db_blocker.unblock():
         process, log = _spawn(["beat", "--loglevel", "INFO", "--pidfile="], "celery-beat.log")
@@ -276,7 +276,7 @@ def stop_control_plane(process: subprocess.Popen, env: dict[str, str]) -> None:
     then raise: the test fails, but leaves nothing running."""
     import psutil
 
-    from config.embedded import EmbeddedPostgres, EmbeddedRedis
+    from core.embedded import EmbeddedPostgres, EmbeddedRedis
 
     descendants = psutil.Process(process.pid).children(recursive=True) if process.poll() is None else []
     if process.poll() is None:

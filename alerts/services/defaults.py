@@ -8,8 +8,8 @@ from django.db import transaction
 
 from alerts.models import AlertRule
 from alerts.services.manage import RuleInput, rule_create
-from config.models import AuditEvent
-from config.services import audit_record
+from core.models import AuditEvent
+from core.services import audit_record
 
 INSTALLED_ACTION = "alerts.defaults.install"
 MIB = 1024**2

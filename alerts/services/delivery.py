@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from alerts.models import AlertState, Channel, DeliveryAttempt, Notification
 from alerts.transports.base import Message, MessageAlert, SendResult, TransportError, transport_for
-from config.redis_client import get_redis
+from core.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
 
@@ -300,7 +300,7 @@ def notifications_sweep(*, now: datetime | None = None) -> dict:
 
 def channel_test_send(*, channel: Channel, actor, via: str) -> DeliveryOutcome:
     """Send a test message now (bypassing the wait, not the rate limit); success re-enables the channel."""
-    from config.services import audit_record
+    from core.services import audit_record
 
     with transaction.atomic():
         notification = Notification.objects.create(

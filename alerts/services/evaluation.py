@@ -18,7 +18,7 @@ from alerts.models import Alert, AlertRule, AlertState, AlertStateChange
 from alerts.services import state as sm
 from alerts.services.matching import fingerprint
 from alerts.services.outbox import notification_enqueue, notification_enqueue_repeats
-from config.redis_client import get_redis
+from core.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ def alert_event_emit(
     new event came for the rule's window_seconds. Returns the alerts touched.
     """
     if kind not in (AlertRule.Kind.TUNER_FAILURE, AlertRule.Kind.SCALING_FAILURE, AlertRule.Kind.TARGET_DOWN):
-        from config.errors import InvalidInput
+        from core.errors import InvalidInput
 
         raise InvalidInput(f"Unknown event kind {kind!r}.", field="kind")
     now = now or timezone.now()

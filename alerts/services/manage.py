@@ -22,8 +22,8 @@ from alerts.models import (
 )
 from alerts.services import state as sm
 from alerts.services.matching import matchers_validate
-from config.errors import InvalidInput
-from config.services import audit_record
+from core.errors import InvalidInput
+from core.services import audit_record
 
 MAX_SECONDS = 30 * 86_400
 SLACK_HOSTS = ("hooks.slack.com", "hooks.slack-gov.com")

@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 
 OPERATORS = ("=", "!=", "=~", "!~")
 

@@ -8,7 +8,6 @@ successful "Send test"). Adding a kind = one module with a @register class + one
 
 from __future__ import annotations
 
-import importlib
 import json
 import socket
 import time
@@ -17,6 +16,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
+
+from core.registry import UnknownPlugin, registry
 
 # Responses that mean the webhook itself is gone or revoked (Slack's answers, and plain 404/410).
 DISABLING_STATUS = {404, 410}
@@ -95,22 +96,15 @@ class Transport:
         return post_json(url=url, payload=self.render(message), timeout=timeout)
 
 
-TRANSPORTS: dict[str, type[Transport]] = {}
-_MODULES = ("slack", "webhook")
-
-
-def register(cls: type[Transport]) -> type[Transport]:
-    TRANSPORTS[cls.kind] = cls
-    return cls
+# Transport modules register themselves here (`@register`); alerts' AppConfig discovers them.
+register = registry.plugin("transports")
 
 
 def transport_for(kind: str) -> Transport:
-    for module in _MODULES:
-        importlib.import_module(f"alerts.transports.{module}")
     try:
-        return TRANSPORTS[kind]()
-    except KeyError as exc:
-        raise TransportError(f"no transport for channel kind {kind!r}", permanent=True) from exc
+        return registry.get("transports", kind)()
+    except UnknownPlugin as exc:
+        raise TransportError(f"no transport for channel kind {kind!r} ({exc.reason})", permanent=True) from exc
 
 
 def format_value(value: float | None) -> str:

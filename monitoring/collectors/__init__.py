@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from monitoring.collectors.base import COLLECTORS, Collector, CollectorError, CollectResult, Measurement, collector_for
+from monitoring.collectors.base import Collector, CollectorError, CollectResult, Measurement, collector_for
 
-__all__ = ["COLLECTORS", "CollectResult", "Collector", "CollectorError", "Measurement", "collector_for"]
+__all__ = ["CollectResult", "Collector", "CollectorError", "Measurement", "collector_for"]

@@ -7,10 +7,11 @@ the target's health. Adding a kind = one module with a @register class + one tes
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass, field
 from typing import ClassVar, NamedTuple
+
+from core.registry import UnknownPlugin, registry
 
 logger = logging.getLogger(__name__)
 
@@ -78,38 +79,13 @@ class Collector:
         raise NotImplementedError
 
 
-COLLECTORS: dict[str, type[Collector]] = {}
-_MODULES = ("host", "postgres", "redis", "celery", "prometheus")
-_IMPORT_ERRORS: dict[str, str] = {}
-
-
-def register(cls: type[Collector]) -> type[Collector]:
-    COLLECTORS[cls.kind] = cls
-    return cls
-
-
-_loaded = False
-
-
-def _load_all() -> None:
-    # Each module on its own: one that fails to import must not keep the other kinds from registering.
-    global _loaded
-    _loaded = True
-    for module in _MODULES:
-        try:
-            importlib.import_module(f"monitoring.collectors.{module}")
-        except Exception as exc:
-            _IMPORT_ERRORS[module] = f"{type(exc).__name__}: {exc}"
-            logger.exception("collector module %s failed to import", module)
+# Collector modules register themselves here (`@register`); monitoring's AppConfig discovers them.
+register = registry.plugin("collectors")
 
 
 def collector_for(target, *, state: dict | None = None, elapsed_seconds: float | None = None) -> Collector:
-    # Not "if the registry is empty": importing one collector module directly fills it partly.
-    if not _loaded:
-        _load_all()
     try:
-        cls = COLLECTORS[target.kind]
-    except KeyError as exc:
-        reason = _IMPORT_ERRORS.get(target.kind, "unknown kind")
-        raise CollectorError(f"no collector for kind {target.kind!r} ({reason})") from exc
+        cls = registry.get("collectors", target.kind)
+    except UnknownPlugin as exc:
+        raise CollectorError(f"no collector for kind {target.kind!r} ({exc.reason})") from exc
     return cls(target, state=state, elapsed_seconds=elapsed_seconds)

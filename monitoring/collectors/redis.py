@@ -25,7 +25,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from config.redis_client import DRIVER_INFO
+from core.redis_client import DRIVER_INFO
 from monitoring.collectors.base import COUNTER, Collector, CollectorError, CollectResult, Measurement, register
 from monitoring.collectors.kept import KeptConnections
 

@@ -17,7 +17,7 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from monitoring.models import RollupWatermark, Series
 from monitoring.services.rollups import floor_time
 

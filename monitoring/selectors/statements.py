@@ -12,7 +12,7 @@ from datetime import datetime
 from django.db.models import F, FloatField, Sum
 from django.db.models.functions import Cast, NullIf
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from monitoring.models import QueryStat, QueryText
 
 # order_by value -> the aggregate it sorts on, largest first

@@ -16,7 +16,7 @@ from operator import attrgetter
 from django.db import connection, transaction
 from django.utils import timezone
 
-from config.redis_client import get_redis
+from core.redis_client import get_redis
 from monitoring.collectors.base import COUNTER, CollectorError, CollectResult, Measurement, collector_for
 from monitoring.models import CollectorState, QueryStat, QueryText, Series, Target
 from monitoring.storage import SeriesSpec, labels_key, samples_write, series_resolve

@@ -11,7 +11,7 @@ import numpy as np
 from django.conf import settings
 from django.utils import timezone
 
-from config.errors import InvalidInput, UnprocessableInput
+from core.errors import InvalidInput, UnprocessableInput
 from monitoring.models import Series, Target
 from monitoring.storage import SeriesSpec, samples_write_columns, series_resolve
 

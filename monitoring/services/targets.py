@@ -15,8 +15,8 @@ from django.conf import settings
 from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from config.errors import InvalidInput
-from config.services import audit_record
+from core.errors import InvalidInput
+from core.services import audit_record
 from monitoring.collectors.base import CollectorError, collector_for
 from monitoring.models import Target
 

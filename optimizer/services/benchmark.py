@@ -15,7 +15,7 @@ import redis
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from monitoring.models import Target
 from optimizer.models import OptimizationRun
 from optimizer.services.runs import audit_run

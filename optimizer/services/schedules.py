@@ -10,8 +10,8 @@ from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from django_celery_beat.validators import crontab_validator
 
-from config.errors import InvalidInput
-from config.services import audit_record
+from core.errors import InvalidInput
+from core.services import audit_record
 from optimizer.services.runs import parse_window
 
 

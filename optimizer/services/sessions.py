@@ -22,7 +22,7 @@ from django.conf import settings
 from psycopg import errors, sql
 from psycopg.rows import dict_row
 
-from config.redis_client import DRIVER_INFO
+from core.redis_client import DRIVER_INFO
 from monitoring.collectors.postgres import bounded_conninfo, scrub
 from monitoring.models import Target
 from optimizer.tuners.base import TunerError

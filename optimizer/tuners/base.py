@@ -15,21 +15,17 @@ Nothing here writes Perfpilot's own tables; optimizer.services does.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from core.registry import UnknownPlugin, registry
 
 if TYPE_CHECKING:
     from optimizer.models import Recommendation
     from optimizer.services.sessions import Session
 
 logger = logging.getLogger(__name__)
-
-TUNERS: dict[str, type[Tuner]] = {}
-_MODULES = ("vacuum", "indexes", "pgconfig", "cache", "vectors")
-_IMPORT_ERRORS: dict[str, str] = {}
-_loaded = False
 
 
 class TunerError(Exception):
@@ -116,35 +112,19 @@ class Tuner:
         return {}
 
 
-def register(cls: type[Tuner]) -> type[Tuner]:
-    TUNERS[cls.kind] = cls
-    return cls
-
-
-def _load_all() -> None:
-    global _loaded
-    _loaded = True
-    for module in _MODULES:
-        try:
-            importlib.import_module(f"optimizer.tuners.{module}")
-        except Exception as exc:  # one broken tuner must not hide the others
-            _IMPORT_ERRORS[module] = f"{type(exc).__name__}: {exc}"
-            logger.exception("tuner module %s failed to import", module)
+# Tuner modules register themselves here (`@register`); optimizer's AppConfig discovers them.
+register = registry.plugin("tuners")
 
 
 def all_tuners() -> dict[str, type[Tuner]]:
-    if not _loaded:
-        _load_all()
-    return dict(TUNERS)
+    return dict(registry.all("tuners"))
 
 
 def tuner_class(kind: str) -> type[Tuner]:
-    tuners = all_tuners()
     try:
-        return tuners[kind]
-    except KeyError:
-        known = ", ".join(sorted(tuners))
-        raise TunerError(f"Unknown tuner {kind!r}; choose one of {known}.", field="tuners") from None
+        return registry.get("tuners", kind)
+    except UnknownPlugin as exc:
+        raise TunerError(f"Unknown tuner {kind!r} ({exc.reason}).", field="tuners") from None
 
 
 def check_params(cls: type[Tuner], params: dict[str, Any]) -> dict[str, Any]:

@@ -7,12 +7,12 @@ module with a @register class + one test file. Errors are ExecutorError, recorde
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass
 from typing import ClassVar
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
+from core.registry import UnknownPlugin, registry
 
 logger = logging.getLogger(__name__)
 
@@ -136,42 +136,19 @@ def _typed(spec: ConfigField, value):
     return value.strip()
 
 
-EXECUTORS: dict[str, type[Executor]] = {}
-_MODULES = ("celery", "gunicorn", "webhook", "shell", "kubernetes", "docker")
-_IMPORT_ERRORS: dict[str, str] = {}
-_loaded = False
-
-
-def register(cls: type[Executor]) -> type[Executor]:
-    EXECUTORS[cls.kind] = cls
-    return cls
-
-
-def _load_all() -> None:
-    # Each module on its own: one that fails to import must not keep the other kinds from registering.
-    global _loaded
-    _loaded = True
-    for module in _MODULES:
-        try:
-            importlib.import_module(f"scaling.executors.{module}")
-        except Exception as exc:
-            _IMPORT_ERRORS[module] = f"{type(exc).__name__}: {exc}"
-            logger.exception("executor module %s failed to import", module)
+# Executor modules register themselves here (`@register`); scaling's AppConfig discovers them.
+register = registry.plugin("executors")
 
 
 def executor_classes() -> dict[str, type[Executor]]:
-    if not _loaded:
-        _load_all()
-    return dict(EXECUTORS)
+    return dict(registry.all("executors"))
 
 
 def executor_class(kind: str) -> type[Executor]:
-    classes = executor_classes()
     try:
-        return classes[kind]
-    except KeyError as exc:
-        reason = _IMPORT_ERRORS.get(kind, "unknown kind")
-        raise ExecutorError(f"no executor for kind {kind!r} ({reason})", permanent=True) from exc
+        return registry.get("executors", kind)
+    except UnknownPlugin as exc:
+        raise ExecutorError(f"no executor for kind {kind!r} ({exc.reason})", permanent=True) from exc
 
 
 def executor_for(kind: str, config: dict, *, context: ExecutorContext) -> Executor:

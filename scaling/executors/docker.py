@@ -8,7 +8,7 @@ Engine API: use a shell executor with `docker compose up -d --scale NAME={replic
 
 from __future__ import annotations
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from scaling.executors.base import ConfigField, Executor, ExecutorError, register
 
 API_VERSION = "1.44"  # fixed, so no version negotiation round trip (Engine 25+; older engines answer 400)

@@ -7,7 +7,7 @@ status.replicas the count running; current() reports spec.replicas, as the HPA d
 
 from __future__ import annotations
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from scaling.executors.base import ConfigField, Executor, ExecutorError, register
 
 RESOURCES = ("deployment", "statefulset")

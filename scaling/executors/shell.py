@@ -12,7 +12,7 @@ import subprocess
 
 from django.conf import settings
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from scaling.executors.base import ConfigField, Executor, ExecutorError, register
 
 PLACEHOLDERS = ("service", "replicas")

@@ -31,7 +31,7 @@ class WebhookExecutor(Executor):
 
     @classmethod
     def validate_config(cls, config: dict) -> dict:
-        from config.errors import InvalidInput
+        from core.errors import InvalidInput
 
         cleaned = super().validate_config(config)
         for name in ("url", "status_url"):

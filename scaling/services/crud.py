@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
-from config.errors import InvalidInput
-from config.services import audit_record
+from core.errors import InvalidInput
+from core.services import audit_record
 from monitoring.selectors.series import series_get
 from scaling.executors.base import executor_class, executor_classes
 from scaling.models import ScaledService, ScalingRule, ScheduleOverride, SelectPolicy

@@ -25,9 +25,9 @@ from django.db import connection, transaction
 from django.db.models import Case, Prefetch, Value, When
 from django.utils import timezone
 
-from config.errors import InvalidInput
-from config.redis_client import get_redis
-from config.services import audit_record
+from core.errors import InvalidInput
+from core.redis_client import get_redis
+from core.services import audit_record
 from scaling import evaluator as ev
 from scaling.executors.base import ExecutorContext, ExecutorError, executor_for
 from scaling.models import ScaledService, ScalingDecision, ScalingRule

@@ -15,7 +15,7 @@ from itertools import pairwise
 
 from django.utils import timezone
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from scaling import evaluator as ev
 from scaling.models import ScaledService, ScalingRule
 from scaling.schedules import cron_matches

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from alerts.models import AlertRule, Channel
 from alerts.services.manage import ChannelInput, RuleInput, channel_create, rule_create
-from config.redis_client import get_redis
+from core.redis_client import get_redis
 from monitoring import storage
 from monitoring.models import Target
 from tests.alerts.fake_slack import FakeSlack

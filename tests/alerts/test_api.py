@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from alerts.models import AlertRule, Channel, Silence
-from config.models import AuditEvent
+from core.models import AuditEvent
 from tests.alerts.conftest import make_alert, make_channel, make_rule
 
 pytestmark = pytest.mark.django_db

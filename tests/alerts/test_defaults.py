@@ -46,7 +46,7 @@ def test_defaults_are_installed_once_and_stay_edited_or_deleted():
 
 
 def test_first_start_bootstrap_installs_the_default_rules(monkeypatch):
-    from config import bootstrap
+    from core import bootstrap
 
     monkeypatch.setattr(bootstrap, "call_command", lambda *args, **kwargs: None)  # migrations are already applied
     lines = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from alerts.services.matching import fingerprint, matchers_parse, matches
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 
 
 def test_equal_labels_have_one_fingerprint_whatever_their_order():

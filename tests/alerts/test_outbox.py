@@ -116,7 +116,7 @@ def test_resolved_goes_only_to_channels_told_it_fired_and_only_with_send_resolve
 
 def test_the_evaluation_tick_checks_repeats_at_most_every_15_seconds(target):
     from alerts.services.evaluation import REPEAT_CHECK_KEY, rules_evaluate_due
-    from config.redis_client import get_redis
+    from core.redis_client import get_redis
 
     get_redis().delete(REPEAT_CHECK_KEY)
     make_channel("http://127.0.0.1:9/hook", repeat_interval_seconds=60)

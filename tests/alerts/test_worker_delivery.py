@@ -67,7 +67,7 @@ def _worker(queue: str, log: str):
             del os.environ["PERFPILOT_ALERTS_CLAIM_TIMEOUT"]
         else:
             os.environ["PERFPILOT_ALERTS_CLAIM_TIMEOUT"] = env_before
-    from config.heartbeat import worker_heartbeats
+    from core.heartbeat import worker_heartbeats
 
     _wait_for(
         lambda: any(b.name.startswith(f"{queue}-") for b in worker_heartbeats()),

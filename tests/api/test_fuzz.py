@@ -23,8 +23,8 @@ from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 
 from config.api import api
-from config.roles import ADMIN
-from config.services import api_token_create
+from core.roles import ADMIN
+from core.services import api_token_create
 from tests.conftest import _make_user
 
 EXAMPLES = int(os.environ.get("PERFPILOT_FUZZ_EXAMPLES", "15"))

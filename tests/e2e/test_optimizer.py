@@ -8,7 +8,7 @@ import os
 import pytest
 import redis
 
-from config.services import schedule_sync_defaults
+from core.services import schedule_sync_defaults
 from monitoring.services.targets import TargetInput, target_create
 from optimizer.models import Recommendation
 from optimizer.services.runs import run_create, run_execute

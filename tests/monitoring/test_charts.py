@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import plotly.graph_objects as go
 
-from config.charts import figure_json
+from core.charts import figure_json
 from monitoring.charts import Line, timeseries_figure
 from monitoring.selectors.series import Point
 

@@ -6,8 +6,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from config.embedded import EmbeddedPostgres, EmbeddedRedis
-from config.redis_client import get_redis
+from core.embedded import EmbeddedPostgres, EmbeddedRedis
+from core.redis_client import get_redis
 from monitoring.models import Series, Target
 from monitoring.services.collection import _lock_key, collect_target
 from monitoring.services.targets import TargetInput, target_create
@@ -157,10 +157,11 @@ def test_every_kind_is_found_even_after_one_collector_module_was_imported_direct
     code = (
         "import django; django.setup()\n"
         "import monitoring.collectors.host\n"
-        "from monitoring.collectors.base import COLLECTORS, collector_for\n"
+        "from core.registry import registry\n"
+        "from monitoring.collectors.base import collector_for\n"
         "from monitoring.models import Target\n"
         "print(type(collector_for(Target(name='x', kind='prometheus', timeout_seconds=1))).__name__)\n"
-        "print(','.join(sorted(COLLECTORS)))\n"
+        "print(','.join(sorted(registry.all('collectors'))))\n"
     )
     root = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)

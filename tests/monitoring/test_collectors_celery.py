@@ -10,15 +10,16 @@ import pytest
 from django.conf import settings
 
 from config.celery import app as project_app
-from config.embedded import EmbeddedRedis
-from monitoring.collectors.base import COLLECTORS, COUNTER, CollectorError
+from core.embedded import EmbeddedRedis
+from core.registry import registry
+from monitoring.collectors.base import COUNTER, CollectorError
 from monitoring.collectors.celery import CeleryCollector, quantile
 from monitoring.models import CollectorState, Target
 from monitoring.services.collection import collect_target
 from tests.conftest import free_port
 from tests.monitoring.conftest import measurements_by_metric, stored_samples
 
-PING_TASK = "config.tasks.ping_task"
+PING_TASK = "core.tasks.ping_task"
 
 
 def _target(url: str, *, options: dict | None = None, timeout: int = 2, name: str = "celery-under-test") -> Target:
@@ -46,7 +47,7 @@ def idle_broker(tmp_path):
 
 
 def test_celery_is_registered_under_its_kind():
-    assert COLLECTORS["celery"] is CeleryCollector
+    assert registry.get("collectors", "celery") is CeleryCollector
 
 
 def test_quantiles_interpolate_between_closest_ranks():

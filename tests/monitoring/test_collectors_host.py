@@ -8,7 +8,8 @@ import time
 import psutil
 import pytest
 
-from monitoring.collectors.base import COLLECTORS, COUNTER, GAUGE
+from core.registry import registry
+from monitoring.collectors.base import COUNTER, GAUGE
 from monitoring.collectors.host import PSEUDO_FILESYSTEMS, HostCollector
 from monitoring.models import CollectorState, Target
 from monitoring.services.collection import collect_target
@@ -20,7 +21,7 @@ def _collector() -> HostCollector:
 
 
 def test_host_is_registered_under_its_kind():
-    assert COLLECTORS["host"] is HostCollector
+    assert registry.get("collectors", "host") is HostCollector
 
 
 def test_cpu_is_a_counter_of_busy_centiseconds_for_the_total_and_each_core():

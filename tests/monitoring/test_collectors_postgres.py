@@ -21,7 +21,7 @@ from django.db import connection
 from django.utils import timezone
 from psycopg import sql
 
-from config.embedded import PG_OS_USER, EmbeddedPostgres
+from core.embedded import PG_OS_USER, EmbeddedPostgres
 from monitoring.collectors.base import CollectorError, CollectResult, Measurement
 from monitoring.collectors.postgres import MARKER, PostgresCollector
 from monitoring.models import QueryStat, QueryText, Series, Target

@@ -13,7 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics
 
-from monitoring.collectors.base import COLLECTORS, COUNTER, GAUGE, CollectorError
+from core.registry import registry
+from monitoring.collectors.base import COUNTER, GAUGE, CollectorError
 from monitoring.collectors.prometheus import MAX_SERIES, PrometheusCollector, bucket_quantile, metric_name
 from monitoring.models import Target
 from monitoring.services.collection import collect_target
@@ -102,7 +103,7 @@ def _series(result) -> dict[tuple[str, tuple], object]:
 
 
 def test_prometheus_is_registered_under_its_kind():
-    assert COLLECTORS["prometheus"] is PrometheusCollector
+    assert registry.get("collectors", "prometheus") is PrometheusCollector
 
 
 def test_metric_names_are_prefixed_and_made_safe():

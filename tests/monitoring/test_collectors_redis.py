@@ -12,8 +12,9 @@ import pytest
 import redis
 from django.db import connection
 
-from config.embedded import EmbeddedRedis
-from monitoring.collectors.base import COLLECTORS, COUNTER, CollectorError
+from core.embedded import EmbeddedRedis
+from core.registry import registry
+from monitoring.collectors.base import COUNTER, CollectorError
 from monitoring.collectors.redis import RedisCollector
 from monitoring.models import Target
 from monitoring.services.collection import collect_target
@@ -59,7 +60,7 @@ def private(private_redis):
 
 
 def test_redis_is_registered_under_its_kind():
-    assert COLLECTORS["redis"] is RedisCollector
+    assert registry.get("collectors", "redis") is RedisCollector
 
 
 def test_connection_names_the_redis_version():

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from monitoring import storage
 from monitoring.models import Target
 from monitoring.selectors.series import series_latest, series_query, series_search

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from monitoring.models import QueryStat, QueryText, Target
 from monitoring.selectors.statements import SlowQuery, slow_queries
 

@@ -5,7 +5,7 @@ import json
 import pytest
 from django_celery_beat.models import PeriodicTask
 
-from config.models import AuditEvent
+from core.models import AuditEvent
 from monitoring.models import Target
 from monitoring.services.targets import (
     TargetInput,
@@ -65,7 +65,7 @@ def test_update_without_url_keeps_the_stored_password():
     ],
 )
 def test_invalid_targets_are_rejected_naming_the_field(overrides, field):
-    from config.errors import InvalidInput
+    from core.errors import InvalidInput
 
     with pytest.raises(InvalidInput) as error:
         _create(**overrides)

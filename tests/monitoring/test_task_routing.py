@@ -11,7 +11,7 @@ from config.celery import app
         ("monitoring.tasks.collect_target_task", "collect"),
         ("monitoring.tasks.rollup_task", "maintenance"),
         ("monitoring.tasks.retention_task", "maintenance"),
-        ("config.tasks.ping_task", "default"),
+        ("core.tasks.ping_task", "default"),
     ],
 )
 def test_tasks_are_routed_to_their_queue(task, queue):

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 from psycopg import sql
 
-from config.models import AuditEvent
+from core.models import AuditEvent
 from monitoring.models import QueryStat
 from monitoring.services.collection import collect_target
 from optimizer.models import OptimizationRun, Recommendation

@@ -10,7 +10,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from config.beat_schedule import DEFAULT_SCHEDULES
-from config.services import schedule_run_now, schedule_sync_defaults
+from core.services import schedule_run_now, schedule_sync_defaults
 from optimizer.models import OptimizationRun
 from optimizer.tuners.base import all_tuners
 from tests.optimizer.conftest import dead_tuples, make_dead_tuples, make_target, wait_for

@@ -9,7 +9,7 @@ from django.db import connection
 from django.utils import timezone
 from psycopg import sql
 
-from config.models import AuditEvent
+from core.models import AuditEvent
 from optimizer.models import OptimizationRun, Recommendation
 from optimizer.services.runs import run_create, run_execute
 from tests.optimizer.conftest import dead_tuples, make_dead_tuples, make_target, wait_for

@@ -129,7 +129,7 @@ def test_database_page_shows_advice_and_vacuum_status_of_a_target(viewer_client,
 def test_operators_edit_a_tuner_schedule_with_a_maintenance_window(operator_client, viewer_client):
     from django_celery_beat.models import PeriodicTask
 
-    from config.services import schedule_sync_defaults
+    from core.services import schedule_sync_defaults
 
     schedule_sync_defaults()
     task = PeriodicTask.objects.get(task="optimizer.tasks.vacuum_task")

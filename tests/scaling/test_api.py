@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from config.models import AuditEvent
+from core.models import AuditEvent
 from monitoring.storage import SeriesSpec, samples_write, series_resolve
 from scaling.models import ScaledService, ScalingDecision, ScalingRule
 from tests.scaling.conftest import load_series

@@ -8,8 +8,8 @@ import contextlib
 import pytest
 from django.dispatch import receiver
 
-from config.models import AuditEvent
-from config.redis_client import get_redis
+from core.models import AuditEvent
+from core.redis_client import get_redis
 from scaling.executors.base import ExecutorContext, executor_for
 from scaling.models import ScaledService, ScalingDecision
 from scaling.services.crud import service_update
@@ -130,7 +130,7 @@ def test_manual_scale_is_executed_recorded_and_audited(hook, operator_user):
 
 
 def test_manual_scale_outside_min_and_max_is_refused(hook, operator_user):
-    from config.errors import InvalidInput
+    from core.errors import InvalidInput
 
     service = webhook_service("bounded", hook.url, series_id=load_series("app_load", 50), max_replicas=3)
     with pytest.raises(InvalidInput) as refused:

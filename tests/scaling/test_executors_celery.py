@@ -16,7 +16,7 @@ import time
 import pytest
 from django.conf import settings
 
-from config.redis_client import celery_queue_lengths, get_redis
+from core.redis_client import celery_queue_lengths, get_redis
 from monitoring.models import Target
 from monitoring.services.collection import collect_target
 from monitoring.services.targets import TargetInput, target_create

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from scaling.executors.base import ExecutorContext, ExecutorError, executor_class, executor_for
 from scaling.executors.shell import build_argv
 

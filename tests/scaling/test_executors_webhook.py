@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from scaling.executors.base import ExecutorContext, ExecutorError, executor_class, executor_for
 
 CONTEXT = ExecutorContext(service="web", applied_replicas=2, min_replicas=1)

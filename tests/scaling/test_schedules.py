@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from scaling.schedules import cron_matches, cron_validate
 from scaling.services.crud import schedule_create
 from scaling.services.evaluation import service_evaluate

@@ -6,7 +6,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from config.errors import InvalidInput
+from core.errors import InvalidInput
 from monitoring.models import Target
 from optimizer.models import OptimizationRun
 from optimizer.services.runs import run_create, run_execute

@@ -1,0 +1,139 @@
+"""Control-plane pages: Settings, health probes and /metrics. Thin by design."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+from django.views.defaults import page_not_found as default_page_not_found
+from django_celery_beat.models import PeriodicTask
+
+from core.errors import InvalidInput
+from core.forms import ApiTokenForm
+from core.health import control_plane_status
+from core.metrics import metrics_exposition
+from core.models import ApiToken
+from core.registry import registry
+from core.roles import ADMIN, OPERATOR, has_role, role_required
+from core.selectors import api_token_list, audit_event_list, schedule_list, section_summary
+from core.services import (
+    api_token_create,
+    api_token_revoke,
+    api_token_user_from_header,
+    schedule_run_now,
+    schedule_set_enabled,
+)
+
+
+def _settings_context(request: HttpRequest, **extra) -> dict:
+    return {
+        "tokens": api_token_list(user=request.user),
+        "token_form": ApiTokenForm(),
+        "schedules": schedule_list(section="settings"),
+        "audit_events": audit_event_list(limit=30),
+        **extra,
+    }
+
+
+def _settings_template(request: HttpRequest, fragment: str) -> str:
+    # HTMX swaps in the fragment; a plain form post (no JavaScript) gets the whole page.
+    return f"core/settings.html#{fragment}" if request.htmx else "core/settings.html"
+
+
+@require_GET
+def settings_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "core/settings.html", _settings_context(request))
+
+
+@require_POST
+def token_create(request: HttpRequest) -> HttpResponse:
+    form = ApiTokenForm(request.POST)
+    issued = None
+    if form.is_valid():
+        try:
+            issued = api_token_create(user=request.user, name=form.cleaned_data["name"], via="ui")
+        except InvalidInput as exc:
+            form.add_error(exc.field, str(exc))
+    status = 200 if issued else 422  # 422: htmx is configured to swap it, showing the field errors
+    context = _settings_context(request, token_form=form if issued is None else ApiTokenForm(), issued=issued)
+    return render(request, _settings_template(request, "tokens"), context, status=status)
+
+
+@require_POST
+def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+    tokens = ApiToken.objects.all() if has_role(request.user, ADMIN) else ApiToken.objects.filter(user=request.user)
+    token = get_object_or_404(tokens, pk=token_id)
+    api_token_revoke(token=token, actor=request.user, via="ui")
+    return render(request, _settings_template(request, "tokens"), _settings_context(request))
+
+
+@require_POST
+@role_required(OPERATOR)
+def schedule_run(request: HttpRequest, schedule_id: int) -> HttpResponse:
+    task = get_object_or_404(PeriodicTask, pk=schedule_id)
+    task_id = schedule_run_now(periodic_task=task, actor=request.user, via="ui")
+    messages.success(request, f"“{task.name}” sent to the workers (task {task_id[:8]}).")
+    return redirect(request.POST.get("next") or "settings")
+
+
+@require_POST
+@role_required(OPERATOR)
+def schedule_toggle(request: HttpRequest, schedule_id: int) -> HttpResponse:
+    task = get_object_or_404(PeriodicTask, pk=schedule_id)
+    schedule_set_enabled(periodic_task=task, enabled=not task.enabled, actor=request.user, via="ui")
+    messages.success(request, f"“{task.name}” {'enabled' if task.enabled else 'disabled'}.")
+    return redirect(request.POST.get("next") or "settings")
+
+
+def section_context(section: str) -> dict:
+    """Context shared by the Monitoring, Optimizer, Scaling and Alerts pages."""
+    return section_summary(section=section)
+
+
+@login_not_required
+@never_cache
+def healthz(request: HttpRequest) -> HttpResponse:
+    """Liveness: answers while the process can serve requests; touches no dependency."""
+    return JsonResponse({"status": "ok"})
+
+
+@login_not_required
+@never_cache
+def readyz(request: HttpRequest) -> HttpResponse:
+    """Readiness: 200 when PostgreSQL, Redis, a worker and beat are all healthy, else 503."""
+    status = control_plane_status()
+    body = {
+        "status": "ok" if status.healthy else "unavailable",
+        "failed": status.failed,
+        "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in status.checks},
+    }
+    return JsonResponse(body, status=200 if status.healthy else 503)
+
+
+@login_not_required
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition. Needs a session or an API token unless PERFPILOT_METRICS_PUBLIC."""
+    authenticated = request.user.is_authenticated or (
+        api_token_user_from_header(request.headers.get("Authorization", "")) is not None
+    )
+    if not settings.METRICS_PUBLIC and not authenticated:
+        message = "Authentication required: send Authorization: Bearer <token>."
+        response = JsonResponse({"detail": message}, status=401)
+        response["WWW-Authenticate"] = "Bearer"
+        return response
+    # Apps add what they expose at scrape time through the registry (monitoring: collected series).
+    extra = tuple(collector() for collector in registry.all("metrics").values())
+    payload, content_type = metrics_exposition(extra_collectors=extra)
+    return HttpResponse(payload, content_type=content_type)
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """404s under /api/ are JSON like every other API answer; pages keep Django's HTML 404."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return default_page_not_found(request, exception)

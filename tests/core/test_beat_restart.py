@@ -1,0 +1,51 @@
+"""Beat restarted, gracefully or killed: no schedule runs twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from tests.conftest import _spawn, _stop
+
+EVERY_SECONDS = 20
+
+
+def _runs(task: PeriodicTask) -> int:
+    task.refresh_from_db()
+    return task.total_run_count
+
+
+def _wait_for_runs(task: PeriodicTask, count: int, timeout: float, log) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _runs(task) >= count:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{task.name} was not sent {count} time(s) within {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
+def test_a_restarted_beat_does_not_send_a_run_again(stop_signal):
+    interval = IntervalSchedule.objects.create(every=EVERY_SECONDS, period=IntervalSchedule.SECONDS)
+    task = PeriodicTask.objects.create(
+        name=f"beat restart probe {stop_signal.name}", task="core.tasks.clear_sessions_task", interval=interval
+    )
+    first, log = _spawn(["beat", "--loglevel", "INFO", "--pidfile="], "celery-beat-restart-1.log")
+    try:
+        _wait_for_runs(task, 1, 60, log)  # never run before: sent at once
+    finally:
+        os.killpg(first.pid, stop_signal)
+        first.wait(30)
+    second, log = _spawn(["beat", "--loglevel", "INFO", "--pidfile="], "celery-beat-restart-2.log")
+    try:
+        time.sleep(8)  # several ticks of the new beat, well inside the interval
+        assert _runs(task) == 1, log.read_text()[-3000:]
+        _wait_for_runs(task, 2, EVERY_SECONDS + 20, log)  # and it does keep the schedule
+        assert _runs(task) == 2
+    finally:
+        _stop(second)

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import socket
+import time
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+
+from core.tasks import ping_task
+
+pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
+
+
+def test_task_round_trip_through_broker_and_a_real_worker(celery_worker_process):
+    result = ping_task.delay("hello")
+    assert result.get(timeout=30) == {"payload": "hello", "worker_host": socket.gethostname()}
+    assert result.successful()
+
+
+def test_every_queue_is_consumed_by_the_worker(celery_worker_process):
+    results = [ping_task.apply_async(args=[queue], queue=queue) for queue in settings.TASK_QUEUES]
+    assert [r.get(timeout=30)["payload"] for r in results] == list(settings.TASK_QUEUES)
+
+
+def test_each_queue_has_its_own_exchange_and_routing_key():
+    """Otherwise a message routed to one queue would be copied into every queue bound alike."""
+    queues = settings.CELERY_TASK_QUEUES
+    assert {q.name for q in queues} == set(settings.TASK_QUEUES)
+    assert len({(q.exchange.name, q.routing_key) for q in queues}) == len(queues)
+
+
+def test_run_now_executes_the_scheduled_task_on_the_worker(anonymous_client, operator_auth, celery_worker_process):
+    from core.services import schedule_sync_defaults
+
+    schedule_sync_defaults()
+    expired = SessionStore()
+    expired.create()
+    Session.objects.filter(session_key=expired.session_key).update(expire_date=timezone.now() - timedelta(days=1))
+    schedule = PeriodicTask.objects.get(name="Clear expired sessions")
+    response = anonymous_client.post(f"/api/v1/schedules/{schedule.id}/run", **operator_auth)
+    assert response.status_code == 202
+    deadline = time.monotonic() + 30
+    while Session.objects.filter(session_key=expired.session_key).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Session.objects.filter(session_key=expired.session_key).exists()
