@@ -41,10 +41,11 @@ class RegistryFrozen(RuntimeError):
 
 
 class Registry:
-    def __init__(self) -> None:
+    def __init__(self, *, frozen_with_apps: bool = True) -> None:
         self._entries: dict[str, dict[str, Any]] = {}
         self._import_errors: dict[str, dict[str, str]] = {}
         self._frozen = False
+        self._frozen_with_apps = frozen_with_apps
 
     # --- filling (at import and app loading time) ------------------------------------------------
 
@@ -87,7 +88,7 @@ class Registry:
         # Django sets apps.ready after every AppConfig.ready() has run: registration is over.
         from django.apps import apps
 
-        return self._frozen or apps.ready
+        return self._frozen or (self._frozen_with_apps and apps.ready)
 
     # --- reading ------------------------------------------------------------------------------
 
