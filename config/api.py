@@ -1,65 +1,22 @@
-"""The NinjaAPI instance: authentication, error handling, and the one place routers are mounted."""
+"""The NinjaAPI instance: its authentication (from core.auth), error handling, and the one place routers are mounted."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from functools import wraps
 
-from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, DataError, InterfaceError, OperationalError
-from django.http import HttpRequest, JsonResponse
 from ninja import NinjaAPI
-from ninja.security import APIKeyCookie, HttpBearer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core import __version__
+from core.auth import BearerTokenAuth, SessionAuth, docs_require_auth
 from core.errors import InvalidInput
 from core.parser import FastJSONParser
-from core.services import api_token_authenticate, api_token_user_from_header
 
 logger = logging.getLogger(__name__)
-
-
-class BearerTokenAuth(HttpBearer):
-    """`Authorization: Bearer pp_…` with a token created in Settings or by `create_api_token`."""
-
-    def authenticate(self, request: HttpRequest, token: str):
-        user = api_token_authenticate(token)
-        if user is not None:
-            request.user = user
-        return user
-
-
-class SessionAuth(APIKeyCookie):
-    """The browser's login session (with CSRF checks on unsafe methods)."""
-
-    param_name = "sessionid"
-
-    def authenticate(self, request: HttpRequest, key: str | None):
-        user = getattr(request, "user", None)
-        if user is not None and user.is_authenticated and user.is_active:
-            return user
-        return None
-
-
-def _docs_require_auth(view):
-    """The schema and its docs page need a session or a token too, like every other endpoint."""
-
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        user = getattr(request, "user", None)
-        if user is not None and user.is_authenticated:
-            return view(request, *args, **kwargs)
-        if api_token_user_from_header(request.headers.get("Authorization", "")) is not None:
-            return view(request, *args, **kwargs)
-        if request.path.endswith(".json"):
-            return JsonResponse({"detail": "Authentication required."}, status=401)
-        return redirect_to_login(request.get_full_path())
-
-    return wrapper
 
 
 _ERROR_BODY = {
@@ -110,7 +67,7 @@ api = PerfpilotAPI(
     ),
     auth=[BearerTokenAuth(), SessionAuth()],
     urls_namespace="api",
-    docs_decorator=_docs_require_auth,
+    docs_decorator=docs_require_auth,
     parser=FastJSONParser(),
 )
 

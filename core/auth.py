@@ -1,0 +1,50 @@
+"""How API callers authenticate: a bearer token or the browser's session; the docs need either."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, JsonResponse
+from ninja.security import APIKeyCookie, HttpBearer
+
+from core.services import api_token_authenticate, api_token_user_from_header
+
+
+class BearerTokenAuth(HttpBearer):
+    """`Authorization: Bearer pp_…` with a token created in Settings or by `create_api_token`."""
+
+    def authenticate(self, request: HttpRequest, token: str):
+        user = api_token_authenticate(token)
+        if user is not None:
+            request.user = user
+        return user
+
+
+class SessionAuth(APIKeyCookie):
+    """The browser's login session (with CSRF checks on unsafe methods)."""
+
+    param_name = "sessionid"
+
+    def authenticate(self, request: HttpRequest, key: str | None):
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and user.is_active:
+            return user
+        return None
+
+
+def docs_require_auth(view):
+    """The schema and its docs page need a session or a token too, like every other endpoint."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            return view(request, *args, **kwargs)
+        if api_token_user_from_header(request.headers.get("Authorization", "")) is not None:
+            return view(request, *args, **kwargs)
+        if request.path.endswith(".json"):
+            return JsonResponse({"detail": "Authentication required."}, status=401)
+        return redirect_to_login(request.get_full_path())
+
+    return wrapper
