@@ -101,7 +101,7 @@ def _measure(targets: list[Target]) -> BenchResult:
             "worker is online, so each Celery collection asks it for its stats and its active and reserved "
             "tasks, and listens to its events for the default 2 s window (wall time, not CPU). "
             "CPU time of the collecting process (`time.process_time`), whose start-up objects are frozen out "
-            "of garbage collection as in a worker's pool process (`config.signals.freeze_startup_objects`)."
+            "of garbage collection as in a worker's pool process (`core.signals.freeze_startup_objects`)."
         ),
         figures=(
             Figure(

@@ -1,7 +1,7 @@
 """Scaling data: services, their metric rules, scheduled overrides, and the decision log.
 
 A service's executor config is split in two: the public part (`executor_config`, shown back) and
-the secret fields the executor declares (`executor_secrets_encrypted`, Fernet via config.crypto,
+the secret fields the executor declares (`executor_secrets_encrypted`, Fernet via core.crypto,
 never shown back; the API and pages show which secret fields are set, not their values).
 """
 

@@ -1,4 +1,4 @@
-"""The default rule set, installed once on first start (config.bootstrap); afterwards the rules
+"""The default rule set, installed once on first start (core.bootstrap); afterwards the rules
 are the user's to edit, disable or delete. Metric names are the ones the collectors store
 (monitoring/collectors/*.py)."""
 

@@ -1,4 +1,4 @@
-"""Celery signal handlers of config.signals that need no running worker."""
+"""Celery signal handlers of core.signals that need no running worker."""
 
 from __future__ import annotations
 
