@@ -1,6 +1,6 @@
 """Plotly figures for monitoring pages, built from selector data (tests check the figure data).
 
-Figures are plain dicts in plotly's figure schema; config/charts.py says why.
+Figures are plain dicts in plotly's figure schema; core/charts.py says why.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-PALETTE = ["#1f6feb", "#2f9e6e", "#d9822b", "#8b5cf6", "#d9534f", "#0ea5a4", "#b45309", "#64748b"]
+from core.charts import GRID_COLOUR, PALETTE, time_layout
 
 
 @dataclass(frozen=True)
@@ -59,15 +59,8 @@ def timeseries_figure(
             }
         )
     layout = {
-        "height": height,
-        "margin": {"l": 48, "r": 10, "t": 8, "b": 28},
+        **time_layout(height=height, margin={"l": 48, "r": 10, "t": 8, "b": 28}, legend_y=-0.25, x_range=x_range),
         "showlegend": len(lines) > 1,
-        "legend": {"orientation": "h", "y": -0.25, "font": {"size": 10}},
-        "paper_bgcolor": "rgba(0,0,0,0)",
-        "plot_bgcolor": "rgba(0,0,0,0)",
-        "xaxis": {"gridcolor": "#eef1f6", **({"range": list(x_range)} if x_range else {})},
-        "yaxis": {"gridcolor": "#eef1f6", "rangemode": "tozero", "title": {"text": unit, "font": {"size": 10}}},
-        "hovermode": "x unified",
-        "uirevision": "keep",  # keep the user's zoom across live refreshes
+        "yaxis": {"gridcolor": GRID_COLOUR, "rangemode": "tozero", "title": {"text": unit, "font": {"size": 10}}},
     }
     return {"data": traces, "layout": layout}

@@ -1,11 +1,13 @@
-"""Before/after figures of applied fixes, built from a run's evidence (tests check the figure data)."""
+"""Before/after figures of applied fixes, built from a run's evidence (tests check the figure data).
+
+Figures are plain dicts in plotly's figure schema; core/charts.py says why.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import plotly.graph_objects as go
-
+from core.charts import TRANSPARENT_BACKGROUND, figure_json
 from optimizer.models import OptimizationRun
 
 BEFORE, AFTER = "#d9822b", "#2f9e6e"
@@ -73,25 +75,24 @@ def before_after_data(run: OptimizationRun) -> BeforeAfter | None:
     return None
 
 
-def before_after_figure(data: BeforeAfter) -> go.Figure:
-    figure = go.Figure(
-        [
-            go.Bar(name="before", x=data.labels, y=data.before, marker_color=BEFORE),
-            go.Bar(name="after", x=data.labels, y=data.after, marker_color=AFTER),
-        ]
-    )
-    figure.update_layout(
-        barmode="group",
-        height=260,
-        margin={"l": 56, "r": 10, "t": 8, "b": 40},
-        yaxis={"title": {"text": data.unit}, "rangemode": "tozero"},
-        legend={"orientation": "h", "y": -0.2},
-        paper_bgcolor="rgba(0,0,0,0)",
-        plot_bgcolor="rgba(0,0,0,0)",
-    )
-    return figure
+def before_after_figure(data: BeforeAfter) -> dict:
+    bars = [
+        {"type": "bar", "name": "before", "x": data.labels, "y": data.before, "marker": {"color": BEFORE}},
+        {"type": "bar", "name": "after", "x": data.labels, "y": data.after, "marker": {"color": AFTER}},
+    ]
+    layout = {
+        "barmode": "group",
+        "height": 260,
+        "margin": {"l": 56, "r": 10, "t": 8, "b": 40},
+        # Table names are long: the axis takes the room its labels need rather than cutting them off.
+        "xaxis": {"automargin": True},
+        "yaxis": {"title": {"text": data.unit}, "rangemode": "tozero"},
+        "legend": {"orientation": "h", "y": -0.2},
+        **TRANSPARENT_BACKGROUND,
+    }
+    return {"data": bars, "layout": layout}
 
 
 def before_after_json(run: OptimizationRun) -> str | None:
     data = before_after_data(run)
-    return before_after_figure(data).to_json() if data else None
+    return figure_json(before_after_figure(data)) if data else None

@@ -1,7 +1,8 @@
 """Plotly figures for scaling pages, built from selector and replay data (tests check the figure data).
 
-Both charts put replicas as a step line (line_shape "hv": a count holds until the next decision) on
+Both charts put replicas as a step line (line shape "hv": a count holds until the next decision) on
 the left axis over the metric that drives them on the right axis, with the rule's target dashed.
+Figures are plain dicts in plotly's figure schema; core/charts.py says why.
 """
 
 from __future__ import annotations
@@ -9,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-import plotly.graph_objects as go
-
-from monitoring.charts import PALETTE
+from core.charts import GRID_COLOUR, PALETTE, time_layout
 from scaling.selectors import MetricPoint
 
 REPLICAS_COLOUR = PALETTE[0]
@@ -26,67 +25,62 @@ def replicas_figure(
     target: float | None = None,
     replicas_name: str = "replicas",
     height: int = 280,
-) -> go.Figure:
-    figure = go.Figure()
+) -> dict:
+    traces = []
     if metric:
-        figure.add_trace(
-            go.Scatter(
-                x=[p.ts for p in metric],
-                y=[p.value for p in metric],
-                name=metric_name or "metric",
-                mode="lines",
-                yaxis="y2",
-                line={"width": 1.4, "color": METRIC_COLOUR},
-                hovertemplate="%{y:.4~g}<extra>" + (metric_name or "metric") + "</extra>",
-            )
+        traces.append(
+            {
+                "type": "scatter",
+                "x": [p.ts for p in metric],
+                "y": [p.value for p in metric],
+                "name": metric_name or "metric",
+                "mode": "lines",
+                "yaxis": "y2",
+                "line": {"width": 1.4, "color": METRIC_COLOUR},
+                "hovertemplate": "%{y:.4~g}<extra>" + (metric_name or "metric") + "</extra>",
+            }
         )
         if target is not None:
-            figure.add_trace(
-                go.Scatter(
-                    x=[metric[0].ts, metric[-1].ts],
-                    y=[target, target],
-                    name="target",
-                    mode="lines",
-                    yaxis="y2",
-                    line={"width": 1, "dash": "dash", "color": METRIC_COLOUR},
-                    hoverinfo="skip",
-                )
+            traces.append(
+                {
+                    "type": "scatter",
+                    "x": [metric[0].ts, metric[-1].ts],
+                    "y": [target, target],
+                    "name": "target",
+                    "mode": "lines",
+                    "yaxis": "y2",
+                    "line": {"width": 1, "dash": "dash", "color": METRIC_COLOUR},
+                    "hoverinfo": "skip",
+                }
             )
-    figure.add_trace(
-        go.Scatter(
-            x=[ts for ts, _ in replicas],
-            y=[count for _, count in replicas],
-            name=replicas_name,
-            mode="lines+markers",
-            line={"shape": "hv", "width": 2.2, "color": REPLICAS_COLOUR},
-            marker={"size": 4},
-            hovertemplate="%{y} replicas<extra></extra>",
-        )
+    traces.append(
+        {
+            "type": "scatter",
+            "x": [ts for ts, _ in replicas],
+            "y": [count for _, count in replicas],
+            "name": replicas_name,
+            "mode": "lines+markers",
+            "line": {"shape": "hv", "width": 2.2, "color": REPLICAS_COLOUR},
+            "marker": {"size": 4},
+            "hovertemplate": "%{y} replicas<extra></extra>",
+        }
     )
-    figure.update_layout(
-        height=height,
-        margin={"l": 48, "r": 48, "t": 8, "b": 28},
-        legend={"orientation": "h", "y": -0.2, "font": {"size": 10}},
-        paper_bgcolor="rgba(0,0,0,0)",
-        plot_bgcolor="rgba(0,0,0,0)",
-        xaxis={"gridcolor": "#eef1f6"},
-        yaxis={
+    layout = {
+        **time_layout(height=height, margin={"l": 48, "r": 48, "t": 8, "b": 28}, legend_y=-0.2),
+        "yaxis": {
             "title": {"text": "replicas", "font": {"size": 10}},
             "rangemode": "tozero",
-            "gridcolor": "#eef1f6",
-            "dtick": None,
+            "gridcolor": GRID_COLOUR,
         },
-        yaxis2={
+        "yaxis2": {
             "title": {"text": metric_name, "font": {"size": 10}},
             "overlaying": "y",
             "side": "right",
             "rangemode": "tozero",
             "showgrid": False,
         },
-        hovermode="x unified",
-        uirevision="keep",
-    )
-    return figure
+    }
+    return {"data": traces, "layout": layout}
 
 
 def in_effect(decision) -> int | None:
@@ -98,7 +92,7 @@ def in_effect(decision) -> int | None:
 
 def decisions_figure(
     *, decisions: Sequence, metric: Sequence[MetricPoint], metric_name: str, target: float | None, until: datetime
-):
+) -> dict:
     """Replicas in effect after each decision (oldest first) over the driving rule's metric; the last count holds
     until `until`. Dry-run decisions add a dashed "would set" line, since they change nothing."""
     points = [(d.created_at, in_effect(d)) for d in decisions if in_effect(d) is not None]
@@ -107,20 +101,21 @@ def decisions_figure(
     figure = replicas_figure(replicas=points, metric=metric, metric_name=metric_name, target=target)
     dry = [(d.created_at, d.desired_replicas) for d in decisions if d.dry_run and d.desired_replicas is not None]
     if dry:
-        figure.add_trace(
-            go.Scatter(
-                x=[ts for ts, _ in dry],
-                y=[count for _, count in dry],
-                name="dry run: would set",
-                mode="lines",
-                line={"shape": "hv", "width": 1.6, "dash": "dot", "color": PALETTE[3]},
-                hovertemplate="would set %{y}<extra></extra>",
-            )
+        figure["data"].append(
+            {
+                "type": "scatter",
+                "x": [ts for ts, _ in dry],
+                "y": [count for _, count in dry],
+                "name": "dry run: would set",
+                "mode": "lines",
+                "line": {"shape": "hv", "width": 1.6, "dash": "dot", "color": PALETTE[3]},
+                "hovertemplate": "would set %{y}<extra></extra>",
+            }
         )
     return figure
 
 
-def replay_figure(*, replay) -> go.Figure:
+def replay_figure(*, replay) -> dict:
     """What-if: the replicas a rule would have chosen against the metric recorded."""
     return replicas_figure(
         replicas=[(s.ts, s.replicas) for s in replay.steps],

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from core.charts import figure_json
 from core.errors import InvalidInput
 from core.roles import OPERATOR, ensure_role, role_required
 from core.views import section_context
@@ -145,7 +146,7 @@ def _live_context(service: ScaledService, preset: str) -> dict:
         "last": last,
         "why": decision_why(last),
         "driving_rule": rule,
-        "figure_json": figure.to_json(),
+        "figure_json": figure_json(figure),
         "range_label": label,
         "ranges": CHART_RANGES,
     }
@@ -287,16 +288,16 @@ def rule_whatif(request: HttpRequest, name: str) -> HttpResponse:
     )
     preset = request.GET.get("range") if request.GET.get("range") in WHATIF_RANGES else "6h"
     start, end = timezone.now() - RANGE_PRESETS[preset], timezone.now()
-    error, replay, figure_json = "", None, ""
+    error, replay, replay_json = "", None, ""
     try:
         replay = rule_replay(rule=rule, start=start, end=end)
-        figure_json = replay_figure(replay=replay).to_json()
+        replay_json = figure_json(replay_figure(replay=replay))
     except InvalidInput as exc:
         error = str(exc)
     changes = replay_changes(replay) if replay is not None else []
     context = {
         "replay": replay,
-        "figure_json": figure_json,
+        "figure_json": replay_json,
         "error": error,
         "rule": rule,
         "preset": preset,

@@ -84,7 +84,7 @@ def test_a_finished_run_stops_the_polling_and_shows_its_before_after_chart(opera
     data = before_after_data(run)
     assert data.labels == ["public.view_dead"]
     assert data.before[0] >= 1500 and data.after[0] <= 75
-    figure = json.loads(before_after_figure(data).to_json())
+    figure = before_after_figure(data)
     assert [trace["name"] for trace in figure["data"]] == ["before", "after"]
     assert figure["data"][0]["y"] == data.before
 

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import plotly.graph_objects as go
+
+from core.charts import figure_json
+from scaling.charts import decisions_figure, replay_figure, replicas_figure
+from scaling.models import ScalingDecision
+from scaling.selectors import MetricPoint
+from scaling.services.whatif import Replay, ReplayStep
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def _metric(values: list[float]) -> list[MetricPoint]:
+    return [MetricPoint(T0 + timedelta(minutes=i), v) for i, v in enumerate(values)]
+
+
+def _decision(minute: int, *, current: int, desired: int, result: str, executed: bool = False, dry_run: bool = False):
+    return ScalingDecision(
+        created_at=T0 + timedelta(minutes=minute),
+        current_replicas=current,
+        desired_replicas=desired,
+        result=result,
+        executed=executed,
+        dry_run=dry_run,
+    )
+
+
+def test_replicas_are_a_step_line_on_the_left_axis_over_the_metric_and_its_dashed_target_on_the_right():
+    figure = replicas_figure(
+        replicas=[(T0, 1), (T0 + timedelta(minutes=2), 3)], metric=_metric([40, 80, 60]), metric_name="load", target=50
+    )
+    metric, target, replicas = figure["data"]
+    assert (metric["name"], metric["y"], metric["yaxis"]) == ("load", [40, 80, 60], "y2")
+    assert (target["x"], target["y"], target["line"]["dash"]) == ([T0, T0 + timedelta(minutes=2)], [50, 50], "dash")
+    assert (replicas["y"], replicas["line"]["shape"]) == ([1, 3], "hv")
+    assert "yaxis" not in replicas  # the left axis
+    layout = figure["layout"]
+    assert layout["yaxis"]["title"]["text"] == "replicas"
+    assert (layout["yaxis2"]["title"]["text"], layout["yaxis2"]["overlaying"], layout["yaxis2"]["side"]) == (
+        "load",
+        "y",
+        "right",
+    )
+
+
+def test_without_a_metric_only_the_replicas_are_drawn():
+    figure = replicas_figure(replicas=[(T0, 2)], target=50)
+    assert [trace["name"] for trace in figure["data"]] == ["replicas"]
+
+
+def test_decisions_draw_the_replicas_in_effect_until_now_and_what_dry_runs_would_set():
+    decisions = [
+        _decision(0, current=1, desired=2, result="scaled", executed=True),
+        _decision(1, current=2, desired=4, result="dry_run", dry_run=True),  # changes nothing: 2 stay
+        _decision(2, current=2, desired=2, result="unchanged"),
+    ]
+    until = T0 + timedelta(minutes=5)
+    figure = decisions_figure(decisions=decisions, metric=_metric([60, 70]), metric_name="load", target=50, until=until)
+    running = next(t for t in figure["data"] if t["name"] == "replicas")
+    would = next(t for t in figure["data"] if t["name"] == "dry run: would set")
+    assert running["y"] == [2, 2, 2, 2] and running["x"][-1] == until  # the last count holds until `until`
+    assert (would["x"], would["y"], would["line"]["shape"]) == ([T0 + timedelta(minutes=1)], [4], "hv")
+
+
+def test_the_replay_draws_what_if_replicas_over_the_recorded_metric():
+    steps = tuple(
+        ReplayStep(T0 + timedelta(minutes=i), metric=m, simulated_metric=m, replicas=r, recommended=r, explanation=())
+        for i, (m, r) in enumerate([(100.0, 2), (120.0, 3)])
+    )
+    replay = Replay(
+        rule="load",
+        service="web",
+        target=50,
+        steps=steps,
+        changes=1,
+        within_tolerance_share=None,
+        start=T0,
+        end=T0 + timedelta(minutes=2),
+    )
+    figure = replay_figure(replay=replay)
+    names = [trace["name"] for trace in figure["data"]]
+    assert names == ["load (recorded)", "target", "replicas (what-if)"]
+    assert figure["data"][0]["y"] == [100.0, 120.0] and figure["data"][2]["y"] == [2, 3]
+
+
+def test_the_figures_are_valid_for_plotly_and_their_json_matches_plotlys_own():
+    decisions = [_decision(0, current=1, desired=3, result="dry_run", dry_run=True)]
+    figure = decisions_figure(
+        decisions=decisions, metric=_metric([1.5, 2.5]), metric_name="load", target=2, until=T0 + timedelta(minutes=1)
+    )
+    validated = go.Figure(figure)  # raises on any property plotly does not know
+    ours = json.loads(figure_json(figure))
+    theirs = json.loads(validated.to_json())
+    assert [(t["x"], t["y"]) for t in ours["data"]] == [(t["x"], t["y"]) for t in theirs["data"]]
+    assert ours["layout"]["yaxis2"] == theirs["layout"]["yaxis2"]
