@@ -46,6 +46,7 @@ from alerts.services.manage import (
 )
 from alerts.services.matching import matchers_text
 from core.errors import InvalidInput
+from core.htmx import render_page, requested_fragment
 from core.roles import OPERATOR, ensure_role, role_required
 from core.views import section_context
 
@@ -86,10 +87,7 @@ def index(request: HttpRequest) -> HttpResponse:
         "now": timezone.now(),
         **section_context("alerts"),
     }
-    template = "alerts/index.html"
-    if request.htmx and request.GET.get("fragment") == "lists":
-        template += "#lists"
-    return render(request, template, context)
+    return render_page(request, "alerts/index.html", context, fragment=requested_fragment(request, "lists"))
 
 
 @require_GET
@@ -284,10 +282,8 @@ def channel_detail(request: HttpRequest, channel_id: int) -> HttpResponse:
         "attempts": delivery_log(channel=channel),
         "backlog": channel_backlog(channel=channel),
     }
-    template = "alerts/channel.html"
-    if request.htmx and request.GET.get("fragment") == "log":
-        template += "#log"
-    return render(request, template, context, status=status)
+    fragment = requested_fragment(request, "log")
+    return render_page(request, "alerts/channel.html", context, fragment=fragment, status=status)
 
 
 @require_POST

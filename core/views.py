@@ -15,6 +15,7 @@ from django_celery_beat.models import PeriodicTask
 from core.errors import InvalidInput
 from core.forms import ApiTokenForm
 from core.health import control_plane_status
+from core.htmx import render_page
 from core.metrics import metrics_exposition
 from core.models import ApiToken
 from core.registry import registry
@@ -39,11 +40,6 @@ def _settings_context(request: HttpRequest, **extra) -> dict:
     }
 
 
-def _settings_template(request: HttpRequest, fragment: str) -> str:
-    # HTMX swaps in the fragment; a plain form post (no JavaScript) gets the whole page.
-    return f"core/settings.html#{fragment}" if request.htmx else "core/settings.html"
-
-
 @require_GET
 def settings_page(request: HttpRequest) -> HttpResponse:
     return render(request, "core/settings.html", _settings_context(request))
@@ -60,7 +56,7 @@ def token_create(request: HttpRequest) -> HttpResponse:
             form.add_error(exc.field, str(exc))
     status = 200 if issued else 422  # 422: htmx is configured to swap it, showing the field errors
     context = _settings_context(request, token_form=form if issued is None else ApiTokenForm(), issued=issued)
-    return render(request, _settings_template(request, "tokens"), context, status=status)
+    return render_page(request, "core/settings.html", context, fragment="tokens", status=status)
 
 
 @require_POST
@@ -68,7 +64,7 @@ def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     tokens = ApiToken.objects.all() if has_role(request.user, ADMIN) else ApiToken.objects.filter(user=request.user)
     token = get_object_or_404(tokens, pk=token_id)
     api_token_revoke(token=token, actor=request.user, via="ui")
-    return render(request, _settings_template(request, "tokens"), _settings_context(request))
+    return render_page(request, "core/settings.html", _settings_context(request), fragment="tokens")
 
 
 @require_POST

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from core.charts import figure_json, health_latency_figure
 from core.errors import InvalidInput
 from core.health import control_plane_status
+from core.htmx import render_page, requested_fragment
 from core.roles import OPERATOR, ensure_role, role_required
 from core.selectors import queue_lengths
 from monitoring.dashboards import all_metric_charts, explorer_chart, overview_panels
@@ -38,7 +39,7 @@ def _form_errors_from(form: TargetForm, exc: InvalidInput) -> None:
 
 @require_GET
 def overview(request: HttpRequest) -> HttpResponse:
-    fragment = request.GET.get("fragment") if request.htmx else None
+    fragment = requested_fragment(request, "health", "targets")
     context = {}
     if fragment in (None, "health"):
         status = control_plane_status()
@@ -48,10 +49,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     if fragment in (None, "targets"):
         end = timezone.now()
         context["panels"] = overview_panels(start=end - RANGE_PRESETS["1h"], end=end)
-    template = "monitoring/overview.html"
-    if fragment in ("health", "targets"):
-        template += f"#{fragment}"
-    return render(request, template, context)
+    return render_page(request, "monitoring/overview.html", context, fragment=fragment)
 
 
 @require_http_methods(["GET", "POST"])
@@ -104,7 +102,7 @@ def _target_context(target: Target, *, preset: str | None, form: TargetForm | No
 def target_detail(request: HttpRequest, target_id: int) -> HttpResponse:
     target = get_object_or_404(Target, pk=target_id)
     preset = request.GET.get("range")
-    if request.htmx and request.GET.get("fragment") == "charts":
+    if requested_fragment(request, "charts"):
         # The live refresh renders only the charts: no forecasts, no form.
         context = _target_context(target, preset=preset, form=None, with_forecasts=False)
         return render(request, "monitoring/target.html#charts", context)
@@ -204,7 +202,5 @@ def explore(request: HttpRequest) -> HttpResponse:
         "custom_from": request.GET.get("from", ""),
         "custom_to": request.GET.get("to", ""),
     }
-    template = "monitoring/explore.html"
-    if request.htmx and request.GET.get("fragment") == "chart":
-        template += "#chart"
-    return render(request, template, context, status=422 if error else 200)
+    fragment = requested_fragment(request, "chart")
+    return render_page(request, "monitoring/explore.html", context, fragment=fragment, status=422 if error else 200)

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core.errors import InvalidInput
+from core.htmx import render_page, requested_fragment
 from core.roles import OPERATOR, ensure_role, role_required
 from core.views import section_context
 from monitoring.timeranges import RANGE_PRESETS, resolve_range
@@ -78,8 +79,8 @@ def index(request: HttpRequest) -> HttpResponse:
                 )
                 return redirect("scaling:service", name=service.name)
         status = 422
-    template = "scaling/index.html#services" if request.htmx and request.GET.get("fragment") == "services" else None
-    return render(request, template or "scaling/index.html", _index_context(form), status=status)
+    fragment = requested_fragment(request, "services")
+    return render_page(request, "scaling/index.html", _index_context(form), fragment=fragment, status=status)
 
 
 def _behaviour_form(service: ScaledService) -> BehaviourForm:
@@ -176,7 +177,7 @@ def _get_service(name: str) -> ScaledService:
 @require_GET
 def service_detail(request: HttpRequest, name: str) -> HttpResponse:
     service = _get_service(name)
-    if request.htmx and request.GET.get("fragment") == "live":
+    if requested_fragment(request, "live"):
         return render(request, "scaling/service.html#live", _live_context(service, request.GET.get("range", "6h")))
     return _service_page(request, service)
 
