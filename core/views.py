@@ -12,8 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.defaults import page_not_found as default_page_not_found
 from django_celery_beat.models import PeriodicTask
 
-from core.errors import InvalidInput
-from core.forms import ApiTokenForm
+from core.forms import ApiTokenForm, form_submit
 from core.health import control_plane_status
 from core.htmx import render_page
 from core.metrics import metrics_exposition
@@ -48,12 +47,7 @@ def settings_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 def token_create(request: HttpRequest) -> HttpResponse:
     form = ApiTokenForm(request.POST)
-    issued = None
-    if form.is_valid():
-        try:
-            issued = api_token_create(user=request.user, name=form.cleaned_data["name"], via="ui")
-        except InvalidInput as exc:
-            form.add_error(exc.field, str(exc))
+    issued = form_submit(form, lambda data: api_token_create(user=request.user, name=data["name"], via="ui"))
     status = 200 if issued else 422  # 422: htmx is configured to swap it, showing the field errors
     context = _settings_context(request, token_form=form if issued is None else ApiTokenForm(), issued=issued)
     return render_page(request, "core/settings.html", context, fragment="tokens", status=status)
