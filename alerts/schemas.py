@@ -5,15 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from ninja import Field, Schema
-from pydantic import ConfigDict
 
 from alerts.models import AlertRule, Channel, Severity
+from core.schemas import StrictSchema
 
 SECONDS = {"ge": 0, "le": 30 * 86_400}
-
-
-class StrictSchema(Schema):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class MatcherIn(StrictSchema):

@@ -46,14 +46,12 @@ from alerts.services.manage import (
 )
 from alerts.services.matching import matchers_text
 from core.errors import InvalidInput
+from core.forms import form_submit
+from core.htmx import render_page, requested_fragment
 from core.roles import OPERATOR, ensure_role, role_required
 from core.views import section_context
 
 BANNER_LIMIT = 3
-
-
-def _form_error(form, exc: InvalidInput) -> None:
-    form.add_error(exc.field if exc.field in form.fields else None, str(exc))
 
 
 # --- the banner on every page -------------------------------------------------------------------
@@ -86,10 +84,7 @@ def index(request: HttpRequest) -> HttpResponse:
         "now": timezone.now(),
         **section_context("alerts"),
     }
-    template = "alerts/index.html"
-    if request.htmx and request.GET.get("fragment") == "lists":
-        template += "#lists"
-    return render(request, template, context)
+    return render_page(request, "alerts/index.html", context, fragment=requested_fragment(request, "lists"))
 
 
 @require_GET
@@ -140,19 +135,16 @@ def silence_new(request: HttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST":
         form = SilenceForm(request.POST)
-        if form.is_valid():
-            data = SilenceInput(
-                matchers=form.cleaned_data["matchers"],
-                ends_at=timezone.now() + timedelta(hours=int(form.cleaned_data["hours"])),
-                comment=form.cleaned_data["comment"],
-            )
-            try:
-                silence = silence_create(data=data, actor=request.user, via="ui")
-            except InvalidInput as exc:
-                _form_error(form, exc)
-            else:
-                messages.success(request, f"Silenced {silence} until {silence.ends_at:%Y-%m-%d %H:%M} UTC.")
-                return redirect("alerts:index")
+
+        def save(data: dict) -> Silence:
+            ends_at = timezone.now() + timedelta(hours=int(data["hours"]))
+            wanted = SilenceInput(matchers=data["matchers"], ends_at=ends_at, comment=data["comment"])
+            return silence_create(data=wanted, actor=request.user, via="ui")
+
+        silence = form_submit(form, save)
+        if silence is not None:
+            messages.success(request, f"Silenced {silence} until {silence.ends_at:%Y-%m-%d %H:%M} UTC.")
+            return redirect("alerts:index")
         status = 422
     return render(request, "alerts/silence.html", {"form": form, "alert": alert}, status=status)
 
@@ -189,18 +181,16 @@ def rule_edit(request: HttpRequest, rule_id: int | None = None) -> HttpResponse:
     if request.method == "POST":
         ensure_role(request.user, OPERATOR)
         form = RuleForm(request.POST)
-        if form.is_valid():
-            data = RuleInput(**form.cleaned_data)
-            try:
-                if rule is None:
-                    rule = rule_create(data=data, actor=request.user, via="ui")
-                else:
-                    rule = rule_update(rule=rule, data=data, actor=request.user, via="ui")
-            except InvalidInput as exc:
-                _form_error(form, exc)
-            else:
-                messages.success(request, f"Rule “{rule.name}” saved.")
-                return redirect("alerts:rule", rule_id=rule.id)
+
+        def save(data: dict) -> AlertRule:
+            if rule is None:
+                return rule_create(data=RuleInput(**data), actor=request.user, via="ui")
+            return rule_update(rule=rule, data=RuleInput(**data), actor=request.user, via="ui")
+
+        saved = form_submit(form, save)
+        if saved is not None:
+            messages.success(request, f"Rule “{saved.name}” saved.")
+            return redirect("alerts:rule", rule_id=saved.id)
         status = 422
     preview = rule_preview(data=rule_input_from(rule)) if rule else []
     context = {"rule": rule, "form": form, "preview": preview, "alerts": alert_list(rule_id=rule.id) if rule else []}
@@ -249,14 +239,12 @@ def channels(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         ensure_role(request.user, OPERATOR)
         form = ChannelForm(request.POST)
-        if form.is_valid():
-            try:
-                channel = channel_create(data=ChannelInput(**form.cleaned_data), actor=request.user, via="ui")
-            except InvalidInput as exc:
-                _form_error(form, exc)
-            else:
-                messages.success(request, f"Channel “{channel.name}” added. Send a test to check it.")
-                return redirect("alerts:channel", channel_id=channel.id)
+        channel = form_submit(
+            form, lambda data: channel_create(data=ChannelInput(**data), actor=request.user, via="ui")
+        )
+        if channel is not None:
+            messages.success(request, f"Channel “{channel.name}” added. Send a test to check it.")
+            return redirect("alerts:channel", channel_id=channel.id)
         status = 422
     return render(request, "alerts/channels.html", {"channels": channel_list(), "form": form}, status=status)
 
@@ -269,14 +257,14 @@ def channel_detail(request: HttpRequest, channel_id: int) -> HttpResponse:
     if request.method == "POST":
         ensure_role(request.user, OPERATOR)
         form = ChannelForm(request.POST)
-        if form.is_valid():
-            try:
-                channel_update(channel=channel, data=ChannelInput(**form.cleaned_data), actor=request.user, via="ui")
-            except InvalidInput as exc:
-                _form_error(form, exc)
-            else:
-                messages.success(request, f"Channel “{channel.name}” saved.")
-                return redirect("alerts:channel", channel_id=channel.id)
+
+        def save(data: dict) -> Channel:
+            return channel_update(channel=channel, data=ChannelInput(**data), actor=request.user, via="ui")
+
+        saved = form_submit(form, save)
+        if saved is not None:
+            messages.success(request, f"Channel “{saved.name}” saved.")
+            return redirect("alerts:channel", channel_id=channel.id)
         status = 422
     context = {
         "channel": channel,
@@ -284,10 +272,8 @@ def channel_detail(request: HttpRequest, channel_id: int) -> HttpResponse:
         "attempts": delivery_log(channel=channel),
         "backlog": channel_backlog(channel=channel),
     }
-    template = "alerts/channel.html"
-    if request.htmx and request.GET.get("fragment") == "log":
-        template += "#log"
-    return render(request, template, context, status=status)
+    fragment = requested_fragment(request, "log")
+    return render_page(request, "alerts/channel.html", context, fragment=fragment, status=status)
 
 
 @require_POST

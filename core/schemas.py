@@ -3,6 +3,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from ninja import Field, Schema
+from pydantic import ConfigDict
+
+
+class StrictSchema(Schema):
+    """Base of every input schema: an unknown field or a NaN/Infinity is refused, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ErrorOut(Schema):

@@ -12,9 +12,9 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.defaults import page_not_found as default_page_not_found
 from django_celery_beat.models import PeriodicTask
 
-from core.errors import InvalidInput
-from core.forms import ApiTokenForm
+from core.forms import ApiTokenForm, form_submit
 from core.health import control_plane_status
+from core.htmx import render_page
 from core.metrics import metrics_exposition
 from core.models import ApiToken
 from core.registry import registry
@@ -39,11 +39,6 @@ def _settings_context(request: HttpRequest, **extra) -> dict:
     }
 
 
-def _settings_template(request: HttpRequest, fragment: str) -> str:
-    # HTMX swaps in the fragment; a plain form post (no JavaScript) gets the whole page.
-    return f"core/settings.html#{fragment}" if request.htmx else "core/settings.html"
-
-
 @require_GET
 def settings_page(request: HttpRequest) -> HttpResponse:
     return render(request, "core/settings.html", _settings_context(request))
@@ -52,15 +47,10 @@ def settings_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 def token_create(request: HttpRequest) -> HttpResponse:
     form = ApiTokenForm(request.POST)
-    issued = None
-    if form.is_valid():
-        try:
-            issued = api_token_create(user=request.user, name=form.cleaned_data["name"], via="ui")
-        except InvalidInput as exc:
-            form.add_error(exc.field, str(exc))
+    issued = form_submit(form, lambda data: api_token_create(user=request.user, name=data["name"], via="ui"))
     status = 200 if issued else 422  # 422: htmx is configured to swap it, showing the field errors
     context = _settings_context(request, token_form=form if issued is None else ApiTokenForm(), issued=issued)
-    return render(request, _settings_template(request, "tokens"), context, status=status)
+    return render_page(request, "core/settings.html", context, fragment="tokens", status=status)
 
 
 @require_POST
@@ -68,7 +58,7 @@ def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     tokens = ApiToken.objects.all() if has_role(request.user, ADMIN) else ApiToken.objects.filter(user=request.user)
     token = get_object_or_404(tokens, pk=token_id)
     api_token_revoke(token=token, actor=request.user, via="ui")
-    return render(request, _settings_template(request, "tokens"), _settings_context(request))
+    return render_page(request, "core/settings.html", _settings_context(request), fragment="tokens")
 
 
 @require_POST

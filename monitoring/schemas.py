@@ -5,13 +5,10 @@ from datetime import datetime
 from ninja import Field, Schema
 from pydantic import BaseModel, ConfigDict
 
+from core.schemas import StrictSchema
 from monitoring.models import Target
 
 METRIC_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:.]*$"
-
-
-class StrictSchema(Schema):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class TargetIn(StrictSchema):

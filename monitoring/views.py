@@ -12,7 +12,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from core.charts import figure_json, health_latency_figure
 from core.errors import InvalidInput
+from core.forms import form_submit
 from core.health import control_plane_status
+from core.htmx import render_page, requested_fragment
 from core.roles import OPERATOR, ensure_role, role_required
 from core.selectors import queue_lengths
 from monitoring.dashboards import all_metric_charts, explorer_chart, overview_panels
@@ -32,13 +34,9 @@ QUERY_WINDOWS = {"1h": "1h", "6h": "6h", "24h": "24h", "7d": "7d"}
 QUERY_ORDERS = {"total_time": "Total time", "mean_time": "Mean time", "calls": "Calls", "rows": "Rows"}
 
 
-def _form_errors_from(form: TargetForm, exc: InvalidInput) -> None:
-    form.add_error(exc.field if exc.field in form.fields else None, str(exc))
-
-
 @require_GET
 def overview(request: HttpRequest) -> HttpResponse:
-    fragment = request.GET.get("fragment") if request.htmx else None
+    fragment = requested_fragment(request, "health", "targets")
     context = {}
     if fragment in (None, "health"):
         status = control_plane_status()
@@ -48,10 +46,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     if fragment in (None, "targets"):
         end = timezone.now()
         context["panels"] = overview_panels(start=end - RANGE_PRESETS["1h"], end=end)
-    template = "monitoring/overview.html"
-    if fragment in ("health", "targets"):
-        template += f"#{fragment}"
-    return render(request, template, context)
+    return render_page(request, "monitoring/overview.html", context, fragment=fragment)
 
 
 @require_http_methods(["GET", "POST"])
@@ -61,16 +56,12 @@ def index(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         ensure_role(request.user, OPERATOR)
         form = TargetForm(request.POST)
-        if form.is_valid():
-            try:
-                target = target_create(data=TargetInput(**form.cleaned_data), actor=request.user, via="ui")
-            except InvalidInput as exc:
-                _form_errors_from(form, exc)
-            else:
-                messages.success(
-                    request, f"Target “{target.name}” added; it is collected every {target.interval_seconds} s."
-                )
-                return redirect("monitoring:target", target_id=target.id)
+        target = form_submit(form, lambda data: target_create(data=TargetInput(**data), actor=request.user, via="ui"))
+        if target is not None:
+            messages.success(
+                request, f"Target “{target.name}” added; it is collected every {target.interval_seconds} s."
+            )
+            return redirect("monitoring:target", target_id=target.id)
         status = 422
     context = {"targets": target_list(), "form": form, "kinds": Target.Kind.choices}
     return render(request, "monitoring/index.html", context, status=status)
@@ -104,7 +95,7 @@ def _target_context(target: Target, *, preset: str | None, form: TargetForm | No
 def target_detail(request: HttpRequest, target_id: int) -> HttpResponse:
     target = get_object_or_404(Target, pk=target_id)
     preset = request.GET.get("range")
-    if request.htmx and request.GET.get("fragment") == "charts":
+    if requested_fragment(request, "charts"):
         # The live refresh renders only the charts: no forecasts, no form.
         context = _target_context(target, preset=preset, form=None, with_forecasts=False)
         return render(request, "monitoring/target.html#charts", context)
@@ -117,15 +108,15 @@ def target_detail(request: HttpRequest, target_id: int) -> HttpResponse:
 def target_edit(request: HttpRequest, target_id: int) -> HttpResponse:
     target = get_object_or_404(Target, pk=target_id)
     form = TargetForm(request.POST, editing=True, initial={"kind": target.kind})
-    if form.is_valid():
-        changes = {k: v for k, v in form.cleaned_data.items() if k != "kind"}
-        try:
-            target_update(target=target, changes=changes, actor=request.user, via="ui")
-        except InvalidInput as exc:
-            _form_errors_from(form, exc)
-        else:
-            messages.success(request, f"Target “{target.name}” saved.")
-            return redirect("monitoring:target", target_id=target.id)
+
+    def save(data: dict) -> Target:
+        changes = {k: v for k, v in data.items() if k != "kind"}  # a target's kind never changes
+        return target_update(target=target, changes=changes, actor=request.user, via="ui")
+
+    saved = form_submit(form, save)
+    if saved is not None:
+        messages.success(request, f"Target “{saved.name}” saved.")
+        return redirect("monitoring:target", target_id=target.id)
     context = {**_target_context(target, preset="1h", form=form, with_forecasts=False), "show_edit": True}
     return render(request, "monitoring/target.html", context, status=422)
 
@@ -204,7 +195,5 @@ def explore(request: HttpRequest) -> HttpResponse:
         "custom_from": request.GET.get("from", ""),
         "custom_to": request.GET.get("to", ""),
     }
-    template = "monitoring/explore.html"
-    if request.htmx and request.GET.get("fragment") == "chart":
-        template += "#chart"
-    return render(request, template, context, status=422 if error else 200)
+    fragment = requested_fragment(request, "chart")
+    return render_page(request, "monitoring/explore.html", context, fragment=fragment, status=422 if error else 200)

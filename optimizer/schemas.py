@@ -7,7 +7,7 @@ from typing import Any
 
 from ninja import Field, Schema
 
-from monitoring.schemas import StrictSchema
+from core.schemas import StrictSchema
 
 
 class RecommendationOut(Schema):

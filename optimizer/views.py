@@ -11,6 +11,7 @@ from django_celery_beat.models import PeriodicTask
 from django_htmx.http import HttpResponseStopPolling
 
 from core.errors import InvalidInput
+from core.htmx import requested_fragment
 from core.roles import OPERATOR, role_required
 from core.views import section_context
 from monitoring.models import Target
@@ -140,7 +141,7 @@ def tuner_run(request: HttpRequest, kind: str) -> HttpResponse:
 @require_GET
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(OptimizationRun.objects.select_related("recommendation", "target"), pk=run_id)
-    if request.htmx and request.GET.get("fragment") == "status":
+    if requested_fragment(request, "status"):
         return _run_status(request, run)
     context = {"run": run, "progress": run_progress(run=run), "figure_json": before_after_json(run)}
     return render(request, "optimizer/run.html", context)

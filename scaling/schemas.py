@@ -6,15 +6,11 @@ from datetime import datetime
 from typing import Literal
 
 from ninja import Field, Schema
-from pydantic import ConfigDict
 
+from core.schemas import StrictSchema
 from scaling.models import ScaledService, ScalingDecision, ScalingRule
 
 SelectLiteral = Literal["Max", "Min", "Disabled"]
-
-
-class StrictSchema(Schema):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class PolicyIn(StrictSchema):

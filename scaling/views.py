@@ -12,6 +12,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from core.charts import figure_json
 from core.errors import InvalidInput
+from core.forms import form_submit
+from core.htmx import render_page, requested_fragment
 from core.roles import OPERATOR, ensure_role, role_required
 from core.views import section_context
 from monitoring.timeranges import RANGE_PRESETS, resolve_range
@@ -49,13 +51,6 @@ def _kinds() -> list[tuple[str, str]]:
     return [(kind, cls.label) for kind, cls in sorted(executor_classes().items())]
 
 
-def _field_error(form, exc: InvalidInput) -> None:
-    field = exc.field if exc.field in form.fields else None
-    if field is None and exc.field and exc.field.startswith("executor_config") and "executor_config" in form.fields:
-        field = "executor_config"
-    form.add_error(field, str(exc))
-
-
 def _index_context(form: ServiceForm) -> dict:
     rows = [(service, decision, decision_why(decision)) for service, decision in services_with_last_decision()]
     return {**section_context("scaling"), "rows": rows, "form": form}
@@ -68,19 +63,15 @@ def index(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         ensure_role(request.user, OPERATOR)
         form = ServiceForm(request.POST, kinds=_kinds())
-        if form.is_valid():
-            try:
-                service = service_create(data=ServiceInput(**form.cleaned_data), actor=request.user, via="ui")
-            except InvalidInput as exc:
-                _field_error(form, exc)
-            else:
-                messages.success(
-                    request, f"Service “{service.name}” added. Add a rule, try it with what-if, enable it."
-                )
-                return redirect("scaling:service", name=service.name)
+        service = form_submit(
+            form, lambda data: service_create(data=ServiceInput(**data), actor=request.user, via="ui")
+        )
+        if service is not None:
+            messages.success(request, f"Service “{service.name}” added. Add a rule, try it with what-if, enable it.")
+            return redirect("scaling:service", name=service.name)
         status = 422
-    template = "scaling/index.html#services" if request.htmx and request.GET.get("fragment") == "services" else None
-    return render(request, template or "scaling/index.html", _index_context(form), status=status)
+    fragment = requested_fragment(request, "services")
+    return render_page(request, "scaling/index.html", _index_context(form), fragment=fragment, status=status)
 
 
 def _behaviour_form(service: ScaledService) -> BehaviourForm:
@@ -177,7 +168,7 @@ def _get_service(name: str) -> ScaledService:
 @require_GET
 def service_detail(request: HttpRequest, name: str) -> HttpResponse:
     service = _get_service(name)
-    if request.htmx and request.GET.get("fragment") == "live":
+    if requested_fragment(request, "live"):
         return render(request, "scaling/service.html#live", _live_context(service, request.GET.get("range", "6h")))
     return _service_page(request, service)
 
@@ -187,15 +178,10 @@ def service_detail(request: HttpRequest, name: str) -> HttpResponse:
 def service_edit(request: HttpRequest, name: str) -> HttpResponse:
     service = _get_service(name)
     form = BehaviourForm(request.POST)
-    if form.is_valid():
-        changes = dict(form.cleaned_data)
-        try:
-            service_update(service=service, changes=changes, actor=request.user, via="ui")
-        except InvalidInput as exc:
-            _field_error(form, exc)
-        else:
-            messages.success(request, f"Service “{service.name}” saved.")
-            return redirect("scaling:service", name=service.name)
+    saved = form_submit(form, lambda data: service_update(service=service, changes=data, actor=request.user, via="ui"))
+    if saved is not None:
+        messages.success(request, f"Service “{service.name}” saved.")
+        return redirect("scaling:service", name=service.name)
     return _service_page(request, _get_service(name), status=422, behaviour_form=form, open_section="behaviour")
 
 
@@ -241,17 +227,17 @@ def rule_save(request: HttpRequest, name: str) -> HttpResponse:
     if existing:
         form.fields["name"].disabled = True  # renaming would make another rule: the name is the rule's key
         form.initial["name"] = existing.name
-    if form.is_valid():
-        data = {k: v for k, v in form.cleaned_data.items() if k != "name"}
-        try:
-            if existing is None and service.rules.filter(name=form.cleaned_data["name"]).exists():
-                raise InvalidInput("This service has a rule with that name already.", field="name")
-            rule = rule_upsert(service=service, name=form.cleaned_data["name"], data=data, actor=request.user, via="ui")
-        except InvalidInput as exc:
-            _field_error(form, exc)
-        else:
-            messages.success(request, f"Rule “{rule.name}” saved.")
-            return redirect("scaling:service", name=service.name)
+
+    def save(data: dict) -> ScalingRule:
+        if existing is None and service.rules.filter(name=data["name"]).exists():
+            raise InvalidInput("This service has a rule with that name already.", field="name")
+        changes = {k: v for k, v in data.items() if k != "name"}
+        return rule_upsert(service=service, name=data["name"], data=changes, actor=request.user, via="ui")
+
+    rule = form_submit(form, save)
+    if rule is not None:
+        messages.success(request, f"Rule “{rule.name}” saved.")
+        return redirect("scaling:service", name=service.name)
     forms = {"rule_form": form, "rule_form_existing": True} if existing else {"new_rule_form": form}
     return _service_page(request, _get_service(name), status=422, open_section="rules", **forms)
 
@@ -327,23 +313,18 @@ def evaluate_now(request: HttpRequest, name: str) -> HttpResponse:
 def scale(request: HttpRequest, name: str) -> HttpResponse:
     service = _get_service(name)
     form = ScaleForm(request.POST)
-    if form.is_valid():
-        try:
-            decision = service_scale(
-                service=service,
-                replicas=form.cleaned_data["replicas"],
-                actor=request.user,
-                via="ui",
-                dry_run=True if form.cleaned_data["dry_run"] else None,
-            )
-        except InvalidInput as exc:
-            _field_error(form, exc)
+
+    def save(data: dict) -> ScalingDecision:
+        dry_run = True if data["dry_run"] else None  # unticked: the service's own dry-run setting decides
+        return service_scale(service=service, replicas=data["replicas"], actor=request.user, via="ui", dry_run=dry_run)
+
+    decision = form_submit(form, save)
+    if decision is not None:
+        if decision.result == ScalingDecision.Result.FAILED:
+            messages.error(request, f"Manual scale failed: {decision.error}")
         else:
-            if decision.result == ScalingDecision.Result.FAILED:
-                messages.error(request, f"Manual scale failed: {decision.error}")
-            else:
-                messages.success(request, f"Manual scale: {decision.get_result_display().lower()}. {decision.summary}")
-            return redirect("scaling:service", name=name)
+            messages.success(request, f"Manual scale: {decision.get_result_display().lower()}. {decision.summary}")
+        return redirect("scaling:service", name=name)
     return _service_page(request, _get_service(name), status=422, scale_form=form, open_section="scale")
 
 
@@ -352,14 +333,10 @@ def scale(request: HttpRequest, name: str) -> HttpResponse:
 def schedule_add(request: HttpRequest, name: str) -> HttpResponse:
     service = _get_service(name)
     form = ScheduleForm(request.POST)
-    if form.is_valid():
-        try:
-            schedule_create(service=service, actor=request.user, via="ui", **form.cleaned_data)
-        except InvalidInput as exc:
-            _field_error(form, exc)
-        else:
-            messages.success(request, "Schedule override added.")
-            return redirect("scaling:service", name=name)
+    override = form_submit(form, lambda data: schedule_create(service=service, actor=request.user, via="ui", **data))
+    if override is not None:
+        messages.success(request, "Schedule override added.")
+        return redirect("scaling:service", name=name)
     return _service_page(request, _get_service(name), status=422, schedule_form=form, open_section="schedules")
 
 
