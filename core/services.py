@@ -13,6 +13,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+from django_celery_beat.validators import crontab_validator
 
 from core.errors import InvalidInput
 from core.models import ApiToken, AuditEvent
@@ -135,11 +138,29 @@ def operator_bootstrap() -> BootstrapResult:
 # --- schedules ------------------------------------------------------------------------------
 
 
+def crontab_get_or_create(*, expression: str) -> CrontabSchedule:
+    """The crontab row for "minute hour day_of_month month_of_year day_of_week", in the project's time zone."""
+    try:
+        crontab_validator(expression)
+        minute, hour, day_of_month, month_of_year, day_of_week = expression.split()
+    except Exception as exc:  # the validator raises ValidationError; a wrong field count, ValueError
+        reason = "; ".join(getattr(exc, "messages", None) or [str(exc)])
+        raise InvalidInput(
+            f"A crontab has 5 fields (minute hour day month weekday), e.g. '30 2 * * *' ({reason}).", field="crontab"
+        ) from exc
+    schedule, _ = CrontabSchedule.objects.get_or_create(
+        minute=minute,
+        hour=hour,
+        day_of_month=day_of_month,
+        month_of_year=month_of_year,
+        day_of_week=day_of_week,
+        timezone=settings.TIME_ZONE,
+    )
+    return schedule
+
+
 def schedule_sync_defaults() -> list[str]:
     """Create the default beat schedules that do not exist yet; never overwrite user edits."""
-    from django.utils.module_loading import import_string
-    from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
-
     DEFAULT_SCHEDULES = import_string(settings.DEFAULT_SCHEDULES)
     created = []
     for entry in DEFAULT_SCHEDULES:
@@ -155,15 +176,7 @@ def schedule_sync_defaults() -> list[str]:
                 every=entry.every_seconds, period=IntervalSchedule.SECONDS
             )
         else:
-            minute, hour, day_of_month, month_of_year, day_of_week = entry.crontab.split()
-            fields["crontab"], _ = CrontabSchedule.objects.get_or_create(
-                minute=minute,
-                hour=hour,
-                day_of_month=day_of_month,
-                month_of_year=month_of_year,
-                day_of_week=day_of_week,
-                timezone=settings.TIME_ZONE,
-            )
+            fields["crontab"] = crontab_get_or_create(expression=entry.crontab)
         PeriodicTask.objects.create(**fields)
         created.append(entry.name)
     return created
