@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import secrets
 from dataclasses import dataclass
@@ -19,7 +20,9 @@ from django_celery_beat.validators import crontab_validator
 
 from core.errors import InvalidInput
 from core.models import ApiToken, AuditEvent
+from core.registry import registry
 from core.roles import ADMIN, user_set_role
+from core.schedules import DefaultSchedule
 
 logger = logging.getLogger(__name__)
 
@@ -160,13 +163,19 @@ def crontab_get_or_create(*, expression: str) -> CrontabSchedule:
 
 
 def schedule_sync_defaults() -> list[str]:
-    """Create the default beat schedules that do not exist yet; never overwrite user edits."""
-    DEFAULT_SCHEDULES = import_string(settings.DEFAULT_SCHEDULES)
+    """Create the default beat schedules that do not exist yet; never overwrite user edits.
+
+    The project's own (settings.DEFAULT_SCHEDULES) come first, then those plug-ins registered
+    under "schedules" (each tuner's, for instance).
+    """
+    entries: list[DefaultSchedule] = [*import_string(settings.DEFAULT_SCHEDULES), *registry.all("schedules").values()]
     created = []
-    for entry in DEFAULT_SCHEDULES:
+    for entry in entries:
         if PeriodicTask.objects.filter(name=entry.name).exists():
             continue
         fields: dict = {"name": entry.name, "task": entry.task, "description": entry.description}
+        if entry.kwargs:
+            fields["kwargs"] = json.dumps(entry.kwargs)
         if entry.queue:
             fields["queue"] = entry.queue
         if entry.expire_seconds:
@@ -184,8 +193,6 @@ def schedule_sync_defaults() -> list[str]:
 
 def schedule_run_now(*, periodic_task, actor: AbstractBaseUser, via: str) -> str:
     """Send a scheduled task to the workers now, with its stored arguments. Returns the task id."""
-    import json
-
     from celery import current_app
 
     options = {"queue": periodic_task.queue} if periodic_task.queue else {}
