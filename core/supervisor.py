@@ -18,11 +18,40 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
+from django.conf import settings
+
 logger = logging.getLogger(__name__)
 
 CRASH_WINDOW_SECONDS = 60
 MAX_CRASHES_IN_WINDOW = 5
 STOP_GRACE_SECONDS = 20
+
+
+def gunicorn_command(*, bind: str) -> list[str]:
+    """The web process's command line: `make run` starts it, and the benchmarks start exactly the same."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "config.wsgi:application",
+        "--bind",
+        bind,
+        "--workers",
+        str(settings.WEB_WORKERS),
+        "--threads",
+        str(settings.WEB_THREADS),
+        "--worker-connections",
+        str(settings.WEB_CONNECTIONS),
+        "--worker-class",
+        "gthread",
+        "--config",
+        "python:config.gunicorn",
+        "--access-logfile",
+        "-",
+        "--graceful-timeout",
+        "10",
+        "--no-control-socket",
+    ]
 
 
 @dataclass
