@@ -11,8 +11,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from core.conninfo import mask_webhook_url
 from core.crypto import encrypted_url_property
-from monitoring.urls_util import mask_webhook_url
 
 
 class Severity(models.TextChoices):

@@ -25,8 +25,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from bench import BenchResult, Figure, percentile
-from bench.servers import celery_spawn, celery_stop
+from bench.servers import celery_spawn
 from core.env import envint
+from core.supervisor import stop_process_group
 
 EVAL_INTERVAL = 5
 BREACHES = 50
@@ -210,8 +211,8 @@ def run() -> BenchResult:
         latencies, baseline = _latency(slack)
         outage = _outage(slack)
     finally:
-        celery_stop(beat)
-        celery_stop(worker)
+        stop_process_group(beat)
+        stop_process_group(worker)
         slack.stop()
         _reset()
     p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)

@@ -20,9 +20,10 @@ from django.conf import settings
 from django.db import connection
 
 from bench import BenchResult, Figure, percentile
-from bench.servers import celery_spawn, celery_stop
+from bench.servers import celery_spawn
 from core.redis_client import get_redis
 from core.signals import freeze_startup_objects
+from core.supervisor import stop_process_group
 from monitoring.collectors.base import collector_for
 from monitoring.models import Target
 from monitoring.services.collection import collect_target
@@ -56,7 +57,7 @@ def run() -> BenchResult:
         _wait_for_worker(targets[-1])
         return _measure(targets)
     finally:
-        celery_stop(worker)
+        stop_process_group(worker)
 
 
 def _wait_for_worker(celery_target: Target) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from django.conf import settings
+from core.supervisor import gunicorn_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,27 +33,7 @@ def web_server() -> Iterator[int]:
     metrics_dir = Path(tempfile.mkdtemp(prefix="perfpilot-bench-metrics-"))
     env = {**os.environ, "PERFPILOT_BIND": f"127.0.0.1:{port}", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "config.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(settings.WEB_WORKERS),
-            "--threads",
-            str(settings.WEB_THREADS),
-            "--worker-connections",
-            str(settings.WEB_CONNECTIONS),
-            "--worker-class",
-            "gthread",
-            "--config",
-            "python:config.gunicorn",
-            "--access-logfile",
-            "-",
-            "--no-control-socket",
-        ],
+        gunicorn_command(bind=f"127.0.0.1:{port}"),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -95,13 +74,3 @@ def celery_spawn(argv: list[str], log: str) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-
-
-def celery_stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()

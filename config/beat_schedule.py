@@ -1,26 +1,16 @@
-"""The default beat schedule: the one place where built-in periodic tasks are declared.
+"""The default beat schedule: the one place where the project's own periodic tasks are declared.
 
-Each entry is synced into django-celery-beat on start (`manage.py sync_schedules`) when it
-does not exist yet; after that the database row is the user's to edit, enable or disable.
+Plug-ins declare theirs beside their code (each tuner's `schedule`, with its comment) and register
+them in the core registry. Every entry is synced into django-celery-beat on start
+(`core.services.schedule_sync_defaults`) when it does not exist yet; after that the database row is
+the user's to edit, enable or disable.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django.conf import settings
 
-
-@dataclass(frozen=True)
-class DefaultSchedule:
-    name: str
-    task: str
-    description: str
-    every_seconds: int | None = None
-    crontab: str | None = None  # "minute hour day_of_month month_of_year day_of_week"
-    queue: str | None = None
-    expire_seconds: int | None = None  # a message not started within this is dropped (frequent ticks)
-
+from core.schedules import DefaultSchedule
 
 DEFAULT_SCHEDULES: tuple[DefaultSchedule, ...] = (
     # Daily at 03:17: drop expired login sessions so the session table stays small.
@@ -45,52 +35,12 @@ DEFAULT_SCHEDULES: tuple[DefaultSchedule, ...] = (
         description="Drops raw sample partitions and deletes rollups older than their retention.",
         crontab="41 3 * * *",
     ),
-    # Nightly at 02:30: VACUUM (ANALYZE) the tables autovacuum left behind, on every PostgreSQL target.
-    DefaultSchedule(
-        name="Optimizer: VACUUM / ANALYZE",
-        task="optimizer.tasks.vacuum_task",
-        description="Vacuums and analyzes lagging tables; advises autovacuum settings.",
-        crontab="30 2 * * *",
-        queue="maintenance",
-    ),
-    # Hourly at :23: index advice from the last day's workload (read-only; applying is an operator's click).
-    DefaultSchedule(
-        name="Optimizer: index advisor",
-        task="optimizer.tasks.advise_indexes_task",
-        description="Advises missing indexes (HypoPG-verified where installed) and flags useless ones.",
-        crontab="23 * * * *",
-        queue="maintenance",
-    ),
     # Every 5 minutes: measure the observed speed-up of applied indexes from new statement snapshots.
     DefaultSchedule(
         name="Optimizer: measure applied indexes",
         task="optimizer.tasks.measure_speedups_task",
         description="Compares affected queries' mean time before and after an applied index.",
         every_seconds=300,
-        queue="maintenance",
-    ),
-    # Weekly on Sunday at 04:10: PostgreSQL configuration advice (read-only; applying is an operator's click).
-    DefaultSchedule(
-        name="Optimizer: PostgreSQL config advice",
-        task="optimizer.tasks.advise_config_task",
-        description="PgTune-style settings compared with the current ones; ALTER SYSTEM marked reload/restart.",
-        crontab="10 4 * * 0",
-        queue="maintenance",
-    ),
-    # Hourly at :47: Redis cache analysis and compaction (SCAN-based, throttled; policies from the schedule's kwargs).
-    DefaultSchedule(
-        name="Optimizer: Redis cache compaction",
-        task="optimizer.tasks.compact_cache_task",
-        description="Memory by namespace, TTLs, idle keys, fragmentation; purge, expire and delete by policy.",
-        crontab="47 * * * *",
-        queue="maintenance",
-    ),
-    # Daily at 05:20: pgvector advice (index for nearest-neighbour queries; measured ef_search/probes).
-    DefaultSchedule(
-        name="Optimizer: pgvector advisor",
-        task="optimizer.tasks.advise_vectors_task",
-        description="HNSW/IVFFlat indexes for <->, <=>, <#> queries; recall@10 and latency per ef_search.",
-        crontab="20 5 * * *",
         queue="maintenance",
     ),
     # Every PERFPILOT_SCALING_INTERVAL seconds (15 by default, the HPA's sync period): evaluate every

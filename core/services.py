@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import secrets
 from dataclasses import dataclass
@@ -13,10 +14,15 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+from django_celery_beat.validators import crontab_validator
 
 from core.errors import InvalidInput
 from core.models import ApiToken, AuditEvent
+from core.registry import registry
 from core.roles import ADMIN, user_set_role
+from core.schedules import DefaultSchedule
 
 logger = logging.getLogger(__name__)
 
@@ -135,17 +141,41 @@ def operator_bootstrap() -> BootstrapResult:
 # --- schedules ------------------------------------------------------------------------------
 
 
-def schedule_sync_defaults() -> list[str]:
-    """Create the default beat schedules that do not exist yet; never overwrite user edits."""
-    from django.utils.module_loading import import_string
-    from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+def crontab_get_or_create(*, expression: str) -> CrontabSchedule:
+    """The crontab row for "minute hour day_of_month month_of_year day_of_week", in the project's time zone."""
+    try:
+        crontab_validator(expression)
+        minute, hour, day_of_month, month_of_year, day_of_week = expression.split()
+    except Exception as exc:  # the validator raises ValidationError; a wrong field count, ValueError
+        reason = "; ".join(getattr(exc, "messages", None) or [str(exc)])
+        raise InvalidInput(
+            f"A crontab has 5 fields (minute hour day month weekday), e.g. '30 2 * * *' ({reason}).", field="crontab"
+        ) from exc
+    schedule, _ = CrontabSchedule.objects.get_or_create(
+        minute=minute,
+        hour=hour,
+        day_of_month=day_of_month,
+        month_of_year=month_of_year,
+        day_of_week=day_of_week,
+        timezone=settings.TIME_ZONE,
+    )
+    return schedule
 
-    DEFAULT_SCHEDULES = import_string(settings.DEFAULT_SCHEDULES)
+
+def schedule_sync_defaults() -> list[str]:
+    """Create the default beat schedules that do not exist yet; never overwrite user edits.
+
+    The project's own (settings.DEFAULT_SCHEDULES) come first, then those plug-ins registered
+    under "schedules" (each tuner's, for instance).
+    """
+    entries: list[DefaultSchedule] = [*import_string(settings.DEFAULT_SCHEDULES), *registry.all("schedules").values()]
     created = []
-    for entry in DEFAULT_SCHEDULES:
+    for entry in entries:
         if PeriodicTask.objects.filter(name=entry.name).exists():
             continue
         fields: dict = {"name": entry.name, "task": entry.task, "description": entry.description}
+        if entry.kwargs:
+            fields["kwargs"] = json.dumps(entry.kwargs)
         if entry.queue:
             fields["queue"] = entry.queue
         if entry.expire_seconds:
@@ -155,15 +185,7 @@ def schedule_sync_defaults() -> list[str]:
                 every=entry.every_seconds, period=IntervalSchedule.SECONDS
             )
         else:
-            minute, hour, day_of_month, month_of_year, day_of_week = entry.crontab.split()
-            fields["crontab"], _ = CrontabSchedule.objects.get_or_create(
-                minute=minute,
-                hour=hour,
-                day_of_month=day_of_month,
-                month_of_year=month_of_year,
-                day_of_week=day_of_week,
-                timezone=settings.TIME_ZONE,
-            )
+            fields["crontab"] = crontab_get_or_create(expression=entry.crontab)
         PeriodicTask.objects.create(**fields)
         created.append(entry.name)
     return created
@@ -171,8 +193,6 @@ def schedule_sync_defaults() -> list[str]:
 
 def schedule_run_now(*, periodic_task, actor: AbstractBaseUser, via: str) -> str:
     """Send a scheduled task to the workers now, with its stored arguments. Returns the task id."""
-    import json
-
     from celery import current_app
 
     options = {"queue": periodic_task.queue} if periodic_task.queue else {}

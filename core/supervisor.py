@@ -18,11 +18,58 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
+from django.conf import settings
+
 logger = logging.getLogger(__name__)
 
 CRASH_WINDOW_SECONDS = 60
 MAX_CRASHES_IN_WINDOW = 5
 STOP_GRACE_SECONDS = 20
+
+
+def gunicorn_command(*, bind: str) -> list[str]:
+    """The web process's command line: `make run` starts it, and the benchmarks start exactly the same."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "config.wsgi:application",
+        "--bind",
+        bind,
+        "--workers",
+        str(settings.WEB_WORKERS),
+        "--threads",
+        str(settings.WEB_THREADS),
+        "--worker-connections",
+        str(settings.WEB_CONNECTIONS),
+        "--worker-class",
+        "gthread",
+        "--config",
+        "python:config.gunicorn",
+        "--access-logfile",
+        "-",
+        "--graceful-timeout",
+        "10",
+        "--no-control-socket",
+    ]
+
+
+def stop_process_group(process: subprocess.Popen, *, grace_seconds: float = STOP_GRACE_SECONDS) -> bool:
+    """Stop a child started in its own session, with everything it started: SIGTERM to its process
+    group, then SIGKILL if it is still running after the grace period. False when it had to be killed."""
+    if process.poll() is not None:
+        return True
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:  # it ended meanwhile
+        return True
+    try:
+        process.wait(grace_seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        return False
+    return True
 
 
 @dataclass
@@ -125,13 +172,5 @@ class Supervisor:
             if process is None or process.poll() is not None:
                 continue
             self.say("supervisor", f"stopping {child.spec.name}")
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-            try:
-                process.wait(STOP_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
+            if not stop_process_group(process, grace_seconds=STOP_GRACE_SECONDS):
                 self.say("supervisor", f"{child.spec.name} ignored SIGTERM for {STOP_GRACE_SECONDS} s; killing it")
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from core.conninfo import mask_url
 from core.crypto import encrypted_url_property
-from monitoring.urls_util import mask_url
 
 
 class Target(models.Model):

@@ -9,5 +9,11 @@ class OptimizerConfig(AppConfig):
 
     def ready(self) -> None:
         from core.registry import registry
+        from optimizer.tuners.base import all_tuners, tuner_default_schedule
 
         registry.discover("tuners", "optimizer.tuners", skip=("base", "querytree"))
+        # Each tuner's declared schedule is a default beat entry; core's sync finds it in the registry.
+        for tuner in all_tuners().values():
+            if tuner.schedule is not None:
+                entry = tuner_default_schedule(tuner)
+                registry.register("schedules", entry.name, entry)

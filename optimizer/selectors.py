@@ -3,7 +3,9 @@ live progress of a running action, and per-target reports for the Database and C
 
 from __future__ import annotations
 
+import json
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -16,7 +18,7 @@ from core.errors import InvalidInput
 from monitoring.models import Target
 from monitoring.selectors.statements import SlowQuery, slow_queries
 from optimizer.models import OptimizationRun, Recommendation
-from optimizer.tuners.base import TunerError, all_tuners
+from optimizer.tuners.base import RUN_TUNER_TASK, TunerError, all_tuners
 
 logger = logging.getLogger(__name__)
 
@@ -82,13 +84,14 @@ class TunerRow:
 
 
 def tuner_overview() -> list[TunerRow]:
+    # A schedule belongs to the tuner its kwargs name (every tuner runs through the one generic task).
+    schedules: dict[str, list[PeriodicTask]] = defaultdict(list)
+    for task in PeriodicTask.objects.filter(task=RUN_TUNER_TASK).select_related("interval", "crontab").order_by("name"):
+        schedules[json.loads(task.kwargs or "{}").get("tuner")].append(task)
     rows = []
     for kind, cls in sorted(all_tuners().items()):
-        schedules = list(
-            PeriodicTask.objects.filter(task=cls.task_name).select_related("interval", "crontab").order_by("name")
-        )
         last = OptimizationRun.objects.filter(tuner=kind, action=OptimizationRun.Action.RUN).order_by("-id").first()
-        rows.append(TunerRow(kind, cls.label, cls.description, cls.target_kinds, schedules, last))
+        rows.append(TunerRow(kind, cls.label, cls.description, cls.target_kinds, schedules[kind], last))
     return rows
 
 

@@ -1,8 +1,8 @@
 """Optimizer tasks (queue "maintenance"). Thin: each calls one service.
 
-Each tuner has its own task for its beat schedule; with no target it runs on every enabled target
-of a kind the tuner works on. A schedule's kwargs may hold dry_run, maintenance_window and the
-tuner's own parameters.
+One task runs any tuner for its beat schedules (the schedule's kwargs name the tuner); with no
+target it runs on every enabled target of a kind the tuner works on. A schedule's kwargs may also
+hold dry_run, maintenance_window and the tuner's own parameters.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from celery import shared_task
 
 from optimizer.services.runs import run_execute, run_time_limit, scheduled_runs
 from optimizer.services.speedups import speedups_measure_all
+from optimizer.tuners.base import RUN_TUNER_TASK
 
 # The task's limits must not cut an action short (a soft limit is recorded on the run as a failure).
 LIMITS = {"soft_time_limit": run_time_limit(), "time_limit": run_time_limit() + 30}
@@ -25,31 +26,11 @@ def execute_run_task(self, run_id: int) -> None:
         raise self.retry(countdown=LOCK_RETRY_SECONDS)
 
 
-@shared_task(name="optimizer.tasks.vacuum_task", ignore_result=True, **LIMITS)
-def vacuum_task(target_id: int | None = None, dry_run: bool = False, **params) -> None:
-    scheduled_runs(tuner="vacuum", target_id=target_id, dry_run=dry_run, params=params)
-
-
-@shared_task(name="optimizer.tasks.advise_indexes_task", ignore_result=True, **LIMITS)
-def advise_indexes_task(target_id: int | None = None, dry_run: bool = False, **params) -> None:
-    scheduled_runs(tuner="indexes", target_id=target_id, dry_run=dry_run, params=params)
+@shared_task(name=RUN_TUNER_TASK, ignore_result=True, **LIMITS)
+def run_tuner_task(tuner: str, target_id: int | None = None, dry_run: bool = False, **params) -> None:
+    scheduled_runs(tuner=tuner, target_id=target_id, dry_run=dry_run, params=params)
 
 
 @shared_task(name="optimizer.tasks.measure_speedups_task", ignore_result=True)
 def measure_speedups_task() -> None:
     speedups_measure_all()
-
-
-@shared_task(name="optimizer.tasks.advise_config_task", ignore_result=True, **LIMITS)
-def advise_config_task(target_id: int | None = None, dry_run: bool = False, **params) -> None:
-    scheduled_runs(tuner="pgconfig", target_id=target_id, dry_run=dry_run, params=params)
-
-
-@shared_task(name="optimizer.tasks.compact_cache_task", ignore_result=True, **LIMITS)
-def compact_cache_task(target_id: int | None = None, dry_run: bool = False, **params) -> None:
-    scheduled_runs(tuner="cache", target_id=target_id, dry_run=dry_run, params=params)
-
-
-@shared_task(name="optimizer.tasks.advise_vectors_task", ignore_result=True, **LIMITS)
-def advise_vectors_task(target_id: int | None = None, dry_run: bool = False, **params) -> None:
-    scheduled_runs(tuner="vectors", target_id=target_id, dry_run=dry_run, params=params)

@@ -24,6 +24,7 @@ from django.test import Client
 from core.embedded import embedded_servers_from_settings
 from core.roles import ADMIN, OPERATOR, VIEWER, user_set_role
 from core.services import api_token_create
+from core.supervisor import stop_process_group
 from monitoring import storage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,16 +197,6 @@ def _spawn(argv: list[str], log_name: str) -> tuple[subprocess.Popen, Path]:
     return process, log_path
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 def _wait_for(predicate, *, timeout: float, what: str, process: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -248,7 +239,7 @@ def celery_worker_process(django_db_setup, django_db_blocker):
         log=log,
     )
     yield process
-    _stop(process)
+    stop_process_group(process)
 
 
 @pytest.fixture(scope="session")
@@ -267,7 +258,7 @@ def celery_beat_process(django_db_setup, django_db_blocker):
         log=log,
     )
     yield process
-    _stop(process)
+    stop_process_group(process)
 
 
 def stop_control_plane(process: subprocess.Popen, env: dict[str, str]) -> None:

@@ -33,10 +33,11 @@ from kombu.exceptions import ChannelError, KombuError
 from kombu.exceptions import ConnectionError as KombuConnectionError
 from kombu.transport import redis as kombu_redis
 
+from core.conninfo import scrub
 from core.redis_client import celery_queue_lengths
 from monitoring.collectors.base import COUNTER, Collector, CollectorError, CollectResult, Measurement, register
 from monitoring.collectors.kept import KeptConnections
-from monitoring.collectors.redis import kept_redis_client, redis_client, redis_error_message, scrub
+from monitoring.collectors.redis import kept_redis_client, redis_client, redis_error_message
 
 logger = logging.getLogger(__name__)
 

@@ -38,12 +38,11 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg import errors, sql
-from psycopg.conninfo import conninfo_to_dict
 
+from core.conninfo import bounded_conninfo, scrub
 from monitoring.collectors.base import (
     COUNTER,
     Collector,
@@ -54,7 +53,6 @@ from monitoring.collectors.base import (
     register,
 )
 from monitoring.collectors.kept import KeptConnections
-from monitoring.urls_util import MASK, mask_url
 
 APPLICATION_NAME = "perfpilot-collector"
 # Placed after each statement's first keyword: pg_stat_statements keeps comments inside a
@@ -149,23 +147,6 @@ _STATEMENTS_SQL = _marked(
 )
 
 
-def scrub(message: str, url: str) -> str:
-    """The message without the URL or its password, in case libpq or psycopg echoed them."""
-    try:
-        masked = mask_url(url)
-    except ValueError:  # a URL too broken to mask, e.g. a port that is not a number
-        masked = "the configured URL"
-    if url:
-        message = message.replace(url, masked)
-    try:
-        password = urlsplit(url).password if "://" in url else conninfo_to_dict(url).get("password")
-    except (ValueError, psycopg.Error):
-        password = None
-    for secret in {password, unquote(password)} if password else ():
-        message = message.replace(secret, MASK)
-    return message
-
-
 def _readable(exc: BaseException) -> str:
     """psycopg's text as one sentence, without libpq's severity prefix."""
     lines = [" ".join(line.replace("FATAL:", "").split()) for line in str(exc).splitlines()]
@@ -197,27 +178,6 @@ def postgres_error_message(
     else:
         reason = f"answered with an error: {text}"
     return scrub(f"{where} {reason}", url)
-
-
-def bounded_conninfo(
-    url: str, *, statement_timeout_ms: int, lock_timeout_ms: int, application_name: str, extra_options: str = ""
-) -> dict:
-    """Connection parameters of url with statement and lock timeouts set for the whole session.
-
-    Settings in the URL's own options are kept; ours come last, so they win.
-    """
-    params = conninfo_to_dict(url)
-    options = " ".join(
-        part
-        for part in (
-            params.get("options"),
-            f"-c statement_timeout={statement_timeout_ms} -c lock_timeout={lock_timeout_ms}",
-            extra_options,
-        )
-        if part
-    )
-    params.update(options=options, application_name=application_name)
-    return params
 
 
 # One connection per target and worker process, kept between collections (see kept.py).

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from core.conninfo import scrub
 from core.redis_client import DRIVER_INFO
 from monitoring.collectors.base import COUNTER, Collector, CollectorError, CollectResult, Measurement, register
 from monitoring.collectors.kept import KeptConnections
@@ -58,15 +58,6 @@ def kept_redis_client(target, *, timeout: float) -> Iterator[redis.Redis]:
     client = _kept.take(slot, fingerprint) or redis_client(target.url, timeout=timeout)
     with _kept.lent(slot, fingerprint, client):
         yield client
-
-
-def scrub(message: str, url: str) -> str:
-    """The message without the URL's password, in case a library echoed it."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    return message.replace(password, "••••••") if password else message
 
 
 def redis_error_message(exc: redis.RedisError, *, where: str, timeout: float, url: str) -> str:

@@ -20,11 +20,11 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from core.conninfo import scrub
 from core.errors import InvalidInput
 from core.models import AuditEvent
 from core.redis_client import get_redis
 from core.services import audit_record
-from monitoring.collectors.postgres import scrub
 from monitoring.models import Target
 from optimizer.models import OptimizationRun, Recommendation
 from optimizer.services.recommendations import recommendations_sync

@@ -22,8 +22,8 @@ from django.conf import settings
 from psycopg import errors, sql
 from psycopg.rows import dict_row
 
+from core.conninfo import bounded_conninfo, scrub
 from core.redis_client import DRIVER_INFO
-from monitoring.collectors.postgres import bounded_conninfo, scrub
 from monitoring.models import Target
 from optimizer.tuners.base import TunerError
 

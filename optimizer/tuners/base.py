@@ -9,6 +9,9 @@ A tuner is one module in optimizer/tuners/ with one class registered under its `
     apply(recommendation)  run a recommendation's statements (default: each one through the session)
     evidence_for(recommendation)  numbers before/after applying a recommendation (default: none)
 
+Its `schedule` (a TunerSchedule, with a comment saying when and why) is installed as a default beat
+entry of the one generic task, `optimizer.tasks.run_tuner_task`, with the tuner named in its kwargs.
+
 Nothing here writes Perfpilot's own tables; optimizer.services does.
 """
 
@@ -20,12 +23,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from core.registry import UnknownPlugin, registry
+from core.schedules import DefaultSchedule
 
 if TYPE_CHECKING:
     from optimizer.models import Recommendation
     from optimizer.services.sessions import Session
 
 logger = logging.getLogger(__name__)
+
+# The one Celery task that runs any tuner on its beat schedules; a schedule names its tuner in its kwargs.
+RUN_TUNER_TASK = "optimizer.tasks.run_tuner_task"
 
 
 class TunerError(Exception):
@@ -81,12 +88,21 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class TunerSchedule:
+    """When a tuner runs by default, on every enabled target it fits (the operator edits it afterwards)."""
+
+    name: str  # the beat entry's name, unique among all schedules
+    crontab: str  # "minute hour day_of_month month_of_year day_of_week"
+    description: str
+
+
 class Tuner:
     kind: ClassVar[str] = ""
     label: ClassVar[str] = ""
     description: ClassVar[str] = ""
     target_kinds: ClassVar[tuple[str, ...]] = ("postgres",)
-    task_name: ClassVar[str] = ""
+    schedule: ClassVar[TunerSchedule | None] = None
     # Parameters a caller may pass, with their defaults; anything else is refused.
     defaults: ClassVar[dict[str, Any]] = {}
 
@@ -118,6 +134,18 @@ register = registry.plugin("tuners")
 
 def all_tuners() -> dict[str, type[Tuner]]:
     return dict(registry.all("tuners"))
+
+
+def tuner_default_schedule(cls: type[Tuner]) -> DefaultSchedule:
+    """The tuner's declared schedule as a default beat entry of the generic task, on the maintenance queue."""
+    return DefaultSchedule(
+        name=cls.schedule.name,
+        task=RUN_TUNER_TASK,
+        description=cls.schedule.description,
+        crontab=cls.schedule.crontab,
+        queue="maintenance",
+        kwargs={"tuner": cls.kind},
+    )
 
 
 def tuner_class(kind: str) -> type[Tuner]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from optimizer.tuners.base import Action, Analysis, Finding, Tuner, TunerError, register
+from optimizer.tuners.base import Action, Analysis, Finding, Tuner, TunerError, TunerSchedule, register
 
 FRAGMENTATION_RATIO = 1.1  # MEMORY DOCTOR's "high fragmentation" ratio
 FRAGMENTATION_BYTES = 10 * 1024 * 1024  # and its minimum wasted bytes
@@ -47,7 +47,12 @@ class CacheTuner(Tuner):
     label = "Redis cache compaction"
     description = "Memory by namespace, top keys, TTLs, idle keys, fragmentation; purge, expire, delete idle."
     target_kinds = ("redis",)
-    task_name = "optimizer.tasks.compact_cache_task"
+    # Hourly at :47: Redis cache analysis and compaction (SCAN-based, throttled; policies from the schedule's kwargs).
+    schedule = TunerSchedule(
+        name="Optimizer: Redis cache compaction",
+        crontab="47 * * * *",
+        description="Memory by namespace, TTLs, idle keys, fragmentation; purge, expire and delete by policy.",
+    )
     defaults = {
         "match": "*",
         "max_keys": 100_000,

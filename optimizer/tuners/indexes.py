@@ -30,7 +30,7 @@ from psycopg import sql
 from monitoring.models import QueryStat
 from monitoring.selectors.statements import SlowQuery, slow_queries
 from optimizer.services.sessions import ActionFailed
-from optimizer.tuners.base import Analysis, Finding, Tuner, register
+from optimizer.tuners.base import Analysis, Finding, Tuner, TunerSchedule, register
 from optimizer.tuners.querytree import QueryShape, Unparseable, query_shape
 
 logger = logging.getLogger(__name__)
@@ -152,7 +152,12 @@ class IndexAdvisor(Tuner):
     kind = "indexes"
     label = "Index advisor"
     description = "Advises missing indexes from the workload (verified with HypoPG) and flags useless ones."
-    task_name = "optimizer.tasks.advise_indexes_task"
+    # Hourly at :23: index advice from the last day's workload (read-only; applying is an operator's click).
+    schedule = TunerSchedule(
+        name="Optimizer: index advisor",
+        crontab="23 * * * *",
+        description="Advises missing indexes (HypoPG-verified where installed) and flags useless ones.",
+    )
     defaults = {
         "window_minutes": 1440,
         "max_queries": 50,

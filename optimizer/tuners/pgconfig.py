@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 from psycopg import sql
 
-from optimizer.tuners.base import Analysis, Finding, Tuner, TunerError, register
+from optimizer.tuners.base import Analysis, Finding, Tuner, TunerError, TunerSchedule, register
 
 KB, MB, GB = 1, 1024, 1024 * 1024  # in kB, PostgreSQL's memory unit
 WORKLOADS = ("web", "oltp", "dw", "desktop", "mixed")
@@ -87,7 +87,12 @@ class ConfigAdvisor(Tuner):
     kind = "pgconfig"
     label = "PostgreSQL config advisor"
     description = "PgTune-style settings from RAM, CPUs, storage and workload; ALTER SYSTEM, reload or restart."
-    task_name = "optimizer.tasks.advise_config_task"
+    # Weekly on Sunday at 04:10: PostgreSQL configuration advice (read-only; applying is an operator's click).
+    schedule = TunerSchedule(
+        name="Optimizer: PostgreSQL config advice",
+        crontab="10 4 * * 0",
+        description="PgTune-style settings compared with the current ones; ALTER SYSTEM marked reload/restart.",
+    )
     defaults = {"ram_mb": 0, "cpus": 0, "storage": "ssd", "workload": "web", "tolerance_percent": 10.0}
 
     def _current(self, names: list[str]) -> dict[str, dict[str, Any]]:

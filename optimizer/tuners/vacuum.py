@@ -16,7 +16,7 @@ from typing import Any
 
 from psycopg import sql
 
-from optimizer.tuners.base import Action, Analysis, Finding, Tuner, register
+from optimizer.tuners.base import Action, Analysis, Finding, Tuner, TunerSchedule, register
 
 WRAPAROUND = 2**31
 DEFAULTS = {
@@ -56,7 +56,12 @@ class VacuumTuner(Tuner):
     kind = "vacuum"
     label = "VACUUM / ANALYZE"
     description = "Vacuums and analyzes tables autovacuum left behind; advises autovacuum settings."
-    task_name = "optimizer.tasks.vacuum_task"
+    # Nightly at 02:30: VACUUM (ANALYZE) the tables autovacuum left behind, on every PostgreSQL target.
+    schedule = TunerSchedule(
+        name="Optimizer: VACUUM / ANALYZE",
+        crontab="30 2 * * *",
+        description="Vacuums and analyzes lagging tables; advises autovacuum settings.",
+    )
     defaults = {
         "dead_ratio": 1.0,  # x the table's own autovacuum threshold
         "min_dead_tuples": 1000,

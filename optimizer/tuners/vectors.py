@@ -22,7 +22,7 @@ from pglast import ast, parse_sql
 from pglast.enums import A_Expr_Kind
 from psycopg import sql
 
-from optimizer.tuners.base import Analysis, Finding, Tuner, register
+from optimizer.tuners.base import Analysis, Finding, Tuner, TunerSchedule, register
 from optimizer.tuners.indexes import IndexAdvisor
 
 VECTOR_TYPES = ("vector", "halfvec", "sparsevec")
@@ -69,7 +69,12 @@ class VectorAdvisor(Tuner):
     kind = "vectors"
     label = "pgvector advisor"
     description = "HNSW/IVFFlat indexes for nearest-neighbour queries; ef_search/probes measured for recall."
-    task_name = "optimizer.tasks.advise_vectors_task"
+    # Daily at 05:20: pgvector advice (index for nearest-neighbour queries; measured ef_search/probes).
+    schedule = TunerSchedule(
+        name="Optimizer: pgvector advisor",
+        crontab="20 5 * * *",
+        description="HNSW/IVFFlat indexes for <->, <=>, <#> queries; recall@10 and latency per ef_search.",
+    )
     defaults = {
         "min_rows": 10_000,
         "window_minutes": 1440,

@@ -12,9 +12,10 @@ from django.conf import settings
 
 from alerts.models import Alert, DeliveryAttempt, Notification
 from alerts.tasks import deliver_notification_task, evaluate_rules_task, sweep_notifications_task
+from core.supervisor import stop_process_group
 from tests.alerts.conftest import enqueue, make_alert, make_channel, make_rule, write_value
 from tests.alerts.fake_slack import Reply
-from tests.conftest import _spawn, _stop, _wait_for
+from tests.conftest import _spawn, _wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.celery_worker]
 
@@ -93,7 +94,7 @@ def test_a_worker_killed_mid_delivery_delivers_exactly_once_after_restart(fake_s
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)
     finally:
-        _stop(first)
+        stop_process_group(first)
     killed = Notification.objects.get(pk=notification.pk)
     assert killed.status == "sending" and killed.claimed_at is not None  # claimed by the dead worker
     assert fake_slack.delivered() == []
@@ -107,7 +108,7 @@ def test_a_worker_killed_mid_delivery_delivers_exactly_once_after_restart(fake_s
         sweep_notifications_task.apply_async(queue=queue)
         time.sleep(2)
     finally:
-        _stop(second)
+        stop_process_group(second)
     assert len(fake_slack.delivered()) == 1
     assert len(fake_slack.requests) == 2  # the interrupted one and the one delivery
     assert DeliveryAttempt.objects.filter(notification_id=notification.pk, outcome="sent").count() == 1

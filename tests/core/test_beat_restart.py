@@ -9,7 +9,8 @@ import time
 import pytest
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from tests.conftest import _spawn, _stop
+from core.supervisor import stop_process_group
+from tests.conftest import _spawn
 
 EVERY_SECONDS = 20
 
@@ -48,4 +49,4 @@ def test_a_restarted_beat_does_not_send_a_run_again(stop_signal):
         _wait_for_runs(task, 2, EVERY_SECONDS + 20, log)  # and it does keep the schedule
         assert _runs(task) == 2
     finally:
-        _stop(second)
+        stop_process_group(second)

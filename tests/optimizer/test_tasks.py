@@ -9,19 +9,31 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from config.beat_schedule import DEFAULT_SCHEDULES
 from core.services import schedule_run_now, schedule_sync_defaults
 from optimizer.models import OptimizationRun
+from optimizer.selectors import tuner_overview
 from optimizer.tuners.base import all_tuners
+from optimizer.tuners.vacuum import VacuumTuner
 from tests.optimizer.conftest import dead_tuples, make_dead_tuples, make_target, wait_for
 
 
-def test_every_tuner_has_a_default_schedule_on_the_maintenance_queue():
-    scheduled = {entry.task: entry for entry in DEFAULT_SCHEDULES}
-    for kind, cls in all_tuners().items():
-        assert cls.task_name in scheduled, kind
-        assert scheduled[cls.task_name].queue == "maintenance"
+def test_the_sync_installs_each_tuners_declared_schedule_as_the_generic_task_naming_the_tuner(db):
     assert set(all_tuners()) == {"vacuum", "indexes", "pgconfig", "cache", "vectors"}
+    created = schedule_sync_defaults()
+    for kind, cls in all_tuners().items():
+        assert cls.schedule.name in created, kind
+        task = PeriodicTask.objects.select_related("crontab").get(name=cls.schedule.name)
+        assert task.task == "optimizer.tasks.run_tuner_task"
+        assert json.loads(task.kwargs) == {"tuner": kind}
+        assert task.queue == "maintenance"
+        assert task.description == cls.schedule.description
+        crontab = task.crontab
+        fields = (crontab.minute, crontab.hour, crontab.day_of_month, crontab.month_of_year, crontab.day_of_week)
+        assert " ".join(fields) == cls.schedule.crontab
+    assert {row.kind: [s.name for s in row.schedules] for row in tuner_overview()} == {
+        kind: [cls.schedule.name] for kind, cls in all_tuners().items()
+    }
+    assert schedule_sync_defaults() == []  # installed once, then the operator's to edit
 
 
 @pytest.mark.celery_worker
@@ -31,10 +43,11 @@ def test_a_scheduled_vacuum_outside_its_window_is_deferred_and_changes_nothing(
     make_dead_tuples(pg18, "public", "scheduled_dead", rows=3000, deleted=2000)
     target = make_target(pg18)
     schedule_sync_defaults()
-    task = PeriodicTask.objects.get(task="optimizer.tasks.vacuum_task")
+    task = PeriodicTask.objects.get(name=VacuumTuner.schedule.name)
     hour = (timezone.localtime().hour + 3) % 24
     task.kwargs = json.dumps(
         {
+            "tuner": "vacuum",
             "target_id": target.id,
             "maintenance_window": f"{hour:02d}:00-{(hour + 1) % 24:02d}:00",
             "min_dead_tuples": 100,

@@ -130,9 +130,10 @@ def test_operators_edit_a_tuner_schedule_with_a_maintenance_window(operator_clie
     from django_celery_beat.models import PeriodicTask
 
     from core.services import schedule_sync_defaults
+    from optimizer.tuners.vacuum import VacuumTuner
 
     schedule_sync_defaults()
-    task = PeriodicTask.objects.get(task="optimizer.tasks.vacuum_task")
+    task = PeriodicTask.objects.get(name=VacuumTuner.schedule.name)
     url = f"/optimizer/schedules/{task.id}/"
     assert viewer_client.post(url, {"crontab": "0 1 * * *"}).status_code == 403
     bad = operator_client.post(url, {"crontab": "99 1 * *", "maintenance_window": ""}, **HTMX)
@@ -145,4 +146,4 @@ def test_operators_edit_a_tuner_schedule_with_a_maintenance_window(operator_clie
     assert ok.status_code == 200 and "saved" in ok.content.decode()
     task.refresh_from_db()
     assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("15", "1", "1")
-    assert json.loads(task.kwargs) == {"dry_run": True, "maintenance_window": "01:00-05:00"}
+    assert json.loads(task.kwargs) == {"tuner": "vacuum", "dry_run": True, "maintenance_window": "01:00-05:00"}

@@ -11,7 +11,7 @@ from django.db import connections
 
 from core.bootstrap import bootstrap
 from core.embedded import EmbeddedServerError, embedded_servers_from_settings
-from core.supervisor import ChildSpec, Supervisor
+from core.supervisor import ChildSpec, Supervisor, gunicorn_command
 
 LOCAL_BIND_HOSTS = ("127.0.0.1", "0.0.0.0", "")  # noqa: S104 (names shown as localhost, not a bind)
 
@@ -52,29 +52,7 @@ class Command(BaseCommand):
         return [
             ChildSpec(
                 "web",
-                [
-                    python,
-                    "-m",
-                    "gunicorn",
-                    "config.wsgi:application",
-                    "--bind",
-                    settings.WEB_BIND,
-                    "--workers",
-                    str(settings.WEB_WORKERS),
-                    "--threads",
-                    str(settings.WEB_THREADS),
-                    "--worker-connections",
-                    str(settings.WEB_CONNECTIONS),
-                    "--worker-class",
-                    "gthread",
-                    "--config",
-                    "python:config.gunicorn",
-                    "--access-logfile",
-                    "-",
-                    "--graceful-timeout",
-                    "10",
-                    "--no-control-socket",
-                ],
+                gunicorn_command(bind=settings.WEB_BIND),
                 env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
             ),
             ChildSpec(
