@@ -8,10 +8,13 @@ class AlertsConfig(AppConfig):
     verbose_name = "Alerts"
 
     def ready(self) -> None:
+        from core.events import failure_event
         from core.registry import registry
 
         registry.discover("transports", "alerts.transports")
         registry.register("defaults", "alerts", _install_defaults)
+        # Failures other apps report (a tuner run, a scaling action) become event alerts.
+        failure_event.connect(_failure_event_alert, dispatch_uid="alerts.failure_event_alert")
 
 
 def _install_defaults() -> list[str]:
@@ -19,3 +22,9 @@ def _install_defaults() -> list[str]:
 
     installed = rules_install_defaults()
     return [f"installed the default alert rules: {len(installed)} rules"] if installed else []
+
+
+def _failure_event_alert(sender, *, kind: str, target, labels: dict[str, str], message: str, **kwargs) -> None:
+    from alerts.services import alert_event_emit
+
+    alert_event_emit(kind=kind, target=target, labels=labels, message=message)

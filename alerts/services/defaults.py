@@ -1,6 +1,6 @@
 """The default rule set, installed once on first start (core.bootstrap); afterwards the rules
 are the user's to edit, disable or delete. Metric names are the ones the collectors store
-(monitoring/collectors/*.py)."""
+(monitoring/collectors/*.py); event rules watch target health and the failures other apps report."""
 
 from __future__ import annotations
 
@@ -89,6 +89,18 @@ DEFAULT_RULES: dict[str, RuleInput] = {
         name="Target down", kind=AlertRule.Kind.TARGET_DOWN, severity="critical", for_seconds=60,
         eval_interval_seconds=15, summary="Target cannot be collected",
         runbook="Open the target page for the last error; check the service and credentials.",
+    ),
+    # Event rules fed by core.events.failure_event. A failed tuner stays firing for two hours, longer
+    # than the hourly schedules, so a tuner failing at every run keeps one alert instead of flapping.
+    "tuner_failure": RuleInput(
+        name="Tuner failed", kind=AlertRule.Kind.TUNER_FAILURE, severity="warning", window_seconds=7200,
+        summary="Optimizer run or apply failed",
+        runbook="Open the optimization log for the run's error; check the target's role, timeouts and locks.",
+    ),
+    "scaling_failure": RuleInput(
+        name="Scaling failed", kind=AlertRule.Kind.SCALING_FAILURE, severity="critical", window_seconds=300,
+        summary="Scaling evaluation or action failed",
+        runbook="Open the service's decisions for the executor's error; check its endpoint and credentials.",
     ),
 }  # fmt: skip
 

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from core.conninfo import scrub
 from core.errors import InvalidInput
+from core.events import TUNER_FAILURE, failure_event_send
 from core.models import AuditEvent
 from core.redis_client import get_redis
 from core.services import audit_record
@@ -318,7 +319,20 @@ def run_execute(*, run_id: int, wait: bool = False) -> OptimizationRun:
     run.duration_ms = round((time.perf_counter() - started) * 1000, 2)
     run.save()
     audit_run(run)
+    if run.status == OptimizationRun.Status.FAILED:
+        _failure_report(run)
     return run
+
+
+def _failure_report(run: OptimizationRun) -> None:
+    """Report a failed run or apply as a tuner failure event (alerts fire on it), once it is stored."""
+    failure_event_send(
+        sender=OptimizationRun,
+        kind=TUNER_FAILURE,
+        target=run.target,
+        labels={"tuner": run.tuner, "action": run.action},
+        message=f"{run.tuner} {run.action} on {run.target_name} failed: {run.error}",
+    )
 
 
 def audit_run(run: OptimizationRun) -> None:
@@ -464,6 +478,7 @@ def scheduled_runs(
                 error=str(exc),
                 finished_at=timezone.now(),
             )
+            _failure_report(run)
             runs.append(run)
             continue
         runs.append(run_execute(run_id=run.id))

@@ -2,9 +2,10 @@
 
 One evaluation of one service holds a Redis lock for that service, so beat, "evaluate now" and a
 manual scale never act on it at the same time. Every evaluation writes a ScalingDecision, failed or
-not; a failure also lands on the service (last_error) and sends `scaling_failed`. In a tick, one
-service's failure never stops the others. Dry run (or a disabled or paused service evaluated by
-hand) never calls the executor's scale_to().
+not; a failure also lands on the service (last_error) and, once stored, is sent as core's failure
+event (kind scaling_failure; alerts fire on it). In a tick, one service's failure never stops the
+others. Dry run (or a disabled or paused service evaluated by hand) never calls the executor's
+scale_to().
 
 "Current" replicas are the count Perfpilot last applied when there is one (the HPA's
 spec.replicas), else the executor's observed count; when the observed count drifted from it (a
@@ -26,6 +27,7 @@ from django.db.models import Case, Prefetch, Value, When
 from django.utils import timezone
 
 from core.errors import InvalidInput
+from core.events import SCALING_FAILURE, failure_event_send
 from core.redis_client import get_redis
 from core.services import audit_record
 from scaling import evaluator as ev
@@ -33,7 +35,7 @@ from scaling.executors.base import ExecutorContext, ExecutorError, executor_for
 from scaling.models import ScaledService, ScalingDecision, ScalingRule
 from scaling.schedules import cron_matches
 from scaling.selectors import HistoryRow, RuleValue, decision_history, rule_values
-from scaling.signals import scaling_executed, scaling_failed
+from scaling.signals import scaling_executed
 
 logger = logging.getLogger(__name__)
 
@@ -251,11 +253,14 @@ _SERVICE_STATE_FIELDS = ["observed_replicas", "observed_at", "applied_replicas",
 
 def _emit(decision: ScalingDecision) -> None:
     if decision.result == ScalingDecision.Result.FAILED:
-        for receiver, response in scaling_failed.send_robust(
-            sender=ScaledService, service=decision.service, decision=decision, error=decision.error
-        ):
-            if isinstance(response, Exception):
-                logger.error("scaling_failed receiver %r raised %r", receiver, response)
+        service = decision.service
+        failure_event_send(
+            sender=ScaledService,
+            kind=SCALING_FAILURE,
+            target=None,
+            labels={"service": service.name, "tier": service.tier, "executor": service.executor_kind},
+            message=f"Scaling {service.name} failed: {decision.error}",
+        )
     elif decision.executed:
         scaling_executed.send_robust(sender=ScaledService, service=decision.service, decision=decision)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from alerts.models import AlertRule
+from alerts.models import EVENT_KINDS, AlertRule
 from alerts.services.defaults import DEFAULT_RULES, rules_install_defaults
 from alerts.services.manage import rule_delete, rule_input_from, rule_update
 
@@ -17,7 +17,7 @@ COLLECTORS = Path(__file__).resolve().parents[2] / "monitoring" / "collectors"
 def test_every_default_rule_watches_a_metric_a_collector_stores():
     sources = "".join(path.read_text() for path in COLLECTORS.glob("*.py"))
     for key, rule in DEFAULT_RULES.items():
-        if rule.kind != "target_down":
+        if rule.kind not in EVENT_KINDS:
             assert f'"{rule.metric}"' in sources, f"{key}: {rule.metric} is not stored by any collector"
 
 
@@ -29,7 +29,7 @@ def test_the_defaults_cover_what_the_issue_asks_for():
                    "postgres_xid_wraparound_percent", "redis_used_memory_bytes", "redis_allocator_frag_bytes",
                    "redis_evicted_keys_per_second", "celery_queue_length"):  # fmt: skip
         assert needed in metrics
-    assert any(rule.kind == "target_down" for rule in DEFAULT_RULES.values())
+    assert {rule.kind for rule in DEFAULT_RULES.values()} >= {"target_down", "tuner_failure", "scaling_failure"}
 
 
 def test_defaults_are_installed_once_and_stay_edited_or_deleted():

@@ -125,6 +125,17 @@ def wait_for(predicate, *, timeout: float = 20, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def make_invalid_index(database: Database, table: str, index: str) -> None:
+    """A table of 50 rows with an invalid index on it: a CREATE UNIQUE INDEX CONCURRENTLY that failed."""
+    table_name, index_name = sql.Identifier(table), sql.Identifier(index)
+    with database.connect() as conn:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table_name))
+        conn.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, v int)").format(table_name))
+        conn.execute(sql.SQL("INSERT INTO {} SELECT g, 1 FROM generate_series(1, 50) g").format(table_name))
+        with pytest.raises(psycopg.errors.UniqueViolation, match="could not create unique index"):
+            conn.execute(sql.SQL("CREATE UNIQUE INDEX CONCURRENTLY {} ON {} (v)").format(index_name, table_name))
+
+
 def dead_tuples(database: Database, schema: str, table: str) -> int:
     with database.connect() as conn:
         conn.execute("SELECT pg_stat_clear_snapshot()")

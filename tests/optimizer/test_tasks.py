@@ -14,7 +14,7 @@ from optimizer.models import OptimizationRun
 from optimizer.selectors import tuner_overview
 from optimizer.tuners.base import all_tuners
 from optimizer.tuners.vacuum import VacuumTuner
-from tests.optimizer.conftest import dead_tuples, make_dead_tuples, make_target, wait_for
+from tests.optimizer.conftest import dead_tuples, make_dead_tuples, make_invalid_index, make_target, wait_for
 
 
 def test_the_sync_installs_each_tuners_declared_schedule_as_the_generic_task_naming_the_tuner(db):
@@ -88,12 +88,7 @@ def test_an_auto_policy_applies_the_chosen_categories_after_the_run(transactiona
     from optimizer.models import Recommendation
     from optimizer.services.runs import run_create, run_execute
 
-    with pg18.connect() as conn:
-        conn.execute("DROP TABLE IF EXISTS policy_t")
-        conn.execute("CREATE TABLE policy_t (id int PRIMARY KEY, v int)")
-        conn.execute("INSERT INTO policy_t SELECT g, 1 FROM generate_series(1, 50) g")
-        with pytest.raises(Exception, match="could not create unique index"):
-            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY policy_bad ON policy_t (v)")
+    make_invalid_index(pg18, "policy_t", "policy_bad")
     target = make_target(pg18)
     run = run_create(
         tuner="indexes",

@@ -8,13 +8,13 @@ import contextlib
 import pytest
 from django.dispatch import receiver
 
+from core.events import failure_event
 from core.models import AuditEvent
 from core.redis_client import get_redis
 from scaling.executors.base import ExecutorContext, executor_for
 from scaling.models import ScaledService, ScalingDecision
 from scaling.services.crud import service_update
 from scaling.services.evaluation import ServiceBusy, scaling_tick, service_evaluate, service_scale
-from scaling.signals import scaling_failed
 from tests.scaling.conftest import load_series, webhook_service
 
 pytestmark = pytest.mark.usefixtures("clean_samples")
@@ -58,18 +58,18 @@ def test_one_failing_executor_never_stops_the_others_and_is_signalled(hook):
     healthy = webhook_service("healthy", hook.url, series_id=series)
     seen = []
 
-    @receiver(scaling_failed)
-    def record(sender, *, service, decision, error, **kwargs):
-        seen.append((service.name, decision.pk, error))
+    @receiver(failure_event)
+    def record(sender, *, kind, labels, message, **kwargs):
+        seen.append((kind, labels["service"], message))
 
     try:
         result = scaling_tick()
     finally:
-        scaling_failed.disconnect(record)
+        failure_event.disconnect(record)
     assert result.failed == 1 and result.scaled == 1
     failed = ScalingDecision.objects.get(service=broken)
     assert failed.result == ScalingDecision.Result.FAILED and "cannot be reached" in failed.error
-    assert seen == [("broken", failed.pk, failed.error)]
+    assert seen == [("scaling_failure", "broken", f"Scaling broken failed: {failed.error}")]
     assert ScalingDecision.objects.get(service=healthy).result == ScalingDecision.Result.SCALED
     broken.refresh_from_db()
     assert "cannot be reached" in broken.last_error
@@ -208,14 +208,14 @@ def test_a_tick_evaluates_critical_services_first():
         webhook_service(name, "http://127.0.0.1:9/", series_id=series, tier=tier)
     order = []
 
-    @receiver(scaling_failed)
-    def record(sender, *, service, **kwargs):
-        order.append(service.name)
+    @receiver(failure_event)
+    def record(sender, *, labels, **kwargs):
+        order.append(labels["service"])
 
     try:
         scaling_tick()
     finally:
-        scaling_failed.disconnect(record)
+        failure_event.disconnect(record)
     assert order == ["z-checkout", "m-api", "a-batch"]
 
 
