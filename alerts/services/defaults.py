@@ -1,6 +1,8 @@
-"""The default rule set, installed once on first start (core.bootstrap); afterwards the rules
-are the user's to edit, disable or delete. Metric names are the ones the collectors store
-(monitoring/collectors/*.py); event rules watch target health and the failures other apps report."""
+"""The default rule set, each rule installed once (core.bootstrap, at every start); afterwards the
+rules are the user's to edit, disable or delete. A rule added to the set in a later version is
+installed on the next start of an existing installation; a deleted one never comes back. Metric
+names are the ones the collectors store (monitoring/collectors/*.py); event rules watch target
+health and the failures other apps report."""
 
 from __future__ import annotations
 
@@ -105,17 +107,29 @@ DEFAULT_RULES: dict[str, RuleInput] = {
 }  # fmt: skip
 
 
+# The rules of the first version, whose install record named no keys.
+FIRST_VERSION_KEYS = frozenset({
+    "cpu", "memory", "disk", "disk_forecast", "pg_connections", "pg_cache_hit", "pg_replication_lag",
+    "pg_long_transactions", "pg_xid_wraparound", "redis_memory", "redis_fragmentation", "redis_evictions",
+    "queue_length", "target_down",
+})  # fmt: skip
+
+
 def rules_install_defaults() -> list[str]:
-    """Install the default rules once (the first start); never again, so deleted ones stay deleted."""
-    if AuditEvent.objects.filter(action=INSTALLED_ACTION).exists():
-        return []
-    created = []
+    """Install the default rules not installed before; never again, so deleted ones stay deleted."""
     with transaction.atomic():
-        for key, template in DEFAULT_RULES.items():
+        installed: set[str] = set()
+        for detail in AuditEvent.objects.filter(action=INSTALLED_ACTION).values_list("detail", flat=True):
+            installed |= set(detail.get("keys", FIRST_VERSION_KEYS))
+        missing = [key for key in DEFAULT_RULES if key not in installed]
+        if not missing:
+            return []
+        created = []
+        for key in missing:
             if AlertRule.objects.filter(builtin_key=key).exists():
                 continue
-            data = RuleInput(**vars(template))
+            data = RuleInput(**vars(DEFAULT_RULES[key]))
             rule = rule_create(data=data, actor=None, via="system", builtin_key=key)
             created.append(rule.name)
-        audit_record(actor=None, via="system", action=INSTALLED_ACTION, detail={"rules": created})
+        audit_record(actor=None, via="system", action=INSTALLED_ACTION, detail={"rules": created, "keys": missing})
     return created

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from alerts.models import EVENT_KINDS, AlertRule
-from alerts.services.defaults import DEFAULT_RULES, rules_install_defaults
+from alerts.services.defaults import DEFAULT_RULES, FIRST_VERSION_KEYS, INSTALLED_ACTION, rules_install_defaults
 from alerts.services.manage import rule_delete, rule_input_from, rule_update
 
 pytestmark = pytest.mark.django_db
@@ -43,6 +43,21 @@ def test_defaults_are_installed_once_and_stay_edited_or_deleted():
     assert rules_install_defaults() == []
     assert AlertRule.objects.get(builtin_key="cpu").warning_threshold == 70.0
     assert not AlertRule.objects.filter(builtin_key="redis_memory").exists()
+
+
+def test_an_existing_installation_gets_only_the_rules_added_since_and_never_a_deleted_one():
+    from core.services import audit_record
+
+    # An installation of the first version: its install record names rules, not keys.
+    audit_record(actor=None, via="system", action=INSTALLED_ACTION, detail={"rules": ["CPU busy"]})
+    installed = rules_install_defaults()
+    new_keys = set(DEFAULT_RULES) - FIRST_VERSION_KEYS
+    assert new_keys == {"tuner_failure", "scaling_failure"}
+    assert sorted(installed) == sorted(DEFAULT_RULES[key].name for key in new_keys)
+    assert not AlertRule.objects.filter(builtin_key="cpu").exists()  # installed (and deleted) long ago
+    rule_delete(rule=AlertRule.objects.get(builtin_key="tuner_failure"), actor=None, via="system")
+    assert rules_install_defaults() == []
+    assert not AlertRule.objects.filter(builtin_key="tuner_failure").exists()
 
 
 def test_first_start_bootstrap_installs_the_default_rules(monkeypatch):
