@@ -13,9 +13,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from core.supervisor import stop_process_group
 from scaling.executors.base import ExecutorContext, ExecutorError, executor_for
 from tests.conftest import ROOT, free_port
-from tests.conftest import _stop as stop_process_group
 
 
 def wait_until(predicate, *, timeout: float = 30.0, what: str) -> None:
