@@ -160,7 +160,7 @@ def run_create(
 def _enqueue(run: OptimizationRun) -> None:
     from optimizer.tasks import execute_run_task
 
-    transaction.on_commit(lambda: execute_run_task.delay(run.id))
+    execute_run_task.delay_on_commit(run.id)
 
 
 @transaction.atomic

@@ -541,22 +541,22 @@ def service_scale(
         _release(lock)
 
 
-def evaluate_all_queue(*, actor, via: str) -> tuple[str | None, int]:
+def evaluate_all_queue(*, actor, via: str) -> tuple[str, int]:
     """Queue an evaluation of every enabled service now (after the transaction commits); audited.
-    Returns the task id (None inside a transaction that has not committed yet) and the service count."""
+    Returns the task id (chosen now, so it is known even before the commit) and the service count."""
     from scaling.tasks import evaluate_all_task
 
-    queued: dict = {}
-    transaction.on_commit(lambda: queued.setdefault("id", evaluate_all_task.delay().id))
+    task_id = str(uuid.uuid4())  # the form of Celery's own task ids
+    evaluate_all_task.apply_async_on_commit(task_id=task_id)
     count = ScaledService.objects.filter(enabled=True, paused=False).count()
     audit_record(
         actor=actor,
         via=via,
         action="scaling.evaluate_all",
         object_repr=f"{count} services",
-        detail={"task_id": queued.get("id")},
+        detail={"task_id": task_id},
     )
-    return queued.get("id"), count
+    return task_id, count
 
 
 def decisions_prune(*, now: datetime | None = None, days: int) -> int:
