@@ -250,7 +250,7 @@ def _release(notification: Notification, *, delay: float, fields: dict) -> None:
     from alerts.tasks import deliver_notification_task
 
     notification_id = notification.id
-    transaction.on_commit(lambda: deliver_notification_task.apply_async((notification_id,), countdown=delay))
+    deliver_notification_task.apply_async_on_commit((notification_id,), countdown=delay)
 
 
 def _resume_held(*, channel_id: int) -> None:
@@ -262,7 +262,7 @@ def _resume_held(*, channel_id: int) -> None:
         .values_list("id", flat=True)
     )
     for notification_id in held:
-        transaction.on_commit(lambda n=notification_id: deliver_notification_task.delay(n))
+        deliver_notification_task.delay_on_commit(notification_id)
 
 
 def notifications_reclaim_stale(*, now: datetime | None = None) -> int:

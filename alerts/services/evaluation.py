@@ -18,11 +18,12 @@ from alerts.models import Alert, AlertRule, AlertState, AlertStateChange
 from alerts.services import state as sm
 from alerts.services.matching import fingerprint
 from alerts.services.outbox import notification_enqueue, notification_enqueue_repeats
+from core.locks import lock_acquire, lock_key
 from core.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
 
-EVALUATION_LOCK = "perfpilot:alerts:evaluate"
+EVALUATION_LOCK = lock_key("evaluate-alerts")
 REPEAT_CHECK_KEY = "perfpilot:alerts:repeats-checked"
 REPEAT_CHECK_SECONDS = 15
 FORECAST_WINDOW = timedelta(days=7)
@@ -245,11 +246,11 @@ def rules_evaluate_due(*, now: datetime | None = None, force: bool = False) -> E
     """
     now = now or timezone.now()
     summary = EvaluationSummary()
-    lock = get_redis().lock(EVALUATION_LOCK, timeout=120, blocking=False)
-    if not lock.acquire():
+    lock = lock_acquire(EVALUATION_LOCK)
+    if lock is None:
         summary.skipped = True
         return summary
-    try:
+    with lock:
         for rule in AlertRule.objects.filter(enabled=True).select_related("target"):
             due = rule.last_evaluated_at is None or (
                 now - rule.last_evaluated_at >= timedelta(seconds=rule.eval_interval_seconds) - timedelta(seconds=0.5)
@@ -267,11 +268,6 @@ def rules_evaluate_due(*, now: datetime | None = None, force: bool = False) -> E
         # Repeats are checked every REPEAT_CHECK_SECONDS, not every tick: repeat intervals are a minute or more.
         if get_redis().set(REPEAT_CHECK_KEY, "1", nx=True, ex=REPEAT_CHECK_SECONDS):
             summary.repeats = notification_enqueue_repeats(now=now)
-    finally:
-        try:
-            lock.release()
-        except Exception:
-            logger.warning("alert evaluation lock expired before release")
     return summary
 
 

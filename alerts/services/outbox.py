@@ -128,9 +128,9 @@ def _schedule_delivery(notification_id: int, *, delay: float) -> None:
 
     # Short waits get their own timed task; longer ones are picked up by the delivery sweep.
     if delay <= 0:
-        transaction.on_commit(lambda: deliver_notification_task.delay(notification_id))
+        deliver_notification_task.delay_on_commit(notification_id)
     elif delay <= 120:
-        transaction.on_commit(lambda: deliver_notification_task.apply_async((notification_id,), countdown=delay))
+        deliver_notification_task.apply_async_on_commit((notification_id,), countdown=delay)
 
 
 def notification_enqueue_repeats(*, now: datetime | None = None) -> int:

@@ -16,7 +16,7 @@ from operator import attrgetter
 from django.db import connection, transaction
 from django.utils import timezone
 
-from core.redis_client import get_redis
+from core.locks import lock_acquire, lock_key
 from monitoring.collectors.base import COUNTER, CollectorError, CollectResult, Measurement, collector_for
 from monitoring.models import CollectorState, QueryStat, QueryText, Series, Target
 from monitoring.storage import SeriesSpec, labels_key, samples_write, series_resolve
@@ -40,22 +40,13 @@ class CollectionOutcome:
     skipped: bool = False
 
 
-def _lock_key(target_id: int) -> str:
-    return f"perfpilot:lock:collect:{target_id}"
-
-
 def collect_target(*, target: Target) -> CollectionOutcome:
     """Collect once, unless another collection of this target is still running."""
-    lock = get_redis().lock(_lock_key(target.id), timeout=target.timeout_seconds + target.interval_seconds + 5)
-    if not lock.acquire(blocking=False):
+    lock = lock_acquire(lock_key("collect", target.id))
+    if lock is None:
         return CollectionOutcome(target_id=target.id, ok=True, skipped=True)
-    try:
+    with lock:
         return _collect(target)
-    finally:
-        try:
-            lock.release()
-        except Exception:  # expired while we ran: nothing left to release
-            logger.warning("collection lock of target %s expired before release", target.id)
 
 
 def _collect(target: Target) -> CollectionOutcome:

@@ -23,8 +23,8 @@ from django.utils import timezone
 from core.conninfo import scrub
 from core.errors import InvalidInput
 from core.events import TUNER_FAILURE, failure_event_send
+from core.locks import lock_acquire, lock_holder, lock_key
 from core.models import AuditEvent
-from core.redis_client import get_redis
 from core.services import audit_record
 from monitoring.models import Target
 from optimizer.models import OptimizationRun, Recommendation
@@ -161,7 +161,7 @@ def run_create(
 def _enqueue(run: OptimizationRun) -> None:
     from optimizer.tasks import execute_run_task
 
-    transaction.on_commit(lambda: execute_run_task.delay(run.id))
+    execute_run_task.delay_on_commit(run.id)
 
 
 @transaction.atomic
@@ -253,10 +253,6 @@ def run_time_limit() -> int:
     return max(settings.CELERY_TASK_SOFT_TIME_LIMIT, settings.OPTIMIZER_ACTION_TIMEOUT_SECONDS + 300)
 
 
-def _lock_key(target_id: int) -> str:
-    return f"perfpilot:lock:optimize:{target_id}"
-
-
 def run_execute(*, run_id: int, wait: bool = False) -> OptimizationRun:
     """Execute a pending run. Never raises for a target's failure: the run records it.
 
@@ -275,26 +271,26 @@ def run_execute(*, run_id: int, wait: bool = False) -> OptimizationRun:
     try:
         if run.target is None:
             raise TunerError("The target of this run was deleted.")
-        # The lock outlives the task's hard time limit, so it cannot expire under a running run.
-        lock = get_redis().lock(_lock_key(run.target.id), timeout=run_time_limit() + 120)
-        if not lock.acquire(blocking=False):
+        key = lock_key("optimize", run.target.id)
+        lock = lock_acquire(key, label=f"run {run.id}")
+        if lock is None:
+            holder = lock_holder(key)
+            held_by = f" ({holder})" if holder else ""
             raise LockHeld(
-                f"Another optimizer run on {run.target.name} is still in progress; runs on one target never overlap."
+                f"Another optimizer run on {run.target.name} is still in progress{held_by}; "
+                "runs on one target never overlap."
             )
         # Start and end are taken inside the lock, so runs of one target never overlap in the log either.
-        run.started_at = timezone.now()
-        OptimizationRun.objects.filter(pk=run.pk).update(started_at=run.started_at)
-        try:
-            if run.action == OptimizationRun.Action.APPLY:
-                _apply(run)
-            else:
-                _run_tuner(run)
-        finally:
-            finished_at = timezone.now()
+        with lock:
+            run.started_at = timezone.now()
+            OptimizationRun.objects.filter(pk=run.pk).update(started_at=run.started_at)
             try:
-                lock.release()
-            except Exception:
-                logger.warning("optimizer lock of target %s expired before release", run.target.id)
+                if run.action == OptimizationRun.Action.APPLY:
+                    _apply(run)
+                else:
+                    _run_tuner(run)
+            finally:
+                finished_at = timezone.now()
     except LockHeld as exc:
         if wait:
             OptimizationRun.objects.filter(pk=run.pk).update(

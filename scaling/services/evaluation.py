@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from core.errors import InvalidInput
 from core.events import SCALING_FAILURE, failure_event_send
-from core.redis_client import get_redis
+from core.locks import Lock, lock_acquire, lock_key, locks_acquire
 from core.services import audit_record
 from scaling import evaluator as ev
 from scaling.executors.base import ExecutorContext, ExecutorError, executor_for
@@ -46,15 +46,16 @@ class ServiceBusy(InvalidInput):
     status_code = 409
 
 
-LOCK_SECONDS = 120
-
-
 def _replicas(count: int) -> str:
     return f"{count} replica{'' if count == 1 else 's'}"
 
 
-def _lock_key(service_id: int) -> str:
-    return f"perfpilot:lock:scale:{service_id}"
+def _service_lock(service: ScaledService) -> Lock:
+    """The service's lock, taken now, or ServiceBusy while another evaluation or action of it runs."""
+    lock = lock_acquire(lock_key("scale", service.id))
+    if lock is None:
+        raise ServiceBusy(f"Service {service.name!r} is being evaluated or scaled right now; try again shortly.")
+    return lock
 
 
 def behavior_of(service: ScaledService, direction: str) -> ev.Behavior:
@@ -283,10 +284,7 @@ def service_evaluate(
     now: datetime | None = None,
 ) -> ScalingDecision:
     """Evaluate one service now (beat's tick does many at once). Raises ServiceBusy when it is locked."""
-    lock = get_redis().lock(_lock_key(service.id), timeout=LOCK_SECONDS)
-    if not lock.acquire(blocking=False):
-        raise ServiceBusy(f"Service {service.name!r} is being evaluated or scaled right now; try again shortly.")
-    try:
+    with _service_lock(service):
         now = now or timezone.now()
         service = with_rules_and_schedules(ScaledService.objects).get(pk=service.pk)
         prepared = prepare([service], now)
@@ -306,15 +304,6 @@ def service_evaluate(
             )
         _emit(decision)
         return decision
-    finally:
-        _release(lock)
-
-
-def _release(lock) -> None:
-    try:
-        lock.release()
-    except Exception:  # expired while we ran: nothing left to release
-        logger.warning("scaling lock %s expired before release", lock.name)
 
 
 @dataclass
@@ -345,11 +334,12 @@ def scaling_tick(*, now: datetime | None = None, service_ids: Sequence[int] | No
     result = TickResult()
     if not services:
         return result
-    client = get_redis()
-    locks = _locks_acquire(client, [s.id for s in services])
-    result.skipped_locked = len(services) - len(locks)
-    services = [s for s in services if s.id in locks]
-    try:
+    # The same keys as service_evaluate's, taken in one round trip; the order (critical first) is kept.
+    by_key = {lock_key("scale", s.id): s for s in services}
+    locks = locks_acquire(list(by_key))
+    result.skipped_locked = len(services) - len(locks.keys)
+    services = [by_key[key] for key in locks.keys]
+    with locks:
         prepared = prepare(services, now)
         quiet: list[ScalingDecision] = []
         for service in services:
@@ -369,35 +359,8 @@ def scaling_tick(*, now: datetime | None = None, service_ids: Sequence[int] | No
         with transaction.atomic():
             _decisions_copy(quiet)
             _services_state_write([d.service for d in quiet])
-    finally:
-        _locks_release(client, locks)
     result.duration_ms = (time.perf_counter() - started) * 1000
     return result
-
-
-# Compare-and-delete, so a lock that expired and was taken by someone else is left alone.
-_RELEASE_LUA = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
-
-
-def _locks_acquire(client, service_ids: list[int]) -> dict[int, str]:
-    """The per-service locks of a tick, taken in one round trip (the same keys as service_evaluate's)."""
-    tokens = {service_id: uuid.uuid4().hex for service_id in service_ids}
-    pipe = client.pipeline(transaction=False)
-    for service_id, token in tokens.items():
-        pipe.set(_lock_key(service_id), token, nx=True, px=LOCK_SECONDS * 1000)
-    acquired = pipe.execute()
-    return {service_id: tokens[service_id] for service_id, ok in zip(tokens, acquired, strict=True) if ok}
-
-
-def _locks_release(client, locks: dict[int, str]) -> None:
-    try:
-        release = client.register_script(_RELEASE_LUA)
-        pipe = client.pipeline(transaction=False)
-        for service_id, token in locks.items():
-            release(keys=[_lock_key(service_id)], args=[token], client=pipe)
-        pipe.execute()
-    except Exception:  # they expire on their own; never hide the tick's own outcome behind this
-        logger.warning("releasing %s scaling locks failed; they expire in %s s", len(locks), LOCK_SECONDS)
 
 
 _COPY_COLUMNS = (
@@ -491,10 +454,7 @@ def service_scale(
             field="replicas",
         )
     dry = service.dry_run if dry_run is None else dry_run
-    lock = get_redis().lock(_lock_key(service.id), timeout=LOCK_SECONDS)
-    if not lock.acquire(blocking=False):
-        raise ServiceBusy(f"Service {service.name!r} is being evaluated or scaled right now; try again shortly.")
-    try:
+    with _service_lock(service):
         now = timezone.now()
         service.refresh_from_db()
         name = actor.get_username() if actor is not None else ""
@@ -542,26 +502,24 @@ def service_scale(
             )
         _emit(decision)
         return decision
-    finally:
-        _release(lock)
 
 
-def evaluate_all_queue(*, actor, via: str) -> tuple[str | None, int]:
+def evaluate_all_queue(*, actor, via: str) -> tuple[str, int]:
     """Queue an evaluation of every enabled service now (after the transaction commits); audited.
-    Returns the task id (None inside a transaction that has not committed yet) and the service count."""
+    Returns the task id (chosen now, so it is known even before the commit) and the service count."""
     from scaling.tasks import evaluate_all_task
 
-    queued: dict = {}
-    transaction.on_commit(lambda: queued.setdefault("id", evaluate_all_task.delay().id))
+    task_id = str(uuid.uuid4())  # the form of Celery's own task ids
+    evaluate_all_task.apply_async_on_commit(task_id=task_id)
     count = ScaledService.objects.filter(enabled=True, paused=False).count()
     audit_record(
         actor=actor,
         via=via,
         action="scaling.evaluate_all",
         object_repr=f"{count} services",
-        detail={"task_id": queued.get("id")},
+        detail={"task_id": task_id},
     )
-    return queued.get("id"), count
+    return task_id, count
 
 
 def decisions_prune(*, now: datetime | None = None, days: int) -> int:

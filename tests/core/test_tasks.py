@@ -1,16 +1,22 @@
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from datetime import timedelta
 
 import pytest
+from celery.contrib.django.task import DjangoTask
+from celery.result import AsyncResult
+from celery.utils import uuid
 from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
+from django.db import transaction
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from config.celery import app
 from core.tasks import ping_task
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
@@ -25,6 +31,24 @@ def test_task_round_trip_through_broker_and_a_real_worker(celery_worker_process)
 def test_every_queue_is_consumed_by_the_worker(celery_worker_process):
     results = [ping_task.apply_async(args=[queue], queue=queue) for queue in settings.TASK_QUEUES]
     assert [r.get(timeout=30)["payload"] for r in results] == list(settings.TASK_QUEUES)
+
+
+def test_every_task_of_ours_can_be_sent_on_commit():
+    """Celery's Django fixup gives our app DjangoTask, whose delay_on_commit the services use."""
+    ours = [task for name, task in app.tasks.items() if not name.startswith("celery.")]
+    assert ours
+    assert all(isinstance(task, DjangoTask) for task in ours)
+
+
+def test_a_task_sent_on_commit_is_sent_only_when_the_transaction_commits(celery_worker_process):
+    rolled_back, committed = uuid(), uuid()
+    with contextlib.suppress(RuntimeError), transaction.atomic():
+        ping_task.apply_async_on_commit(args=["rolled back"], task_id=rolled_back)
+        raise RuntimeError("roll back")
+    with transaction.atomic():
+        ping_task.apply_async_on_commit(args=["committed"], task_id=committed)
+    assert AsyncResult(committed).get(timeout=30)["payload"] == "committed"
+    assert AsyncResult(rolled_back).state == "PENDING"  # never sent, so never started
 
 
 def test_each_queue_has_its_own_exchange_and_routing_key():

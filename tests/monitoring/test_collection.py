@@ -7,9 +7,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from core.embedded import EmbeddedPostgres, EmbeddedRedis
-from core.redis_client import get_redis
+from core.locks import lock_acquire, lock_key
 from monitoring.models import Series, Target
-from monitoring.services.collection import _lock_key, collect_target
+from monitoring.services.collection import collect_target
 from monitoring.services.targets import TargetInput, target_create
 from tests.conftest import free_port
 from tests.monitoring.conftest import sample_count
@@ -81,13 +81,9 @@ def test_a_monitored_postgres_goes_down_and_comes_back_and_collection_resumes(tm
 
 def test_two_collections_of_one_target_never_overlap(db):
     target = target_create(data=TargetInput(name="me", kind="host"), actor=None, via="system")
-    lock = get_redis().lock(_lock_key(target.id), timeout=30)
-    assert lock.acquire(blocking=False)
-    try:
+    with lock_acquire(lock_key("collect", target.id)):
         outcome = collect_target(target=target)
         assert outcome.skipped and outcome.samples == 0
-    finally:
-        lock.release()
     assert not collect_target(target=target).skipped
 
 

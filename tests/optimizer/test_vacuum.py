@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 
 import pytest
@@ -116,6 +118,7 @@ def test_two_runs_on_one_target_never_overlap(transactional_db, pg15):
         first.join(30)
     assert results["second"].status == OptimizationRun.Status.SKIPPED
     assert "still in progress" in results["second"].error
+    assert f"(run {results['first'].id}, pid {os.getpid()} on {socket.gethostname()})" in results["second"].error
     assert results["first"].status == OptimizationRun.Status.SUCCEEDED, results["first"].error
 
 

@@ -9,8 +9,8 @@ import pytest
 from django.dispatch import receiver
 
 from core.events import failure_event
+from core.locks import lock_acquire, lock_key
 from core.models import AuditEvent
-from core.redis_client import get_redis
 from scaling.executors.base import ExecutorContext, executor_for
 from scaling.models import ScaledService, ScalingDecision
 from scaling.services.crud import service_update
@@ -107,14 +107,10 @@ def test_paused_and_disabled_services_are_skipped_by_beat(hook):
 def test_one_evaluation_per_service_at_a_time(hook):
     series = load_series("app_load", 100)
     service = webhook_service("locked", hook.url, series_id=series)
-    lock = get_redis().lock(f"perfpilot:lock:scale:{service.id}", timeout=30)
-    assert lock.acquire(blocking=False)
-    try:
+    with lock_acquire(lock_key("scale", service.id)):
         with pytest.raises(ServiceBusy):
             service_evaluate(service=service)
         assert scaling_tick().skipped_locked == 1
-    finally:
-        lock.release()
     assert hook.posts == []
 
 
