@@ -6,8 +6,8 @@ import time
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils.module_loading import import_string
 
-from config.beat_schedule import DEFAULT_SCHEDULES
 from config.celery import app
 from scaling.models import ScalingDecision
 from scaling.tasks import evaluate_all_task
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("clean_samples")
 
 
 def test_beat_evaluates_scaling_every_interval_on_the_scale_queue(settings):
-    (entry,) = [s for s in DEFAULT_SCHEDULES if s.task == "scaling.tasks.evaluate_all_task"]
+    (entry,) = [s for s in import_string(settings.DEFAULT_SCHEDULES) if s.task == "scaling.tasks.evaluate_all_task"]
     assert entry.every_seconds == settings.SCALING_INTERVAL_SECONDS == 15
     assert entry.queue == "scale"
     assert app.amqp.router.route({}, "scaling.tasks.evaluate_all_task")["queue"].name == "scale"
