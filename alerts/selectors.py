@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from alerts.models import Alert, AlertRule, AlertState, Channel, DeliveryAttempt, Notification, Silence
+from alerts.models import Alert, AlertRule, AlertState, Channel, DeliveryAttempt, Notification, Severity, Silence
+from alerts.services.matching import matches
 from alerts.services.outbox import inhibited_by, silence_for
 
 STATE_ORDER = {AlertState.FIRING: 0, AlertState.PENDING: 1, AlertState.RESOLVED: 2, AlertState.INACTIVE: 3}
@@ -69,8 +71,48 @@ def alert_view(*, alert: Alert) -> AlertView:
 
 
 def firing_alerts() -> QuerySet[Alert]:
-    """For the banner on every page: firing alerts, critical first."""
+    """Firing alerts, critical first."""
     return Alert.objects.filter(state=AlertState.FIRING).select_related("rule").order_by("severity", "-fired_at")
+
+
+@dataclass(frozen=True)
+class BannerSummary:
+    """The banner on every page: firing alerts nobody has taken care of yet, and how many others fire."""
+
+    alerts: list[Alert]  # firing, not acknowledged, silenced or inhibited; critical first
+    acknowledged: int
+    muted: int  # silenced or inhibited (and not acknowledged)
+
+    @property
+    def critical(self) -> int:
+        return sum(1 for alert in self.alerts if alert.severity == Severity.CRITICAL)
+
+    @property
+    def version(self) -> str:
+        """Changes whenever what the banner says changes (the page re-renders it only then)."""
+        shown = ",".join(f"{alert.id}:{alert.severity}" for alert in self.alerts)
+        return hashlib.sha256(f"{shown}|{self.acknowledged}|{self.muted}".encode()).hexdigest()[:16]
+
+
+def banner_summary(*, now: datetime | None = None) -> BannerSummary:
+    """Firing alerts split into those needing attention, acknowledged ones, and silenced or inhibited ones.
+
+    One query per kind of thing (not per alert), since every open page asks for this every few seconds.
+    """
+    now = now or timezone.now()
+    firing = list(firing_alerts())
+    silences = list(Silence.objects.filter(starts_at__lte=now, ends_at__gt=now))
+    critical_keys = {(a.target_id, a.metric) for a in firing if a.severity == Severity.CRITICAL and a.metric}
+    attention, acknowledged, muted = [], 0, 0
+    for alert in firing:
+        inhibited = alert.severity == Severity.WARNING and (alert.target_id, alert.metric) in critical_keys
+        if alert.acked_at is not None:
+            acknowledged += 1
+        elif inhibited or any(matches(silence.matchers, alert.labels) for silence in silences):
+            muted += 1
+        else:
+            attention.append(alert)
+    return BannerSummary(alerts=attention, acknowledged=acknowledged, muted=muted)
 
 
 def silence_list(*, include_expired: bool = True) -> QuerySet[Silence]:

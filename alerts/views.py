@@ -18,10 +18,10 @@ from alerts.models import Alert, AlertRule, Channel, Silence
 from alerts.selectors import (
     alert_list,
     alert_view,
+    banner_summary,
     channel_backlog,
     channel_list,
     delivery_log,
-    firing_alerts,
     rule_list,
     rule_preview,
     silence_list,
@@ -59,13 +59,15 @@ BANNER_LIMIT = 3
 
 @require_GET
 def banner(request: HttpRequest) -> HttpResponse:
-    alerts = list(firing_alerts()[:50])
-    critical = sum(1 for a in alerts if a.severity == "critical")
+    """The banner's content; 204 (nothing to swap) when the page already shows this version of it,
+    so the live region around it changes, and is announced, only when what it says changes."""
+    summary = banner_summary()
+    if request.GET.get("shown") == summary.version:
+        return HttpResponse(status=204)
     context = {
-        "alerts": alerts[:BANNER_LIMIT],
-        "count": len(alerts),
-        "critical": critical,
-        "more": len(alerts) - BANNER_LIMIT,
+        "summary": summary,
+        "alerts": summary.alerts[:BANNER_LIMIT],
+        "more": len(summary.alerts) - BANNER_LIMIT,
     }
     return render(request, "alerts/_banner.html", context)
 

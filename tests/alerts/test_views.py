@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from alerts.models import AlertRule, Channel, Silence
+from alerts.services.manage import SilenceInput, alert_ack, silence_create
 from tests.alerts.conftest import make_alert, make_channel, make_rule
 
 pytestmark = pytest.mark.django_db
@@ -24,12 +29,49 @@ def test_the_alerts_page_lists_firing_pending_and_resolved(viewer_client, target
     assert fragment.lstrip().startswith('<div id="alert-lists"')
 
 
-def test_every_page_polls_the_banner_and_it_shows_firing_alerts(viewer_client, target):
-    assert 'hx-get="/alerts/banner/"' in viewer_client.get("/monitoring/").content.decode()
-    assert viewer_client.get("/alerts/banner/").content.decode().strip() == ""
+def _banner(client, *, shown: str | None = None):
+    return client.get("/alerts/banner/", {"shown": shown} if shown else {}, HTTP_HX_REQUEST="true")
+
+
+def _shown_version(html: str) -> str:
+    return re.search(r'id="alert-banner-shown" name="shown" value="([0-9a-f]+)"', html).group(1)
+
+
+def test_every_page_polls_the_banner_into_a_polite_live_region(viewer_client, target):
+    page = viewer_client.get("/monitoring/").content.decode()
+    region = re.search(r'<div id="alert-banner"[^>]*>', page).group(0)
+    assert 'role="status"' in region and 'aria-live="polite"' in region and 'hx-get="/alerts/banner/"' in region
+    assert 'role="alert"' not in page
+    assert 'data-testid="alert-banner"' not in _banner(viewer_client).content.decode()
     make_alert(make_rule(), target=target, state="firing", severity="critical")
-    banner = viewer_client.get("/alerts/banner/").content.decode()
+    banner = _banner(viewer_client).content.decode()
     assert "1 firing" in banner and "1 critical" in banner and "Connections high on db1" in banner
+
+
+def test_the_banner_answers_204_while_the_page_shows_its_current_version(viewer_client, target):
+    version = _shown_version(_banner(viewer_client).content.decode())
+    unchanged = _banner(viewer_client, shown=version)
+    assert unchanged.status_code == 204 and unchanged.content == b""
+    make_alert(make_rule(), target=target, state="firing")
+    changed = _banner(viewer_client, shown=version)
+    assert changed.status_code == 200 and "1 firing" in changed.content.decode()
+    assert _banner(viewer_client, shown=_shown_version(changed.content.decode())).status_code == 204
+
+
+def test_the_banner_leaves_out_acknowledged_silenced_and_inhibited_alerts(viewer_client, operator_user, target):
+    rule = make_rule()
+    loud = make_alert(rule, target=target, state="firing", extra_labels={"db": "loud"})
+    acked = make_alert(rule, target=target, state="firing", extra_labels={"db": "acked"})
+    alert_ack(alert=acked, actor=operator_user, comment="on it", via="ui")
+    make_alert(rule, target=target, state="firing", extra_labels={"db": "quiet"})
+    silence_create(data=SilenceInput(matchers=[{"name": "db", "op": "=", "value": "quiet"}],
+                                     ends_at=timezone.now() + timedelta(hours=1), comment="drill"),
+                   actor=operator_user, via="ui")  # fmt: skip
+    banner = _banner(viewer_client).content.decode()
+    assert "1 firing" in banner and f"/alerts/{loud.id}/" in banner and f"/alerts/{acked.id}/" not in banner
+    assert "also 1 acknowledged, 1 silenced or inhibited" in banner
+    alert_ack(alert=loud, actor=operator_user, comment="", via="ui")
+    assert 'data-testid="alert-banner"' not in _banner(viewer_client).content.decode()
 
 
 def test_operators_ack_and_silence_from_the_page(operator_client, target):
