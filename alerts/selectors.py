@@ -12,6 +12,7 @@ from django.utils import timezone
 from alerts.models import Alert, AlertRule, AlertState, Channel, DeliveryAttempt, Notification, Severity, Silence
 from alerts.services.matching import matches
 from alerts.services.outbox import inhibited_by, silence_for
+from core import humanize
 
 STATE_ORDER = {AlertState.FIRING: 0, AlertState.PENDING: 1, AlertState.RESOLVED: 2, AlertState.INACTIVE: 3}
 
@@ -145,10 +146,12 @@ class PreviewRow:
     value: float | None
     at: datetime | None
     severity: str | None  # what the rule would say about this value now
+    quantity: str = ""  # the value as people read it, in the series' unit
 
 
 def rule_preview(*, data, limit: int = 20) -> list[PreviewRow]:
     """The current value of every series a (possibly unsaved) rule watches, and what it would say."""
+    from alerts.formatting import alert_value_text, metric_unit
     from alerts.services.evaluation import classify
     from monitoring.selectors.series import series_latest, series_matching
     from monitoring.selectors.targets import target_list
@@ -159,7 +162,12 @@ def rule_preview(*, data, limit: int = 20) -> list[PreviewRow]:
     if data.kind == AlertRule.Kind.TARGET_DOWN:
         return [
             PreviewRow(
-                t.name, t.name, float(t.consecutive_failures), t.last_attempt_at, data.severity if t.is_down else None
+                t.name,
+                t.name,
+                float(t.consecutive_failures),
+                t.last_attempt_at,
+                data.severity if t.is_down else None,
+                alert_value_text(kind=data.kind, value=float(t.consecutive_failures), unit=""),
             )
             for t in target_list()
             if data.target_id in (None, t.id)
@@ -178,5 +186,7 @@ def rule_preview(*, data, limit: int = 20) -> list[PreviewRow]:
             severity = data.severity if value is None else None
         else:
             severity = None  # rates and forecasts are computed at evaluation
-        rows.append(PreviewRow(str(series), series.target.name if series.target else "", value, at, severity))
+        # The series' latest sample, whatever the kind (rates and forecasts are computed at evaluation).
+        quantity = humanize.quantity(value, series.unit or metric_unit(series.metric))
+        rows.append(PreviewRow(str(series), series.target.name if series.target else "", value, at, severity, quantity))
     return rows

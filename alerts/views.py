@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from alerts.forms import AckForm, ChannelForm, RuleForm, SilenceForm, pairs_text, silence_initial
-from alerts.models import Alert, AlertRule, Channel, Silence
+from alerts.models import EVENT_KINDS, Alert, AlertRule, Channel, Silence
 from alerts.selectors import (
     alert_list,
     alert_view,
@@ -50,8 +50,10 @@ from core.forms import form_submit
 from core.htmx import render_page, requested_fragment
 from core.roles import OPERATOR, ensure_role, role_required
 from core.views import section_context
+from monitoring.selectors.metric_names import metric_units
 
 BANNER_LIMIT = 3
+PREVIEW_HINT = "Name a metric (the field suggests the collected ones) to see the series the rule would watch."
 
 
 # --- the banner on every page -------------------------------------------------------------------
@@ -165,7 +167,7 @@ def silence_expire_view(request: HttpRequest, silence_id: int) -> HttpResponse:
 
 @require_GET
 def rules(request: HttpRequest) -> HttpResponse:
-    return render(request, "alerts/rules.html", {"rules": rule_list()})
+    return render(request, "alerts/rules.html", {"rules": rule_list(), "units": metric_units()})
 
 
 def _rule_initial(rule: AlertRule) -> dict:
@@ -195,23 +197,38 @@ def rule_edit(request: HttpRequest, rule_id: int | None = None) -> HttpResponse:
             return redirect("alerts:rule", rule_id=saved.id)
         status = 422
     preview = rule_preview(data=rule_input_from(rule)) if rule else []
-    context = {"rule": rule, "form": form, "preview": preview, "alerts": alert_list(rule_id=rule.id) if rule else []}
+    context = {
+        "rule": rule,
+        "form": form,
+        "preview": preview,
+        "preview_hint": None if rule else PREVIEW_HINT,
+        "alerts": alert_list(rule_id=rule.id) if rule else [],
+        "units": metric_units(),
+    }
     return render(request, "alerts/rule.html", context, status=status)
 
 
 @require_POST
 def rule_preview_view(request: HttpRequest) -> HttpResponse:
-    """The editor's live preview: the current values of what the form would watch."""
+    """The editor's live preview: the current values of what the form would watch.
+
+    It speaks only of what was typed: no "required" for the name (the preview needs none) and a
+    neutral hint, not "no series match", until a metric is named.
+    """
     form = RuleForm(request.POST)
-    rows, error = [], None
-    if form.is_valid():
+    form.fields["name"].required = False
+    rows, error, hint = [], None, None
+    if not form.is_valid():
+        error = "; ".join(f"{form[name].label}: {' '.join(errors)}" for name, errors in form.errors.items())
+    elif form.cleaned_data["kind"] not in EVENT_KINDS and not form.cleaned_data["metric"].strip():
+        hint = PREVIEW_HINT
+    else:
         try:
             rows = rule_preview(data=rule_validate(RuleInput(**form.cleaned_data), check_name=False))
         except InvalidInput as exc:
             error = str(exc)
-    else:
-        error = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
-    return render(request, "alerts/rule.html#preview", {"preview": rows, "preview_error": error})
+    context = {"preview": rows, "preview_error": error, "preview_hint": hint, "units": metric_units()}
+    return render(request, "alerts/rule.html#preview", context)
 
 
 @require_POST

@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from alerts.models import AlertRule, Channel, Silence
 from alerts.services.manage import SilenceInput, alert_ack, silence_create
-from tests.alerts.conftest import make_alert, make_channel, make_rule
+from monitoring.storage import SeriesSpec, series_resolve
+from tests.alerts.conftest import make_alert, make_channel, make_rule, write_value
 
 pytestmark = pytest.mark.django_db
 
@@ -109,8 +110,51 @@ def test_the_rule_editor_shows_field_errors_and_saves(operator_client):
     ok = operator_client.post("/alerts/rules/new/", {**fields, "critical_threshold": "95", "labels": "team=ops"})
     rule = AlertRule.objects.get(name="Disk")
     assert ok.status_code == 302 and rule.labels == {"team": "ops"}
-    preview = operator_client.post("/alerts/rules/preview/", {**fields, "metric": ""}, HTTP_HX_REQUEST="true")
-    assert "watches a metric" in preview.content.decode()
+    preview = operator_client.post("/alerts/rules/preview/", {**fields, "metric": "", "warning_threshold": "x"})
+    assert "Warning threshold: Enter a number." in preview.content.decode()
+
+
+NEW_RULE_AS_POSTED_ON_LOAD = {"name": "", "kind": "threshold_above", "metric": "", "severity": "critical",
+                              "window_seconds": "300", "for_seconds": "0", "keep_firing_for_seconds": "0",
+                              "eval_interval_seconds": "30", "enabled": "on"}  # fmt: skip
+
+
+def test_a_new_rule_says_nothing_is_required_before_anything_is_typed(operator_client):
+    page = operator_client.get("/alerts/rules/new/").content.decode()
+    assert "This field is required" not in page and "No series" not in page and 'data-testid="preview-hint"' in page
+    preview = operator_client.post("/alerts/rules/preview/", NEW_RULE_AS_POSTED_ON_LOAD).content.decode()
+    assert "required" not in preview and "No series" not in preview
+    assert "Name a metric (the field suggests the collected ones)" in preview
+
+
+def test_the_preview_shows_series_of_the_typed_metric_in_its_unit(clean_samples, operator_client, target):
+    write_value(target, "redis_used_memory_bytes", 3 * 1024**3)
+    typed = {**NEW_RULE_AS_POSTED_ON_LOAD, "metric": "redis_used_memory_bytes", "warning_threshold": str(2 * 1024**3)}
+    preview = operator_client.post("/alerts/rules/preview/", typed).content.decode()
+    assert "3 GiB" in preview and "sev-warning" in preview
+    unknown = operator_client.post("/alerts/rules/preview/", {**typed, "metric": "redis_used_memory"}).content.decode()
+    assert "No series of this metric yet" in unknown
+
+
+def test_the_metric_field_suggests_collected_metric_names(operator_client, target):
+    specs = [SeriesSpec("redis_used_memory_bytes", {}), SeriesSpec("host_cpu_percent", {"cpu": "total"})]
+    series_resolve(target_id=target.id, specs=specs)
+    page = operator_client.get("/alerts/rules/new/").content.decode()
+    assert 'list="metric-names"' in page
+    datalist = re.search(r'<datalist id="metric-names">(.*?)</datalist>', page).group(1)
+    assert datalist == '<option value="host_cpu_percent"><option value="redis_used_memory_bytes">'
+
+
+def test_rules_list_thresholds_and_durations_in_human_units(viewer_client):
+    make_rule(name="Redis memory", metric="redis_used_memory_bytes", warning_threshold=2147483648.0,
+              critical_threshold=4 * 1024**3, for_seconds=300)  # fmt: skip
+    make_rule(name="Disk full soon", kind="forecast", metric="host_disk_used_percent", forecast_limit=100,
+              warning_threshold=7, critical_threshold=2)  # fmt: skip
+    html = viewer_client.get("/alerts/rules/").content.decode()
+    assert "2147483648" not in html
+    assert '<td class="num">2 GiB</td>' in html and '<td class="num">4 GiB</td>' in html
+    assert '<td class="num">5 min</td>' in html and '<td class="num">7 d</td>' in html
+    assert '<td class="num">80 %</td>' not in html  # only the rules made here
 
 
 def test_the_channel_page_never_shows_the_url_and_shows_why_it_is_disabled(operator_client):
