@@ -9,7 +9,17 @@ from datetime import datetime, timedelta
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from alerts.models import Alert, AlertRule, AlertState, Channel, DeliveryAttempt, Notification, Severity, Silence
+from alerts.models import (
+    Alert,
+    AlertRule,
+    AlertState,
+    Channel,
+    DeliveryAttempt,
+    Notification,
+    NotificationItem,
+    Severity,
+    Silence,
+)
 from alerts.services.matching import matches
 from alerts.services.outbox import inhibited_by, silence_for
 from core import humanize
@@ -133,6 +143,15 @@ def channel_list() -> QuerySet[Channel]:
 
 def delivery_log(*, channel: Channel, limit: int = 50) -> QuerySet[DeliveryAttempt]:
     return DeliveryAttempt.objects.filter(channel=channel).select_related("notification").order_by("-at", "-id")[:limit]
+
+
+def alert_notifications(*, alert: Alert, limit: int = 20) -> QuerySet[NotificationItem]:
+    """The messages about this alert, newest first, with their channel and how delivery went."""
+    return (
+        NotificationItem.objects.filter(alert=alert, notification__is_test=False)
+        .select_related("notification__channel")
+        .order_by("-created_at", "-id")[:limit]
+    )
 
 
 def channel_backlog(*, channel: Channel) -> int:

@@ -17,6 +17,7 @@ from alerts.forms import AckForm, ChannelForm, RuleForm, SilenceForm, pairs_text
 from alerts.models import EVENT_KINDS, Alert, AlertRule, Channel, Silence
 from alerts.selectors import (
     alert_list,
+    alert_notifications,
     alert_view,
     banner_summary,
     channel_backlog,
@@ -86,6 +87,7 @@ def index(request: HttpRequest) -> HttpResponse:
         "resolved": [v for v in views if v.alert.state == "resolved"][:50],
         "silences": silence_list()[:50],
         "now": timezone.now(),
+        "units": metric_units(),
         **section_context("alerts"),
     }
     return render_page(request, "alerts/index.html", context, fragment=requested_fragment(request, "lists"))
@@ -94,9 +96,15 @@ def index(request: HttpRequest) -> HttpResponse:
 @require_GET
 def alert_detail(request: HttpRequest, alert_id: int) -> HttpResponse:
     alert = get_object_or_404(Alert.objects.select_related("rule", "target", "acked_by"), pk=alert_id)
+    notifications = list(alert_notifications(alert=alert))
     context = {
         "view": alert_view(alert=alert),
         "history": alert.changes.all()[:100],
+        "notifications": notifications,
+        "notified_channels": list(
+            {item.notification.channel_id: item.notification.channel for item in notifications}.values()
+        ),
+        "units": metric_units(),
         "ack_form": AckForm(),
         "silence_form": SilenceForm(initial=silence_initial(alert)),
     }

@@ -157,6 +157,42 @@ def test_rules_list_thresholds_and_durations_in_human_units(viewer_client):
     assert '<td class="num">80 %</td>' not in html  # only the rules made here
 
 
+def test_a_channel_url_shows_scheme_host_and_port_but_not_its_path(operator_client):
+    channel = make_channel("http://alerts.internal:9093/hooks/secret-part")
+    html = operator_client.get("/alerts/channels/").content.decode()
+    assert "secret-part" not in html and "http://alerts.internal:9093/••••••" in html
+    assert Channel.objects.get(pk=channel.pk).url_display == "http://alerts.internal:9093/••••••"
+
+
+def test_a_successful_delivery_response_is_not_shown_as_an_error(operator_client, fake_slack, target):
+    from alerts.services.delivery import channel_test_send
+
+    channel = make_channel(fake_slack.url)
+    channel_test_send(channel=channel, actor=None, via="system")
+    html = operator_client.get(f"/alerts/channels/{channel.id}/").content.decode()
+    assert '<span class="badge ok">Sent</span>' in html
+    assert '<td class="response-cell"><code>ok</code>' in html and "error-cell" not in html
+
+
+def test_the_alert_page_names_the_channels_it_notified_and_its_value_in_words(operator_client, fake_slack, target):
+    from alerts.services.delivery import notification_deliver
+    from tests.alerts.conftest import enqueue
+
+    make_channel(fake_slack.url, name="ops-slack")
+    rule = make_rule(name="Target down", kind="target_down", metric="", warning_threshold=None,
+                     critical_threshold=None)  # fmt: skip
+    alert = make_alert(rule, target=target, severity="critical", value=7.0, threshold=None)
+    (notification,) = enqueue(alert)
+    notification_deliver(notification_id=notification.id)
+    html = operator_client.get(f"/alerts/{alert.id}/").content.decode()
+    assert re.search(r'notified <a href="/alerts/channels/\d+/">ops-slack</a></p>', html)
+    assert (
+        'data-testid="notifications"' in html
+        and '<span class="badge ok">Sent</span> <span class="muted small">just now' in html
+    )
+    assert "7 collections failed in a row" in html and "value 7/8" not in html and "0 minutes" not in html
+
+
 def test_the_channel_page_never_shows_the_url_and_shows_why_it_is_disabled(operator_client):
     channel = make_channel("https://hooks.slack.com/services/T1/B2/secret-part")
     Channel.objects.filter(pk=channel.pk).update(disabled_reason="HTTP 404 no_service: the webhook is gone")
