@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from alerts.forms import AckForm, ChannelForm, RuleForm, SilenceForm, pairs_text, silence_initial
-from alerts.models import EVENT_KINDS, Alert, AlertRule, Channel, Silence
+from alerts.models import EVENT_KINDS, THRESHOLD_KINDS, Alert, AlertRule, Channel, Silence
 from alerts.selectors import (
     alert_list,
     alert_notifications,
@@ -225,17 +225,23 @@ def rule_preview_view(request: HttpRequest) -> HttpResponse:
     """
     form = RuleForm(request.POST)
     form.fields["name"].required = False
-    rows, error, hint = [], None, None
-    if not form.is_valid():
+    rows, error, hint, note = [], None, None, None
+    data = RuleInput(**form.cleaned_data) if form.is_valid() else None
+    if data is None:
         error = "; ".join(f"{form[name].label}: {' '.join(errors)}" for name, errors in form.errors.items())
-    elif form.cleaned_data["kind"] not in EVENT_KINDS and not form.cleaned_data["metric"].strip():
+    elif data.kind not in EVENT_KINDS and not data.metric:
         hint = PREVIEW_HINT
+    elif data.kind in THRESHOLD_KINDS and data.warning_threshold is None and data.critical_threshold is None:
+        # Not an error while the form is being filled in: the current values are worth seeing already.
+        note = "Set a warning or a critical threshold to see what the rule would say."
+        rows = rule_preview(data=data)
     else:
         try:
-            rows = rule_preview(data=rule_validate(RuleInput(**form.cleaned_data), check_name=False))
+            rows = rule_preview(data=rule_validate(data, check_name=False))
         except InvalidInput as exc:
             error = str(exc)
-    context = {"preview": rows, "preview_error": error, "preview_hint": hint, "units": metric_units()}
+    context = {"preview": rows, "preview_error": error, "preview_hint": hint, "preview_note": note}
+    context["units"] = metric_units()
     return render(request, "alerts/rule.html#preview", context)
 
 

@@ -77,7 +77,10 @@ def ago(moment: datetime | None, *, now: datetime | None = None) -> str:
     elapsed = ((now or timezone.now()) - moment).total_seconds()
     if abs(elapsed) < JUST_NOW_SECONDS:
         return "just now"
-    text = duration(round(abs(elapsed)))
+    seconds = round(abs(elapsed))
+    if seconds >= 60:
+        seconds -= seconds % 60  # "12 min ago", not "12 min 24 s ago": seconds matter only in the first minute
+    text = duration(seconds)
     return f"{text} ago" if elapsed > 0 else f"in {text}"
 
 

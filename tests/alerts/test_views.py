@@ -132,6 +132,9 @@ def test_the_preview_shows_series_of_the_typed_metric_in_its_unit(clean_samples,
     typed = {**NEW_RULE_AS_POSTED_ON_LOAD, "metric": "redis_used_memory_bytes", "warning_threshold": str(2 * 1024**3)}
     preview = operator_client.post("/alerts/rules/preview/", typed).content.decode()
     assert "3 GiB" in preview and "sev-warning" in preview
+    no_threshold = operator_client.post("/alerts/rules/preview/", {**typed, "warning_threshold": ""}).content.decode()
+    assert "3 GiB" in no_threshold and "field-error" not in no_threshold
+    assert "Set a warning or a critical threshold to see what the rule would say." in no_threshold
     unknown = operator_client.post("/alerts/rules/preview/", {**typed, "metric": "redis_used_memory"}).content.decode()
     assert "No series of this metric yet" in unknown
 
