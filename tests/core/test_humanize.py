@@ -45,6 +45,7 @@ def test_ago_says_just_now_instead_of_zero_minutes():
     now = timezone.now()
     assert ago(now - timedelta(seconds=3), now=now) == "just now"
     assert ago(now - timedelta(seconds=45), now=now) == "45 s ago"
-    assert ago(now - timedelta(minutes=3, seconds=2), now=now) == "3 min 2 s ago"
+    assert ago(now - timedelta(minutes=3, seconds=42), now=now) == "3 min ago"
+    assert ago(now - timedelta(hours=2, minutes=5, seconds=9), now=now) == "2 h 5 min ago"
     assert ago(now + timedelta(minutes=5), now=now) == "in 5 min"
     assert ago(None) == "never"
