@@ -31,7 +31,13 @@ def pairs_text(pairs: dict) -> str:
 class RuleForm(forms.Form):
     name = forms.CharField(max_length=100)
     kind = forms.ChoiceField(choices=AlertRule.Kind.choices)
-    metric = forms.CharField(max_length=200, required=False, help_text="e.g. host_cpu_percent (not for events).")
+    metric = forms.CharField(
+        max_length=200,
+        required=False,
+        help_text="e.g. host_cpu_percent (not for events).",
+        # Suggestions from the metric names collected so far (the page renders the datalist).
+        widget=forms.TextInput(attrs={"list": "metric-names", "autocomplete": "off", "spellcheck": "false"}),
+    )
     target_id = forms.TypedChoiceField(coerce=int, empty_value=None, required=False, label="Target")
     series_labels = forms.CharField(required=False, help_text="Only series with these labels: mount=/, db=app")
     warning_threshold = forms.FloatField(required=False)

@@ -128,7 +128,7 @@ class Alert(models.Model):
 
     @property
     def labels_text(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in sorted(self.labels.items()) if k != "alertname")
+        return ", ".join(f"{k}={v}" for k, v in sorted(self.labels.items()) if k != "alertname" and v != "")
 
     @property
     def title(self) -> str:

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from alerts.models import Alert, AlertRule, AlertState, Channel, DeliveryAttempt, Notification, Silence
+from alerts.models import (
+    Alert,
+    AlertRule,
+    AlertState,
+    Channel,
+    DeliveryAttempt,
+    Notification,
+    NotificationItem,
+    Severity,
+    Silence,
+)
+from alerts.services.matching import matches
 from alerts.services.outbox import inhibited_by, silence_for
+from core import humanize
 
 STATE_ORDER = {AlertState.FIRING: 0, AlertState.PENDING: 1, AlertState.RESOLVED: 2, AlertState.INACTIVE: 3}
 
@@ -69,8 +82,48 @@ def alert_view(*, alert: Alert) -> AlertView:
 
 
 def firing_alerts() -> QuerySet[Alert]:
-    """For the banner on every page: firing alerts, critical first."""
+    """Firing alerts, critical first."""
     return Alert.objects.filter(state=AlertState.FIRING).select_related("rule").order_by("severity", "-fired_at")
+
+
+@dataclass(frozen=True)
+class BannerSummary:
+    """The banner on every page: firing alerts nobody has taken care of yet, and how many others fire."""
+
+    alerts: list[Alert]  # firing, not acknowledged, silenced or inhibited; critical first
+    acknowledged: int
+    muted: int  # silenced or inhibited (and not acknowledged)
+
+    @property
+    def critical(self) -> int:
+        return sum(1 for alert in self.alerts if alert.severity == Severity.CRITICAL)
+
+    @property
+    def version(self) -> str:
+        """Changes whenever what the banner says changes (the page re-renders it only then)."""
+        shown = ",".join(f"{alert.id}:{alert.severity}" for alert in self.alerts)
+        return hashlib.sha256(f"{shown}|{self.acknowledged}|{self.muted}".encode()).hexdigest()[:16]
+
+
+def banner_summary(*, now: datetime | None = None) -> BannerSummary:
+    """Firing alerts split into those needing attention, acknowledged ones, and silenced or inhibited ones.
+
+    One query per kind of thing (not per alert), since every open page asks for this every few seconds.
+    """
+    now = now or timezone.now()
+    firing = list(firing_alerts())
+    silences = list(Silence.objects.filter(starts_at__lte=now, ends_at__gt=now))
+    critical_keys = {(a.target_id, a.metric) for a in firing if a.severity == Severity.CRITICAL and a.metric}
+    attention, acknowledged, muted = [], 0, 0
+    for alert in firing:
+        inhibited = alert.severity == Severity.WARNING and (alert.target_id, alert.metric) in critical_keys
+        if alert.acked_at is not None:
+            acknowledged += 1
+        elif inhibited or any(matches(silence.matchers, alert.labels) for silence in silences):
+            muted += 1
+        else:
+            attention.append(alert)
+    return BannerSummary(alerts=attention, acknowledged=acknowledged, muted=muted)
 
 
 def silence_list(*, include_expired: bool = True) -> QuerySet[Silence]:
@@ -92,6 +145,15 @@ def delivery_log(*, channel: Channel, limit: int = 50) -> QuerySet[DeliveryAttem
     return DeliveryAttempt.objects.filter(channel=channel).select_related("notification").order_by("-at", "-id")[:limit]
 
 
+def alert_notifications(*, alert: Alert, limit: int = 20) -> QuerySet[NotificationItem]:
+    """The messages about this alert, newest first, with their channel and how delivery went."""
+    return (
+        NotificationItem.objects.filter(alert=alert, notification__is_test=False)
+        .select_related("notification__channel")
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
 def channel_backlog(*, channel: Channel) -> int:
     return Notification.objects.filter(channel=channel, status__in=("pending", "sending")).count()
 
@@ -103,10 +165,12 @@ class PreviewRow:
     value: float | None
     at: datetime | None
     severity: str | None  # what the rule would say about this value now
+    quantity: str = ""  # the value as people read it, in the series' unit
 
 
 def rule_preview(*, data, limit: int = 20) -> list[PreviewRow]:
     """The current value of every series a (possibly unsaved) rule watches, and what it would say."""
+    from alerts.formatting import alert_value_text, metric_unit
     from alerts.services.evaluation import classify
     from monitoring.selectors.series import series_latest, series_matching
     from monitoring.selectors.targets import target_list
@@ -117,7 +181,12 @@ def rule_preview(*, data, limit: int = 20) -> list[PreviewRow]:
     if data.kind == AlertRule.Kind.TARGET_DOWN:
         return [
             PreviewRow(
-                t.name, t.name, float(t.consecutive_failures), t.last_attempt_at, data.severity if t.is_down else None
+                t.name,
+                t.name,
+                float(t.consecutive_failures),
+                t.last_attempt_at,
+                data.severity if t.is_down else None,
+                alert_value_text(kind=data.kind, value=float(t.consecutive_failures), unit=""),
             )
             for t in target_list()
             if data.target_id in (None, t.id)
@@ -136,5 +205,7 @@ def rule_preview(*, data, limit: int = 20) -> list[PreviewRow]:
             severity = data.severity if value is None else None
         else:
             severity = None  # rates and forecasts are computed at evaluation
-        rows.append(PreviewRow(str(series), series.target.name if series.target else "", value, at, severity))
+        # The series' latest sample, whatever the kind (rates and forecasts are computed at evaluation).
+        quantity = humanize.quantity(value, series.unit or metric_unit(series.metric))
+        rows.append(PreviewRow(str(series), series.target.name if series.target else "", value, at, severity, quantity))
     return rows

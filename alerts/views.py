@@ -14,14 +14,15 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from alerts.forms import AckForm, ChannelForm, RuleForm, SilenceForm, pairs_text, silence_initial
-from alerts.models import Alert, AlertRule, Channel, Silence
+from alerts.models import EVENT_KINDS, THRESHOLD_KINDS, Alert, AlertRule, Channel, Silence
 from alerts.selectors import (
     alert_list,
+    alert_notifications,
     alert_view,
+    banner_summary,
     channel_backlog,
     channel_list,
     delivery_log,
-    firing_alerts,
     rule_list,
     rule_preview,
     silence_list,
@@ -50,8 +51,10 @@ from core.forms import form_submit
 from core.htmx import render_page, requested_fragment
 from core.roles import OPERATOR, ensure_role, role_required
 from core.views import section_context
+from monitoring.selectors.metric_names import metric_units
 
 BANNER_LIMIT = 3
+PREVIEW_HINT = "Name a metric (the field suggests the collected ones) to see the series the rule would watch."
 
 
 # --- the banner on every page -------------------------------------------------------------------
@@ -59,13 +62,15 @@ BANNER_LIMIT = 3
 
 @require_GET
 def banner(request: HttpRequest) -> HttpResponse:
-    alerts = list(firing_alerts()[:50])
-    critical = sum(1 for a in alerts if a.severity == "critical")
+    """The banner's content; 204 (nothing to swap) when the page already shows this version of it,
+    so the live region around it changes, and is announced, only when what it says changes."""
+    summary = banner_summary()
+    if request.GET.get("shown") == summary.version:
+        return HttpResponse(status=204)
     context = {
-        "alerts": alerts[:BANNER_LIMIT],
-        "count": len(alerts),
-        "critical": critical,
-        "more": len(alerts) - BANNER_LIMIT,
+        "summary": summary,
+        "alerts": summary.alerts[:BANNER_LIMIT],
+        "more": len(summary.alerts) - BANNER_LIMIT,
     }
     return render(request, "alerts/_banner.html", context)
 
@@ -82,6 +87,7 @@ def index(request: HttpRequest) -> HttpResponse:
         "resolved": [v for v in views if v.alert.state == "resolved"][:50],
         "silences": silence_list()[:50],
         "now": timezone.now(),
+        "units": metric_units(),
         **section_context("alerts"),
     }
     return render_page(request, "alerts/index.html", context, fragment=requested_fragment(request, "lists"))
@@ -90,9 +96,15 @@ def index(request: HttpRequest) -> HttpResponse:
 @require_GET
 def alert_detail(request: HttpRequest, alert_id: int) -> HttpResponse:
     alert = get_object_or_404(Alert.objects.select_related("rule", "target", "acked_by"), pk=alert_id)
+    notifications = list(alert_notifications(alert=alert))
     context = {
         "view": alert_view(alert=alert),
         "history": alert.changes.all()[:100],
+        "notifications": notifications,
+        "notified_channels": list(
+            {item.notification.channel_id: item.notification.channel for item in notifications}.values()
+        ),
+        "units": metric_units(),
         "ack_form": AckForm(),
         "silence_form": SilenceForm(initial=silence_initial(alert)),
     }
@@ -163,7 +175,7 @@ def silence_expire_view(request: HttpRequest, silence_id: int) -> HttpResponse:
 
 @require_GET
 def rules(request: HttpRequest) -> HttpResponse:
-    return render(request, "alerts/rules.html", {"rules": rule_list()})
+    return render(request, "alerts/rules.html", {"rules": rule_list(), "units": metric_units()})
 
 
 def _rule_initial(rule: AlertRule) -> dict:
@@ -193,23 +205,44 @@ def rule_edit(request: HttpRequest, rule_id: int | None = None) -> HttpResponse:
             return redirect("alerts:rule", rule_id=saved.id)
         status = 422
     preview = rule_preview(data=rule_input_from(rule)) if rule else []
-    context = {"rule": rule, "form": form, "preview": preview, "alerts": alert_list(rule_id=rule.id) if rule else []}
+    context = {
+        "rule": rule,
+        "form": form,
+        "preview": preview,
+        "preview_hint": None if rule else PREVIEW_HINT,
+        "alerts": alert_list(rule_id=rule.id) if rule else [],
+        "units": metric_units(),
+    }
     return render(request, "alerts/rule.html", context, status=status)
 
 
 @require_POST
 def rule_preview_view(request: HttpRequest) -> HttpResponse:
-    """The editor's live preview: the current values of what the form would watch."""
+    """The editor's live preview: the current values of what the form would watch.
+
+    It speaks only of what was typed: no "required" for the name (the preview needs none) and a
+    neutral hint, not "no series match", until a metric is named.
+    """
     form = RuleForm(request.POST)
-    rows, error = [], None
-    if form.is_valid():
+    form.fields["name"].required = False
+    rows, error, hint, note = [], None, None, None
+    data = RuleInput(**form.cleaned_data) if form.is_valid() else None
+    if data is None:
+        error = "; ".join(f"{form[name].label}: {' '.join(errors)}" for name, errors in form.errors.items())
+    elif data.kind not in EVENT_KINDS and not data.metric:
+        hint = PREVIEW_HINT
+    elif data.kind in THRESHOLD_KINDS and data.warning_threshold is None and data.critical_threshold is None:
+        # Not an error while the form is being filled in: the current values are worth seeing already.
+        note = "Set a warning or a critical threshold to see what the rule would say."
+        rows = rule_preview(data=data)
+    else:
         try:
-            rows = rule_preview(data=rule_validate(RuleInput(**form.cleaned_data), check_name=False))
+            rows = rule_preview(data=rule_validate(data, check_name=False))
         except InvalidInput as exc:
             error = str(exc)
-    else:
-        error = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
-    return render(request, "alerts/rule.html#preview", {"preview": rows, "preview_error": error})
+    context = {"preview": rows, "preview_error": error, "preview_hint": hint, "preview_note": note}
+    context["units"] = metric_units()
+    return render(request, "alerts/rule.html#preview", context)
 
 
 @require_POST

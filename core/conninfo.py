@@ -33,9 +33,17 @@ def mask_url(url: str) -> str:
 
 
 def mask_webhook_url(url: str) -> str:
-    """Only the scheme and host of a webhook URL: its path is the secret (Slack's is)."""
+    """Only the scheme, host and port of a webhook URL: its path is the secret (Slack's is), its port is not
+    (two receivers on one host differ by it)."""
     split = urlsplit(url)
-    return f"{split.scheme}://{split.hostname or ''}/{MASK}"
+    host = split.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address
+    try:
+        port = f":{split.port}" if split.port else ""
+    except ValueError:  # not a number: the URL is refused when saved; mask what is there
+        port = ""
+    return f"{split.scheme}://{host}{port}/{MASK}"
 
 
 def scrub(message: str, url: str) -> str:

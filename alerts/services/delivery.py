@@ -25,9 +25,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from alerts.models import AlertState, Channel, DeliveryAttempt, Notification
+from alerts.formatting import alert_value_text, metric_unit, rule_quantity
+from alerts.models import AlertState, Channel, DeliveryAttempt, Notification, NotificationItem
 from alerts.transports.base import Message, MessageAlert, SendResult, TransportError, transport_for
 from core.redis_client import get_redis
+from monitoring.selectors.metric_names import metric_units
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +95,7 @@ def message_build(*, notification: Notification) -> Message:
     if notification.is_test:
         return Message(channel=notification.channel.name, state="test", alerts=(), dashboard_url=f"{base}/alerts/")
     items = list(notification.items.select_related("alert__rule", "alert__target").order_by("-severity", "alert_id"))
+    known_units = metric_units()
     alerts = tuple(
         MessageAlert(
             id=item.alert_id,
@@ -108,6 +111,7 @@ def message_build(*, notification: Notification) -> Message:
             summary=item.alert.rule.summary,
             message=item.alert.message,
             labels=item.alert.labels,
+            **_readable_value(item, known_units),
         )
         for item in items
     )
@@ -119,6 +123,16 @@ def message_build(*, notification: Notification) -> Message:
         dashboard_url=f"{base}/alerts/",
         is_repeat=notification.is_repeat,
     )
+
+
+def _readable_value(item: NotificationItem, known_units: dict[str, str]) -> dict[str, str]:
+    kind, unit = item.alert.rule.kind, metric_unit(item.alert.metric, known_units)
+    return {
+        "value_text": alert_value_text(kind=kind, value=item.value, unit=unit),
+        "threshold_text": rule_quantity(kind=kind, value=item.threshold, unit=unit)
+        if item.threshold is not None
+        else "",
+    }
 
 
 def _drop_muted_items(notification: Notification) -> int:

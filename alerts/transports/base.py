@@ -62,6 +62,10 @@ class MessageAlert:
     summary: str = ""
     message: str = ""
     labels: dict = field(default_factory=dict)
+    # The value and threshold as people read them ("2 GiB", "7 collections failed in a row");
+    # empty: transports format the raw numbers themselves.
+    value_text: str = ""
+    threshold_text: str = ""
 
 
 @dataclass(frozen=True)

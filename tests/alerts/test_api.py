@@ -117,7 +117,8 @@ def test_channels_crud_never_show_the_url_and_test_sends(client, operator_auth, 
     created = _post(client, BASE + "/channels", body, operator_auth)
     assert created.status_code == 201
     out = created.json()
-    assert out["url"] == "http://127.0.0.1/••••••" and "XXXX" not in json.dumps(out)
+    port = fake_slack.server.server_address[1]
+    assert out["url"] == f"http://127.0.0.1:{port}/••••••" and "XXXX" not in json.dumps(out)
     assert (out["group_wait_seconds"], out["group_interval_seconds"], out["repeat_interval_seconds"]) == (0, 300, 14400)
     assert out["send_resolved"] is True
     channel_id = out["id"]

@@ -39,14 +39,14 @@ def test_slack_gets_block_kit_with_fallback_colour_value_since_and_a_link(fake_s
     assert notification_deliver(notification_id=notification.id).outcome == "sent"
     (request,) = fake_slack.delivered()
     payload = request.payload
-    assert payload["text"] == "[WARNING] Connections high on db1: value 85 (threshold 80)"
+    assert payload["text"] == "[WARNING] Connections high on db1: value 85 % (threshold 80 %)"
     assert ":warning:" in payload["blocks"][0]["text"]["text"]
     attachment = payload["attachments"][0]
     assert attachment["color"] == "#F4A261"
     body = attachment["blocks"][0]["text"]["text"]
     alert_id = notification.items.get().alert_id
     assert f"<https://perfpilot.example.com/alerts/{alert_id}/|Connections high>" in body
-    assert "target *db1*" in body and "value *85* (threshold 80)" in body and "since <!date^" in body
+    assert "target *db1*" in body and "value *85 %* (threshold 80 %)" in body and "since <!date^" in body
     attempt = DeliveryAttempt.objects.get()
     assert (attempt.outcome, attempt.status_code, attempt.response_head, attempt.attempt) == ("sent", 200, "ok", 1)
     assert attempt.latency_ms > 0
@@ -253,7 +253,7 @@ def test_a_silence_made_while_the_message_waits_keeps_that_alert_out_of_it(fake_
     )  # fmt: skip
     _due_now(notification)
     assert notification_deliver(notification_id=notification.id).outcome == "sent"
-    assert fake_slack.delivered()[0].payload["text"] == "[WARNING] Connections high on db1: value 85 (threshold 80)"
+    assert fake_slack.delivered()[0].payload["text"] == "[WARNING] Connections high on db1: value 85 % (threshold 80 %)"
     assert list(notification.items.values_list("alert_id", flat=True)) == [loud.id]
 
     other = make_rule(name="Other rule")

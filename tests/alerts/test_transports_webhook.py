@@ -30,3 +30,15 @@ def test_a_webhook_gets_every_alert_of_the_group_with_its_labels(fake_slack, tar
         and first["threshold"] == 80.0
         and first["url"].endswith(f"/alerts/{first['id']}/")
     )
+
+
+def test_a_webhook_gets_user_text_raw_without_slack_escaping(fake_slack):
+    from monitoring.models import Target
+
+    make_channel(fake_slack.url, kind="webhook")
+    target = Target.objects.create(name="cache <!channel> & co", kind=Target.Kind.REDIS)
+    (notification,) = enqueue(make_alert(make_rule(summary="Memory <b>high</b>"), target=target))
+    assert notification_deliver(notification_id=notification.id).outcome == "sent"
+    (alert,) = fake_slack.delivered()[0].payload["alerts"]
+    assert (alert["target"], alert["title"]) == ("cache <!channel> & co", "Memory <b>high</b>")
+    assert alert["labels"]["target"] == "cache <!channel> & co"

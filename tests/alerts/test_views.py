@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from alerts.models import AlertRule, Channel, Silence
-from tests.alerts.conftest import make_alert, make_channel, make_rule
+from alerts.services.manage import SilenceInput, alert_ack, silence_create
+from monitoring.storage import SeriesSpec, series_resolve
+from tests.alerts.conftest import make_alert, make_channel, make_rule, write_value
 
 pytestmark = pytest.mark.django_db
 
@@ -24,12 +30,49 @@ def test_the_alerts_page_lists_firing_pending_and_resolved(viewer_client, target
     assert fragment.lstrip().startswith('<div id="alert-lists"')
 
 
-def test_every_page_polls_the_banner_and_it_shows_firing_alerts(viewer_client, target):
-    assert 'hx-get="/alerts/banner/"' in viewer_client.get("/monitoring/").content.decode()
-    assert viewer_client.get("/alerts/banner/").content.decode().strip() == ""
+def _banner(client, *, shown: str | None = None):
+    return client.get("/alerts/banner/", {"shown": shown} if shown else {}, HTTP_HX_REQUEST="true")
+
+
+def _shown_version(html: str) -> str:
+    return re.search(r'id="alert-banner-shown" name="shown" value="([0-9a-f]+)"', html).group(1)
+
+
+def test_every_page_polls_the_banner_into_a_polite_live_region(viewer_client, target):
+    page = viewer_client.get("/monitoring/").content.decode()
+    region = re.search(r'<div id="alert-banner"[^>]*>', page).group(0)
+    assert 'role="status"' in region and 'aria-live="polite"' in region and 'hx-get="/alerts/banner/"' in region
+    assert 'role="alert"' not in page
+    assert 'data-testid="alert-banner"' not in _banner(viewer_client).content.decode()
     make_alert(make_rule(), target=target, state="firing", severity="critical")
-    banner = viewer_client.get("/alerts/banner/").content.decode()
+    banner = _banner(viewer_client).content.decode()
     assert "1 firing" in banner and "1 critical" in banner and "Connections high on db1" in banner
+
+
+def test_the_banner_answers_204_while_the_page_shows_its_current_version(viewer_client, target):
+    version = _shown_version(_banner(viewer_client).content.decode())
+    unchanged = _banner(viewer_client, shown=version)
+    assert unchanged.status_code == 204 and unchanged.content == b""
+    make_alert(make_rule(), target=target, state="firing")
+    changed = _banner(viewer_client, shown=version)
+    assert changed.status_code == 200 and "1 firing" in changed.content.decode()
+    assert _banner(viewer_client, shown=_shown_version(changed.content.decode())).status_code == 204
+
+
+def test_the_banner_leaves_out_acknowledged_silenced_and_inhibited_alerts(viewer_client, operator_user, target):
+    rule = make_rule()
+    loud = make_alert(rule, target=target, state="firing", extra_labels={"db": "loud"})
+    acked = make_alert(rule, target=target, state="firing", extra_labels={"db": "acked"})
+    alert_ack(alert=acked, actor=operator_user, comment="on it", via="ui")
+    make_alert(rule, target=target, state="firing", extra_labels={"db": "quiet"})
+    silence_create(data=SilenceInput(matchers=[{"name": "db", "op": "=", "value": "quiet"}],
+                                     ends_at=timezone.now() + timedelta(hours=1), comment="drill"),
+                   actor=operator_user, via="ui")  # fmt: skip
+    banner = _banner(viewer_client).content.decode()
+    assert "1 firing" in banner and f"/alerts/{loud.id}/" in banner and f"/alerts/{acked.id}/" not in banner
+    assert "also 1 acknowledged, 1 silenced or inhibited" in banner
+    alert_ack(alert=loud, actor=operator_user, comment="", via="ui")
+    assert 'data-testid="alert-banner"' not in _banner(viewer_client).content.decode()
 
 
 def test_operators_ack_and_silence_from_the_page(operator_client, target):
@@ -67,8 +110,90 @@ def test_the_rule_editor_shows_field_errors_and_saves(operator_client):
     ok = operator_client.post("/alerts/rules/new/", {**fields, "critical_threshold": "95", "labels": "team=ops"})
     rule = AlertRule.objects.get(name="Disk")
     assert ok.status_code == 302 and rule.labels == {"team": "ops"}
-    preview = operator_client.post("/alerts/rules/preview/", {**fields, "metric": ""}, HTTP_HX_REQUEST="true")
-    assert "watches a metric" in preview.content.decode()
+    preview = operator_client.post("/alerts/rules/preview/", {**fields, "metric": "", "warning_threshold": "x"})
+    assert "Warning threshold: Enter a number." in preview.content.decode()
+
+
+NEW_RULE_AS_POSTED_ON_LOAD = {"name": "", "kind": "threshold_above", "metric": "", "severity": "critical",
+                              "window_seconds": "300", "for_seconds": "0", "keep_firing_for_seconds": "0",
+                              "eval_interval_seconds": "30", "enabled": "on"}  # fmt: skip
+
+
+def test_a_new_rule_says_nothing_is_required_before_anything_is_typed(operator_client):
+    page = operator_client.get("/alerts/rules/new/").content.decode()
+    assert "This field is required" not in page and "No series" not in page and 'data-testid="preview-hint"' in page
+    preview = operator_client.post("/alerts/rules/preview/", NEW_RULE_AS_POSTED_ON_LOAD).content.decode()
+    assert "required" not in preview and "No series" not in preview
+    assert "Name a metric (the field suggests the collected ones)" in preview
+
+
+def test_the_preview_shows_series_of_the_typed_metric_in_its_unit(clean_samples, operator_client, target):
+    write_value(target, "redis_used_memory_bytes", 3 * 1024**3)
+    typed = {**NEW_RULE_AS_POSTED_ON_LOAD, "metric": "redis_used_memory_bytes", "warning_threshold": str(2 * 1024**3)}
+    preview = operator_client.post("/alerts/rules/preview/", typed).content.decode()
+    assert "3 GiB" in preview and "sev-warning" in preview
+    no_threshold = operator_client.post("/alerts/rules/preview/", {**typed, "warning_threshold": ""}).content.decode()
+    assert "3 GiB" in no_threshold and "field-error" not in no_threshold
+    assert "Set a warning or a critical threshold to see what the rule would say." in no_threshold
+    unknown = operator_client.post("/alerts/rules/preview/", {**typed, "metric": "redis_used_memory"}).content.decode()
+    assert "No series of this metric yet" in unknown
+
+
+def test_the_metric_field_suggests_collected_metric_names(operator_client, target):
+    specs = [SeriesSpec("redis_used_memory_bytes", {}), SeriesSpec("host_cpu_percent", {"cpu": "total"})]
+    series_resolve(target_id=target.id, specs=specs)
+    page = operator_client.get("/alerts/rules/new/").content.decode()
+    assert 'list="metric-names"' in page
+    datalist = re.search(r'<datalist id="metric-names">(.*?)</datalist>', page).group(1)
+    assert datalist == '<option value="host_cpu_percent"><option value="redis_used_memory_bytes">'
+
+
+def test_rules_list_thresholds_and_durations_in_human_units(viewer_client):
+    make_rule(name="Redis memory", metric="redis_used_memory_bytes", warning_threshold=2147483648.0,
+              critical_threshold=4 * 1024**3, for_seconds=300)  # fmt: skip
+    make_rule(name="Disk full soon", kind="forecast", metric="host_disk_used_percent", forecast_limit=100,
+              warning_threshold=7, critical_threshold=2)  # fmt: skip
+    html = viewer_client.get("/alerts/rules/").content.decode()
+    assert "2147483648" not in html
+    assert '<td class="num">2 GiB</td>' in html and '<td class="num">4 GiB</td>' in html
+    assert '<td class="num">5 min</td>' in html and '<td class="num">7 d</td>' in html
+    assert '<td class="num">80 %</td>' not in html  # only the rules made here
+
+
+def test_a_channel_url_shows_scheme_host_and_port_but_not_its_path(operator_client):
+    channel = make_channel("http://alerts.internal:9093/hooks/secret-part")
+    html = operator_client.get("/alerts/channels/").content.decode()
+    assert "secret-part" not in html and "http://alerts.internal:9093/••••••" in html
+    assert Channel.objects.get(pk=channel.pk).url_display == "http://alerts.internal:9093/••••••"
+
+
+def test_a_successful_delivery_response_is_not_shown_as_an_error(operator_client, fake_slack, target):
+    from alerts.services.delivery import channel_test_send
+
+    channel = make_channel(fake_slack.url)
+    channel_test_send(channel=channel, actor=None, via="system")
+    html = operator_client.get(f"/alerts/channels/{channel.id}/").content.decode()
+    assert '<span class="badge ok">Sent</span>' in html
+    assert '<td class="response-cell"><code>ok</code>' in html and "error-cell" not in html
+
+
+def test_the_alert_page_names_the_channels_it_notified_and_its_value_in_words(operator_client, fake_slack, target):
+    from alerts.services.delivery import notification_deliver
+    from tests.alerts.conftest import enqueue
+
+    make_channel(fake_slack.url, name="ops-slack")
+    rule = make_rule(name="Target down", kind="target_down", metric="", warning_threshold=None,
+                     critical_threshold=None)  # fmt: skip
+    alert = make_alert(rule, target=target, severity="critical", value=7.0, threshold=None)
+    (notification,) = enqueue(alert)
+    notification_deliver(notification_id=notification.id)
+    html = operator_client.get(f"/alerts/{alert.id}/").content.decode()
+    assert re.search(r'notified <a href="/alerts/channels/\d+/">ops-slack</a></p>', html)
+    assert (
+        'data-testid="notifications"' in html
+        and '<span class="badge ok">Sent</span> <span class="muted small">just now' in html
+    )
+    assert "7 collections failed in a row" in html and "value 7/8" not in html and "0 minutes" not in html
 
 
 def test_the_channel_page_never_shows_the_url_and_shows_why_it_is_disabled(operator_client):

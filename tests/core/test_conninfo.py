@@ -47,3 +47,18 @@ def test_bounded_conninfo_keeps_the_urls_options_and_sets_its_timeouts_last():
         "-c work_mem=64MB -c statement_timeout=5000 -c lock_timeout=1000 -c default_transaction_read_only=on"
     )
     assert (params["host"], params["dbname"], params["application_name"]) == ("db", "app", "perfpilot-test")
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("https://hooks.slack.com/services/T1/B2/secret", "https://hooks.slack.com/••••••"),
+        ("http://alerts.internal:9093/hooks/secret", "http://alerts.internal:9093/••••••"),
+        ("http://[::1]:8080/secret", "http://[::1]:8080/••••••"),
+        ("http://h:notaport/secret", "http://h/••••••"),
+    ],
+)
+def test_a_webhook_url_is_masked_to_its_scheme_host_and_port(url, masked):
+    from core.conninfo import mask_webhook_url
+
+    assert mask_webhook_url(url) == masked

@@ -77,9 +77,9 @@ def test_rule_editor_and_channel_pages(live_server, operator_user):
             _sign_in(page, live_server.url, operator_user.username)
             page.goto(f"{live_server.url}/alerts/rules/{rule.id}/")
             page.wait_for_selector("[data-testid=rule-preview]")
-            page.fill("#id_metric", "")
-            page.dispatch_event("#id_metric", "change")
-            page.wait_for_selector("#preview .field-error")
+            page.fill("#id_critical_threshold", "50")
+            page.dispatch_event("#id_critical_threshold", "change")
+            page.wait_for_selector("#preview .field-error >> text=must be at or above the warning one")
             page.screenshot(path=ARTIFACTS / "alerts-rule-editor.png", full_page=True)
             page.goto(f"{live_server.url}/alerts/channels/{channel.id}/")
             page.click("text=Send test")
@@ -93,3 +93,52 @@ def test_rule_editor_and_channel_pages(live_server, operator_user):
             page.screenshot(path=ARTIFACTS / "alerts-channels.png", full_page=True)
     finally:
         slack.stop()
+
+
+def test_a_new_rule_starts_without_errors_and_suggests_metrics_at_phone_width(live_server, operator_user):
+    from monitoring.models import Target
+
+    target = Target.objects.create(name="cache", kind="redis")
+    series_resolve(target_id=target.id, specs=[SeriesSpec("redis_used_memory_bytes", {}, unit="bytes")])
+    with browser_page(width=390) as page:
+        _sign_in(page, live_server.url, operator_user.username)
+        page.goto(f"{live_server.url}/alerts/rules/new/")
+        hint = page.wait_for_selector("[data-testid=preview-hint]")
+        assert "Name a metric" in hint.inner_text()
+        assert page.locator(".field-error").count() == 0 and "No series" not in page.content()
+        options = page.eval_on_selector_all("#metric-names option", "options => options.map(o => o.value)")
+        assert options == ["redis_used_memory_bytes"]
+        page.type("#id_metric", "redis_used_memory_bytes")
+        page.wait_for_selector("[data-testid=preview-note]")
+        assert page.locator(".field-error").count() == 0
+        page.screenshot(path=ARTIFACTS / "alerts-new-rule-390.png", full_page=True)
+
+
+def test_the_banner_region_changes_only_when_what_it_says_changes(live_server, operator_user):
+    from alerts.services.manage import alert_ack
+    from monitoring.models import Target
+
+    target = Target.objects.create(name="db1", kind="postgres")
+    (series_id,) = series_resolve(target_id=target.id, specs=[SeriesSpec("postgres_connections_used_percent", {})])
+    samples_write([(series_id, timezone.now() - timedelta(minutes=minutes), 97.0) for minutes in range(5)])
+    alert = make_alert(make_rule(), target=target, severity="critical", value=97.0, threshold=95.0)
+    with browser_page() as page:
+        _sign_in(page, live_server.url, operator_user.username)
+        page.wait_for_selector("#alert-banner[role=status][aria-live=polite] [data-testid=alert-banner]")
+        page.evaluate("""() => {
+            window.bannerPolls = [];
+            window.bannerMutations = 0;
+            new MutationObserver(() => window.bannerMutations++).observe(
+                document.getElementById("alert-banner"), {childList: true, subtree: true, characterData: true});
+            document.body.addEventListener("htmx:afterRequest", (event) => {
+                if (event.detail.elt.id === "alert-banner") window.bannerPolls.push(event.detail.xhr.status);
+            });
+        }""")
+        page.wait_for_function("window.bannerPolls.length >= 1", timeout=20_000)
+        assert page.evaluate("window.bannerPolls") == [204]
+        assert page.evaluate("window.bannerMutations") == 0  # nothing re-rendered, nothing re-announced
+        alert_ack(alert=alert, actor=operator_user, comment="on it", via="ui")
+        page.wait_for_function("window.bannerPolls.length >= 2", timeout=20_000)
+        assert page.evaluate("window.bannerPolls")[1] == 200
+        page.wait_for_selector("[data-testid=alert-banner]", state="detached")
+        assert page.evaluate("window.bannerMutations") > 0
