@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_POST, require_safe
 from django.views.defaults import page_not_found as default_page_not_found
 from django_celery_beat.models import PeriodicTask
 
@@ -131,7 +131,7 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 @login_not_required
-@require_GET
+@require_safe
 def favicon(request: HttpRequest) -> HttpResponse:
     """Browsers ask for /favicon.ico whatever the page says: send them to the (content-hashed) svg."""
     response = redirect(static("img/perfpilot.svg"))
