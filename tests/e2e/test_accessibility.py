@@ -38,6 +38,27 @@ def axe_walk(page, base_url: str, pages: dict[str, str], *, label: str) -> list[
     return found
 
 
+# Posts a form as the page would (CSRF token from <body hx-headers>), so a viewer meets the 403 page.
+POST_FORM_JS = """(action) => {
+  const form = document.createElement('form');
+  form.method = 'post';
+  form.action = action;
+  const token = JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRFToken'];
+  form.innerHTML = `<input type="hidden" name="csrfmiddlewaretoken" value="${token}">`;
+  document.body.append(form);
+  form.submit();
+}"""
+
+
+def forbidden_page_violations(page, base_url: str, path: str, *, label: str) -> list[str]:
+    page.goto(f"{base_url}/")
+    with page.expect_navigation():
+        page.evaluate(POST_FORM_JS, path)
+    assert page.locator("h1", has_text="Your role may not do this").is_visible()
+    page.screenshot(path=ARTIFACTS / f"a11y-{label}-forbidden.png", full_page=True)
+    return blocking_violations(page, f"forbidden (POST {path}) {label}")
+
+
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("role", ["operator", "viewer"])
 def test_every_page_has_no_serious_accessibility_violation(live_server, operator_user, viewer_user, role, width):
@@ -46,6 +67,10 @@ def test_every_page_has_no_serious_accessibility_violation(live_server, operator
     with browser_page(width=width) as page:
         sign_in(page, live_server.url, user.username, PASSWORD)
         found = axe_walk(page, live_server.url, pages, label=f"{role}-{width}")
+        if role == "viewer":
+            found += forbidden_page_violations(
+                page, live_server.url, pages["target"] + "delete/", label=f"viewer-{width}"
+            )
     assert found == [], "\n".join(found)
 
 
