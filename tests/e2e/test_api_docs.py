@@ -10,8 +10,9 @@ from tests.e2e.browser import ARTIFACTS, browser_page, sign_in
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def test_api_docs_render_the_operations_without_errors(live_server, viewer_user):
-    with browser_page() as page:
+@pytest.mark.parametrize("width", [1280, 390])
+def test_api_docs_render_the_operations_without_errors(live_server, viewer_user, width):
+    with browser_page(width=width) as page:
         outside_requests = []
         page.on(
             "request",
@@ -20,7 +21,7 @@ def test_api_docs_render_the_operations_without_errors(live_server, viewer_user)
         sign_in(page, live_server.url, viewer_user.username, PASSWORD)
         page.goto(f"{live_server.url}/api/docs")
         page.wait_for_selector(".opblock-summary-path", timeout=30_000)
-        page.screenshot(path=ARTIFACTS / "api-docs.png")
+        page.screenshot(path=ARTIFACTS / f"api-docs-{width}.png")
 
         paths = page.locator(".opblock-summary-path").all_inner_texts()
         assert "/api/v1/performance/status" in paths
