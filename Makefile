@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint format install install-dev browser hypopg clean-data help bench bench-tools fuzz
+.PHONY: run test lint format install install-dev browser hypopg clean-data help bench bench-tools bench-lighthouse fuzz
 
 help:
 	@echo "make run    - install and start Perfpilot (web, worker, beat, embedded PostgreSQL and Redis)"
@@ -90,7 +90,13 @@ bench-tools:
 		fi; \
 	fi
 
-bench: install-dev bench-tools
+# Lighthouse for the lighthouse benchmark: npm's pinned release, into a folder git ignores.
+bench-lighthouse:
+	@if [ ! -x bench/.lighthouse/node_modules/.bin/lighthouse ]; then \
+		mkdir -p bench/.lighthouse && npm i -E --prefix bench/.lighthouse --no-audit --no-fund lighthouse@12.2.3; \
+	fi
+
+bench: install-dev bench-tools bench-lighthouse
 	DJANGO_SETTINGS_MODULE=config.settings_test PERFPILOT_VAR_DIR=var/bench \
 		PERFPILOT_EMBEDDED_PG_PORT=54379 PERFPILOT_EMBEDDED_REDIS_PORT=63799 \
 		PERFPILOT_RETENTION_RAW_DAYS=45 $(PY) -m bench $(BENCH_ARGS)

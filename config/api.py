@@ -51,8 +51,14 @@ class PerfpilotAPI(NinjaAPI):
         schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
         for operations in schema["paths"].values():
             for operation in operations.values():
+                # django-ninja keys an operation's own responses by int status (201, 404) and JSON
+                # keeps those apart from our "404": the document then held both, which YAML-based
+                # readers such as Swagger UI refuse as a duplicated mapping key. One string key per
+                # status, the operation's own answer first.
+                responses = {str(status): response for status, response in operation["responses"].items()}
                 for status, response in _COMMON_RESPONSES.items():
-                    operation["responses"].setdefault(status, response)
+                    responses.setdefault(status, response)
+                operation["responses"] = responses
                 # A section's summary router sits inside its app's router: both name the tag.
                 operation["tags"] = list(dict.fromkeys(operation.get("tags", [])))
         return schema

@@ -26,6 +26,7 @@ urlpatterns = [
     path("optimizer/", include("optimizer.urls")),
     path("scaling/", include("scaling.urls")),
     path("alerts/", include("alerts.urls")),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("metrics", views.metrics, name="metrics"),

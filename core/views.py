@@ -7,8 +7,9 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_POST, require_safe
 from django.views.defaults import page_not_found as default_page_not_found
 from django_celery_beat.models import PeriodicTask
 
@@ -127,3 +128,12 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Not found."}, status=404)
     return default_page_not_found(request, exception)
+
+
+@login_not_required
+@require_safe
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico whatever the page says: send them to the (content-hashed) svg."""
+    response = redirect(static("img/perfpilot.svg"))
+    response["Cache-Control"] = "public, max-age=86400"
+    return response

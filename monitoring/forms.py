@@ -5,6 +5,7 @@ import json
 from django import forms
 
 from monitoring.models import Target
+from monitoring.services.targets import target_input_problems
 
 
 class TargetForm(forms.Form):
@@ -29,8 +30,28 @@ class TargetForm(forms.Form):
 
     def __init__(self, *args, editing: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        self.editing = editing
         if editing:
             self.fields["kind"].disabled = True
+
+    def clean(self) -> dict:
+        """Also run the service's URL and timing checks now, so one submit reports every problem
+        (before, a bad URL showed only after the other fields were fixed and the form sent again)."""
+        cleaned = super().clean()
+        url = cleaned.get("url")
+        if self.editing and not url:
+            url = None  # blank keeps the stored URL: nothing to check
+        problems = target_input_problems(
+            kind=cleaned.get("kind"),
+            url=url,
+            interval_seconds=cleaned.get("interval_seconds"),
+            timeout_seconds=cleaned.get("timeout_seconds"),
+        )
+        for problem in problems:
+            field = problem.field if problem.field in self.fields else None
+            if field is None or field in cleaned:  # a field that failed its own checks keeps that message
+                self.add_error(field, str(problem))
+        return cleaned
 
     def clean_options(self) -> dict:
         text = (self.cleaned_data.get("options") or "").strip()

@@ -35,7 +35,7 @@ def schedule_name(target: Target) -> str:
     return f"Collect target #{target.id}"
 
 
-def _validate(*, kind: str, url: str, interval_seconds: int, timeout_seconds: int) -> None:
+def _validate_url(*, kind: str, url: str) -> None:
     if kind not in Target.Kind.values:
         raise InvalidInput(f"Unknown kind {kind!r}; choose one of {', '.join(Target.Kind.values)}.", field="kind")
     if kind in KINDS_WITH_URL:
@@ -52,6 +52,9 @@ def _validate(*, kind: str, url: str, interval_seconds: int, timeout_seconds: in
             raise InvalidInput("The URL needs a host name.", field="url")
     elif url:
         raise InvalidInput("A host target reads this machine and takes no URL.", field="url")
+
+
+def _validate_timing(*, interval_seconds: int, timeout_seconds: int) -> None:
     if not MIN_INTERVAL <= interval_seconds <= MAX_INTERVAL:
         raise InvalidInput(
             f"The interval must be between {MIN_INTERVAL} and {MAX_INTERVAL} seconds.", field="interval_seconds"
@@ -60,6 +63,30 @@ def _validate(*, kind: str, url: str, interval_seconds: int, timeout_seconds: in
         raise InvalidInput("The timeout must be between 1 and 300 seconds.", field="timeout_seconds")
     if timeout_seconds > interval_seconds and interval_seconds < 300:
         raise InvalidInput("The timeout cannot be longer than the interval.", field="timeout_seconds")
+
+
+def _validate(*, kind: str, url: str, interval_seconds: int, timeout_seconds: int) -> None:
+    _validate_url(kind=kind, url=url)
+    _validate_timing(interval_seconds=interval_seconds, timeout_seconds=timeout_seconds)
+
+
+def target_input_problems(
+    *, kind: str | None, url: str | None, interval_seconds: int | None, timeout_seconds: int | None
+) -> list[InvalidInput]:
+    """The URL and timing problems target_create would refuse, all of them rather than the first, so a
+    form reports every one in one answer. A value given as None (the form already refused it) is skipped."""
+    problems = []
+    checks = []
+    if kind is not None and url is not None:
+        checks.append(lambda: _validate_url(kind=kind, url=url))
+    if interval_seconds is not None and timeout_seconds is not None:
+        checks.append(lambda: _validate_timing(interval_seconds=interval_seconds, timeout_seconds=timeout_seconds))
+    for check in checks:
+        try:
+            check()
+        except InvalidInput as exc:
+            problems.append(exc)
+    return problems
 
 
 def _sync_schedule(target: Target) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytestmark = pytest.mark.django_db
@@ -39,6 +41,25 @@ def test_openapi_schema_lists_the_status_endpoint_and_bearer_auth(anonymous_clie
     schema = response.json()
     assert "/api/v1/performance/status" in schema["paths"]
     assert "BearerTokenAuth" in schema["components"]["securitySchemes"]
+
+
+def test_openapi_schema_validates_and_repeats_no_key(anonymous_client, viewer_auth):
+    from openapi_spec_validator import validate
+
+    duplicated_keys = []
+
+    def object_without_duplicates(pairs):
+        keys = [key for key, _ in pairs]
+        duplicated_keys.extend(key for key in set(keys) if keys.count(key) > 1)
+        return dict(pairs)
+
+    # Swagger UI reads the document like YAML, where int 401 and "401" from JSON are one key twice.
+    raw = anonymous_client.get("/api/v1/openapi.json", **viewer_auth).content
+    schema = json.loads(raw, object_pairs_hook=object_without_duplicates)
+    assert duplicated_keys == []
+    validate(schema)
+    token_create = schema["paths"]["/api/v1/tokens"]["post"]["responses"]
+    assert {"201", "401", "422", "503"} <= set(token_create)
 
 
 def test_api_docs_render_for_a_signed_in_user_from_local_static_files(viewer_client):

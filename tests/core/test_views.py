@@ -74,3 +74,61 @@ def test_health_latency_figure_has_one_bar_per_check_coloured_by_state():
     assert bar["y"] == ["database", "redis"]
     assert bar["x"] == [1.5, 0.2]
     assert bar["marker"]["color"][0] != bar["marker"]["color"][1]
+
+
+def test_unknown_page_is_a_404_in_the_site_layout_with_navigation(viewer_client):
+    response = viewer_client.get("/no-such-page/")
+    assert response.status_code == 404
+    html = response.content.decode()
+    assert "This page does not exist" in html and "/no-such-page/" in html
+    assert 'aria-label="Main"' in html  # the signed-in user keeps the menu
+    assert 'href="/monitoring/"' in html
+
+
+def test_forbidden_page_names_the_role_in_the_site_layout(viewer_client):
+    response = viewer_client.post("/monitoring/", {"name": "x", "kind": "host"})
+    assert response.status_code == 403
+    html = response.content.decode()
+    assert "Your role may not do this" in html
+    assert "with the role <strong>viewer</strong>" in html
+    assert 'aria-label="Main"' in html
+
+
+def test_server_error_page_renders_without_a_request_or_database():
+    from django.template import Context
+    from django.template.loader import get_template
+
+    # Django renders 500.html with an empty Context: no user, no request, no context processors.
+    html = get_template("500.html").template.render(Context())
+    assert "Something went wrong on our side" in html
+    assert 'class="brand"' in html and "/static/css/perfpilot.css" in html
+    assert 'aria-label="Main"' not in html
+
+
+def test_unavailable_page_names_the_component_that_is_down():
+    from django.template import Context
+    from django.template.loader import get_template
+
+    html = get_template("503.html").template.render(Context({"component": "Redis"}))
+    assert "Redis is unavailable" in html and "/readyz" in html
+
+
+def test_favicon_ico_leads_to_the_svg_icon_without_a_session(anonymous_client):
+    response = anonymous_client.get("/favicon.ico")
+    assert response.status_code == 302
+    assert response.url.endswith(".svg") and "/static/img/perfpilot" in response.url
+    assert anonymous_client.get(response.url).status_code == 200
+
+
+def test_relative_times_under_a_minute_say_just_now():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from core.templatetags.relative_time import ago
+
+    assert ago(timezone.now() - timedelta(seconds=5)) == "just now"
+    assert (
+        ago(timezone.now() - timedelta(minutes=5, seconds=2)) == "5\xa0minutes ago"
+    )  # timesince keeps number and unit together
+    assert ago(None) == ""

@@ -50,3 +50,25 @@ def test_add_a_postgres_target_see_its_charts_and_slow_queries(live_server, oper
         row.first.wait_for()
         assert row.first.locator("td.num").first.inner_text() == "5"  # the calls of this window only
         page.screenshot(path=ARTIFACTS / "journey-slow-queries.png", full_page=True)
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_add_target_form_reports_every_problem_at_once_and_takes_focus_there(live_server, operator_user, width):
+    with browser_page(width=width) as page:
+        sign_in(page, live_server.url, operator_user.username, PASSWORD)
+        page.goto(f"{live_server.url}/monitoring/")
+        page.select_option("#id_kind", "redis")
+        page.fill("#id_url", "http://cache:6379")
+        page.fill("#id_timeout_seconds", "30")
+        page.click("text=Add target")
+
+        summary = page.locator("[data-error-summary]")
+        summary.wait_for()
+        assert page.evaluate("document.activeElement.hasAttribute('data-error-summary')")
+        problems = summary.locator("li").all_inner_texts()
+        assert len(problems) == 3, problems  # name, URL and timeout in the first answer
+        page.screenshot(path=ARTIFACTS / f"journey-add-target-errors-{width}.png", full_page=True)
+
+        summary.locator("a", has_text="URL").click()
+        assert page.evaluate("document.activeElement.id") == "id_url"
+        assert not Target.objects.filter(kind="redis").exists()

@@ -192,6 +192,32 @@ def test_form_shows_field_errors(operator_client):
     assert "Not valid JSON" in html
 
 
+def test_add_target_form_reports_every_problem_in_one_answer_with_a_linked_summary(operator_client):
+    response = operator_client.post(
+        "/monitoring/",
+        {"name": "", "kind": "redis", "url": "http://cache:6379", "interval_seconds": 5, "timeout_seconds": 30},
+    )
+    assert response.status_code == 422
+    html = response.content.decode()
+    # The form's own checks and the service's (URL scheme, timeout against interval) together.
+    assert "This field is required." in html
+    assert "The URL must start with redis:// or rediss:// or unix://" in html
+    assert "The timeout cannot be longer than the interval." in html
+    summary = html[html.index("data-error-summary") : html.index('<div class="form-grid">')]
+    assert "Fix 3 problems to save:" in summary
+    assert 'href="#id_name"' in summary and 'href="#id_url"' in summary and 'href="#id_timeout_seconds"' in summary
+    assert 'aria-invalid="true"' in html
+
+
+def test_target_edit_form_keeps_a_blank_url_without_complaint(operator_client):
+    target = _create()
+    response = operator_client.post(
+        f"/monitoring/targets/{target.id}/edit/",
+        {"name": target.name, "url": "", "interval_seconds": 10, "timeout_seconds": 5},
+    )
+    assert response.status_code == 302
+
+
 def test_viewer_cannot_add_targets_in_the_ui(viewer_client):
     response = viewer_client.post(
         "/monitoring/", {"name": "x", "kind": "host", "interval_seconds": 10, "timeout_seconds": 5}

@@ -1,0 +1,89 @@
+// The site shell's behaviour, for every page: the phone menu, tables readable on a phone, copy
+// buttons, and focus on a form's first error. (Charts live in perfpilot.js.)
+(function () {
+  "use strict";
+
+  // Phone menu: a real button that says whether the menu is open; Escape closes it.
+  function setUpMenu() {
+    var button = document.querySelector(".nav-toggle");
+    if (!button) return;
+    var menu = document.getElementById(button.getAttribute("aria-controls"));
+    function setOpen(open) {
+      button.setAttribute("aria-expanded", open ? "true" : "false");
+    }
+    button.addEventListener("click", function () {
+      setOpen(button.getAttribute("aria-expanded") !== "true");
+    });
+    document.addEventListener("keydown", function (event) {
+      if (event.key === "Escape" && button.getAttribute("aria-expanded") === "true") {
+        setOpen(false);
+        button.focus();
+      }
+    });
+    if (menu) {
+      menu.addEventListener("focusout", function (event) {
+        // Tabbing out of the open menu (past its last link) closes it, as a menu should.
+        if (event.relatedTarget && !menu.contains(event.relatedTarget) && event.relatedTarget !== button) setOpen(false);
+      });
+    }
+  }
+
+  // On a phone every table row becomes a small card: each cell is labelled with its column's
+  // header (the CSS shows data-label), so no column, and no Ack or Apply button, is scrolled away.
+  function labelTableCells(root) {
+    root.querySelectorAll("table.table").forEach(function (table) {
+      var headers = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) {
+        return th.textContent.trim();
+      });
+      table.querySelectorAll("tbody tr").forEach(function (row) {
+        var column = 0;
+        Array.prototype.forEach.call(row.children, function (cell) {
+          var span = cell.colSpan || 1;
+          if (span === 1 && headers[column] && !cell.hasAttribute("data-label")) {
+            cell.setAttribute("data-label", headers[column]);
+          }
+          column += span;
+        });
+      });
+    });
+  }
+
+  // <button data-copy="#selector">: copies the element's text and says so next to the button.
+  function copyFrom(button) {
+    var source = document.querySelector(button.getAttribute("data-copy"));
+    var feedback = button.parentNode.querySelector(".copy-feedback");
+    function say(text) {
+      if (feedback) feedback.textContent = text;
+    }
+    if (!source) return;
+    if (!navigator.clipboard) {
+      say("Copying needs HTTPS here: select the token and copy it.");
+      return;
+    }
+    navigator.clipboard.writeText(source.textContent.trim()).then(
+      function () { say("Copied to the clipboard."); },
+      function () { say("The browser refused to copy: select the token and copy it."); }
+    );
+  }
+
+  // A form answered with errors: focus its error summary (or first invalid field), so keyboard
+  // and screen-reader users land where the problems are listed.
+  function focusFirstError(root) {
+    var target = root.querySelector("[data-error-summary]") || root.querySelector("[aria-invalid=true]");
+    if (target) target.focus();
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy]");
+    if (button) copyFrom(button);
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    setUpMenu();
+    labelTableCells(document);
+    focusFirstError(document);
+  });
+  document.addEventListener("htmx:afterSettle", function (event) {
+    labelTableCells(document);
+    focusFirstError(event.detail.elt || document);
+  });
+})();
