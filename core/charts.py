@@ -40,6 +40,8 @@ FIGURE_TEMPLATE = {
         "xaxis": {"gridcolor": GRID_COLOUR, "automargin": True, "zeroline": False},
         "yaxis": {"gridcolor": GRID_COLOUR, "automargin": True, "zeroline": False},
         "hoverlabel": {"font": {"size": 11}},
+        # The toolbar over a transparent chart would take its colour from nothing: light, like the cards.
+        "modebar": {"bgcolor": "rgba(255,255,255,0.9)", "color": "#667085", "activecolor": PALETTE[0]},
     }
 }
 
@@ -55,7 +57,11 @@ SI_UNITS = {"bytes": "B", "bytes/s": "B/s", "/s": "/s", "s": "s", "": ""}
 def value_axis(unit: str) -> dict:
     """The y axis properties that show values in `unit`: tick labels carry the unit, so no axis title is needed."""
     if unit == "%":
-        return {"ticksuffix": "%", "rangemode": "tozero"}
+        # At least 0-1 %: a share of a few millionths (wraparound) reads as about 0 %, not as "400n%".
+        return {"ticksuffix": "%", "rangemode": "tozero", "autorangeoptions": {"include": [0, 1]}}
+    if unit == "s":
+        # Durations below a second read as "20ms" (plotly's SI prefixes start at 10^3 and 10^-3 by default).
+        return {"ticksuffix": "s", "exponentformat": "SI", "minexponent": 1, "rangemode": "tozero"}
     if unit in SI_UNITS:
         return {"ticksuffix": SI_UNITS[unit], "exponentformat": "SI", "rangemode": "tozero"}
     return {"ticksuffix": f" {unit}", "rangemode": "tozero"}

@@ -74,6 +74,7 @@
       latest.push(name + " latest " + (typeof value === "number" ? formatValue(value, axis) : value));
     });
     var summary = latest.length ? latest.join("; ") : "no data in this range yet";
+    if (latest.length === 1 && figure.data.length === 1) summary = summary.replace(/^.* latest /, "latest ");
     element.setAttribute("role", "img");
     element.setAttribute("aria-label", chartTitle(element, layout) + ", chart; " + summary);
   }
@@ -86,6 +87,20 @@
     });
   }
 
+  // A legend wraps to more rows on a narrow screen. Plotly makes room for it inside the figure's height,
+  // which would squash the plot; instead the chart grows by the rows beyond the first.
+  var ONE_LEGEND_ROW = 24;
+  function fitLegend(element) {
+    var baseHeight = Number(element.dataset.baseHeight);
+    var legend = element.querySelector(".legend");
+    if (!baseHeight || !legend) return;
+    var extra = Math.max(0, Math.round(legend.getBoundingClientRect().height - ONE_LEGEND_ROW));
+    element.dataset.legendExtra = String(extra);
+    if (Math.abs(element._fullLayout.height - (baseHeight + extra)) > 2) {
+      window.Plotly.relayout(element, { height: baseHeight + extra });
+    }
+  }
+
   function drawCharts(root) {
     if (typeof window.Plotly === "undefined") return;
     var template = figureTemplate();
@@ -93,13 +108,21 @@
       var figure = JSON.parse(element.getAttribute("data-figure"));
       var layout = figure.layout || {};
       if (template && !layout.template) layout.template = template;
+      if (layout.height && layout.showlegend !== false) {
+        element.dataset.baseHeight = String(layout.height);
+        layout.height += Number(element.dataset.legendExtra || 0); // as tall as last time: no jump on refresh
+      }
       describe(element, figure);
       window.Plotly.react(element, figure.data, layout, CHART_CONFIG).then(function () {
         keepToolbarOutOfTabOrder(element);
-        if (!element.dataset.toolbarWatched) {
-          // plotly rebuilds the toolbar on some redraws (zoom, resize): keep its buttons out each time.
-          element.dataset.toolbarWatched = "1";
-          element.on("plotly_afterplot", function () { keepToolbarOutOfTabOrder(element); });
+        fitLegend(element);
+        if (!element.dataset.watched) {
+          // plotly rebuilds the toolbar and reflows the legend on some redraws (zoom, resize).
+          element.dataset.watched = "1";
+          element.on("plotly_afterplot", function () {
+            keepToolbarOutOfTabOrder(element);
+            fitLegend(element);
+          });
         }
       });
     });

@@ -42,6 +42,12 @@ def test_values_are_formatted_by_their_unit(unit, suffix, hover):
     assert value_hover(unit) == hover
 
 
+def test_tiny_percentages_and_short_durations_stay_readable():
+    assert value_axis("%")["autorangeoptions"]["include"] == [0, 1]  # never "400n%"
+    assert value_axis("s")["minexponent"] == 1  # 0.02 s reads "20ms"
+    go.Figure({"data": [], "layout": {"yaxis": value_axis("%"), "yaxis2": value_axis("s")}})
+
+
 def test_the_legend_sits_in_a_row_above_the_plot():
     layout = time_layout(height=200)
     assert layout["legend"] == LEGEND_ABOVE
