@@ -90,6 +90,10 @@ MIDDLEWARE = [
     "core.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Pages carry their charts' data as JSON (an Overview with an hour of history is ~350 KB of HTML):
+    # gzip it. Below whitenoise, which answers static files itself with their precompressed copies;
+    # Django pads compressed responses at random against BREACH.
+    "django.middleware.gzip.GZipMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -64,3 +64,11 @@ def test_vendored_plotly_is_the_basic_bundle_of_the_plotly_js_version_the_python
     wheel_version = re.search(rb"plotly\.js v(\d+\.\d+\.\d+)", wheel_js.read_bytes()[:300]).group(1)
     vendored_header = VENDORED_PLOTLY.read_bytes()[:300]
     assert b"plotly.js (basic - minified) v" + wheel_version in vendored_header
+
+
+def test_pages_are_sent_gzipped_to_browsers_that_accept_it(viewer_client):
+    plain = viewer_client.get("/")
+    compressed = viewer_client.get("/", HTTP_ACCEPT_ENCODING="gzip, deflate, br")
+    assert "Content-Encoding" not in plain
+    assert compressed["Content-Encoding"] == "gzip"
+    assert b"Overview" in gzip.decompress(compressed.content)
