@@ -4,8 +4,9 @@ Stores one hour of the key-chart series of the four built-in targets (a sample e
 gunicorn as `make run` does twice, with the static files served two ways (bench/pageweight_settings.py):
 as production serves them now (collectstatic's hashed, gzipped files and the basic plotly.js bundle) and
 as they were served before this change (the full plotly.js bundle of the plotly wheel, uncompressed, plain
-names, max-age 60). Debian's Chromium, signed in by a session cookie, opens the Overview in a fresh browser
-context (an empty cache) and then once more in the same context (a warm cache). Measured:
+names, max-age 60, and pages not gzipped). Debian's Chromium, signed in by a session cookie, opens the
+Overview in a fresh browser context (an empty cache) and then once more in the same context (a warm
+cache). Measured:
 
 - bytes transferred: the sum of Chromium's encoded data length over every response (headers and
   compressed bodies, as on the wire);
@@ -123,8 +124,9 @@ def run() -> BenchResult:
             "every 10 s. gunicorn started as `make run` starts it; Debian's Chromium (headless, Playwright), signed "
             f"in by a session cookie, on loopback without throttling; median of {VISITS} visits, each in a fresh "
             "browser context. Now: collectstatic's hashed, gzipped files through whitenoise (immutable, one year) "
-            "and the basic plotly.js bundle. Baseline, in the same run: the same page with the static files served "
-            "as before this change (the plotly wheel's full plotly.js, uncompressed, plain names, max-age 60). "
+            "and the basic plotly.js bundle; the page gzipped. Baseline, in the same run: the same page with the "
+            "static files served as before this change (the plotly wheel's full plotly.js, uncompressed, plain names, max-age 60, and the "
+            "page itself not gzipped). "
             "Bytes are Chromium's encoded data length of every response (headers and bodies as on the wire); "
             "the time runs from navigation start until every chart holds plotly's SVG."
         ),

@@ -4,9 +4,9 @@ served either as production serves them now or as they were served before (PERFP
 - "now": collectstatic's output (bench/pageweight.py runs it into PERFPILOT_BENCH_STATIC_ROOT) through
   whitenoise's CompressedManifestStaticFilesStorage, as `make run` serves it: content-hashed names, gzip,
   a long cache, and the basic plotly.js bundle.
-- "before": the earlier setup: plain names from the source folders, no compression, max-age 60, and the
-  full plotly.js bundle of the plotly wheel (4.8 MB) as vendor/plotly.min.js, found first in
-  PERFPILOT_BENCH_STATIC_DIR.
+- "before": the earlier setup: plain names from the source folders, no compression (of static files or
+  pages), max-age 60, and the full plotly.js bundle of the plotly wheel (4.8 MB) as vendor/plotly.min.js,
+  found first in PERFPILOT_BENCH_STATIC_DIR.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from config.settings_test import *  # noqa: F403
-from config.settings_test import STATICFILES_DIRS, STORAGES
+from config.settings_test import MIDDLEWARE, STATICFILES_DIRS, STORAGES
 
 if os.environ["PERFPILOT_BENCH_STATIC"] == "now":
     STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}}
@@ -24,3 +24,4 @@ if os.environ["PERFPILOT_BENCH_STATIC"] == "now":
     WHITENOISE_AUTOREFRESH = False
 else:
     STATICFILES_DIRS = [Path(os.environ["PERFPILOT_BENCH_STATIC_DIR"]), *STATICFILES_DIRS]
+    MIDDLEWARE = [name for name in MIDDLEWARE if name != "django.middleware.gzip.GZipMiddleware"]
