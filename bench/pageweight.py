@@ -125,8 +125,8 @@ def run() -> BenchResult:
             f"in by a session cookie, on loopback without throttling; median of {VISITS} visits, each in a fresh "
             "browser context. Now: collectstatic's hashed, gzipped files through whitenoise (immutable, one year) "
             "and the basic plotly.js bundle; the page gzipped. Baseline, in the same run: the same page with the "
-            "static files served as before this change (the plotly wheel's full plotly.js, uncompressed, plain names, max-age 60, and the "
-            "page itself not gzipped). "
+            "static files served as before this change (the plotly wheel's full plotly.js, uncompressed, plain "
+            "names, max-age 60) and the page itself not gzipped. "
             "Bytes are Chromium's encoded data length of every response (headers and bodies as on the wire); "
             "the time runs from navigation start until every chart holds plotly's SVG."
         ),
