@@ -31,14 +31,11 @@ from django.utils import timezone
 from playwright.sync_api import sync_playwright
 
 from bench import BenchResult, Figure
-from bench.http import KEY_SERIES
-from bench.query import load_history, reset_history
+from bench.http import key_series_reset
+from bench.query import load_history
 from bench.servers import web_server
 from core.roles import VIEWER, user_set_role
-from monitoring import storage
-from monitoring.models import Target
 from monitoring.services.rollups import MINUTE, floor_time
-from monitoring.services.targets import targets_register_builtin
 
 VISITS = 5  # per setup; the median is reported
 MAX_FIRST_VISIT_BYTES = 1_500_000
@@ -54,13 +51,7 @@ CHARTS_DRAWN_JS = """() => {
 
 
 def run() -> BenchResult:
-    reset_history()
-    targets_register_builtin()
-    series_ids = []
-    for kind, series in KEY_SERIES.items():
-        target = Target.objects.get(builtin=True, kind=kind)
-        specs = [storage.SeriesSpec(metric, labels) for metric, labels in series]
-        series_ids += storage.series_resolve(target_id=target.id, specs=specs)
+    series_ids = key_series_reset()
     now = floor_time(timezone.now(), MINUTE)
     load_history(series_ids, now - timedelta(hours=1), now + MINUTE)
 
