@@ -43,8 +43,12 @@ def _hosts_with_history(count: int) -> None:
 def test_chart_toolbars_offer_no_upload_and_keyboard_focus_never_enters_them(live_server, viewer_user, width):
     _hosts_with_history(3)  # 3 hosts x 3 key charts + the health chart: 10 toolbars of 5 buttons
     with browser_page(width=width) as page:
+        requested = []
+        page.on("request", lambda request: requested.append(request.url))
         sign_in(page, live_server.url, viewer_user.username, PASSWORD)
         page.wait_for_function(CHARTS_DRAWN_JS)
+        page.wait_for_load_state("networkidle")
+        assert [url for url in requested if not url.startswith(live_server.url)] == []  # nothing from another host
         charts = page.locator("[data-figure]")
         assert charts.count() == 10
 
