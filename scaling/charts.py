@@ -7,6 +7,7 @@ Figures are plain dicts in plotly's figure schema; core/charts.py says why.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -73,7 +74,8 @@ def replicas_figure(
         "yaxis": {
             "title": {"text": "replicas", "font": {"size": 10}},
             "rangemode": "tozero",
-            "tickformat": "d",  # replicas are whole numbers: no 1.5 tick
+            # Replicas are whole numbers: ticks every whole step (about five of them), never a 1.5.
+            "dtick": max(1, math.ceil(max((count for _, count in replicas), default=1) / 5)),
         },
         "yaxis2": {
             **value_axis(metric_unit),

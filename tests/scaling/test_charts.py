@@ -107,9 +107,11 @@ def test_with_no_decisions_and_no_metric_the_replicas_chart_shows_the_empty_stat
     go.Figure(figure)
 
 
-def test_replicas_ticks_are_whole_numbers_and_the_legend_is_above_the_plot():
+def test_replicas_ticks_are_whole_steps_and_the_legend_is_above_the_plot():
     figure = replicas_figure(
         replicas=[(T0, 1), (T0 + timedelta(minutes=2), 3)], metric=_metric([40, 80]), metric_name="cpu"
     )
-    assert figure["layout"]["yaxis"]["tickformat"] == "d"
+    assert figure["layout"]["yaxis"]["dtick"] == 1  # no 1.5 tick between 1 and 2 replicas
+    many = replicas_figure(replicas=[(T0, 4), (T0 + timedelta(minutes=2), 40)])
+    assert many["layout"]["yaxis"]["dtick"] == 8
     assert figure["layout"]["legend"]["yanchor"] == "bottom" and figure["layout"]["legend"]["y"] > 1
