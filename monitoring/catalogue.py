@@ -92,9 +92,9 @@ CATALOGUE: dict[str, MetricInfo] = {
     "redis_used_memory_bytes": MetricInfo("Memory used", "bytes", "Memory Redis allocated for its data"),
     "redis_used_memory_rss_bytes": MetricInfo("Resident memory", "bytes", "Memory the operating system gave Redis"),
     "redis_mem_fragmentation_ratio": MetricInfo(
-        "Memory fragmentation", "", "Resident memory divided by memory used; well above 1 means fragmentation"
+        "Memory fragmentation ratio", "", "Resident memory divided by memory used; well above 1 means fragmentation"
     ),
-    "redis_allocator_frag_ratio": MetricInfo("Allocator fragmentation", "", "jemalloc's own fragmentation ratio"),
+    "redis_allocator_frag_ratio": MetricInfo("Allocator fragmentation ratio", "", "jemalloc's own fragmentation ratio"),
     "redis_allocator_frag_bytes": MetricInfo("Allocator fragmentation", "bytes", "Bytes lost to fragmentation"),
     "redis_connected_clients": MetricInfo("Clients", "", "Client connections open"),
     "redis_blocked_clients": MetricInfo("Blocked clients", "", "Clients waiting in a blocking command (BLPOP, ...)"),

@@ -26,6 +26,14 @@ def test_every_metric_a_collector_stores_has_a_title_unit_and_meaning():
         assert info.title != name, name
 
 
+def test_no_two_metrics_of_a_kind_share_a_title():
+    titles_by_kind: dict[str, list[str]] = {}
+    for name, info in CATALOGUE.items():
+        titles_by_kind.setdefault(name.split("_")[0], []).append(info.title)
+    for kind, titles in titles_by_kind.items():
+        assert len(titles) == len(set(titles)), kind
+
+
 def test_catalogue_units_match_what_the_collectors_store():
     host = (MONITORING / "collectors" / "host.py").read_text()
     assert '_counter("host_disk_read_bytes_per_second", io.read_bytes, "bytes/s")' in host
