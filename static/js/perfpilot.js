@@ -90,12 +90,20 @@
   // A legend wraps to more rows on a narrow screen. Plotly makes room for it inside the figure's height,
   // which would squash the plot; instead the chart grows by the rows beyond the first.
   var ONE_LEGEND_ROW = 24;
+  // Live refreshes swap in new chart elements: the room each chart's legend took is remembered by the
+  // chart's place (its target panel and title), so a refreshed chart is drawn at its height at once.
+  var legendExtraByChart = {};
+  function chartKey(element) {
+    var panel = element.closest("[data-target]");
+    return (panel ? panel.getAttribute("data-target") : "") + "|" + chartTitle(element, {});
+  }
+
   function fitLegend(element) {
     var baseHeight = Number(element.dataset.baseHeight);
     var legend = element.querySelector(".legend");
     if (!baseHeight || !legend) return;
     var extra = Math.max(0, Math.round(legend.getBoundingClientRect().height - ONE_LEGEND_ROW));
-    element.dataset.legendExtra = String(extra);
+    legendExtraByChart[chartKey(element)] = extra;
     if (Math.abs(element._fullLayout.height - (baseHeight + extra)) > 2) {
       window.Plotly.relayout(element, { height: baseHeight + extra });
     }
@@ -110,7 +118,7 @@
       if (template && !layout.template) layout.template = template;
       if (layout.height && layout.showlegend !== false) {
         element.dataset.baseHeight = String(layout.height);
-        layout.height += Number(element.dataset.legendExtra || 0); // as tall as last time: no jump on refresh
+        layout.height += legendExtraByChart[chartKey(element)] || 0; // as tall as last time: no jump on refresh
       }
       describe(element, figure);
       window.Plotly.react(element, figure.data, layout, CHART_CONFIG).then(function () {
