@@ -24,4 +24,4 @@ if os.environ["PERFPILOT_BENCH_STATIC"] == "now":
     WHITENOISE_AUTOREFRESH = False
 else:
     STATICFILES_DIRS = [Path(os.environ["PERFPILOT_BENCH_STATIC_DIR"]), *STATICFILES_DIRS]
-    MIDDLEWARE = [name for name in MIDDLEWARE if name != "django.middleware.gzip.GZipMiddleware"]
+    MIDDLEWARE = [name for name in MIDDLEWARE if name != "core.compression.PageGZipMiddleware"]

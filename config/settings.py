@@ -90,10 +90,7 @@ MIDDLEWARE = [
     "core.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    # Pages carry their charts' data as JSON (an Overview with an hour of history is ~350 KB of HTML):
-    # gzip it. Below whitenoise, which answers static files itself with their precompressed copies;
-    # Django pads compressed responses at random against BREACH.
-    "django.middleware.gzip.GZipMiddleware",
+    "core.compression.PageGZipMiddleware",  # HTML pages only; below whitenoise, which serves static files
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -72,3 +72,10 @@ def test_pages_are_sent_gzipped_to_browsers_that_accept_it(viewer_client):
     assert "Content-Encoding" not in plain
     assert compressed["Content-Encoding"] == "gzip"
     assert b"Overview" in gzip.decompress(compressed.content)
+
+
+def test_api_answers_stay_uncompressed_for_automation(viewer_client):
+    response = viewer_client.get("/api/v1/performance/status", HTTP_ACCEPT_ENCODING="gzip")
+    assert response.status_code == 200
+    assert "Content-Encoding" not in response
+    assert response.json()
