@@ -71,9 +71,8 @@ KEY_SERIES: dict[str, list[tuple[str, dict[str, str]]]] = {
 }
 
 
-def run() -> BenchResult:
-    if not shutil.which("wrk"):
-        raise SystemExit("the http benchmark needs wrk: apt-get install wrk (make bench installs it as root)")
+def key_series_reset() -> list[int]:
+    """An empty history, the built-in targets and the ids of their key-chart series (KEY_SERIES)."""
     reset_history()
     targets_register_builtin()
     series_ids = []
@@ -81,6 +80,13 @@ def run() -> BenchResult:
         target = Target.objects.get(builtin=True, kind=kind)
         specs = [storage.SeriesSpec(metric, labels) for metric, labels in series]
         series_ids += storage.series_resolve(target_id=target.id, specs=specs)
+    return series_ids
+
+
+def run() -> BenchResult:
+    if not shutil.which("wrk"):
+        raise SystemExit("the http benchmark needs wrk: apt-get install wrk (make bench installs it as root)")
+    series_ids = key_series_reset()
     now = floor_time(timezone.now(), MINUTE)
     print(f"loading {DAYS} days of {len(series_ids)} series every 10 s…", flush=True)
     _, loaded = load_history(series_ids, now - timedelta(days=DAYS), now)

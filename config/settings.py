@@ -90,6 +90,7 @@ MIDDLEWARE = [
     "core.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "core.compression.PageGZipMiddleware",  # HTML pages only; below whitenoise, which serves static files
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -145,8 +146,16 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.FileSystemFinder",
     "django.contrib.staticfiles.finders.AppDirectoriesFinder",
-    "config.staticfiles.PlotlyFinder",
 ]
+# collectstatic (run by bootstrap) writes every file also under a content-hashed name, with gzip
+# copies, and {% static %} links the hashed names. Whitenoise serves a hashed name with
+# "max-age=315360000, immutable" (a changed file gets a new name); only a file asked for by its plain
+# name gets WHITENOISE_MAX_AGE, kept short because that name does not change with its content.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+WHITENOISE_MAX_AGE = 60
 WHITENOISE_USE_FINDERS = DEBUG
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Push ingestion takes batches of 100,000+ samples in one JSON body.

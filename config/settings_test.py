@@ -17,6 +17,10 @@ os.environ.setdefault("PERFPILOT_HEARTBEAT_INTERVAL", "1")
 
 from config.settings import *  # noqa: E402,F403
 
+# Tests serve static files straight from the source folders (no collectstatic before each run), so
+# they keep Django's plain storage: the manifest of hashed names exists only after collectstatic.
+# tests/test_staticfiles.py checks the production storage after its own collectstatic.
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only; never in production

@@ -17,8 +17,63 @@ from core.health import CheckResult
 
 PALETTE = ["#1f6feb", "#2f9e6e", "#d9822b", "#8b5cf6", "#d9534f", "#0ea5a4", "#b45309", "#64748b"]
 GRID_COLOUR = "#eef1f6"
+TEXT_COLOUR = "#344054"
 # Charts sit on the page's cards, so they draw no background of their own.
 TRANSPARENT_BACKGROUND = {"paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)"}
+EMPTY_TEXT = "No data in this range yet"
+
+# What every figure shares. Pages send it once ({% figure_template %} of core/templatetags/charts.py)
+# and static/js/perfpilot.js sets it as each figure's layout.template, so a figure carries only its own
+# data and the few layout values that differ from these.
+FIGURE_TEMPLATE = {
+    "layout": {
+        "font": {
+            "family": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
+            "size": 11,
+            "color": TEXT_COLOUR,
+        },
+        "colorway": PALETTE,
+        **TRANSPARENT_BACKGROUND,
+        # automargin on both axes: the room the tick labels need (the date line at the bottom included)
+        # is added to these margins rather than cut off.
+        "margin": {"l": 8, "r": 8, "t": 8, "b": 8},
+        "xaxis": {"gridcolor": GRID_COLOUR, "automargin": True, "zeroline": False},
+        "yaxis": {"gridcolor": GRID_COLOUR, "automargin": True, "zeroline": False},
+        "hoverlabel": {"font": {"size": 11}},
+        # The toolbar over a transparent chart would take its colour from nothing: light, like the cards.
+        "modebar": {"bgcolor": "rgba(255,255,255,0.9)", "color": "#667085", "activecolor": PALETTE[0]},
+    }
+}
+
+# A legend in a row above the plot: it never covers the lines or the dates below, and plotly grows the
+# top margin by the rows a long legend wraps to on a narrow screen.
+LEGEND_ABOVE = {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom", "font": {"size": 10}}
+
+# Axis tick labels and hover text per stored unit (Measurement.unit). Plotly's SI prefixes give
+# "1.5GB", "200kB/s", "12ms" and "3.2k/s"; a percentage is a plain number with "%".
+SI_UNITS = {"bytes": "B", "bytes/s": "B/s", "/s": "/s", "s": "s", "": ""}
+
+
+def value_axis(unit: str) -> dict:
+    """The y axis properties that show values in `unit`: tick labels carry the unit, so no axis title is needed."""
+    if unit == "%":
+        # At least 0-1 %: a share of a few millionths (wraparound) reads as about 0 %, not as "400n%".
+        return {"ticksuffix": "%", "rangemode": "tozero", "autorangeoptions": {"include": [0, 1]}}
+    if unit == "s":
+        # Durations below a second read as "20ms" (plotly's SI prefixes start at 10^3 and 10^-3 by default).
+        return {"ticksuffix": "s", "exponentformat": "SI", "minexponent": 1, "rangemode": "tozero"}
+    if unit in SI_UNITS:
+        return {"ticksuffix": SI_UNITS[unit], "exponentformat": "SI", "rangemode": "tozero"}
+    return {"ticksuffix": f" {unit}", "rangemode": "tozero"}
+
+
+def value_hover(unit: str) -> str:
+    """A hovertemplate value in `unit`, formatted like the axis (d3-format: "~s" is SI without trailing zeros)."""
+    if unit == "%":
+        return "%{y:.1f}%"
+    if unit in SI_UNITS:
+        return "%{y:.3~s}" + SI_UNITS[unit]
+    return "%{y:.4~g} " + unit
 
 
 def figure_json(figure: dict) -> str:
@@ -26,20 +81,39 @@ def figure_json(figure: dict) -> str:
     return orjson.dumps(figure, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def time_layout(
-    *, height: int, margin: dict, legend_y: float, x_range: tuple[datetime, datetime] | None = None
-) -> dict:
-    """The layout charts over time share: a light grid, the legend in a row below, one hover label for
-    every line at a time, and the user's zoom kept across live refreshes. Callers add their y axes."""
+def time_layout(*, height: int, x_range: tuple[datetime, datetime] | None = None) -> dict:
+    """The layout charts over time share: the legend above the plot, one hover label for every line at a
+    time, and the user's zoom kept across live refreshes. Callers add their y axes."""
     return {
         "height": height,
-        "margin": margin,
-        "legend": {"orientation": "h", "y": legend_y, "font": {"size": 10}},
-        **TRANSPARENT_BACKGROUND,
-        "xaxis": {"gridcolor": GRID_COLOUR, **({"range": list(x_range)} if x_range else {})},
+        "legend": LEGEND_ABOVE,
+        "xaxis": {"type": "date", **({"range": list(x_range)} if x_range else {})},
         "hovermode": "x unified",
         "uirevision": "keep",
     }
+
+
+def with_empty_state(figure: dict) -> dict:
+    """A figure with no point in any trace says so in words instead of drawing empty default axes
+    (plotly's -1 to 6 range for a chart with nothing on it)."""
+    if any(len(trace.get("x") or trace.get("y") or []) for trace in figure["data"]):
+        return figure
+    layout = figure["layout"]
+    for name in [key for key in layout if key.startswith(("xaxis", "yaxis"))]:
+        layout[name] = {**layout[name], "visible": False}
+    layout["showlegend"] = False
+    layout["annotations"] = [
+        {
+            "text": EMPTY_TEXT,
+            "showarrow": False,
+            "xref": "paper",
+            "yref": "paper",
+            "x": 0.5,
+            "y": 0.5,
+            "font": {"size": 13, "color": "#667085"},
+        }
+    ]
+    return figure
 
 
 def health_latency_figure(checks: list[CheckResult]) -> dict:
@@ -55,10 +129,8 @@ def health_latency_figure(checks: list[CheckResult]) -> dict:
         "hovertemplate": "%{y}: %{x:.2f} ms<extra></extra>",
     }
     layout = {
-        "margin": {"l": 70, "r": 10, "t": 10, "b": 30},
         "height": 180,
-        "xaxis": {"title": {"text": "check latency (ms)"}},
+        "xaxis": {"title": {"text": "check latency"}, "ticksuffix": " ms", "rangemode": "tozero"},
         "yaxis": {"autorange": "reversed"},
-        **TRANSPARENT_BACKGROUND,
     }
     return {"data": [bar], "layout": layout}

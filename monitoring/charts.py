@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.charts import GRID_COLOUR, PALETTE, time_layout
+from core.charts import PALETTE, time_layout, value_axis, value_hover, with_empty_state
 
 
 @dataclass(frozen=True)
@@ -26,10 +26,13 @@ def timeseries_figure(
     unit: str = "",
     height: int = 220,
     show_band: bool = False,
+    show_legend: bool | None = None,
     x_range: tuple[datetime, datetime] | None = None,
 ) -> dict:
-    """One trace per line (with a min/max band when asked); the x axis spans x_range when given,
-    so a young series is drawn where it belongs in the chosen window."""
+    """One trace per line (with a min/max band when asked), values formatted by unit; the x axis spans
+    x_range when given, so a young series is drawn where it belongs in the chosen window. The legend
+    shows when there is more than one line unless show_legend says otherwise."""
+    hover_value = value_hover(unit)
     traces = []
     for index, line in enumerate(lines):
         colour = PALETTE[index % len(PALETTE)]
@@ -55,12 +58,12 @@ def timeseries_figure(
                 "marker": {"size": 5, "color": colour},
                 "name": line.name,
                 "line": {"width": 1.8, "color": colour},
-                "hovertemplate": f"%{{y:.4~g}}{(' ' + unit) if unit else ''}<extra>{line.name}</extra>",
+                "hovertemplate": f"{hover_value}<extra>{line.name}</extra>",
             }
         )
     layout = {
-        **time_layout(height=height, margin={"l": 48, "r": 10, "t": 8, "b": 28}, legend_y=-0.25, x_range=x_range),
-        "showlegend": len(lines) > 1,
-        "yaxis": {"gridcolor": GRID_COLOUR, "rangemode": "tozero", "title": {"text": unit, "font": {"size": 10}}},
+        **time_layout(height=height, x_range=x_range),
+        "showlegend": len(lines) > 1 if show_legend is None else show_legend,
+        "yaxis": value_axis(unit),
     }
-    return {"data": traces, "layout": layout}
+    return with_empty_state({"data": traces, "layout": layout})

@@ -1,6 +1,7 @@
 """Which charts a target shows, and building them from stored history.
 
-KEY_CHARTS are the Overview's few charts per kind; the target page shows every metric.
+KEY_CHARTS are the Overview's few charts per kind; the target page shows every metric. Titles,
+units and line names come from the metric catalogue (monitoring/catalogue.py), never raw metric names.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.charts import figure_json
+from monitoring.catalogue import metric_info
 from monitoring.charts import Line, timeseries_figure
 from monitoring.models import Series, Target
 
@@ -37,7 +39,7 @@ KEY_CHARTS: dict[str, tuple[ChartSpec, ...]] = {
         ChartSpec("Memory", ("redis_used_memory_bytes", "redis_used_memory_rss_bytes"), "bytes"),
         ChartSpec("Hit ratio", ("redis_hit_ratio_percent",), "%"),
     ),
-    Target.Kind.CELERY: (ChartSpec("Queue length", ("celery_queue_length",), "tasks"),),
+    Target.Kind.CELERY: (ChartSpec("Queue length", ("celery_queue_length",)),),
     Target.Kind.PROMETHEUS: (),
 }
 
@@ -48,28 +50,43 @@ class Chart:
     figure_json: str
     series_count: int
     points: int
+    meaning: str = ""  # the catalogue's line on what the metric is, shown under a chart of one metric
+
+
+@dataclass(frozen=True)
+class ChartGroup:
+    title: str
+    unit: str
+    members: list[Series]
+    meaning: str = ""
+
+
+def series_title(series: Series) -> str:
+    """A series as a reader names it: the metric's title and its labels, e.g. "Connections {state=idle}"."""
+    title = metric_info(series.metric, series.unit).title
+    return f"{title} {{{series.labels_key}}}" if series.labels_key else title
 
 
 def _line_name(series: Series, metrics_in_chart: int) -> str:
-    label = series.labels_key
     if metrics_in_chart > 1:
-        return f"{series.metric}{'{' + label + '}' if label else ''}"
-    return label or series.metric
+        return series_title(series)
+    return series.labels_key or metric_info(series.metric, series.unit).title
 
 
-def _charts(groups: list[tuple[str, str, list[Series]]], start: datetime, end: datetime, height: int) -> list[Chart]:
-    ids = [s.id for _, _, members in groups for s in members]
+def _charts(groups: list[ChartGroup], start: datetime, end: datetime, height: int) -> list[Chart]:
+    ids = [s.id for group in groups for s in group.members]
     if not ids:
         return []
     from monitoring.selectors.series import series_query
 
     result = series_query(series_ids=ids, start=start, end=end)
     charts = []
-    for title, unit, members in groups:
-        metric_count = len({s.metric for s in members})
-        lines = [Line(_line_name(s, metric_count), result.series.get(s.id, [])) for s in members]
-        figure = timeseries_figure(lines=lines, unit=unit, height=height, x_range=(start, end))
-        charts.append(Chart(title, figure_json(figure), len(members), sum(len(line.points) for line in lines)))
+    for group in groups:
+        metric_count = len({s.metric for s in group.members})
+        lines = [Line(_line_name(s, metric_count), result.series.get(s.id, [])) for s in group.members]
+        figure = timeseries_figure(lines=lines, unit=group.unit, height=height, x_range=(start, end))
+        points = sum(len(line.points) for line in lines)
+        charts.append(Chart(group.title, figure_json(figure), len(group.members), points, group.meaning))
     return charts
 
 
@@ -85,16 +102,19 @@ def key_charts(*, target: Target, start: datetime, end: datetime) -> list[Chart]
         ]
         if members:
             members.sort(key=lambda s: (spec.metrics.index(s.metric), s.labels_key))
-            groups.append((spec.title, spec.unit, members))
+            groups.append(ChartGroup(spec.title, spec.unit, members))
     return _charts(groups, start, end, height=180)
 
 
 def all_metric_charts(*, target: Target, start: datetime, end: datetime, limit: int = 80) -> list[Chart]:
-    """One chart per metric of the target, every label set as its own line."""
+    """One chart per metric of the target, titled from the catalogue, every label set as its own line."""
     by_metric: dict[str, list[Series]] = defaultdict(list)
     for series in Series.objects.filter(target=target).order_by("metric", "labels_key"):
         by_metric[series.metric].append(series)
-    groups = [(metric, members[0].unit, members) for metric, members in list(by_metric.items())[:limit]]
+    groups = []
+    for metric, members in list(by_metric.items())[:limit]:
+        info = metric_info(metric, members[0].unit)
+        groups.append(ChartGroup(info.title, info.unit, members, info.meaning))
     return _charts(groups, start, end, height=200)
 
 
@@ -105,9 +125,22 @@ def explorer_chart(*, series_ids: list[int], start: datetime, end: datetime) -> 
     from monitoring.selectors.series import series_query
 
     result = series_query(series_ids=[s.id for s in members], start=start, end=end)
-    lines = [Line(f"{s.target.name if s.target_id else 'pushed'} · {s}", result.series.get(s.id, [])) for s in members]
-    figure = timeseries_figure(lines=lines, height=380, show_band=len(lines) == 1, x_range=(start, end))
-    return Chart("Explorer", figure_json(figure), len(members), sum(len(line.points) for line in lines))
+    lines = [
+        Line(f"{s.target.name if s.target_id else 'pushed'} · {series_title(s)}", result.series.get(s.id, []))
+        for s in members
+    ]
+    infos = {s.metric: metric_info(s.metric, s.unit) for s in members}
+    units = {info.unit for info in infos.values()}
+    # One unit for the axis only when every series shares it; otherwise the values stay plain numbers.
+    unit = units.pop() if len(units) == 1 else ""
+    # The chart's title names what is drawn: the one series, or the metrics of several.
+    title = lines[0].name if len(lines) == 1 else ", ".join(info.title for info in infos.values())
+    figure = timeseries_figure(
+        lines=lines, unit=unit, height=380, show_band=len(lines) == 1, show_legend=True, x_range=(start, end)
+    )
+    points = sum(len(line.points) for line in lines)
+    meaning = next(iter(infos.values())).meaning if len(infos) == 1 else ""
+    return Chart(title, figure_json(figure), len(members), points, meaning)
 
 
 @dataclass(frozen=True)

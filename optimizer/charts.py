@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.charts import TRANSPARENT_BACKGROUND, figure_json
+from core.charts import LEGEND_ABOVE, figure_json, value_axis, value_hover
 from optimizer.models import OptimizationRun
 
 BEFORE, AFTER = "#d9822b", "#2f9e6e"
@@ -76,19 +76,19 @@ def before_after_data(run: OptimizationRun) -> BeforeAfter | None:
 
 
 def before_after_figure(data: BeforeAfter) -> dict:
+    hover = f"%{{x}}: {value_hover(data.unit)}"
     bars = [
-        {"type": "bar", "name": "before", "x": data.labels, "y": data.before, "marker": {"color": BEFORE}},
-        {"type": "bar", "name": "after", "x": data.labels, "y": data.after, "marker": {"color": AFTER}},
+        {"type": "bar", "name": name, "x": data.labels, "y": values, "marker": {"color": colour}}
+        | {"hovertemplate": f"{hover}<extra>{name}</extra>"}
+        for name, values, colour in (("before", data.before, BEFORE), ("after", data.after, AFTER))
     ]
     layout = {
         "barmode": "group",
         "height": 260,
-        "margin": {"l": 56, "r": 10, "t": 8, "b": 40},
-        # Table names are long: the axis takes the room its labels need rather than cutting them off.
-        "xaxis": {"automargin": True},
-        "yaxis": {"title": {"text": data.unit}, "rangemode": "tozero"},
-        "legend": {"orientation": "h", "y": -0.2},
-        **TRANSPARENT_BACKGROUND,
+        # Table names are long: the axis takes the room its labels need rather than cutting them off
+        # (automargin, from the shared figure template).
+        "yaxis": value_axis(data.unit),
+        "legend": LEGEND_ABOVE,
     }
     return {"data": bars, "layout": layout}
 

@@ -7,10 +7,11 @@ Figures are plain dicts in plotly's figure schema; core/charts.py says why.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime
 
-from core.charts import GRID_COLOUR, PALETTE, time_layout
+from core.charts import PALETTE, time_layout, value_axis, value_hover, with_empty_state
 from scaling.selectors import MetricPoint
 
 REPLICAS_COLOUR = PALETTE[0]
@@ -24,8 +25,11 @@ def replicas_figure(
     metric_name: str = "",
     target: float | None = None,
     replicas_name: str = "replicas",
+    metric_unit: str = "",
     height: int = 280,
 ) -> dict:
+    """Replicas (left axis, whole numbers) over the metric (right axis, formatted by metric_unit); with no
+    decisions and no metric the figure says "No data in this range yet" instead of empty axes."""
     traces = []
     if metric:
         traces.append(
@@ -37,7 +41,7 @@ def replicas_figure(
                 "mode": "lines",
                 "yaxis": "y2",
                 "line": {"width": 1.4, "color": METRIC_COLOUR},
-                "hovertemplate": "%{y:.4~g}<extra>" + (metric_name or "metric") + "</extra>",
+                "hovertemplate": value_hover(metric_unit) + "<extra>" + (metric_name or "metric") + "</extra>",
             }
         )
         if target is not None:
@@ -66,21 +70,22 @@ def replicas_figure(
         }
     )
     layout = {
-        **time_layout(height=height, margin={"l": 48, "r": 48, "t": 8, "b": 28}, legend_y=-0.2),
+        **time_layout(height=height),
         "yaxis": {
             "title": {"text": "replicas", "font": {"size": 10}},
             "rangemode": "tozero",
-            "gridcolor": GRID_COLOUR,
+            # Replicas are whole numbers: ticks every whole step (about five of them), never a 1.5.
+            "dtick": max(1, math.ceil(max((count for _, count in replicas), default=1) / 5)),
         },
         "yaxis2": {
+            **value_axis(metric_unit),
             "title": {"text": metric_name, "font": {"size": 10}},
             "overlaying": "y",
             "side": "right",
-            "rangemode": "tozero",
             "showgrid": False,
         },
     }
-    return {"data": traces, "layout": layout}
+    return with_empty_state({"data": traces, "layout": layout})
 
 
 def in_effect(decision) -> int | None:

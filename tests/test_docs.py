@@ -64,7 +64,10 @@ def test_no_template_or_static_file_loads_from_a_cdn():
         str(path.relative_to(ROOT))
         for folder in ("templates", "static")
         for path in (ROOT / folder).rglob("*")
-        if path.is_file() and pattern.search(path.read_text(errors="ignore"))
+        # static/vendor holds third-party dist files as published: plotly.js keeps a default topojson URL
+        # for geo maps, a trace type its basic bundle does not contain. tests/e2e/test_charts.py checks
+        # in Chromium that a page with charts asks no other host for anything.
+        if path.is_file() and "vendor" not in path.parts and pattern.search(path.read_text(errors="ignore"))
     ]
     assert offenders == []
 

@@ -23,7 +23,7 @@ def test_each_line_is_a_scatter_trace_of_its_averages_in_order():
     assert (mem["name"], mem["y"]) == ("mem", [5.0])
     assert cpu["line"]["color"] != mem["line"]["color"]
     assert figure["layout"]["showlegend"] is True
-    assert figure["layout"]["yaxis"]["title"]["text"] == "%"
+    assert figure["layout"]["yaxis"]["ticksuffix"] == "%"
 
 
 def test_a_band_adds_min_and_max_traces_before_the_line():

@@ -16,7 +16,7 @@ def test_before_and_after_are_grouped_bars_per_subject():
     assert (after["name"], after["x"], after["y"]) == ("after", ["a", "b"], [5, 15])
     assert before["marker"]["color"] != after["marker"]["color"]
     assert figure["layout"]["barmode"] == "group"
-    assert figure["layout"]["yaxis"]["title"]["text"] == "bytes"
+    assert figure["layout"]["yaxis"]["ticksuffix"] == "B"  # with SI prefixes: 1.5GB
     go.Figure(figure)  # raises on any property plotly does not know
 
 

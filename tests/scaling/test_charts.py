@@ -97,3 +97,21 @@ def test_the_figures_are_valid_for_plotly_and_their_json_matches_plotlys_own():
     theirs = json.loads(validated.to_json())
     assert [(t["x"], t["y"]) for t in ours["data"]] == [(t["x"], t["y"]) for t in theirs["data"]]
     assert ours["layout"]["yaxis2"] == theirs["layout"]["yaxis2"]
+
+
+def test_with_no_decisions_and_no_metric_the_replicas_chart_shows_the_empty_state_not_an_axis():
+    figure = decisions_figure(decisions=[], metric=[], metric_name="cpu", target=50, until=T0)
+    layout = figure["layout"]
+    assert [annotation["text"] for annotation in layout["annotations"]] == ["No data in this range yet"]
+    assert layout["yaxis"]["visible"] is False and layout["yaxis2"]["visible"] is False
+    go.Figure(figure)
+
+
+def test_replicas_ticks_are_whole_steps_and_the_legend_is_above_the_plot():
+    figure = replicas_figure(
+        replicas=[(T0, 1), (T0 + timedelta(minutes=2), 3)], metric=_metric([40, 80]), metric_name="cpu"
+    )
+    assert figure["layout"]["yaxis"]["dtick"] == 1  # no 1.5 tick between 1 and 2 replicas
+    many = replicas_figure(replicas=[(T0, 4), (T0 + timedelta(minutes=2), 40)])
+    assert many["layout"]["yaxis"]["dtick"] == 8
+    assert figure["layout"]["legend"]["yanchor"] == "bottom" and figure["layout"]["legend"]["y"] > 1
