@@ -139,12 +139,23 @@ def rule_replay(
     )
 
 
-def replay_changes(replay: Replay) -> list[tuple[int, ReplayStep]]:
-    """(count before, step) for every step of the replay that changed the replica count."""
-    changes = []
+@dataclass(frozen=True)
+class ExplainedStep:
+    before: int
+    step: ReplayStep
+    held: bool  # the rule recommended another count than the one chosen (stabilization, policy, min/max)
+
+
+def replay_explained_steps(replay: Replay) -> list[ExplainedStep]:
+    """Every step that changed the count, or was held away from the rule's recommendation, with the count before.
+
+    A replay that "does nothing" while the metric is far off its target is held by something (the
+    max replicas, a window, a policy): those steps are the ones an operator needs explained.
+    """
+    explained = []
     previous = replay.start_replicas
     for step in replay.steps:
-        if step.replicas != previous:
-            changes.append((previous, step))
+        if step.replicas != previous or step.recommended != step.replicas:
+            explained.append(ExplainedStep(previous, step, held=step.recommended != step.replicas))
         previous = step.replicas
-    return changes
+    return explained
