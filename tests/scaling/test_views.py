@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from datetime import timedelta
 from html import unescape
 from html.parser import HTMLParser
 
 import pytest
 from django.utils import timezone
 
+from monitoring.storage import samples_write
 from scaling.models import ScaledService, ScalingDecision, ScalingRule
 from scaling.services.evaluation import service_evaluate
 from tests.scaling.conftest import load_series, webhook_service
@@ -276,7 +278,9 @@ def test_the_rule_form_picks_targets_and_series_by_name(operator_client, hook):
 
 def test_whatif_shows_the_simulated_metric_and_why_it_held(viewer_client, hook):
     # CPU at 98 against a target of 50 on 2 replicas wants 4, but the service allows at most 2.
-    webhook_service("web", hook.url, series_id=load_series("cpu", 98), min_replicas=2, max_replicas=2)
+    series_id = load_series("cpu", 98)
+    samples_write([(series_id, timezone.now() - timedelta(minutes=m), 98.0) for m in (3, 2)])
+    webhook_service("web", hook.url, series_id=series_id, min_replicas=2, max_replicas=2)
     html = viewer_client.get("/scaling/services/web/whatif/?rule=load&range=1h", HTTP_HX_REQUEST="true")
     html = html.content.decode()
     assert 'data-testid="whatif-changes">0<' in html
@@ -284,6 +288,7 @@ def test_whatif_shows_the_simulated_metric_and_why_it_held(viewer_client, hook):
     assert "the rule asked for 4, held at 2" in html
     held = html[html.index('data-testid="whatif-changes-table"') :]
     assert "2 → 2" in held and ">held<" in held and "Clamp: above the maximum of 2, so 2." in held
+    assert held.count("<tr>") == 2 and "(3 points, the last shown)" in held  # header + one stretch, not a row a point
 
 
 def test_replicas_set_by_perfpilot_and_observed_running_are_told_apart(viewer_client, hook):
