@@ -95,25 +95,23 @@ class BehaviourForm(forms.Form):
         return _json_list(self.cleaned_data.get("scale_down_policies"))
 
 
+def _id_picker(label: str, help_text: str) -> forms.TypedChoiceField:
+    """A select of things by name that posts their id (choices are set per form, from the selectors)."""
+    return forms.TypedChoiceField(
+        required=False,
+        coerce=int,
+        empty_value=None,
+        label=label,
+        help_text=help_text,
+        error_messages={"invalid_choice": f"No {label.lower()} with id %(value)s: choose one from the list."},
+    )
+
+
 class RuleForm(forms.Form):
     name = forms.SlugField(max_length=100)
     source = forms.ChoiceField(choices=ScalingRule.Source.choices)
-    series_id = forms.TypedChoiceField(
-        required=False,
-        coerce=int,
-        empty_value=None,
-        label="Series",
-        help_text="For “collected series”: the target and metric it reads.",
-        error_messages={"invalid_choice": "No series with id %(value)s: choose one from the list."},
-    )
-    target_id = forms.TypedChoiceField(
-        required=False,
-        coerce=int,
-        empty_value=None,
-        label="Target",
-        help_text="Built-ins: which monitored target; any target when left empty.",
-        error_messages={"invalid_choice": "No target with id %(value)s: choose one from the list."},
-    )
+    series_id = _id_picker("Series", "For “collected series”: the target and metric it reads.")
+    target_id = _id_picker("Target", "Built-ins: which monitored target; any target when left empty.")
     metric_name = forms.CharField(
         required=False,
         max_length=200,

@@ -151,6 +151,10 @@ def test_operators_edit_a_tuner_schedule_with_a_maintenance_window(operator_clie
     task.refresh_from_db()
     assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("15", "1", "1")
     assert json.loads(task.kwargs) == {"tuner": "vacuum", "dry_run": True, "maintenance_window": "01:00-05:00"}
+    form = operator_client.get("/optimizer/").content.decode()
+    form = form[form.index(f'hx-post="/optimizer/schedules/{task.id}/"') :]
+    assert 'value="01:00-05:00"' in form.split("</form>")[0]  # the edit form shows what is saved
+    assert 'name="dry_run" checked' in form.split("</form>")[0]
 
 
 def test_evidence_rows_name_the_queries_and_give_units():
