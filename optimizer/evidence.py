@@ -15,7 +15,7 @@ from optimizer.models import OptimizationRun
 from optimizer.tuners.base import human_size
 
 QUERY_TEXT_LENGTH = 80
-UNIT_SUFFIXES = ("_bytes", "_ms", "_mb", "_percent")
+UNIT_SUFFIXES = {"_bytes": "size", "_ms": "time", "_mb": "", "_percent": ""}  # the unit goes to the value
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def format_value(key: str, value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int | float):
-        if key == "bytes" or key.endswith("_bytes"):
+        if "bytes" in key.split("_"):  # bytes, index_bytes, bytes_used
             return human_size(value)
         number = f"{value:,.4g}" if isinstance(value, float) and not float(value).is_integer() else f"{int(value):,}"
         if key.endswith("_ms"):
@@ -59,9 +59,9 @@ def format_value(key: str, value: Any) -> str:
 def _label(key: str, query_texts: dict[str, str]) -> str:
     if key in query_texts:
         return f"query “{query_texts[key]}”"
-    for suffix in UNIT_SUFFIXES:
+    for suffix, noun in UNIT_SUFFIXES.items():
         if key.endswith(suffix):
-            key = key.removesuffix(suffix)
+            key = f"{key.removesuffix(suffix)} {noun}"  # index_bytes: "index size"
             break
     return key.replace("_", " ").strip() or key
 

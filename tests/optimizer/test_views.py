@@ -172,8 +172,8 @@ def test_evidence_rows_name_the_queries_and_give_units():
     )
     table = evidence_table(run)
     rows = {row.label: (row.before, row.after) for row in table.rows}
-    assert rows["Index"] == ("0 bytes", "1.5 MB")
-    assert rows["Queries mean: query “SELECT * FROM orders WHERE customer_id = $1”"] == ("12.5 ms", "0.25 ms")
+    assert rows["Index size"] == ("0 bytes", "1.5 MB")
+    assert rows["Queries mean time: query “SELECT * FROM orders WHERE customer_id = $1”"] == ("12.5 ms", "0.25 ms")
     assert table.has_after and table.after_note == ""
     dry = OptimizationRun(tuner="vacuum", action="run", status="succeeded", dry_run=True, evidence_before={"tables": 3})
     assert evidence_table(dry).after_note == "Not measured after (dry run): nothing was changed."
