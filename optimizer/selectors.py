@@ -88,6 +88,10 @@ def tuner_overview() -> list[TunerRow]:
     schedules: dict[str, list[PeriodicTask]] = defaultdict(list)
     for task in PeriodicTask.objects.filter(task=RUN_TUNER_TASK).select_related("interval", "crontab").order_by("name"):
         task.parsed_kwargs = json.loads(task.kwargs or "{}")  # the edit form shows the window and dry run it has
+        # What else the schedule passes (auto_apply, tuner parameters), shown as is; the tuner is the row's.
+        task.other_kwargs = {
+            k: v for k, v in task.parsed_kwargs.items() if k not in ("tuner", "dry_run", "maintenance_window")
+        }
         schedules[task.parsed_kwargs.get("tuner")].append(task)
     rows = []
     for kind, cls in sorted(all_tuners().items()):
