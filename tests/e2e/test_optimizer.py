@@ -30,7 +30,12 @@ def test_operator_applies_advice_and_sees_the_result_live(
         conn.execute('CREATE TABLE e2e_child (id int PRIMARY KEY, "Parent Id" int REFERENCES e2e_parent)')
     make_dead_tuples(pg15, "public", "e2e_dead", rows=5000, deleted=4000)
     target = make_target(pg15, name="orders-db")
-    for tuner, params in (("indexes", {}), ("vacuum", {"min_dead_tuples": 100, "tables": ["public.e2e_dead"]})):
+    tuners = (
+        ("indexes", {}),
+        ("vacuum", {"min_dead_tuples": 100, "tables": ["public.e2e_dead"]}),
+        ("pgconfig", {}),  # no RAM given: the advice must say which machine's it assumed
+    )
+    for tuner, params in tuners:
         run_execute(
             run_id=run_create(
                 tuner=tuner, target=target, trigger="operator", actor=None, dry_run=False, params=params
@@ -71,6 +76,9 @@ def test_operator_applies_advice_and_sees_the_result_live(
 
         page.goto(f"{live_server.url}/optimizer/database/{target.id}/")
         assert page.locator("[data-testid=vacuum-status]").inner_text().count("e2e_dead") == 1
+        assumptions = page.locator("[data-testid=config-advice] [data-testid=hardware-assumption]")
+        if assumptions.count():  # advice only when settings differ
+            assert "the target is local: 127.0.0.1" in assumptions.first.inner_text()
         page.screenshot(path=ARTIFACTS / "optimizer-database.png", full_page=True)
         page.goto(f"{live_server.url}/optimizer/log/")
         page.screenshot(path=ARTIFACTS / "optimizer-log.png", full_page=True)
