@@ -51,8 +51,12 @@ def _display(name: str, value: Any, *, integer: bool) -> str:
     """A setting as a person reads it: "6 GB", "128 MB", "200", "1.1", "-1 (off)"; PostgreSQL literals stay in SQL."""
     if isinstance(value, str):
         return value
-    if value == -1:
-        return "-1 (uses maintenance_work_mem)" if name == "autovacuum_work_mem" else "-1 (off)"
+    if value == -1:  # autovacuum's -1 falls back to the plain setting; elsewhere it switches the feature off
+        if name == "autovacuum_work_mem":
+            return "-1 (uses maintenance_work_mem)"
+        if name.startswith("autovacuum_vacuum_cost_"):
+            return f"-1 (uses {name.removeprefix('autovacuum_')})"
+        return "-1 (off)"
     if name in MEMORY_SETTINGS or name.endswith("wal_size"):
         return _format_kb(value).replace("GB", " GB").replace("MB", " MB").replace("kB", " kB")
     if integer or float(value).is_integer():

@@ -124,5 +124,6 @@ def test_settings_are_shown_as_people_read_them():
     assert _display("max_parallel_workers", 8.0, integer=True) == "8"
     assert _display("random_page_cost", 1.1, integer=False) == "1.1"
     assert _display("random_page_cost", 4.0, integer=False) == "4"
-    assert _display("autovacuum_vacuum_cost_limit", -1.0, integer=True) == "-1 (off)"
+    assert _display("autovacuum_vacuum_cost_limit", -1.0, integer=True) == "-1 (uses vacuum_cost_limit)"
+    assert _display("log_min_duration_statement", -1.0, integer=True) == "-1 (off)"
     assert _display("autovacuum_work_mem", -1.0, integer=True) == "-1 (uses maintenance_work_mem)"
