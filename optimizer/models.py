@@ -64,6 +64,25 @@ class Recommendation(models.Model):
     def statements(self) -> list[str]:
         return [line for line in self.statement.splitlines() if line.strip()]
 
+    @property
+    def served_queries(self) -> list[dict]:
+        """The queries an index advice serves: text, mean time when advised and, once applied, as observed after.
+
+        The "after" times are what the speed-up measurement wrote into the applying run (one read, applied only).
+        """
+        observed: dict = {}
+        if self.status == self.Status.APPLIED:
+            run = self.optimizationrun_set.filter(action="apply", status="succeeded").order_by("-id").first()
+            observed = ((run.evidence_after or {}).get("observed") or {}).get("queries", {}) if run else {}
+        return [
+            {
+                "query": " ".join(str(q.get("query", "")).split()),
+                "before_ms": q.get("mean_time_ms"),
+                "after_ms": (observed.get(str(q.get("queryid"))) or {}).get("after_ms"),
+            }
+            for q in self.evidence.get("queries", [])
+        ]
+
 
 class OptimizationRun(models.Model):
     """One tuner run, or one applied recommendation: the optimization log."""

@@ -87,7 +87,12 @@ def tuner_overview() -> list[TunerRow]:
     # A schedule belongs to the tuner its kwargs name (every tuner runs through the one generic task).
     schedules: dict[str, list[PeriodicTask]] = defaultdict(list)
     for task in PeriodicTask.objects.filter(task=RUN_TUNER_TASK).select_related("interval", "crontab").order_by("name"):
-        schedules[json.loads(task.kwargs or "{}").get("tuner")].append(task)
+        task.parsed_kwargs = json.loads(task.kwargs or "{}")  # the edit form shows the window and dry run it has
+        # What else the schedule passes (auto_apply, tuner parameters), shown as is; the tuner is the row's.
+        task.other_kwargs = {
+            k: v for k, v in task.parsed_kwargs.items() if k not in ("tuner", "dry_run", "maintenance_window")
+        }
+        schedules[task.parsed_kwargs.get("tuner")].append(task)
     rows = []
     for kind, cls in sorted(all_tuners().items()):
         last = OptimizationRun.objects.filter(tuner=kind, action=OptimizationRun.Action.RUN).order_by("-id").first()

@@ -16,6 +16,7 @@ from core.roles import OPERATOR, role_required
 from core.views import section_context
 from monitoring.models import Target
 from optimizer.charts import before_after_json
+from optimizer.evidence import evidence_table
 from optimizer.models import OptimizationRun, Recommendation
 from optimizer.selectors import (
     cache_report,
@@ -110,9 +111,9 @@ def recommendation_dismiss_view(request: HttpRequest, recommendation_id: int) ->
         recommendation_dismiss(recommendation=recommendation, actor=request.user, via="ui")
     except InvalidInput as exc:
         return render(request, "optimizer/_error.html", {"message": str(exc)}, status=422)
-    if request.htmx:
-        return HttpResponse("")  # the row is swapped out
-    messages.success(request, f"Dismissed: {recommendation.title}")
+    if request.htmx:  # the row becomes a line saying what happened
+        return render(request, "optimizer/_dismissed.html", {"recommendation": recommendation})
+    messages.success(request, f"Dismissed “{recommendation.title}”: tuners finding it again will not reopen it.")
     return redirect("optimizer:index")
 
 
@@ -143,7 +144,12 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(OptimizationRun.objects.select_related("recommendation", "target"), pk=run_id)
     if requested_fragment(request, "status"):
         return _run_status(request, run)
-    context = {"run": run, "progress": run_progress(run=run), "figure_json": before_after_json(run)}
+    context = {
+        "run": run,
+        "progress": run_progress(run=run),
+        "figure_json": before_after_json(run),
+        "evidence": evidence_table(run),
+    }
     return render(request, "optimizer/run.html", context)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from django import forms
 
@@ -94,17 +95,46 @@ class BehaviourForm(forms.Form):
         return _json_list(self.cleaned_data.get("scale_down_policies"))
 
 
+def _id_picker(label: str, help_text: str) -> forms.TypedChoiceField:
+    """A select of things by name that posts their id (choices are set per form, from the selectors)."""
+    return forms.TypedChoiceField(
+        required=False,
+        coerce=int,
+        empty_value=None,
+        label=label,
+        help_text=help_text,
+        error_messages={"invalid_choice": f"No {label.lower()} with id %(value)s: choose one from the list."},
+    )
+
+
 class RuleForm(forms.Form):
     name = forms.SlugField(max_length=100)
     source = forms.ChoiceField(choices=ScalingRule.Source.choices)
-    series_id = forms.IntegerField(required=False, min_value=1, label="Series id", help_text="For a collected series.")
-    target_id = forms.IntegerField(required=False, min_value=1, label="Target id", help_text="Built-ins: which target.")
-    metric_name = forms.CharField(required=False, max_length=200, help_text="Built-ins: another metric name.")
+    series_id = _id_picker("Series", "For “collected series”: the target and metric it reads.")
+    target_id = _id_picker("Target", "Built-ins: which monitored target; any target when left empty.")
+    metric_name = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Metric name",
+        help_text="Built-ins: read another metric than the built-in one.",
+        widget=forms.TextInput(attrs={"list": "rule-metric-names", "autocomplete": "off"}),
+    )
     labels = forms.CharField(required=False, help_text='Built-ins: e.g. {"queue": "default"}')
     target_value = forms.FloatField(label="Target value")
     target_type = forms.ChoiceField(choices=ScalingRule.TargetType.choices, initial=ScalingRule.TargetType.VALUE)
     tolerance = forms.FloatField(min_value=0, max_value=0.99, initial=0.1, help_text="0.1 = ±10 %")
     enabled = forms.BooleanField(required=False, initial=True)
+
+    def __init__(
+        self,
+        *args,
+        target_choices: Sequence[tuple[int, str]] = (),
+        series_choices: Sequence[tuple[int, str]] = (),
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.fields["target_id"].choices = [("", "Any target"), *target_choices]
+        self.fields["series_id"].choices = [("", "Choose a series"), *series_choices]
 
     def clean_labels(self) -> dict:
         labels = _json_object(self.cleaned_data.get("labels"), "Labels")
@@ -121,7 +151,7 @@ class RuleForm(forms.Form):
     def clean(self):
         data = super().clean()
         if data.get("source") == ScalingRule.Source.SERIES and not data.get("series_id"):
-            self.add_error("series_id", "A rule on a collected series needs its series id.")
+            self.add_error("series_id", "Choose the series a rule on a collected series reads.")
         return data
 
 
@@ -131,10 +161,17 @@ class ScaleForm(forms.Form):
 
 
 class ScheduleForm(forms.Form):
+    """On the service page beside the behaviour form: its ids get a prefix (see SCHEDULE_AUTO_ID)."""
+
     name = forms.CharField(max_length=100)
     cron = forms.CharField(max_length=100, help_text="minute hour day-of-month month day-of-week, e.g. * 9-17 * * 1-5")
     min_replicas = forms.IntegerField(min_value=0, max_value=10_000)
     max_replicas = forms.IntegerField(min_value=0, max_value=10_000)
 
+
+# The schedule and behaviour forms share the page and field names (min_replicas, max_replicas), and the
+# new-rule form has a "name" too: element ids must stay unique, so these forms prefix their ids (not names).
+SCHEDULE_AUTO_ID = "id_schedule_%s"
+NEW_RULE_AUTO_ID = "id_new_rule_%s"
 
 WHATIF_RANGES = {"1h": "Last hour", "6h": "Last 6 hours", "24h": "Last 24 hours", "7d": "Last 7 days"}

@@ -12,7 +12,8 @@ from django.db import connection
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
-from monitoring.selectors.series import series_latest, series_query, series_search
+from monitoring.selectors.series import series_get, series_latest, series_query, series_search
+from monitoring.selectors.targets import target_list
 from scaling.models import ScaledService, ScalingDecision, ScalingRule
 
 # A rule's newest sample older than this is missing data (it cannot cause a scale-down).
@@ -58,6 +59,32 @@ def rule_metric(rule: ScalingRule) -> tuple[str, dict, str, str]:
         builtin.aggregate,
         builtin.unit,
     )
+
+
+# The rule form's series picker lists at most this many series (ordered by target and metric); a rule's
+# own series is always added so editing never loses it.
+SERIES_CHOICES_LIMIT = 2000
+
+
+@dataclass(frozen=True)
+class RulePickerChoices:
+    targets: list[tuple[int, str]]
+    series: list[tuple[int, str]]
+    metric_names: list[str]
+
+
+def rule_picker_choices(*, keep_series_ids: Iterable[int] = ()) -> RulePickerChoices:
+    """What the rule form offers: targets by name, series by target and readable metric, metric names."""
+    targets = [(t.id, f"{t.name} ({t.get_kind_display()})") for t in target_list()]
+    found = list(series_search(limit=SERIES_CHOICES_LIMIT))
+    listed = {s.id for s in found}
+    for series_id in keep_series_ids:
+        kept = series_get(series_id=series_id) if series_id not in listed else None
+        if kept is not None:
+            found.append(kept)
+    series = [(s.id, f"{s.target.name if s.target else 'no target'} · {s}") for s in found]
+    metric_names = sorted({s.metric for s in found})
+    return RulePickerChoices(targets=targets, series=series, metric_names=metric_names)
 
 
 def _series_matching(*, target_id: int | None, metric: str, labels: dict) -> list:

@@ -19,14 +19,25 @@ from core.views import section_context
 from monitoring.timeranges import RANGE_PRESETS, resolve_range
 from scaling.charts import decisions_figure, replay_figure
 from scaling.executors.base import executor_classes
-from scaling.forms import WHATIF_RANGES, BehaviourForm, RuleForm, ScaleForm, ScheduleForm, ServiceForm
+from scaling.forms import (
+    NEW_RULE_AUTO_ID,
+    SCHEDULE_AUTO_ID,
+    WHATIF_RANGES,
+    BehaviourForm,
+    RuleForm,
+    ScaleForm,
+    ScheduleForm,
+    ServiceForm,
+)
 from scaling.models import ScaledService, ScalingDecision, ScalingRule, ScheduleOverride
 from scaling.selectors import (
+    RulePickerChoices,
     decision_list,
     decision_why,
     decisions_between,
     driving_rule,
     rule_history,
+    rule_picker_choices,
     rules_series,
     services_with_last_decision,
 )
@@ -42,7 +53,7 @@ from scaling.services.crud import (
     service_update,
 )
 from scaling.services.evaluation import service_evaluate, service_scale
-from scaling.services.whatif import replay_changes, rule_replay
+from scaling.services.whatif import replay_explained_steps, rule_replay
 
 CHART_RANGES = ("1h", "6h", "24h", "7d")
 
@@ -91,8 +102,21 @@ def _behaviour_form(service: ScaledService) -> BehaviourForm:
     )
 
 
-def _rule_forms(service: ScaledService, invalid: RuleForm | None = None) -> list[tuple[ScalingRule, RuleForm]]:
-    reads = rules_series(list(service.rules.all()))
+def _picker_choices(rules: list[ScalingRule]) -> RulePickerChoices:
+    return rule_picker_choices(keep_series_ids=[r.series_id for r in rules if r.series_id])
+
+
+def _rule_form(*args, choices: RulePickerChoices, **kwargs) -> RuleForm:
+    """A rule form whose target and series are pickers of the monitored targets and series."""
+    return RuleForm(*args, target_choices=choices.targets, series_choices=choices.series, **kwargs)
+
+
+def _rule_forms(
+    service: ScaledService, choices: RulePickerChoices, invalid: RuleForm | None = None
+) -> list[tuple[ScalingRule, RuleForm]]:
+    rules = list(service.rules.all())
+    reads = rules_series(rules)
+    series_names = dict(choices.series)
     forms = []
     for rule in service.rules.all():
         if invalid is not None and invalid.prefix == f"rule-{rule.id}":
@@ -110,11 +134,13 @@ def _rule_forms(service: ScaledService, invalid: RuleForm | None = None) -> list
             "tolerance": rule.tolerance,
             "enabled": rule.enabled,
         }
-        form = RuleForm(initial=initial, prefix=f"rule-{rule.id}")
+        form = _rule_form(initial=initial, prefix=f"rule-{rule.id}", choices=choices)
         form.fields["name"].disabled = True
         forms.append((rule, form))
     for rule, _ in forms:
         rule.reads = reads[rule.id]  # what the rule reads and how many series matched, for the table
+        # A collected series by its target and metric, not its number.
+        rule.reads_label = series_names.get(rule.series_id, rule.reads.description) if rule.series_id else ""
     return forms
 
 
@@ -144,16 +170,19 @@ def _live_context(service: ScaledService, preset: str) -> dict:
 
 
 def _service_page(request, service: ScaledService, *, status: int = 200, **forms) -> HttpResponse:
+    choices = _picker_choices(list(service.rules.all()))
     context = {
         **_live_context(service, request.GET.get("range", "6h")),
         "behaviour_form": forms.get("behaviour_form") or _behaviour_form(service),
-        "rule_forms": _rule_forms(service, forms.get("rule_form") if forms.get("rule_form_existing") else None),
-        "new_rule_form": forms.get("new_rule_form") or RuleForm(initial={"tolerance": 0.1, "enabled": False}),
+        "rule_forms": _rule_forms(service, choices, invalid=forms.get("rule_form_existing") and forms.get("rule_form")),
+        "new_rule_form": forms.get("new_rule_form")
+        or _rule_form(initial={"tolerance": 0.1, "enabled": False}, auto_id=NEW_RULE_AUTO_ID, choices=choices),
+        "metric_names": choices.metric_names,
         "scale_form": forms.get("scale_form")
         or ScaleForm(
             initial={"replicas": service.applied_replicas or service.observed_replicas or max(service.min_replicas, 1)}
         ),
-        "schedule_form": forms.get("schedule_form") or ScheduleForm(),
+        "schedule_form": forms.get("schedule_form") or ScheduleForm(auto_id=SCHEDULE_AUTO_ID),
         "whatif_ranges": WHATIF_RANGES,
         "secret_fields": service.secret_fields_set,
         "open_section": forms.get("open_section", ""),
@@ -189,20 +218,21 @@ def service_edit(request: HttpRequest, name: str) -> HttpResponse:
 @role_required(OPERATOR)
 def service_state(request: HttpRequest, name: str) -> HttpResponse:
     service = _get_service(name)
-    actions = {
-        "enable": {"enabled": True},
-        "disable": {"enabled": False},
-        "pause": {"paused": True},
-        "resume": {"paused": False},
-        "dry-run-on": {"dry_run": True},
-        "dry-run-off": {"dry_run": False},
+    actions = {  # action: (flags, what the message says was done)
+        "enable": ({"enabled": True}, "enabled"),
+        "disable": ({"enabled": False}, "disabled"),
+        "pause": ({"paused": True}, "paused"),
+        "resume": ({"paused": False}, "resumed"),
+        "dry-run-on": ({"dry_run": True}, "switched to dry run"),
+        "dry-run-off": ({"dry_run": False}, "out of dry run: it now calls its executor"),
     }
-    flags = actions.get(request.POST.get("action", ""))
-    if flags is None:
+    action = actions.get(request.POST.get("action", ""))
+    if action is None:
         messages.error(request, "Unknown action.")
     else:
+        flags, done = action
         service_set_state(service=service, actor=request.user, via="ui", **flags)
-        messages.success(request, f"Service “{service.name}”: {request.POST['action'].replace('-', ' ')}.")
+        messages.success(request, f"Service {service.name} {done}.")
     return redirect("scaling:service", name=service.name)
 
 
@@ -223,7 +253,11 @@ def rule_save(request: HttpRequest, name: str) -> HttpResponse:
     existing = None
     if rule_id:
         existing = get_object_or_404(ScalingRule, pk=rule_id if rule_id.isdigit() else 0, service=service)
-    form = RuleForm(request.POST, prefix=f"rule-{existing.id}" if existing else None)
+    choices = _picker_choices([existing] if existing else [])
+    if existing:
+        form = _rule_form(request.POST, prefix=f"rule-{existing.id}", choices=choices)
+    else:
+        form = _rule_form(request.POST, auto_id=NEW_RULE_AUTO_ID, choices=choices)
     if existing:
         form.fields["name"].disabled = True  # renaming would make another rule: the name is the rule's key
         form.initial["name"] = existing.name
@@ -280,14 +314,17 @@ def rule_whatif(request: HttpRequest, name: str) -> HttpResponse:
         replay_json = figure_json(replay_figure(replay=replay))
     except InvalidInput as exc:
         error = str(exc)
-    changes = replay_changes(replay) if replay is not None else []
+    explained = replay_explained_steps(replay) if replay is not None else []
     context = {
         "replay": replay,
         "figure_json": replay_json,
         "error": error,
         "rule": rule,
+        "unit": rules_series([rule])[rule.id].unit,
         "preset": preset,
-        "changes": changes[-20:],
+        "last_step": replay.steps[-1] if replay and replay.steps else None,
+        "explained": explained[-20:],
+        "explained_count": len(explained),
     }
     return render(request, "scaling/_whatif.html", context, status=422 if error else 200)
 
@@ -332,7 +369,7 @@ def scale(request: HttpRequest, name: str) -> HttpResponse:
 @role_required(OPERATOR)
 def schedule_add(request: HttpRequest, name: str) -> HttpResponse:
     service = _get_service(name)
-    form = ScheduleForm(request.POST)
+    form = ScheduleForm(request.POST, auto_id=SCHEDULE_AUTO_ID)
     override = form_submit(form, lambda data: schedule_create(service=service, actor=request.user, via="ui", **data))
     if override is not None:
         messages.success(request, "Schedule override added.")

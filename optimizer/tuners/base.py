@@ -22,6 +22,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from django.template.defaultfilters import filesizeformat
+
 from core.registry import UnknownPlugin, registry
 from core.schedules import DefaultSchedule
 
@@ -126,6 +128,11 @@ class Tuner:
 
     def evidence_for(self, recommendation: Recommendation) -> dict[str, Any]:
         return {}
+
+
+def human_size(size_bytes: int | float) -> str:
+    """Bytes as people read them in advice text: "8.0 KB", "1.2 GB" (Django's filesizeformat, plain spaces)."""
+    return filesizeformat(size_bytes).replace("\xa0", " ")
 
 
 # Tuner modules register themselves here (`@register`); optimizer's AppConfig discovers them.

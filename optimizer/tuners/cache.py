@@ -21,7 +21,16 @@ from typing import Any
 
 import redis
 
-from optimizer.tuners.base import Action, Analysis, Finding, Tuner, TunerError, TunerSchedule, register
+from optimizer.tuners.base import (
+    Action,
+    Analysis,
+    Finding,
+    Tuner,
+    TunerError,
+    TunerSchedule,
+    human_size,
+    register,
+)
 
 FRAGMENTATION_RATIO = 1.1  # MEMORY DOCTOR's "high fragmentation" ratio
 FRAGMENTATION_BYTES = 10 * 1024 * 1024  # and its minimum wasted bytes
@@ -163,7 +172,7 @@ class CacheTuner(Tuner):
                         title="Enable active defragmentation",
                         explanation=(
                             f"Fragmentation ratio {ratio:.2f} "
-                            f"wastes {max(memory['allocator_frag_bytes'], memory['fragmentation_bytes'])} bytes. "
+                            f"wastes {human_size(max(memory['allocator_frag_bytes'], memory['fragmentation_bytes']))}. "
                             "activedefrag reclaims it continuously (jemalloc builds only)."
                         ),
                         statements=["CONFIG SET activedefrag yes"],

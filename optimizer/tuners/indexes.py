@@ -30,7 +30,7 @@ from psycopg import sql
 from monitoring.models import QueryStat
 from monitoring.selectors.statements import SlowQuery, slow_queries
 from optimizer.services.sessions import ActionFailed
-from optimizer.tuners.base import Analysis, Finding, Tuner, TunerSchedule, register
+from optimizer.tuners.base import Analysis, Finding, Tuner, TunerSchedule, human_size, register
 from optimizer.tuners.querytree import QueryShape, Unparseable, query_shape
 
 logger = logging.getLogger(__name__)
@@ -574,7 +574,7 @@ class IndexAdvisor(Tuner):
             title=title,
             explanation=explanation,
             statements=[self._drop(index)],
-            estimated_impact=f"frees {index.bytes} bytes, faster writes",
+            estimated_impact=f"frees {human_size(index.bytes)}, faster writes",
             effort="low",
             priority=priority,
             evidence={"bytes": index.bytes, "definition": index.definition, **evidence},
@@ -607,7 +607,8 @@ class IndexAdvisor(Tuner):
                     title=f"Drop unused index {index.schema}.{index.name}",
                     explanation=(
                         f"No scans over {self.params['unused_window_days']:g} days; it still costs "
-                        f"{index.bytes} bytes and slows every write to {index.table}. Definition: {index.definition}"
+                        f"{human_size(index.bytes)} and slows every write to {index.table}. "
+                        f"Definition: {index.definition}"
                     ),
                     priority=40,
                     scans=index.scans,

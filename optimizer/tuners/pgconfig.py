@@ -1,9 +1,12 @@
 """PostgreSQL configuration advisor: PgTune-style values from RAM, CPUs, storage and workload type.
 
-The host's RAM and CPU count come from the parameters (ram_mb, cpus) or, when not given, from the
-machine Perfpilot runs on (said so in the advice). Current and recommended values are compared
-side by side; the out-of-memory risk sum (shared_buffers + connections x work_mem x hash_mem_multiplier
-+ autovacuum workers x maintenance memory + wal_buffers) is checked against RAM for both. Changes are
+The host's RAM and CPU count come from the parameters (ram_mb, cpus). When they are not given, the
+machine Perfpilot runs on is assumed only if the target runs on it too (PostgreSQL reports a loopback
+or Unix-socket server address); for a remote target the settings that depend on the unknown figure are
+not advised at all. Every finding states where its RAM and CPU figures came from. Current and
+recommended values are compared side by side; the out-of-memory risk sum (shared_buffers + connections x
+work_mem x hash_mem_multiplier + autovacuum workers x maintenance memory + wal_buffers) is checked against
+RAM for both. Changes are
 ALTER SYSTEM statements, grouped by what they need: a reload, or a restart (pg_settings.context).
 """
 
@@ -23,6 +26,16 @@ STORAGES = ("ssd", "hdd", "san")
 WAL_SIZES = {"web": (1 * GB, 4 * GB), "oltp": (2 * GB, 8 * GB), "dw": (4 * GB, 16 * GB), "desktop": (100 * MB, 2 * GB)}
 _UNIT_KB = {"B": 1 / 1024, "kB": 1, "8kB": 8, "16kB": 16, "32kB": 32, "MB": 1024, "GB": 1024 * 1024}
 MEMORY_SETTINGS = {"shared_buffers", "effective_cache_size", "work_mem", "maintenance_work_mem", "wal_buffers"}
+# Settings derived from the CPU count (work_mem too: it is divided by the parallel workers per gather).
+CPU_SETTINGS = {
+    "work_mem",
+    "autovacuum_max_workers",
+    "max_worker_processes",
+    "max_parallel_workers",
+    "max_parallel_workers_per_gather",
+    "max_parallel_maintenance_workers",
+}
+LOOPBACK_ADDRESSES = {None, "127.0.0.1", "::1"}  # None: a Unix socket, so the same machine
 
 
 def _format_kb(kb: float) -> str:
@@ -32,6 +45,23 @@ def _format_kb(kb: float) -> str:
     if kb >= MB:
         return f"{kb // MB}MB"
     return f"{kb}kB"
+
+
+def _display(name: str, value: Any, *, integer: bool) -> str:
+    """A setting as a person reads it: "6 GB", "128 MB", "200", "1.1", "-1 (off)"; PostgreSQL literals stay in SQL."""
+    if isinstance(value, str):
+        return value
+    if value == -1:  # autovacuum's -1 falls back to the plain setting; elsewhere it switches the feature off
+        if name == "autovacuum_work_mem":
+            return "-1 (uses maintenance_work_mem)"
+        if name.startswith("autovacuum_vacuum_cost_"):
+            return f"-1 (uses {name.removeprefix('autovacuum_')})"
+        return "-1 (off)"
+    if name in MEMORY_SETTINGS or name.endswith("wal_size"):
+        return _format_kb(value).replace("GB", " GB").replace("MB", " MB").replace("kB", " kB")
+    if integer or float(value).is_integer():
+        return str(int(value))
+    return f"{value:g}"
 
 
 def pgtune(*, ram_kb: int, cpus: int, storage: str, workload: str, connections: int) -> dict[str, Any]:
@@ -108,8 +138,50 @@ class ConfigAdvisor(Tuner):
                     value *= _UNIT_KB[unit]
             else:
                 value = setting
-            current[name] = {"value": value, "context": context, "unit": unit, "pending_restart": pending}
+            current[name] = {
+                "value": value,
+                "context": context,
+                "unit": unit,
+                "pending_restart": pending,
+                "integer": vartype == "integer",
+            }
         return current
+
+    def _server_address(self) -> str | None:
+        """The address the target's server answered on, as it reports it; None for a Unix socket."""
+        return self.session.query("SELECT host(inet_server_addr())")[0][0]
+
+    def _hardware(self) -> tuple[int | None, int | None, str]:
+        """The target's RAM (kB) and CPUs, None when unknown, and a sentence saying where they came from.
+
+        Perfpilot's own machine stands in only for a target PostgreSQL says is on it (a loopback or
+        Unix-socket server address): a remote server's memory is not ours.
+        """
+        ram_kb = int(self.params["ram_mb"] * MB) or None
+        cpus = int(self.params["cpus"]) or None
+        given = []
+        if ram_kb:
+            given.append(f"{ram_kb // MB} MB RAM")
+        if cpus:
+            given.append(f"{cpus} CPUs")
+        source = f"{' and '.join(given)} from the tuner's parameters" if given else ""
+        if ram_kb and cpus:
+            return ram_kb, cpus, f"Assumes {source}"
+        address = self._server_address()
+        if address in LOOPBACK_ADDRESSES:
+            assumed = []
+            if not ram_kb:
+                ram_kb = psutil.virtual_memory().total // 1024
+                assumed.append(f"{ram_kb // MB} MB RAM")
+            if not cpus:
+                cpus = psutil.cpu_count() or 1
+                assumed.append(f"{cpus} CPUs")
+            where = "socket" if address is None else address
+            text = f"{' and '.join(assumed)} of the machine Perfpilot runs on (the target is local: {where})"
+            return ram_kb, cpus, "Assumes " + "; ".join(filter(None, [source, text]))
+        missing = " and ".join(n for n, v in (("RAM", ram_kb), ("CPU count", cpus)) if not v)
+        text = f"{missing} unknown: the target ({address}) is not on Perfpilot's machine; set ram_mb and cpus"
+        return ram_kb, cpus, "; ".join(filter(None, [f"Assumes {source}" if source else "", text]))
 
     def analyze(self) -> Analysis:
         storage, workload = self.params["storage"], self.params["workload"]
@@ -118,12 +190,12 @@ class ConfigAdvisor(Tuner):
         if workload not in WORKLOADS:
             raise TunerError(f"workload is one of {', '.join(WORKLOADS)}.", field="workload")
         notes = []
-        ram_kb = int(self.params["ram_mb"] * MB)
-        cpus = int(self.params["cpus"])
-        if not ram_kb or not cpus:
-            ram_kb = ram_kb or psutil.virtual_memory().total // 1024
-            cpus = cpus or psutil.cpu_count() or 1
-            notes.append("RAM/CPUs not given: assumed those of the machine Perfpilot runs on (set ram_mb and cpus)")
+        ram_kb, cpus, hardware = self._hardware()
+        ram_known, cpus_known = ram_kb is not None, cpus is not None
+        unknown = (set() if ram_known else MEMORY_SETTINGS) | (set() if cpus_known else CPU_SETTINGS)
+        if ram_kb is None or cpus is None:
+            notes.append(f"{hardware}: the settings that depend on it are not advised")
+        ram_kb, cpus = ram_kb or 16 * GB, cpus or 4  # placeholders: what they shape is left out below
         current = self._current(
             [
                 *pgtune(ram_kb=ram_kb, cpus=max(cpus, 4), storage=storage, workload=workload, connections=100),
@@ -133,7 +205,13 @@ class ConfigAdvisor(Tuner):
             ]
         )
         connections = int(current["max_connections"]["value"])
-        recommended = pgtune(ram_kb=ram_kb, cpus=cpus, storage=storage, workload=workload, connections=connections)
+        recommended = {
+            name: value
+            for name, value in pgtune(
+                ram_kb=ram_kb, cpus=cpus, storage=storage, workload=workload, connections=connections
+            ).items()
+            if name not in unknown
+        }
         rows = []
         for name, value in recommended.items():
             if name not in current:
@@ -147,6 +225,8 @@ class ConfigAdvisor(Tuner):
                     "name": name,
                     "current": _format_kb(now) if name in MEMORY_SETTINGS or name.endswith("wal_size") else now,
                     "recommended": _format_kb(value) if name in MEMORY_SETTINGS or name.endswith("wal_size") else value,
+                    "current_display": _display(name, now, integer=current[name]["integer"]),
+                    "recommended_display": _display(name, value, integer=current[name]["integer"]),
                     "needs": "restart" if current[name]["context"] == "postmaster" else "reload",
                     "differs": differs,
                 }
@@ -155,8 +235,9 @@ class ConfigAdvisor(Tuner):
         risk_now = oom_risk_kb(current_values, connections=connections)
         risk_new = oom_risk_kb({**current_values, **recommended}, connections=connections)
         evidence = {
-            "ram_mb": ram_kb // MB,
-            "cpus": cpus,
+            "ram_mb": ram_kb // MB if ram_known else None,
+            "cpus": cpus if cpus_known else None,
+            "hardware": hardware,
             "storage": storage,
             "workload": workload,
             "max_connections": connections,
@@ -169,7 +250,7 @@ class ConfigAdvisor(Tuner):
             changes = [r for r in rows if r["differs"] and r["needs"] == needs]
             if changes:
                 analysis.findings.append(self._finding(needs, changes, evidence))
-        if risk_now > ram_kb:
+        if evidence["ram_mb"] is not None and risk_now > ram_kb:
             analysis.findings.append(
                 Finding(
                     key="oom-risk",
@@ -179,7 +260,7 @@ class ConfigAdvisor(Tuner):
                         f"shared_buffers + {connections} connections x work_mem x hash_mem_multiplier + autovacuum "
                         f"workers x maintenance memory reach {risk_now / MB:.0f} MB of {ram_kb / MB:.0f} MB RAM: "
                         "a busy moment can end in the out-of-memory killer. Lower work_mem or max_connections "
-                        "(or pool connections)."
+                        f"(or pool connections). {hardware}."
                     ),
                     estimated_impact="avoids out-of-memory crashes",
                     priority=85,
@@ -205,8 +286,8 @@ class ConfigAdvisor(Tuner):
             category="config",
             title=f"Tune {len(changes)} setting(s) (needs {needs})",
             explanation=(
-                f"For {evidence['ram_mb']} MB RAM, {evidence['cpus']} CPUs, {evidence['storage']} storage and a "
-                f"{evidence['workload']} workload: {names}. "
+                f"{evidence['hardware']}; {evidence['storage']} storage and a {evidence['workload']} workload: "
+                f"{names}. "
                 + ("Applied with a configuration reload." if needs == "reload" else "Takes effect after a restart.")
             ),
             statements=statements,

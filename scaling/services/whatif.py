@@ -139,12 +139,38 @@ def rule_replay(
     )
 
 
-def replay_changes(replay: Replay) -> list[tuple[int, ReplayStep]]:
-    """(count before, step) for every step of the replay that changed the replica count."""
-    changes = []
+@dataclass(frozen=True)
+class ExplainedStep:
+    before: int
+    step: ReplayStep  # the last step of the stretch: its explanation stands for all
+    held: bool  # the rule recommended another count than the one chosen (stabilization, policy, min/max)
+    since: datetime | None = None  # a stretch of identical holds starts here (None: a single step)
+    points: int = 1
+
+
+def replay_explained_steps(replay: Replay) -> list[ExplainedStep]:
+    """Every step that changed the count, or was held away from the rule's recommendation, with the count before.
+
+    A replay that "does nothing" while the metric is far off its target is held by something (the
+    max replicas, a window, a policy): those steps are the ones an operator needs explained.
+    Consecutive holds at the same count with the same recommendation are one stretch, not 30 rows.
+    """
+    explained: list[ExplainedStep] = []
     previous = replay.start_replicas
     for step in replay.steps:
-        if step.replicas != previous:
-            changes.append((previous, step))
+        held = step.recommended != step.replicas
+        if step.replicas != previous or held:
+            last = explained[-1] if explained else None
+            same_hold = (
+                held
+                and last is not None
+                and last.held
+                and last.step.replicas == step.replicas == previous
+                and last.step.recommended == step.recommended
+            )
+            if same_hold:
+                explained[-1] = ExplainedStep(previous, step, True, last.since or last.step.ts, last.points + 1)
+            else:
+                explained.append(ExplainedStep(previous, step, held))
         previous = step.replicas
-    return changes
+    return explained

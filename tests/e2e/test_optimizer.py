@@ -10,7 +10,7 @@ import redis
 
 from core.services import schedule_sync_defaults
 from monitoring.services.targets import TargetInput, target_create
-from optimizer.models import Recommendation
+from optimizer.models import OptimizationRun, Recommendation
 from optimizer.services.runs import run_create, run_execute
 from tests.conftest import PASSWORD
 from tests.e2e.browser import ARTIFACTS, browser_page
@@ -21,14 +21,21 @@ pytestmark = [pytest.mark.e2e, pytest.mark.celery_worker]
 PREFIX = f"ppe2e{os.getpid()}"
 
 
-def test_operator_applies_advice_and_sees_the_result_live(live_server, celery_worker_process, operator_user, pg15):
+def test_operator_applies_advice_and_sees_the_result_live(
+    live_server, celery_worker_process, operator_user, viewer_user, pg15
+):
     with pg15.connect() as conn:
         conn.execute("DROP TABLE IF EXISTS e2e_child, e2e_parent")
         conn.execute("CREATE TABLE e2e_parent (id int PRIMARY KEY)")
         conn.execute('CREATE TABLE e2e_child (id int PRIMARY KEY, "Parent Id" int REFERENCES e2e_parent)')
     make_dead_tuples(pg15, "public", "e2e_dead", rows=5000, deleted=4000)
     target = make_target(pg15, name="orders-db")
-    for tuner, params in (("indexes", {}), ("vacuum", {"min_dead_tuples": 100, "tables": ["public.e2e_dead"]})):
+    tuners = (
+        ("indexes", {}),
+        ("vacuum", {"min_dead_tuples": 100, "tables": ["public.e2e_dead"]}),
+        ("pgconfig", {}),  # no RAM given: the advice must say which machine's it assumed
+    )
+    for tuner, params in tuners:
         run_execute(
             run_id=run_create(
                 tuner=tuner, target=target, trigger="operator", actor=None, dry_run=False, params=params
@@ -69,12 +76,48 @@ def test_operator_applies_advice_and_sees_the_result_live(live_server, celery_wo
 
         page.goto(f"{live_server.url}/optimizer/database/{target.id}/")
         assert page.locator("[data-testid=vacuum-status]").inner_text().count("e2e_dead") == 1
+        assumptions = page.locator("[data-testid=config-advice] [data-testid=hardware-assumption]")
+        if assumptions.count():  # advice only when settings differ
+            assert "the target is local: 127.0.0.1" in assumptions.first.inner_text()
         page.screenshot(path=ARTIFACTS / "optimizer-database.png", full_page=True)
         page.goto(f"{live_server.url}/optimizer/log/")
         page.screenshot(path=ARTIFACTS / "optimizer-log.png", full_page=True)
         page.goto(f"{live_server.url}/optimizer/cache/{cache.id}/")
         assert f"{PREFIX}big" in page.locator("[data-testid=top-keys]").inner_text()
         page.screenshot(path=ARTIFACTS / "optimizer-cache.png", full_page=True)
+
+        page.goto(f"{live_server.url}/optimizer/database/{target.id}/")
+        other = Recommendation.objects.filter(target=target, status="open").first()
+        if other is not None:  # Dismiss answers with a line saying what happened, where the row was
+            page.click(f"#recommendation-{other.id} [data-testid=dismiss]")
+            page.wait_for_selector(f"#recommendation-{other.id}[data-testid=dismissed]")
+            assert "is dismissed" in page.inner_text(f"#recommendation-{other.id}")
+    for width in (1280, 390):
+        for user in (viewer_user, operator_user):
+            _walk_optimizer_pages(live_server.url, user, width, target=target, cache=cache)
     for key in client.scan_iter(match=f"{PREFIX}*"):
         client.unlink(key)
     client.close()
+
+
+def _walk_optimizer_pages(base_url: str, user, width: int, *, target, cache) -> None:
+    """Every optimizer page at one width as one user, a screenshot each; a viewer meets no form to fill."""
+    role = user.username.split("-")[1]
+    run = OptimizationRun.objects.filter(target=target).order_by("-id").first()
+    pages = {
+        "index": "/optimizer/",
+        "database": f"/optimizer/database/{target.id}/",
+        "cache": f"/optimizer/cache/{cache.id}/",
+        "log": "/optimizer/log/",
+        "run": f"/optimizer/runs/{run.id}/",
+    }
+    with browser_page(width=width, height=900) as page:
+        page.goto(f"{base_url}/login/")
+        page.fill("#id_username", user.username)
+        page.fill("#id_password", PASSWORD)
+        page.click("button[type=submit]")
+        for name, path in pages.items():
+            page.goto(f"{base_url}{path}")
+            page.screenshot(path=ARTIFACTS / f"optimizer-{name}-{role}-{width}.png", full_page=True)
+            if role == "viewer" and name != "log":  # the log's search box is a query, not an edit
+                assert page.locator("main input:not([type=hidden]), main textarea").count() == 0, name

@@ -53,14 +53,14 @@ def test_create_rule_replay_it_then_enable(live_server, operator_user):
 
             page.click("[data-testid=add-rule] summary")
             form = page.locator("[data-testid=add-rule] form")
-            form.locator("#id_name").fill("load")
-            form.locator("#id_source").select_option("series")
-            form.locator("#id_series_id").fill(str(series))
-            form.locator("#id_target_value").fill("0")
+            form.locator("#id_new_rule_name").fill("load")
+            form.locator("#id_new_rule_source").select_option("series")
+            form.locator("#id_new_rule_series_id").select_option(label="no target · checkout_load")  # by name
+            form.locator("#id_new_rule_target_value").fill("0")
             form.locator("button[type=submit]").click()
             page.wait_for_selector("text=The target value must be above 0.")  # the editor's field error
             form = page.locator("[data-testid=add-rule] form")
-            form.locator("#id_target_value").fill("50")
+            form.locator("#id_new_rule_target_value").fill("50")
             form.locator("button[type=submit]").click()
             page.wait_for_selector('[data-rule="load"]')
 
@@ -77,7 +77,7 @@ def test_create_rule_replay_it_then_enable(live_server, operator_user):
             page.click('[data-rule="load"] [data-testid=toggle-rule]')
             page.wait_for_selector("text=Rule “load” enabled.")
             page.click("[data-testid=enable]")
-            page.wait_for_selector("text=Service “checkout”: enable.")
+            page.wait_for_selector("text=Service checkout enabled.")
             assert ScaledService.objects.get(name="checkout").enabled
             assert ScalingRule.objects.get(name="load", service__name="checkout").enabled
 
@@ -96,3 +96,52 @@ def test_create_rule_replay_it_then_enable(live_server, operator_user):
             assert "answered 500" in page.inner_text("[data-testid=last-error]")
             assert "answered 500" in page.inner_text("[data-testid=decisions] tbody tr:first-child")
             page.screenshot(path=ARTIFACTS / "scaling-service-failure.png", full_page=True)
+
+
+EDITABLE = "main input:not([type=hidden]), main textarea, main select"
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_scaling_pages_as_viewer_and_operator_at_desktop_and_phone_width(
+    live_server, operator_user, viewer_user, width
+):
+    (series,) = series_resolve(target_id=None, specs=[SeriesSpec("cpu_busy", {})])
+    now = timezone.now()
+    samples_write([(series, now - timedelta(minutes=30 - i), 98.0) for i in range(30)])
+    service = service_create(
+        data=ServiceInput(
+            name="ux-web",
+            executor_kind="webhook",
+            executor_config={"url": "http://127.0.0.1:9/scale"},
+            min_replicas=2,
+            max_replicas=2,
+        ),
+        actor=operator_user,
+        via="system",
+    )
+    ScalingRule.objects.create(service=service, name="cpu", source="series", series_id=series, target_value=50)
+    ScaledService.objects.filter(pk=service.pk).update(applied_replicas=2, observed_replicas=1, observed_at=now)
+    for user in (viewer_user, operator_user):
+        role = user.username.split("-")[1]
+        with browser_page(width=width, height=900) as page:
+            page.goto(f"{live_server.url}/login/?next=/scaling/")
+            page.fill("#id_username", user.username)
+            page.fill("#id_password", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_selector('[data-service="ux-web"]')
+            page.screenshot(path=ARTIFACTS / f"scaling-index-{role}-{width}.png", full_page=True)
+            page.goto(f"{live_server.url}/scaling/services/ux-web/")
+            explained = page.inner_text("[data-testid=replicas-explained]")
+            assert "Set to 2 by Perfpilot, but 1 observed running" in explained
+            page.select_option("[data-testid=whatif-form] select[name=range]", "1h")
+            page.click("[data-testid=whatif-form] button")
+            page.wait_for_selector("[data-testid=whatif-last-step]")
+            assert "98 per replica" in page.inner_text("[data-testid=whatif-last-step]")
+            page.click("#whatif-result details summary")
+            assert "Clamp: above the maximum of 2" in page.inner_text("[data-testid=whatif-changes-table]")
+            assert page.locator("[data-testid=whatif-changes-table] tbody tr").count() == 1  # one held stretch
+            page.screenshot(path=ARTIFACTS / f"scaling-service-{role}-{width}.png", full_page=True)
+            if user == viewer_user:  # a viewer reads: the only controls are the what-if query's
+                controls = page.locator(EDITABLE)
+                names = {controls.nth(i).get_attribute("name") for i in range(controls.count())}
+                assert names == {"rule", "range"}

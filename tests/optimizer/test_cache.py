@@ -144,3 +144,23 @@ def test_cache_optimize_api_starts_dry_runs_and_benchmark_measures_redis(
     assert bench.status_code == 200, bench.content
     assert bench.json()["write_p50_ms"] > 0
     assert not list(cache.scan_iter(match="perfpilot:benchmark:*"))  # its keys are removed
+
+
+def test_the_cache_page_says_so_when_the_scan_found_no_keys(target, cache, viewer_client):
+    run = _run(target, match=f"{PREFIX}-nothing-matches-*")
+    assert run.status == OptimizationRun.Status.SUCCEEDED, run.error
+    html = viewer_client.get(f"/optimizer/cache/{target.id}/").content.decode()
+    namespaces = html[html.index('data-testid="namespaces"') :]
+    assert "No keys found in the scan." in namespaces
+    assert "No keys scanned, so no TTLs to count." in html[html.index('data-testid="ttl-buckets"') :]
+
+
+def test_a_run_page_shows_evidence_as_a_table_with_units_and_why_after_is_empty(target, cache, viewer_client):
+    _fill(cache)
+    run = _run(target, dry_run=True)
+    html = viewer_client.get(f"/optimizer/runs/{run.id}/").content.decode()
+    evidence = html[html.index('data-testid="evidence"') :]
+    bytes_used = evidence[evidence.index("<td>Bytes used</td>") :].split("</tr>")[0]
+    assert bytes_used.rstrip().endswith(("KB</td>", "MB</td>"))  # a size, not 1234567
+    assert "{" not in evidence.split("</section>")[0]  # no dict dump
+    assert "Not measured after (dry run): nothing was changed." in evidence

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from optimizer.charts import before_after_data, before_after_figure
+from optimizer.evidence import evidence_table
 from optimizer.models import OptimizationRun, Recommendation
 from optimizer.services.runs import run_create, run_execute
 from tests.optimizer.conftest import make_dead_tuples, make_target
@@ -44,7 +45,7 @@ def test_viewers_cannot_apply_dismiss_or_run(viewer_client, pg18):
     assert viewer_client.post("/optimizer/tuners/vacuum/run/", {"target": target.id}).status_code == 403
 
 
-def test_apply_answers_a_polling_status_fragment_and_dismiss_removes_the_row(operator_client, pg18):
+def test_apply_answers_a_polling_status_fragment_and_dismiss_replaces_the_row_with_what_happened(operator_client, pg18):
     target = make_target(pg18)
     recommendation = _recommendation(target)
     response = operator_client.post(f"/optimizer/recommendations/{recommendation.id}/apply/", **HTMX)
@@ -58,7 +59,10 @@ def test_apply_answers_a_polling_status_fragment_and_dismiss_removes_the_row(ope
 
     other = _recommendation(target, title="other")
     gone = operator_client.post(f"/optimizer/recommendations/{other.id}/dismiss/", **HTMX)
-    assert gone.status_code == 200 and gone.content == b""
+    dismissed_row = gone.content.decode()
+    assert gone.status_code == 200
+    assert f'id="recommendation-{other.id}"' in dismissed_row and 'role="status"' in dismissed_row
+    assert "“other”" in dismissed_row and "dismissed" in dismissed_row
     other.refresh_from_db()
     assert other.status == "dismissed"
 
@@ -147,3 +151,55 @@ def test_operators_edit_a_tuner_schedule_with_a_maintenance_window(operator_clie
     task.refresh_from_db()
     assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("15", "1", "1")
     assert json.loads(task.kwargs) == {"tuner": "vacuum", "dry_run": True, "maintenance_window": "01:00-05:00"}
+    form = operator_client.get("/optimizer/").content.decode()
+    form = form[form.index(f'hx-post="/optimizer/schedules/{task.id}/"') :]
+    assert 'value="01:00-05:00"' in form.split("</form>")[0]  # the edit form shows what is saved
+    assert 'name="dry_run" checked' in form.split("</form>")[0]
+
+
+def test_evidence_rows_name_the_queries_and_give_units():
+    recommendation = Recommendation(
+        evidence={"queries": [{"queryid": 42, "query": "SELECT * FROM orders WHERE customer_id = $1"}]}
+    )
+    run = OptimizationRun(
+        tuner="indexes",
+        action=OptimizationRun.Action.APPLY,
+        status=OptimizationRun.Status.SUCCEEDED,
+        dry_run=False,
+        recommendation=recommendation,
+        evidence_before={"index_bytes": 0, "queries_mean_ms": {"42": 12.5}},
+        evidence_after={"index_bytes": 1536000, "queries_mean_ms": {"42": 0.25}},
+    )
+    table = evidence_table(run)
+    rows = {row.label: (row.before, row.after) for row in table.rows}
+    assert rows["Index size"] == ("0 bytes", "1.5 MB")
+    assert rows["Queries mean time: query “SELECT * FROM orders WHERE customer_id = $1”"] == ("12.5 ms", "0.25 ms")
+    assert table.has_after and table.after_note == ""
+    dry = OptimizationRun(tuner="vacuum", action="run", status="succeeded", dry_run=True, evidence_before={"tables": 3})
+    assert evidence_table(dry).after_note == "Not measured after (dry run): nothing was changed."
+
+
+def test_an_index_advice_lists_the_queries_it_serves(viewer_client, pg18):
+    target = make_target(pg18)
+    queries = [{"queryid": 7, "query": "SELECT * FROM t WHERE a = $1", "mean_time_ms": 41.5, "total_time_ms": 830}]
+    _recommendation(target, evidence={"queries": queries}, estimated_impact="frees 1.5 MB")
+    html = viewer_client.get("/optimizer/").content.decode()
+    served = html[html.index('data-testid="served-queries"') :]
+    assert "Serves 1 query" in served and "SELECT * FROM t WHERE a = $1" in served
+    assert "41.50 ms" in served and "not applied" in served
+
+
+def test_schedules_read_as_words_and_the_last_run_says_what_started_it(viewer_client, pg18):
+    from core.services import schedule_sync_defaults
+    from optimizer.tuners.vacuum import VacuumTuner
+
+    schedule_sync_defaults()
+    target = make_target(pg18)
+    run_execute(run_id=run_create(tuner="vacuum", target=target, trigger="operator", actor=None, dry_run=True).id)
+    html = viewer_client.get("/optimizer/").content.decode()
+    assert "(m/h/dM/MY/d)" not in html
+    tuner_row = html[html.index('data-testid="tuner-vacuum"') :].split("</tr>")[0]
+    minute, hour = VacuumTuner.schedule.crontab.split()[:2]
+    assert f"cron: {minute} {hour} " in tuner_row and "At " in tuner_row
+    assert f"Operator (system) on {target.name}" in tuner_row
+    assert "Last run by beat" in html  # the schedules table counts beat's runs only, and says so

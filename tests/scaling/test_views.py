@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
+from datetime import timedelta
 from html import unescape
+from html.parser import HTMLParser
 
 import pytest
+from django.utils import timezone
 
+from monitoring.storage import samples_write
 from scaling.models import ScaledService, ScalingDecision, ScalingRule
 from scaling.services.evaluation import service_evaluate
 from tests.scaling.conftest import load_series, webhook_service
@@ -27,7 +32,7 @@ def test_index_lists_services_with_current_desired_and_why(viewer_client, hook):
     html = viewer_client.get("/scaling/").content.decode()
     assert 'data-service="web"' in html
     row = html[html.index('data-service="web"') :]
-    assert '<td class="num" data-testid="current">2</td>' in row
+    assert '<td class="num" data-testid="current">2' in row
     assert '<td class="num" data-testid="desired">2</td>' in row
     assert "Decision: scale up from 1 to 2." in row
     assert "<code>scale</code>" in html  # the section's queue
@@ -98,7 +103,7 @@ def test_rule_editor_shows_field_errors_and_saves(operator_client, hook):
         {"name": "cpu-rule", "source": "series", "target_value": "50", "target_type": "value", "tolerance": "0.1"},
     )
     assert no_series.status_code == 422
-    assert "needs its series id" in no_series.context["new_rule_form"].errors["series_id"][0]
+    assert "Choose the series" in no_series.context["new_rule_form"].errors["series_id"][0]
     unknown = operator_client.post(
         "/scaling/services/web/rules/",
         {
@@ -193,7 +198,7 @@ def test_editing_a_rule_keeps_its_name_and_shows_errors_on_its_own_form(operator
     )
     assert bad.status_code == 422
     (edited_rule, form) = bad.context["rule_forms"][0]
-    assert edited_rule == rule and "series id" in form.errors["series_id"][0]
+    assert edited_rule == rule and "Choose the series" in form.errors["series_id"][0]
     good = operator_client.post(
         "/scaling/services/web/rules/",
         {
@@ -232,3 +237,76 @@ def test_the_rules_table_says_what_each_rule_reads(operator_client, hook):
     html = operator_client.get("/scaling/services/web/").content.decode()
     assert "<code>sum of celery_queue_length{queue=default}</code>" in html
     assert html.count('data-testid="matched">1 series<') == 2
+
+
+class _IdCollector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.ids.extend(value for name, value in attrs if name == "id" and value)
+
+
+def _repeated_ids(html: str) -> list[str]:
+    parser = _IdCollector()
+    parser.feed(html)
+    return sorted(name for name, count in Counter(parser.ids).items() if count > 1)
+
+
+def test_every_element_id_on_the_scaling_pages_is_unique(operator_client, viewer_client, hook):
+    service = webhook_service("web", hook.url, series_id=load_series("app_load", 100))
+    service_evaluate(service=service)
+    for client in (operator_client, viewer_client):
+        for url in ("/scaling/", "/scaling/services/web/", "/scaling/services/web/whatif/?rule=load&range=1h"):
+            response = client.get(url)
+            assert response.status_code == 200
+            assert _repeated_ids(response.content.decode()) == [], url
+
+
+def test_the_rule_form_picks_targets_and_series_by_name(operator_client, hook):
+    series_id = load_series("app_load", 100, labels={"pool": "web"})
+    webhook_service("web", hook.url, series_id=series_id)
+    html = operator_client.get("/scaling/services/web/").content.decode()
+    assert f'<option value="{series_id}">no target · app_load{{pool=web}}</option>' in html
+    assert 'id="id_new_rule_target_id"' in html
+    assert ">Any target</option>" in html
+    assert '<datalist id="rule-metric-names">' in html and '<option value="app_load">' in html
+    rules_table = html[html.index('data-testid="rules"') :]
+    assert "<code>no target · app_load{pool=web}</code>" in rules_table  # not "series #12"
+
+
+def test_whatif_shows_the_simulated_metric_and_why_it_held(viewer_client, hook):
+    # CPU at 98 against a target of 50 on 2 replicas wants 4, but the service allows at most 2.
+    series_id = load_series("cpu", 98)
+    samples_write([(series_id, timezone.now() - timedelta(minutes=m), 98.0) for m in (3, 2)])
+    webhook_service("web", hook.url, series_id=series_id, min_replicas=2, max_replicas=2)
+    html = viewer_client.get("/scaling/services/web/whatif/?rule=load&range=1h", HTTP_HX_REQUEST="true")
+    html = html.content.decode()
+    assert 'data-testid="whatif-changes">0<' in html
+    assert 'data-testid="whatif-last-simulated">98 per replica<' in html
+    assert "the rule asked for 4, held at 2" in html
+    held = html[html.index('data-testid="whatif-changes-table"') :]
+    assert "2 → 2" in held and ">held<" in held and "Clamp: above the maximum of 2, so 2." in held
+    assert held.count("<tr>") == 2 and "(3 points, the last shown)" in held  # header + one stretch, not a row a point
+
+
+def test_replicas_set_by_perfpilot_and_observed_running_are_told_apart(viewer_client, hook):
+    service = webhook_service("web", hook.url, series_id=load_series("app_load", 50))
+    ScaledService.objects.filter(pk=service.pk).update(
+        applied_replicas=2, observed_replicas=1, observed_at=timezone.now()
+    )
+    page = viewer_client.get("/scaling/services/web/").content.decode()
+    explained = page[page.index('data-testid="replicas-explained"') :]
+    assert "Set to 2 by Perfpilot, but 1 observed running" in explained
+    assert "the executor has not caught up yet, or something else changed the count" in explained
+    index = viewer_client.get("/scaling/").content.decode()
+    assert "(1 running)" in index[index.index('data-service="web"') :]
+
+
+def test_state_changes_are_confirmed_in_plain_words(operator_client, hook):
+    webhook_service("web", hook.url, series_id=load_series("app_load", 50), enabled=False)
+    response = operator_client.post("/scaling/services/web/state/", {"action": "enable"}, follow=True)
+    assert "Service web enabled." in response.content.decode()
+    response = operator_client.post("/scaling/services/web/state/", {"action": "dry-run-on"}, follow=True)
+    assert "Service web switched to dry run." in response.content.decode()
