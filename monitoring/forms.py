@@ -7,6 +7,14 @@ from django import forms
 from monitoring.models import Target
 from monitoring.services.targets import target_input_problems
 
+URL_EXAMPLES = {
+    Target.Kind.POSTGRES: "postgresql://user:password@db:5432/app",
+    Target.Kind.REDIS: "redis://:password@cache:6379/0",
+    Target.Kind.CELERY: "redis://:password@broker:6379/0 (the app's broker)",
+    Target.Kind.PROMETHEUS: "http://exporter:9100/metrics",
+    Target.Kind.HOST: "none: a host target reads this machine",
+}
+
 
 class TargetForm(forms.Form):
     name = forms.CharField(max_length=100)
@@ -15,9 +23,13 @@ class TargetForm(forms.Form):
         max_length=2000,
         required=False,
         label="URL / DSN",
-        help_text="e.g. postgresql://user:password@db:5432/app. Stored encrypted and never shown back; "
-        "leave blank when editing to keep the stored one.",
-        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+        help_text="PostgreSQL: postgresql://user:password@db:5432/app · Redis: redis://:password@cache:6379/0 · "
+        "Celery: its Redis broker URL · Prometheus: http://exporter:9100/metrics · Host: none. "
+        "Stored encrypted and never shown back; leave blank when editing to keep the stored one.",
+        # shell.js shows the chosen kind's example as the placeholder.
+        widget=forms.TextInput(
+            attrs={"autocomplete": "off", "spellcheck": "false", "data-url-examples": json.dumps(URL_EXAMPLES)}
+        ),
     )
     interval_seconds = forms.IntegerField(min_value=1, max_value=86_400, initial=10, label="Interval (s)")
     timeout_seconds = forms.IntegerField(min_value=1, max_value=300, initial=5, label="Timeout (s)")

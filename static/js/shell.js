@@ -73,17 +73,36 @@
     if (target) target.focus();
   }
 
+  // A URL field whose example depends on the chosen kind (the add-target form): the placeholder
+  // follows the kind select of the same form.
+  function showUrlExample(input) {
+    var kind = input.form && input.form.elements.namedItem("kind");
+    if (!kind) return;
+    var examples = JSON.parse(input.getAttribute("data-url-examples"));
+    input.placeholder = examples[kind.value] || "";
+  }
+  function setUpUrlExamples(root) {
+    root.querySelectorAll("input[data-url-examples]").forEach(showUrlExample);
+  }
+  document.addEventListener("change", function (event) {
+    if (event.target.name !== "kind" || !event.target.form) return;
+    var input = event.target.form.querySelector("input[data-url-examples]");
+    if (input) showUrlExample(input);
+  });
+
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy]");
     if (button) copyFrom(button);
   });
   document.addEventListener("DOMContentLoaded", function () {
     setUpMenu();
+    setUpUrlExamples(document);
     labelTableCells(document);
     focusFirstError(document);
   });
   document.addEventListener("htmx:afterSettle", function (event) {
     labelTableCells(document);
+    setUpUrlExamples(document);
     focusFirstError(event.detail.elt || document);
   });
 })();

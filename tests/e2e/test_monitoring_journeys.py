@@ -72,3 +72,13 @@ def test_add_target_form_reports_every_problem_at_once_and_takes_focus_there(liv
         summary.locator("a", has_text="URL").click()
         assert page.evaluate("document.activeElement.id") == "id_url"
         assert not Target.objects.filter(kind="redis").exists()
+
+
+def test_add_target_url_field_shows_the_example_of_the_chosen_kind(live_server, operator_user):
+    with browser_page(width=1280) as page:
+        sign_in(page, live_server.url, operator_user.username, PASSWORD)
+        page.goto(f"{live_server.url}/monitoring/")
+        page.select_option("#id_kind", "prometheus")
+        assert page.get_attribute("#id_url", "placeholder") == "http://exporter:9100/metrics"
+        page.select_option("#id_kind", "redis")
+        assert page.get_attribute("#id_url", "placeholder") == "redis://:password@cache:6379/0"
