@@ -281,3 +281,37 @@ def test_the_rule_form_shows_whole_thresholds_without_a_trailing_zero(operator_c
     assert 'name="critical_threshold" value="95.5"' in form
     assert "80.0" not in form
 
+
+def _status_cell(html: str, alert_id: int) -> str:
+    row = re.search(rf'<tr id="alert-{alert_id}".*?</tr>', html, re.S).group(0)
+    cell = re.search(r'<td class="alert-status"[^>]*>(.*?)</td>', row, re.S).group(1)
+    return " ".join(re.sub(r"<[^>]+>|\{#.*?#\}", " ", cell).split())
+
+
+def test_the_status_of_an_alert_says_firing_acknowledged_silenced_or_inhibited(viewer_client, operator_user, target):
+    rule = make_rule()
+    loud = make_alert(rule, target=target, state="firing", extra_labels={"db": "loud"})
+    acked = make_alert(rule, target=target, state="firing", extra_labels={"db": "acked"})
+    alert_ack(alert=acked, actor=operator_user, comment="on it", via="ui")
+    quiet = make_alert(rule, target=target, state="firing", extra_labels={"db": "quiet"})
+    ends_at = timezone.now() + timedelta(hours=2)
+    silence_create(data=SilenceInput(matchers=[{"name": "db", "op": "=", "value": "quiet"}], ends_at=ends_at,
+                                     comment="drill"), actor=operator_user, via="ui")  # fmt: skip
+    pending = make_alert(rule, target=target, state="pending", extra_labels={"db": "slow"})
+    html = viewer_client.get("/alerts/").content.decode()
+    assert _status_cell(html, loud.id) == "firing not acknowledged"
+    assert _status_cell(html, acked.id) == "firing acknowledged by oscar-operator just now: on it"
+    assert _status_cell(html, quiet.id) == f"firing silenced until {ends_at:%Y-%m-%d %H:%M} UTC"
+    assert _status_cell(html, pending.id) == "pending"
+    rule_page = viewer_client.get(f"/alerts/rules/{rule.id}/").content.decode()
+    assert _status_cell(rule_page, loud.id) == "firing not acknowledged"
+
+
+def test_a_warning_muted_by_a_critical_alert_says_by_which(viewer_client, target):
+    rule = make_rule()
+    critical = make_alert(rule, target=target, state="firing", severity="critical")
+    warning_rule = make_rule(name="Connections rising", warning_threshold=60.0)
+    warning = make_alert(warning_rule, target=target, state="firing", severity="warning")
+    assert _status_cell(viewer_client.get("/alerts/").content.decode(), warning.id) == (
+        f"firing inhibited by {critical.title}"
+    )
