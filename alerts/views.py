@@ -178,8 +178,16 @@ def rules(request: HttpRequest) -> HttpResponse:
     return render(request, "alerts/rules.html", {"rules": rule_list(), "units": metric_units()})
 
 
+# Shown in the form as typed numbers: 80.0 reads "80" (a whole float becomes an int, which is the same value).
+RULE_NUMBER_FIELDS = ("warning_threshold", "critical_threshold", "forecast_limit")
+
+
 def _rule_initial(rule: AlertRule) -> dict:
     initial = asdict(rule_input_from(rule))
+    for name in RULE_NUMBER_FIELDS:
+        value = initial[name]
+        if isinstance(value, float) and value.is_integer():
+            initial[name] = int(value)
     initial["labels"] = pairs_text(rule.labels)
     initial["series_labels"] = pairs_text(rule.series_labels)
     return initial
@@ -187,7 +195,11 @@ def _rule_initial(rule: AlertRule) -> dict:
 
 @require_http_methods(["GET", "POST"])
 def rule_edit(request: HttpRequest, rule_id: int | None = None) -> HttpResponse:
+    """A rule's page: operators edit its definition, viewers read it (the template shows them text, not
+    inputs they could not save). A new rule is only for operators."""
     rule = get_object_or_404(AlertRule, pk=rule_id) if rule_id else None
+    if rule is None:
+        ensure_role(request.user, OPERATOR)
     form = RuleForm(initial=_rule_initial(rule) if rule else {"severity": "critical"})
     status = 200
     if request.method == "POST":

@@ -12,6 +12,7 @@ from datetime import datetime
 from django import template
 
 from alerts.formatting import alert_value_text, metric_unit, rule_quantity
+from alerts.forms import pairs_text
 from alerts.models import Alert, AlertRule
 from core import humanize
 
@@ -28,6 +29,20 @@ def ago(moment: datetime | None) -> str:
 def rule_value(rule: AlertRule, value: float | None, units: Mapping[str, str] | None = None) -> str:
     """A threshold (or any value) of a rule in its metric's unit: "2 GiB", "85 %", "7 d" for forecasts."""
     return rule_quantity(kind=rule.kind, value=value, unit=metric_unit(rule.metric, units))
+
+
+@register.simple_tag
+def forecast_limit(rule: AlertRule, units: Mapping[str, str] | None = None) -> str:
+    """A forecast rule's limit, in its metric's unit (its thresholds are days, its limit is not)."""
+    if rule.forecast_limit is None:
+        return "—"
+    return humanize.quantity(rule.forecast_limit, metric_unit(rule.metric, units))
+
+
+@register.filter
+def pairs(labels: Mapping[str, str] | None) -> str:
+    """A label set as it is typed in the rule form: "team=db, service=api"."""
+    return pairs_text(dict(labels or {}))
 
 
 @register.simple_tag

@@ -206,3 +206,112 @@ def test_the_channel_page_never_shows_the_url_and_shows_why_it_is_disabled(opera
               "group_interval_seconds": "300", "repeat_interval_seconds": "14400"}  # fmt: skip
     bad = operator_client.post("/alerts/channels/", fields)
     assert bad.status_code == 422 and "http:// or https://" in bad.content.decode()
+
+
+# A control a person can type into or pick from; hidden inputs (the banner's version) are no such thing.
+VISIBLE_CONTROL = re.compile(r'<(?:input(?![^>]*type="hidden")|select|textarea)\b')
+
+
+def _main(client, path: str) -> str:
+    response = client.get(path)
+    assert response.status_code == 200, path
+    html = response.content.decode()
+    return html[html.index("<main") : html.index("</main>")]
+
+
+def _alerts_pages(target) -> dict[str, str]:
+    rule = make_rule()
+    alert = make_alert(rule, target=target, state="firing")
+    channel = make_channel("http://127.0.0.1:9/slack", name="ops")
+    return {
+        "alerts": "/alerts/",
+        "alert": f"/alerts/{alert.id}/",
+        "rules": "/alerts/rules/",
+        "rule": f"/alerts/rules/{rule.id}/",
+        "channels": "/alerts/channels/",
+        "channel": f"/alerts/channels/{channel.id}/",
+    }
+
+
+def test_a_viewer_sees_no_input_it_could_not_submit_on_any_alerts_page(viewer_client, target):
+    for name, path in _alerts_pages(target).items():
+        main = _main(viewer_client, path)
+        assert not VISIBLE_CONTROL.search(main), f"{name} shows a form control to a viewer"
+        assert 'type="submit"' not in main, f"{name} shows a button to a viewer"
+
+
+def test_a_viewer_meets_the_403_page_on_new_rule_and_new_silence(viewer_client):
+    for path in ("/alerts/rules/new/", "/alerts/silences/new/"):
+        response = viewer_client.get(path)
+        assert response.status_code == 403
+        assert "Your role may not do this" in response.content.decode()
+
+
+def test_operators_keep_their_forms_on_the_alerts_pages(operator_client, target):
+    pages = _alerts_pages(target)
+    assert 'name="comment"' in _main(operator_client, pages["alerts"])
+    assert 'id="ack-comment"' in _main(operator_client, pages["alert"])
+    rule_page = _main(operator_client, pages["rule"])
+    assert '<select name="kind"' in rule_page and "Save rule</button>" in rule_page
+    assert 'data-testid="rule-definition"' not in rule_page
+    assert 'name="group_wait_seconds"' in _main(operator_client, pages["channels"])
+    assert 'name="group_wait_seconds"' in _main(operator_client, pages["channel"])
+    for path in ("/alerts/rules/new/", "/alerts/silences/new/"):
+        assert VISIBLE_CONTROL.search(_main(operator_client, path)), path
+
+
+def test_a_viewer_reads_a_rules_definition_in_human_units(viewer_client, target):
+    rule = make_rule(name="Redis memory", metric="redis_used_memory_bytes", target_id=target.id,
+                     warning_threshold=2147483648.0, critical_threshold=None, for_seconds=300,
+                     labels={"team": "cache"}, summary="Redis is near its memory limit")  # fmt: skip
+    main = _main(viewer_client, f"/alerts/rules/{rule.id}/")
+    definition = re.search(r'<dl class="definition".*?</dl>', main, re.S).group(0)
+    for term, description in [("Kind", "Threshold: above"), ("Warning", "2 GiB"), ("Critical", "—"),
+                              ("Pending for", "5 min"), ("Window", "1 h"), ("Labels", "<code>team=cache</code>"),
+                              ("Summary", "Redis is near its memory limit")]:  # fmt: skip
+        assert re.search(rf"<dt>{term}</dt><dd>(<a [^>]*>)?{re.escape(description)}", definition), term
+    assert f">{target.name}</a>" in definition
+    assert "Editing rules needs the operator role." in main
+
+
+def test_the_rule_form_shows_whole_thresholds_without_a_trailing_zero(operator_client):
+    rule = make_rule(warning_threshold=80.0, critical_threshold=95.5)
+    form = _main(operator_client, f"/alerts/rules/{rule.id}/")
+    assert 'name="warning_threshold" value="80"' in form
+    assert 'name="critical_threshold" value="95.5"' in form
+    assert "80.0" not in form
+
+
+def _status_cell(html: str, alert_id: int) -> str:
+    row = re.search(rf'<tr id="alert-{alert_id}".*?</tr>', html, re.S).group(0)
+    cell = re.search(r'<td class="alert-status"[^>]*>(.*?)</td>', row, re.S).group(1)
+    return " ".join(re.sub(r"<[^>]+>|\{#.*?#\}", " ", cell).split())
+
+
+def test_the_status_of_an_alert_says_firing_acknowledged_silenced_or_inhibited(viewer_client, operator_user, target):
+    rule = make_rule()
+    loud = make_alert(rule, target=target, state="firing", extra_labels={"db": "loud"})
+    acked = make_alert(rule, target=target, state="firing", extra_labels={"db": "acked"})
+    alert_ack(alert=acked, actor=operator_user, comment="on it", via="ui")
+    quiet = make_alert(rule, target=target, state="firing", extra_labels={"db": "quiet"})
+    ends_at = timezone.now() + timedelta(hours=2)
+    silence_create(data=SilenceInput(matchers=[{"name": "db", "op": "=", "value": "quiet"}], ends_at=ends_at,
+                                     comment="drill"), actor=operator_user, via="ui")  # fmt: skip
+    pending = make_alert(rule, target=target, state="pending", extra_labels={"db": "slow"})
+    html = viewer_client.get("/alerts/").content.decode()
+    assert _status_cell(html, loud.id) == "firing not acknowledged"
+    assert _status_cell(html, acked.id) == "firing acknowledged by oscar-operator just now: on it"
+    assert _status_cell(html, quiet.id) == f"firing silenced until {ends_at:%Y-%m-%d %H:%M} UTC"
+    assert _status_cell(html, pending.id) == "pending"
+    rule_page = viewer_client.get(f"/alerts/rules/{rule.id}/").content.decode()
+    assert _status_cell(rule_page, loud.id) == "firing not acknowledged"
+
+
+def test_a_warning_muted_by_a_critical_alert_says_by_which(viewer_client, target):
+    rule = make_rule()
+    critical = make_alert(rule, target=target, state="firing", severity="critical")
+    warning_rule = make_rule(name="Connections rising", warning_threshold=60.0)
+    warning = make_alert(warning_rule, target=target, state="firing", severity="warning")
+    assert _status_cell(viewer_client.get("/alerts/").content.decode(), warning.id) == (
+        f"firing inhibited by {critical.title}"
+    )

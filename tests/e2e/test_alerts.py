@@ -47,8 +47,8 @@ def test_ack_and_silence_a_firing_alert(live_server, operator_user):
         row = page.locator(f"#alert-{alert.id}")
         row.locator("input[name=comment]").fill("looking into it")
         page.screenshot(path=ARTIFACTS / "alerts-page.png", full_page=True)
-        row.locator("text=Ack").click()
-        page.wait_for_selector(f"#alert-{alert.id} >> text=acked by oscar-operator")
+        row.get_by_role("button", name="Ack", exact=True).click()
+        page.wait_for_selector(f"#alert-{alert.id} >> text=acknowledged by oscar-operator")
 
         page.locator(f"#alert-{alert.id} >> text=Silence").click()
         assert page.input_value("#id_matchers") == "alertname=Connections high, target=db1"
