@@ -70,13 +70,15 @@ def replicas_figure(
             }
         ]
     )
+    most_replicas = max((count for _, count in replicas), default=1)
     layout = {
         **time_layout(height=height),
         "yaxis": {
             "title": {"text": "replicas", "font": {"size": 10}},
-            "rangemode": "tozero",
-            # Replicas are whole numbers: ticks every whole step (about five of them), never a 1.5.
-            "dtick": max(1, math.ceil(max((count for _, count in replicas), default=1) / 5)),
+            # Replicas are whole numbers: ticks every whole step (about five of them), never a 1.5; a quarter of
+            # headroom keeps the highest count below the top, where the metric's target line usually runs.
+            "range": [0, math.ceil(most_replicas * 1.25)],
+            "dtick": max(1, math.ceil(most_replicas / 5)),
         },
         "yaxis2": {
             **value_axis(metric_unit),
@@ -84,6 +86,9 @@ def replicas_figure(
             "overlaying": "y",
             "side": "right",
             "showgrid": False,
+            # Round values in the metric's unit (10 %, 20 %), not ticks lined up with the replicas' grid
+            # (plotly.js 4 syncs an overlaying axis to the grid it lies on: 24.6 %, 49.2 %).
+            "tickmode": "auto",
         },
     }
     if metric and not replicas:
@@ -94,11 +99,12 @@ def replicas_figure(
                 "showarrow": False,
                 "xref": "paper",
                 "yref": "paper",
-                "x": 0,
-                "xanchor": "left",
-                "y": 1,
-                "yanchor": "top",
-                "font": {"size": 12, "color": "#667085"},
+                "x": 0.5,
+                "y": 0.5,
+                # On a light box: readable over the metric's lines wherever they run.
+                "bgcolor": "rgba(255,255,255,0.85)",
+                "borderpad": 4,
+                "font": {"size": 13, "color": "#667085"},
             }
         ]
     return with_empty_state({"data": traces, "layout": layout}, text=empty_text)

@@ -196,3 +196,9 @@ def test_replicas_ticks_are_whole_steps_and_the_legend_is_above_the_plot():
     many = replicas_figure(replicas=[(T0, 4), (T0 + timedelta(minutes=2), 40)])
     assert many["layout"]["yaxis"]["dtick"] == 8
     assert figure["layout"]["legend"]["yanchor"] == "bottom" and figure["layout"]["legend"]["y"] > 1
+
+
+def test_the_highest_replica_count_stays_below_the_top_and_the_metric_axis_keeps_its_own_round_ticks():
+    figure = replicas_figure(replicas=[(T0, 2)], metric=_metric([49, 51]), metric_name="cpu", target=50)
+    assert figure["layout"]["yaxis"]["range"] == [0, 3]  # 2 replicas do not sit on the target line at the top
+    assert figure["layout"]["yaxis2"]["tickmode"] == "auto"  # not synced to the replicas grid (24.6 %, 49.2 %)
