@@ -93,9 +93,9 @@ def time_layout(*, height: int, x_range: tuple[datetime, datetime] | None = None
     }
 
 
-def with_empty_state(figure: dict) -> dict:
-    """A figure with no point in any trace says so in words instead of drawing empty default axes
-    (plotly's -1 to 6 range for a chart with nothing on it)."""
+def with_empty_state(figure: dict, *, text: str = EMPTY_TEXT) -> dict:
+    """A figure with no point in any trace says so in words (`text`, when a chart knows why it is empty)
+    instead of drawing empty default axes (plotly's -1 to 6 range for a chart with nothing on it)."""
     if any(len(trace.get("x") or trace.get("y") or []) for trace in figure["data"]):
         return figure
     layout = figure["layout"]
@@ -104,7 +104,7 @@ def with_empty_state(figure: dict) -> dict:
     layout["showlegend"] = False
     layout["annotations"] = [
         {
-            "text": EMPTY_TEXT,
+            "text": text,
             "showarrow": False,
             "xref": "paper",
             "yref": "paper",

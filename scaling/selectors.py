@@ -12,6 +12,7 @@ from django.db import connection
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
+from monitoring.catalogue import metric_info
 from monitoring.selectors.series import series_get, series_latest, series_query, series_search
 from monitoring.selectors.targets import target_list
 from scaling.models import ScaledService, ScalingDecision, ScalingRule
@@ -107,7 +108,10 @@ def rules_series(rules: Iterable[ScalingRule]) -> dict[int, RuleSeries]:
     for rule in rules:
         if rule.source == ScalingRule.Source.SERIES:
             ids = (rule.series_id,) if rule.series_id else ()
-            result[rule.id] = RuleSeries(ids, "avg", "", f"series #{rule.series_id}")
+            series = series_get(series_id=rule.series_id) if rule.series_id else None
+            # The catalogue's unit for a built-in metric, else the one the series was stored with.
+            unit = metric_info(series.metric, series.unit).unit if series else ""
+            result[rule.id] = RuleSeries(ids, "avg", unit, f"series #{rule.series_id}")
             continue
         metric, labels, aggregate, unit = rule_metric(rule)
         key = (rule.target_id, metric, tuple(sorted(labels.items())))

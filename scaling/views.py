@@ -150,12 +150,18 @@ def _live_context(service: ScaledService, preset: str) -> dict:
     last = decisions[0] if decisions else None
     rule = driving_rule(service, last)
     metric = rule_history(rule=rule, start=start, end=end, max_points=600) if rule else []
+    # The count the "Replicas" card shows: the chart draws it as a level when no decision falls in the range.
+    current = service.applied_replicas if service.applied_replicas is not None else service.observed_replicas
     figure = decisions_figure(
         decisions=decisions_between(service=service, start=start, end=end),
         metric=metric,
         metric_name=rule.name if rule else "",
         target=rule.target_value if rule else None,
         until=end,
+        start=start,
+        current_replicas=current,
+        decided_before=last is not None,
+        metric_unit=rules_series([rule])[rule.id].unit if rule else "",
     )
     return {
         "service": service,
@@ -308,10 +314,12 @@ def rule_whatif(request: HttpRequest, name: str) -> HttpResponse:
     )
     preset = request.GET.get("range") if request.GET.get("range") in WHATIF_RANGES else "6h"
     start, end = timezone.now() - RANGE_PRESETS[preset], timezone.now()
+    unit = rules_series([rule])[rule.id].unit
     error, replay, replay_json = "", None, ""
     try:
         replay = rule_replay(rule=rule, start=start, end=end)
-        replay_json = figure_json(replay_figure(replay=replay))
+        per_replica = rule.target_type == ScalingRule.TargetType.VALUE
+        replay_json = figure_json(replay_figure(replay=replay, metric_unit=unit, per_replica=per_replica))
     except InvalidInput as exc:
         error = str(exc)
     explained = replay_explained_steps(replay) if replay is not None else []
@@ -320,7 +328,7 @@ def rule_whatif(request: HttpRequest, name: str) -> HttpResponse:
         "figure_json": replay_json,
         "error": error,
         "rule": rule,
-        "unit": rules_series([rule])[rule.id].unit,
+        "unit": unit,
         "preset": preset,
         "last_step": replay.steps[-1] if replay and replay.steps else None,
         "explained": explained[-20:],

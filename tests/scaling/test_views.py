@@ -170,6 +170,45 @@ def test_whatif_fragment_shows_the_replay_chart(viewer_client, hook):
     assert "1 → 2" in html and "Decision: scale up from 1 to 2." in html
 
 
+def _cpu_series(value: float) -> int:
+    """A CPU series: a built-in metric the catalogue knows in percent."""
+    return load_series("host_cpu_percent", value, labels={"cpu": "total"})
+
+
+def test_the_charts_show_the_rules_metric_in_its_unit(viewer_client, hook):
+    service = webhook_service("web", hook.url, series_id=_cpu_series(98))
+    service_evaluate(service=service)
+    figure = _figure(viewer_client.get("/scaling/services/web/").content.decode(), "replicas-chart")
+    assert figure["layout"]["yaxis2"]["ticksuffix"] == "%"
+    assert next(t for t in figure["data"] if t["name"] == "load")["hovertemplate"].startswith("%{y:.1f}%")
+    html = viewer_client.get("/scaling/services/web/whatif/?rule=load&range=1h", HTTP_HX_REQUEST="true").content
+    whatif = json.loads(unescape(re.search(r'data-figure="([^"]*)"', html.decode()).group(1)))
+    assert whatif["layout"]["yaxis2"]["ticksuffix"] == "%"
+
+
+def test_the_whatif_chart_draws_the_simulated_metric_the_rule_reasoned_on(viewer_client, hook):
+    # 98 % recorded at 1 replica: the rule asks for 2, and at 2 the same load is 49 % per replica.
+    series_id = _cpu_series(98)
+    samples_write([(series_id, timezone.now() - timedelta(minutes=2), 98.0)])
+    webhook_service("web", hook.url, series_id=series_id)
+    html = viewer_client.get("/scaling/services/web/whatif/?rule=load&range=1h", HTTP_HX_REQUEST="true").content
+    figure = json.loads(unescape(re.search(r'data-figure="([^"]*)"', html.decode()).group(1)))
+    by_name = {t["name"]: t for t in figure["data"]}
+    assert by_name["load recorded"]["y"] == [98.0, 98.0]
+    assert by_name["load simulated per replica"]["y"] == [98.0, 49.0]
+    assert by_name["replicas (what-if)"]["y"] == [2, 2]
+
+
+def test_before_any_decision_the_chart_holds_the_applied_count_or_says_no_decision_yet(viewer_client, hook):
+    service = webhook_service("web", hook.url, series_id=_cpu_series(40))
+    figure = _figure(viewer_client.get("/scaling/services/web/").content.decode(), "replicas-chart")
+    assert [a["text"] for a in figure["layout"]["annotations"]] == ["No scaling decision recorded yet"]
+    ScaledService.objects.filter(pk=service.pk).update(observed_replicas=3)
+    figure = _figure(viewer_client.get("/scaling/services/web/").content.decode(), "replicas-chart")
+    level = next(t for t in figure["data"] if t["name"] == "replicas now (no scaling decision recorded yet)")
+    assert level["y"] == [3, 3]
+
+
 def test_the_chart_shows_replicas_in_effect_and_what_a_dry_run_would_set(viewer_client, hook):
     service = webhook_service("dry", hook.url, series_id=load_series("app_load", 100), dry_run=True)
     service_evaluate(service=service)
