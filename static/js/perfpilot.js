@@ -75,15 +75,36 @@
     });
     var summary = latest.length ? latest.join("; ") : "no data in this range yet";
     if (latest.length === 1 && figure.data.length === 1) summary = summary.replace(/^.* latest /, "latest ");
-    element.setAttribute("role", "img");
+    // "figure", not "img": an image may hold nothing interactive, and the toolbar stays usable by pointer.
+    element.setAttribute("role", "figure");
     element.setAttribute("aria-label", chartTitle(element, layout) + ", chart; " + summary);
   }
 
-  // The toolbar is for the pointer: its buttons stay out of the tab order, so a page of charts is not
-  // mostly toolbar stops for keyboard users (the chart's name above carries the data for them).
-  function keepToolbarOutOfTabOrder(element) {
-    element.querySelectorAll(".modebar-btn").forEach(function (button) {
-      button.setAttribute("tabindex", "-1");
+  // Each chart's toolbar is one Tab stop (the ARIA toolbar pattern): its first button is in the tab
+  // order, the arrow keys move between its buttons. A page of charts is then one stop per chart, not
+  // five, and every button still works from the keyboard.
+  function makeToolbarOneTabStop(element) {
+    var bar = element.querySelector(".modebar");
+    if (!bar) return;
+    var buttons = Array.prototype.slice.call(bar.querySelectorAll(".modebar-btn"));
+    bar.setAttribute("role", "toolbar");
+    bar.setAttribute("aria-label", "Chart tools: " + chartTitle(element, {}));
+    buttons.forEach(function (button, index) {
+      button.setAttribute("tabindex", index === 0 ? "0" : "-1");
+    });
+    if (bar.dataset.keys) return;
+    bar.dataset.keys = "1";
+    bar.addEventListener("keydown", function (event) {
+      var all = Array.prototype.slice.call(bar.querySelectorAll(".modebar-btn"));
+      var at = all.indexOf(document.activeElement);
+      if (at < 0) return;
+      var to = { ArrowRight: at + 1, ArrowDown: at + 1, ArrowLeft: at - 1, ArrowUp: at - 1, Home: 0, End: all.length - 1 }[event.key];
+      if (to === undefined) return;
+      event.preventDefault();
+      to = (to + all.length) % all.length;
+      all[at].setAttribute("tabindex", "-1");
+      all[to].setAttribute("tabindex", "0");
+      all[to].focus();
     });
   }
 
@@ -122,13 +143,13 @@
       }
       describe(element, figure);
       window.Plotly.react(element, figure.data, layout, CHART_CONFIG).then(function () {
-        keepToolbarOutOfTabOrder(element);
+        makeToolbarOneTabStop(element);
         fitLegend(element);
         if (!element.dataset.watched) {
           // plotly rebuilds the toolbar and reflows the legend on some redraws (zoom, resize).
           element.dataset.watched = "1";
           element.on("plotly_afterplot", function () {
-            keepToolbarOutOfTabOrder(element);
+            makeToolbarOneTabStop(element);
             fitLegend(element);
           });
         }

@@ -1,4 +1,4 @@
-"""Charts in Chromium: a toolbar that cannot send a figure anywhere and stays out of the tab order."""
+"""Charts in Chromium: a toolbar that cannot send a figure anywhere and is one Tab stop per chart."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _hosts_with_history(count: int) -> None:
 
 
 @pytest.mark.parametrize("width", [1280, 390])
-def test_chart_toolbars_offer_no_upload_and_keyboard_focus_never_enters_them(live_server, viewer_user, width):
+def test_chart_toolbars_offer_no_upload_and_are_one_tab_stop_each(live_server, viewer_user, width):
     _hosts_with_history(3)  # 3 hosts x 3 key charts + the health chart: 10 toolbars of 5 buttons
     with browser_page(width=width) as page:
         requested = []
@@ -56,20 +56,36 @@ def test_chart_toolbars_offer_no_upload_and_keyboard_focus_never_enters_them(liv
         assert titles == ALLOWED_BUTTONS  # no "Edit in Chart Studio", no cloud link, no logo
         assert page.locator(".modebar a[href], .modebar-btn--logo").count() == 0
 
-        # Every stop of the Tab sequence, until focus comes back round: none is a toolbar button.
+        # Every stop of the Tab sequence, until focus comes back round: each toolbar is one stop (its
+        # first button), so the 50 toolbar buttons cost 10 stops, not 50.
         focusable = page.evaluate(
             "() => document.querySelectorAll('a[href], button, input, select, textarea, [tabindex]').length"
         )
+        page.evaluate("() => document.querySelectorAll('*').forEach((el, i) => el.setAttribute('data-stop', i))")
         stops = []
         for _ in range(focusable + 2):
             page.keyboard.press("Tab")
-            stops.append(page.evaluate("() => !!document.activeElement.closest('.modebar')"))
-        assert not any(stops)
-        assert page.locator(".modebar-btn").count() == 50  # the toolbars are there for the pointer
+            stop = page.evaluate(
+                "() => [document.activeElement.getAttribute('data-stop'),"
+                " document.activeElement.getAttribute('data-title') || '']"
+            )
+            if stops and stop[0] == stops[0][0]:
+                break  # round once
+            stops.append(stop)
+        toolbar_stops = [title for _, title in stops if title]
+        assert toolbar_stops == ["Download plot as a PNG"] * 10  # one stop per chart, its first button
+        assert page.locator(".modebar-btn").count() == 50
+
+        # Inside a toolbar the arrow keys move between its buttons, and the focused toolbar shows.
+        first = page.locator(".modebar-btn").first
+        first.focus()
+        page.keyboard.press("ArrowRight")
+        assert page.evaluate("() => document.activeElement.getAttribute('data-title')") == "Zoom"
+        assert page.locator(".modebar").first.get_attribute("role") == "toolbar"
 
         # Keyboard and screen-reader users get each chart's name and latest values instead.
         label = charts.nth(1).get_attribute("aria-label")
-        assert charts.nth(1).get_attribute("role") == "img"
+        assert charts.nth(1).get_attribute("role") == "figure"
         assert label.startswith("CPU, chart; latest ") and label.endswith("%")
 
         # The toolbar shows when the pointer is over a chart.

@@ -18,8 +18,13 @@ MARK_CONTROLS_JS = """() => {
   const controls = Array.from(document.querySelectorAll(selector)).filter(
     (el) => el.checkVisibility({visibilityProperty: true}) && el.getBoundingClientRect().width > 0
   );
+  // A toolbar (a chart's) is one Tab stop whose arrow keys reach the rest: count its buttons as one.
   controls.forEach((el, i) => el.setAttribute('data-kb', String(i)));
-  return controls.map((el) => el.outerHTML.slice(0, 90));
+  controls.forEach((el) => {
+    const bar = el.closest('[role=toolbar]');
+    if (bar && el !== bar.querySelector('[tabindex="0"]')) el.setAttribute('data-kb', 'in-toolbar');
+  });
+  return controls.map((el) => (el.getAttribute('data-kb') === 'in-toolbar' ? null : el.outerHTML.slice(0, 90)));
 }"""
 # The focused control's data-kb, and whether its focus is drawn (an outline or a ring of shadow).
 FOCUSED_JS = """() => {
@@ -66,11 +71,13 @@ def test_every_visible_control_is_reached_by_tab_with_a_visible_focus(live_serve
             page.wait_for_load_state("load")
             page.wait_for_timeout(300)
             controls = page.evaluate(MARK_CONTROLS_JS)
-            assert len(controls) > 10, f"{name}: the page shows almost nothing to act on"
+            assert len(controls) > 5, f"{name}: the page shows almost nothing to act on"
             stops = tab_walk(page, limit=len(controls) + 20)
             reached = {stop["kb"] for stop in stops}
             problems += [
-                f"{name} {width}px: never focused: {html}" for i, html in enumerate(controls) if str(i) not in reached
+                f"{name} {width}px: never focused: {html}"
+                for i, html in enumerate(controls)
+                if html is not None and str(i) not in reached
             ]
             problems += [f"{name} {width}px: focus not drawn on {stop['html']}" for stop in stops if not stop["drawn"]]
     assert problems == [], "\n".join(problems)

@@ -78,7 +78,7 @@ def test_pages_of_a_target_and_the_explorer_render_its_history(viewer_client, di
     series = Series.objects.get(pk=disk_series)
     page = viewer_client.get(f"/monitoring/targets/{series.target_id}/?range=6h")
     assert page.status_code == 200
-    assert b"host_disk_used_percent" in page.content
+    assert b"Disk used" in page.content  # titled from the metric catalogue, not the raw metric name
     charts = page.context["charts"]
     # 6 h range: 15 s steps; 1 h of data spans 240 bins, or 241 when it does not start on a bin edge.
     assert charts[0].series_count == 1 and charts[0].points in (240, 241)
