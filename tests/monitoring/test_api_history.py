@@ -91,3 +91,12 @@ def test_pages_of_a_target_and_the_explorer_render_its_history(viewer_client, di
     assert 55 <= explore.context["chart"].points <= 70  # 24 h range: ~58 s steps over 1 h
     bad = viewer_client.get(f"/monitoring/explore/?series={disk_series}&from=garbage")
     assert bad.status_code == 422 and b"is not a time" in bad.content
+
+
+def test_an_inverted_explorer_range_says_why_nothing_is_drawn_for_the_selected_series(viewer_client, disk_series):
+    page = viewer_client.get(f"/monitoring/explore/?series={disk_series}&from=2026-03-10T10:00&to=2026-03-10T09:00")
+    assert page.status_code == 422
+    text = page.content.decode()
+    assert "Nothing drawn: from must be before to." in text
+    assert "the 1 selected series" in text
+    assert "Select series below" not in text
