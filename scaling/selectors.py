@@ -13,7 +13,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from monitoring.catalogue import metric_info
-from monitoring.selectors.series import series_get, series_latest, series_query, series_search
+from monitoring.selectors.series import series_get, series_latest, series_query, series_search, series_units
 from monitoring.selectors.targets import target_list
 from scaling.models import ScaledService, ScalingDecision, ScalingRule
 
@@ -105,12 +105,17 @@ def rules_series(rules: Iterable[ScalingRule]) -> dict[int, RuleSeries]:
     """The series each rule reads; built-ins sharing (target, metric, labels) are looked up once."""
     result: dict[int, RuleSeries] = {}
     cache: dict[tuple, list] = {}
+    rules = list(rules)
+    # One query for the units of every rule that names a series (a tick evaluates thousands of rules).
+    stored = series_units(
+        series_ids=[r.series_id for r in rules if r.source == ScalingRule.Source.SERIES and r.series_id]
+    )
     for rule in rules:
         if rule.source == ScalingRule.Source.SERIES:
             ids = (rule.series_id,) if rule.series_id else ()
-            series = series_get(series_id=rule.series_id) if rule.series_id else None
+            metric_and_unit = stored.get(rule.series_id)
             # The catalogue's unit for a built-in metric, else the one the series was stored with.
-            unit = metric_info(series.metric, series.unit).unit if series else ""
+            unit = metric_info(*metric_and_unit).unit if metric_and_unit else ""
             result[rule.id] = RuleSeries(ids, "avg", unit, f"series #{rule.series_id}")
             continue
         metric, labels, aggregate, unit = rule_metric(rule)
