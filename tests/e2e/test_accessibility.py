@@ -28,13 +28,24 @@ def blocking_violations(page, where: str) -> list[str]:
 
 
 def axe_walk(page, base_url: str, pages: dict[str, str], *, label: str) -> list[str]:
+    """axe's blocking findings on every page, and any error a page wrote to the browser console
+    (htmx, plotly and our scripts report their failures there), other than a 404 page's own status."""
     found = []
+    console_errors: list[str] = []
+    page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
     for name, path in pages.items():
-        page.goto(f"{base_url}{path}")
+        console_errors.clear()
+        response = page.goto(f"{base_url}{path}")
         page.wait_for_load_state("load")
         page.wait_for_timeout(300)  # plotly draws after DOMContentLoaded
         page.screenshot(path=ARTIFACTS / f"a11y-{label}-{name.replace(' ', '-')}.png", full_page=True)
         found += blocking_violations(page, f"{name} ({path}) {label}")
+        own_status = f"status of {response.status}" if response.status >= 400 else None
+        found += [
+            f"{name} ({path}) {label}: console error: {text}"
+            for text in console_errors
+            if not (own_status and own_status in text)
+        ]
     return found
 
 
