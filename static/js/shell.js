@@ -32,10 +32,11 @@
   // header (the CSS shows data-label), so no column, and no Ack or Apply button, is scrolled away.
   function labelTableCells(root) {
     root.querySelectorAll("table.table").forEach(function (table) {
-      var headers = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) {
+      // Only this table's own header and rows: a table nested in a cell is labelled by its own header.
+      var headers = Array.prototype.map.call(table.querySelectorAll(":scope > thead > tr > th"), function (th) {
         return th.textContent.trim();
       });
-      table.querySelectorAll("tbody tr").forEach(function (row) {
+      table.querySelectorAll(":scope > tbody > tr").forEach(function (row) {
         var column = 0;
         Array.prototype.forEach.call(row.children, function (cell) {
           var span = cell.colSpan || 1;

@@ -13,7 +13,7 @@ from monitoring.services.targets import TargetInput, target_create
 from optimizer.models import OptimizationRun, Recommendation
 from optimizer.services.runs import run_create, run_execute
 from tests.conftest import PASSWORD
-from tests.e2e.browser import ARTIFACTS, browser_page
+from tests.e2e.browser import ARTIFACTS, browser_page, sign_in
 from tests.optimizer.conftest import make_dead_tuples, make_target
 from tests.optimizer.conftest import pg15 as pg15  # the fixture, shared with tests/optimizer
 
@@ -121,3 +121,36 @@ def _walk_optimizer_pages(base_url: str, user, width: int, *, target, cache) -> 
             page.screenshot(path=ARTIFACTS / f"optimizer-{name}-{role}-{width}.png", full_page=True)
             if role == "viewer" and name != "log":  # the log's search box is a query, not an edit
                 assert page.locator("main input:not([type=hidden]), main textarea").count() == 0, name
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_a_phone_a_table_inside_advice_is_labelled_by_its_own_header(live_server, operator_user):
+    target = target_create(
+        data=TargetInput(name="orders-db", kind="postgres", url="postgresql://app@127.0.0.1:9/orders"),
+        actor=operator_user,
+        via="system",
+    )
+    Recommendation.objects.create(
+        target=target,
+        tuner="pgconfig",
+        fingerprint="config:reload:work_mem",
+        category="config",
+        title="Tune 1 setting(s) (needs reload)",
+        explanation="For ssd storage and a web workload: work_mem.",
+        statement="ALTER SYSTEM SET work_mem = '15MB'",
+        evidence={"settings": [{"name": "work_mem", "current": "4MB", "recommended": "15MB", "needs": "reload"}]},
+    )
+    with browser_page(width=390) as page:
+        sign_in(page, live_server.url, operator_user.username, PASSWORD)
+        page.goto(f"{live_server.url}/optimizer/")
+        inner = page.locator("[data-testid=settings-compare] td")
+        inner.first.wait_for()
+        assert [cell.get_attribute("data-label") for cell in inner.all()] == [
+            "Setting",
+            "Current",
+            "Recommended",
+            "Needs",
+        ]
+        outer = page.locator("[data-testid=recommendation] > td")
+        assert outer.nth(1).get_attribute("data-label") == "Recommendation"
+        page.screenshot(path=ARTIFACTS / "optimizer-phone-settings.png", full_page=True)
