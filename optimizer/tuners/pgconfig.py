@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 from psycopg import sql
 
+from core import humanize
 from optimizer.tuners.base import Analysis, Finding, Tuner, TunerError, TunerSchedule, register
 
 KB, MB, GB = 1, 1024, 1024 * 1024  # in kB, PostgreSQL's memory unit
@@ -161,7 +162,7 @@ class ConfigAdvisor(Tuner):
         cpus = int(self.params["cpus"]) or None
         given = []
         if ram_kb:
-            given.append(f"{ram_kb // MB} MB RAM")
+            given.append(f"{humanize.size(ram_kb * 1024)} RAM")
         if cpus:
             given.append(f"{cpus} CPUs")
         source = f"{' and '.join(given)} from the tuner's parameters" if given else ""
@@ -172,7 +173,7 @@ class ConfigAdvisor(Tuner):
             assumed = []
             if not ram_kb:
                 ram_kb = psutil.virtual_memory().total // 1024
-                assumed.append(f"{ram_kb // MB} MB RAM")
+                assumed.append(f"{humanize.size(ram_kb * 1024)} RAM")
             if not cpus:
                 cpus = psutil.cpu_count() or 1
                 assumed.append(f"{cpus} CPUs")
@@ -286,8 +287,8 @@ class ConfigAdvisor(Tuner):
             category="config",
             title=f"Tune {len(changes)} setting(s) (needs {needs})",
             explanation=(
-                f"{evidence['hardware']}; {evidence['storage']} storage and a {evidence['workload']} workload: "
-                f"{names}. "
+                # The hardware assumption is evidence["hardware"], shown above the advice on its own.
+                f"For {evidence['storage']} storage and a {evidence['workload']} workload: {names}. "
                 + ("Applied with a configuration reload." if needs == "reload" else "Takes effect after a restart.")
             ),
             statements=statements,
