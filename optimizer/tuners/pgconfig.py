@@ -48,6 +48,14 @@ def _format_kb(kb: float) -> str:
     return f"{kb}kB"
 
 
+def _human_kb(kb: float) -> str:
+    """kB in PostgreSQL's own units (1 GB = 1024 MB), to one decimal: 18078 MB reads "17.7 GB"."""
+    for unit, size in (("GB", GB), ("MB", MB)):
+        if kb >= size:
+            return f"{kb / size:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{int(kb)} kB"
+
+
 def _display(name: str, value: Any, *, integer: bool) -> str:
     """A setting as a person reads it: "6 GB", "128 MB", "200", "1.1", "-1 (off)"; PostgreSQL literals stay in SQL."""
     if isinstance(value, str):
@@ -59,7 +67,7 @@ def _display(name: str, value: Any, *, integer: bool) -> str:
             return f"-1 (uses {name.removeprefix('autovacuum_')})"
         return "-1 (off)"
     if name in MEMORY_SETTINGS or name.endswith("wal_size"):
-        return _format_kb(value).replace("GB", " GB").replace("MB", " MB").replace("kB", " kB")
+        return _human_kb(value)
     if integer or float(value).is_integer():
         return str(int(value))
     return f"{value:g}"

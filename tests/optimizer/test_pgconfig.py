@@ -121,6 +121,8 @@ def test_a_remote_target_is_never_given_perfpilots_own_ram_or_cpus(db, pg18):
 def test_settings_are_shown_as_people_read_them():
     assert _display("shared_buffers", 128 * MB, integer=True) == "128 MB"
     assert _display("shared_buffers", 6 * GB, integer=True) == "6 GB"
+    assert _display("effective_cache_size", 18078 * MB, integer=True) == "17.7 GB"  # not "18078 MB"
+    assert _display("work_mem", 1536, integer=True) == "1.5 MB"
     assert _display("max_parallel_workers", 8.0, integer=True) == "8"
     assert _display("random_page_cost", 1.1, integer=False) == "1.1"
     assert _display("random_page_cost", 4.0, integer=False) == "4"
