@@ -88,6 +88,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "core.metrics.RequestMetricsMiddleware",
+    # PostgreSQL or Redis down: a 503 naming it, in the door's format, never a 500 (core/outages.py).
+    "core.middleware.OutageMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.compression.PageGZipMiddleware",  # HTML pages only; below whitenoise, which serves static files
@@ -262,8 +264,17 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "filters": {"quiet_ticks": {"()": "core.logfilters.QuietFrequentTicks"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["quiet_ticks"]}},
+    "filters": {
+        "quiet_ticks": {"()": "core.logfilters.QuietFrequentTicks"},
+        "outage_lines": {"()": "core.logfilters.OutageLines"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["quiet_ticks", "outage_lines"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }

@@ -20,3 +20,31 @@ class QuietFrequentTicks(logging.Filter):
             return True
         message = record.getMessage()
         return not any(tick in message for tick in FREQUENT_TICKS)
+
+
+class OutageLines(logging.Filter):
+    """An expected outage of PostgreSQL or Redis is one line per component and interval, not a
+    traceback per request, task or retry.
+
+    A record that carries an outage's exception (core.outages) is rewritten into the one line that
+    says what is down, or dropped when that line was logged less than an interval ago in this
+    process. Every other record passes untouched, so an unexpected error keeps its traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from core.outages import outage_log_line, outage_of, outage_should_log
+
+        if not record.exc_info or record.levelno < logging.WARNING:
+            return True
+        outage = outage_of(record.exc_info[1])
+        if outage is None:
+            return True
+        if not outage_should_log(outage):
+            return False
+        context = record.getMessage().strip().splitlines()
+        record.msg = outage_log_line(outage) + (f" (while: {context[0][:200]})" if context else "")
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
