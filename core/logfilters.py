@@ -22,6 +22,10 @@ class QuietFrequentTicks(logging.Filter):
         return not any(tick in message for tick in FREQUENT_TICKS)
 
 
+# What Celery's consumer logs, without an exception, on each attempt to reach a broker that is down.
+CELERY_BROKER_RETRIES = ("Cannot connect to", "Connection to broker lost")
+
+
 class OutageLines(logging.Filter):
     """An expected outage of PostgreSQL or Redis is one line per component and interval, not a
     traceback per request, task or retry.
@@ -32,11 +36,18 @@ class OutageLines(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from core.outages import outage_log_line, outage_of, outage_should_log
+        from core.outages import Outage, outage_log_line, outage_of, outage_should_log
 
-        if not record.exc_info or record.levelno < logging.WARNING:
+        if record.levelno < logging.WARNING:
             return True
-        outage = outage_of(record.exc_info[1])
+        if record.exc_info:
+            outage = outage_of(record.exc_info[1])
+        elif record.name.startswith("celery") and any(line in str(record.msg) for line in CELERY_BROKER_RETRIES):
+            # Celery's own retry lines ("Cannot connect to redis://…: … Trying again in 4.00 seconds…"),
+            # one per attempt, said without an exception.
+            outage = Outage("redis", record.getMessage().strip().splitlines()[0][:200])
+        else:
+            outage = None
         if outage is None:
             return True
         if not outage_should_log(outage):
