@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import sys
 import threading
 import time
@@ -105,7 +106,8 @@ def test_an_embedded_server_killed_with_sigkill_is_started_again(tmp_path, monke
     thread, _ = _run_in_thread(sup)
     try:
         os.kill(int(server.pidfile.read_text()), signal.SIGKILL)
-        assert _wait(lambda: "embedded Redis was not running; restarted it" in out.getvalue(), timeout=30), out.getvalue()
+        restarted = "embedded Redis was not running; restarted it"
+        assert _wait(lambda: restarted in out.getvalue(), timeout=30), out.getvalue()
         assert server.is_running()
         assert out.getvalue().count("embedded Redis") == 1  # one line for the restart
     finally:
@@ -132,7 +134,7 @@ def test_a_server_that_does_not_start_is_retried_with_growing_delays(monkeypatch
     finally:
         sup.request_stop()
         thread.join(30)
-    gaps = [round(later - earlier) for earlier, later in zip(attempts, attempts[1:], strict=False)]
+    gaps = [round(later - earlier) for earlier, later in itertools.pairwise(attempts)]
     assert gaps[:2] == [1, 2]
     assert "embedded PostgreSQL is not running and did not start (attempt 2: port 5432 is taken" in out.getvalue()
     assert "trying again in 2 s" in out.getvalue()
