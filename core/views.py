@@ -106,7 +106,10 @@ def readyz(request: HttpRequest) -> HttpResponse:
         "failed": status.failed,
         "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in status.checks},
     }
-    return JsonResponse(body, status=200 if status.healthy else 503)
+    response = JsonResponse(body, status=200 if status.healthy else 503)
+    # A probe's 503 is its answer, not a server error: no "Service Unavailable" line per poll.
+    response._has_been_logged = True
+    return response
 
 
 @login_not_required

@@ -137,10 +137,13 @@ def test_signing_in_while_the_database_is_down_is_a_503(anonymous_client, databa
     assert b"The database is unavailable" in response.content
 
 
-def test_readyz_still_answers_and_names_the_database(anonymous_client, database_down):
+def test_readyz_still_answers_and_names_the_database_without_a_log_line_per_poll(
+    anonymous_client, database_down, caplog
+):
     response = anonymous_client.get("/readyz")
     assert response.status_code == 503
     assert "database" in response.json()["failed"]
+    assert not [r for r in caplog.records if r.name == "django.request"]
 
 
 def test_pages_answer_normally_as_soon_as_the_database_is_back(viewer_client, caplog):
