@@ -108,7 +108,10 @@ def run() -> BenchResult:
         figures += _figures(f"PostgreSQL stopped {PG_OUTAGE_SECONDS} s", *_under_load(plane, postgres_stopped))
         pg_tracebacks = plane.output(since).count("Traceback")
 
-        sender = Celery("bench", broker=plane.redis_url(), backend=plane.redis_url())
+        # Sent without a result backend: a result subscription open through the outage would break
+        # in this client (not in the worker); results are read after it by a fresh client.
+        sender = Celery("bench", broker=plane.redis_url())
+        reader = Celery("bench-results", backend=plane.redis_url())
         workers = plane.worker_pids()
         queued = []
 
@@ -121,9 +124,9 @@ def run() -> BenchResult:
         statuses, malformed, recovery = _under_load(plane, redis_stopped)
         figures += _figures(f"Redis stopped {REDIS_OUTAGE_SECONDS} s", statuses, malformed, recovery)
         back = time.monotonic()
-        consumed = [result.get(timeout=120)["payload"] for result in queued]
+        consumed = [reader.AsyncResult(result.id).get(timeout=120)["payload"] for result in queued]
         after = sender.send_task("core.tasks.ping_task", args=["after"], queue="default")
-        consumed.append(after.get(timeout=120)["payload"])
+        consumed.append(reader.AsyncResult(after.id).get(timeout=120)["payload"])
         consuming = time.monotonic() - back + recovery
         same_worker = plane.worker_pids() == workers
         figures.append(
@@ -144,6 +147,7 @@ def run() -> BenchResult:
         )
         redis_tracebacks = plane.output(since).count("Traceback")
         sender.close()
+        reader.close()
 
         postgres, redis_server = plane.postgres(), plane.redis()
         killed = time.monotonic()

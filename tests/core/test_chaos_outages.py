@@ -124,7 +124,10 @@ def test_redis_stopped_during_queued_work_leaves_the_worker_alive_and_consuming(
 
     plane = control_plane
     since = plane.log_size()
-    sender = Celery("chaos", broker=plane.redis_url(), backend=plane.redis_url())
+    # Sent without a result backend: a result subscription open through the outage would break
+    # in this client (not in the worker); results are read after it by a fresh client.
+    sender = Celery("chaos", broker=plane.redis_url())
+    reader = Celery("chaos-results", backend=plane.redis_url())
     workers_before = plane.worker_pids()
     assert workers_before, plane.output()[-2000:]
     queued = [sender.send_task("core.tasks.ping_task", args=[f"before-{n}"], queue="default") for n in range(20)]
@@ -133,10 +136,13 @@ def test_redis_stopped_during_queued_work_leaves_the_worker_alive_and_consuming(
         assert plane.worker_pids() == workers_before, "the worker exited during the outage"
     plane.wait(plane.ready, timeout=RECOVERY_BOUND_SECONDS, what="readyz green after the Redis outage")
     after = sender.send_task("core.tasks.ping_task", args=["after"], queue="default")
-    assert after.get(timeout=RECOVERY_BOUND_SECONDS)["payload"] == "after"
-    assert [result.get(timeout=30)["payload"] for result in queued] == [f"before-{n}" for n in range(20)]
+    assert reader.AsyncResult(after.id).get(timeout=RECOVERY_BOUND_SECONDS)["payload"] == "after"
+    assert [reader.AsyncResult(result.id).get(timeout=30)["payload"] for result in queued] == [
+        f"before-{n}" for n in range(20)
+    ]
     assert plane.worker_pids() == workers_before  # the same worker: it lived through it
     output = plane.output(since)
     assert "Unrecoverable error" not in output and "worker exited" not in output, output[-4000:]
     assert "Traceback" not in output, output[-4000:]
     sender.close()
+    reader.close()
