@@ -7,6 +7,7 @@ import uuid
 
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, DataError, InterfaceError, OperationalError
+from kombu.exceptions import OperationalError as BrokerOperationalError
 from ninja import NinjaAPI
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -14,6 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from core import __version__
 from core.auth import BearerTokenAuth, SessionAuth, docs_require_auth
 from core.errors import InvalidInput
+from core.outages import database_unavailable, outage_answer
 from core.parser import FastJSONParser
 
 logger = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ _ERROR_BODY = {
             "description": "What is wrong: a sentence, or a list of {loc, msg, type} naming each field.",
         },
         "field": {"type": "string"},
+        "component": {"type": "string", "enum": ["database", "redis"], "description": "With 503: what is down."},
     },
 }
 # Answers every operation can give, whatever its own responses list: refused input, no or a bad
@@ -94,30 +97,13 @@ def _invalid_input(request, exc):
     return api.create_response(request, body, status=exc.status_code)
 
 
-def _unavailable(component: str):
-    def handler(request, exc):
-        logger.warning("%s unavailable during %s: %s", component, request.path, exc)
-        return api.create_response(request, {"detail": f"{component} is unavailable; try again shortly."}, status=503)
-
-    return handler
+def _unavailable(request, exc):
+    # PostgreSQL or Redis down: the same 503 (and the one log line) as every page (core/outages.py).
+    return outage_answer(request, exc)
 
 
-for _exc in (OperationalError, InterfaceError):
-    api.add_exception_handler(_exc, _unavailable("The database"))
-for _exc in (RedisConnectionError, RedisTimeoutError):
-    api.add_exception_handler(_exc, _unavailable("Redis"))
-
-
-# SQLSTATEs that mean the database cannot take the work right now (full disk, out of memory, too
-# many connections, shutting down, read-only after a failover, a statement timeout), not that the
-# request or our code is wrong: the client should retry, so they are a 503, not a 500.
-_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
-_UNAVAILABLE_SQLSTATES = ("25006",)  # read_only_sql_transaction
-
-
-def _database_unavailable(exc: DatabaseError) -> bool:
-    sqlstate = getattr(exc.__cause__, "sqlstate", None) or ""
-    return sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES or sqlstate in _UNAVAILABLE_SQLSTATES
+for _exc in (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError, BrokerOperationalError):
+    api.add_exception_handler(_exc, _unavailable)
 
 
 @api.exception_handler(DataError)
@@ -131,10 +117,8 @@ def _data_error(request, exc):
 
 @api.exception_handler(DatabaseError)
 def _database_error(request, exc):
-    if _database_unavailable(exc):
-        logger.warning("database cannot take work during %s: %s", request.path, exc)
-        detail = "The database cannot store this right now; nothing was written. Try again shortly."
-        return api.create_response(request, {"detail": detail}, status=503)
+    if database_unavailable(exc):
+        return outage_answer(request, exc)
     error_id = uuid.uuid4().hex[:12]
     logger.exception("database error %s on %s", error_id, request.path)
     return api.create_response(request, {"detail": f"Database error (reference {error_id})."}, status=500)

@@ -39,6 +39,9 @@ EMBEDDED_PG_PORT = envint("PERFPILOT_EMBEDDED_PG_PORT", 54329, minimum=1, maximu
 EMBEDDED_REDIS_PORT = envint("PERFPILOT_EMBEDDED_REDIS_PORT", 63790, minimum=1, maximum=65535)
 EMBEDDED_PG_DATABASE = "perfpilot"
 EMBEDDED_PG_USER = "perfpilot"
+# `make run` starts an embedded server again when it dies or is stopped; false leaves it stopped
+# (e.g. to stop one by hand for maintenance while the rest keeps running and answers 503).
+EMBEDDED_RESTART = envbool("PERFPILOT_EMBEDDED_RESTART", True)
 
 _database_url = envstr("DATABASE_URL")
 USE_EMBEDDED_POSTGRES = _database_url is None
@@ -88,6 +91,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "core.metrics.RequestMetricsMiddleware",
+    # PostgreSQL or Redis down: a 503 naming it, in the door's format, never a 500 (core/outages.py).
+    "core.middleware.OutageMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.compression.PageGZipMiddleware",  # HTML pages only; below whitenoise, which serves static files
@@ -195,7 +200,22 @@ CELERY_TASK_TIME_LIMIT = envint("PERFPILOT_TASK_TIME_LIMIT", 1800, minimum=10)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 5
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 60}
+# A broker outage is waited out, however long: retry the connection for ever (Celery gives up
+# after 100 attempts and the worker exits), also after channel errors such as bindings lost in
+# a Redis restart (Celery counts those unrecoverable unless told), and keep a task that runs
+# meanwhile running (its late ack is redelivered if it cannot be sent).
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_CHANNEL_ERROR_RETRY = True
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_TASK_TIME_LIMIT + 60,
+    "socket_connect_timeout": 5,
+    "health_check_interval": 10,
+}
+# A result written while Redis is down is retried until it is back instead of failing the task.
+CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
+CELERY_RESULT_BACKEND_MAX_RETRIES = 30
+CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = 10
 CELERY_BEAT_SCHEDULER = "core.beat.HeartbeatScheduler"
 # The built-in beat entries (synced once on start; then the user's to edit), plus those the
 # plug-ins declare in the registry (each tuner's own schedule).
@@ -262,8 +282,17 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "filters": {"quiet_ticks": {"()": "core.logfilters.QuietFrequentTicks"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["quiet_ticks"]}},
+    "filters": {
+        "quiet_ticks": {"()": "core.logfilters.QuietFrequentTicks"},
+        "outage_lines": {"()": "core.logfilters.OutageLines"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["quiet_ticks", "outage_lines"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }

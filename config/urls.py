@@ -41,3 +41,4 @@ urlpatterns = [
 ]
 
 handler404 = "core.views.page_not_found"
+handler500 = "core.views.server_error"

@@ -9,6 +9,7 @@ from django.conf import settings
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from core.heartbeat import beat_heartbeat_write
+from core.outages import failure_log
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +25,6 @@ class HeartbeatScheduler(DatabaseScheduler):
                 beat_heartbeat_write()
                 self._last_heartbeat = now
             except Exception as exc:  # Redis down: beat keeps scheduling once it is back
-                logger.warning("beat heartbeat not written: %s", exc)
+                failure_log(logger, "beat heartbeat not written", exc)
         # Wake up often enough to keep the heartbeat fresh even with a sparse schedule.
         return min(interval, settings.HEARTBEAT_INTERVAL_SECONDS)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from core.outages import failure_log
 from core.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class HeartbeatThread(threading.Thread):
             try:
                 worker_heartbeat_write(self.hostname)
             except Exception as exc:  # Redis down: keep trying; readiness shows the outage
-                logger.warning("worker heartbeat not written: %s", exc)
+                failure_log(logger, "worker heartbeat not written", exc)
             self.stopped.wait(settings.HEARTBEAT_INTERVAL_SECONDS)
 
     def stop(self) -> None:

@@ -20,3 +20,42 @@ class QuietFrequentTicks(logging.Filter):
             return True
         message = record.getMessage()
         return not any(tick in message for tick in FREQUENT_TICKS)
+
+
+# What Celery's consumer logs, without an exception, on each attempt to reach a broker that is down.
+CELERY_BROKER_RETRIES = ("Cannot connect to", "Connection to broker lost")
+
+
+class OutageLines(logging.Filter):
+    """An expected outage of PostgreSQL or Redis is one line per component and interval, not a
+    traceback per request, task or retry.
+
+    A record that carries an outage's exception (core.outages) is rewritten into the one line that
+    says what is down, or dropped when that line was logged less than an interval ago in this
+    process. Every other record passes untouched, so an unexpected error keeps its traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from core.outages import Outage, outage_log_line, outage_of, outage_should_log
+
+        if record.levelno < logging.WARNING:
+            return True
+        if record.exc_info:
+            outage = outage_of(record.exc_info[1])
+        elif record.name.startswith("celery") and any(line in str(record.msg) for line in CELERY_BROKER_RETRIES):
+            # Celery's own retry lines ("Cannot connect to redis://…: … Trying again in 4.00 seconds…"),
+            # one per attempt, said without an exception.
+            outage = Outage("redis", record.getMessage().strip().splitlines()[0][:200])
+        else:
+            outage = None
+        if outage is None:
+            return True
+        if not outage_should_log(outage):
+            return False
+        context = record.getMessage().strip().splitlines()
+        record.msg = outage_log_line(outage) + (f" (while: {context[0][:200]})" if context else "")
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True

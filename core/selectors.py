@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django_celery_beat.models import PeriodicTask
 
 from core.models import ApiToken, AuditEvent
+from core.outages import failure_log
 from core.redis_client import celery_queue_lengths, get_redis
 
 logger = logging.getLogger(__name__)
@@ -64,5 +65,5 @@ def queue_lengths() -> dict[str, int | None]:
     try:
         return celery_queue_lengths(get_redis(), settings.TASK_QUEUES)
     except Exception as exc:
-        logger.warning("queue lengths unavailable: %s", exc)
+        failure_log(logger, "queue lengths unavailable", exc)
         return dict.fromkeys(settings.TASK_QUEUES)

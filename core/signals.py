@@ -8,6 +8,7 @@ import logging
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from core.heartbeat import HeartbeatThread, worker_heartbeat_clear
+from core.outages import failure_log
 
 logger = logging.getLogger(__name__)
 _threads: dict[str, HeartbeatThread] = {}
@@ -31,7 +32,7 @@ def stop_worker_heartbeat(sender, **kwargs) -> None:
     try:
         worker_heartbeat_clear(hostname)
     except Exception as exc:
-        logger.warning("worker heartbeat not cleared: %s", exc)
+        failure_log(logger, "worker heartbeat not cleared", exc)
 
 
 @worker_process_init.connect

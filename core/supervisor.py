@@ -3,6 +3,10 @@
 Children run in their own sessions, so Ctrl-C reaches only this supervisor; it then stops them
 in order (SIGTERM, then SIGKILL after a grace period). A child that dies is restarted with a
 growing delay; one that keeps crashing stops the whole control plane with a clear message.
+
+The embedded PostgreSQL and Redis are watched too (`servers`): one that dies or is stopped is
+started again, with a growing delay between failed attempts, and every attempt is one line. They
+are never given up on: while one is down the web answers 503 naming it, which beats stopping.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ logger = logging.getLogger(__name__)
 CRASH_WINDOW_SECONDS = 60
 MAX_CRASHES_IN_WINDOW = 5
 STOP_GRACE_SECONDS = 20
+SERVER_CHECK_SECONDS = 2.0
+SERVER_MAX_DELAY_SECONDS = 30.0
 
 
 def gunicorn_command(*, bind: str) -> list[str]:
@@ -87,9 +93,27 @@ class Child:
     restart_at: float | None = None
 
 
+@dataclass
+class ServerSpec:
+    """A server the supervisor keeps running but did not start as a child (it daemonizes)."""
+
+    name: str
+    is_running: Callable[[], bool]
+    start: Callable[[], object]
+
+
+@dataclass
+class WatchedServer:
+    spec: ServerSpec
+    failures: int = 0
+    retry_at: float = 0.0
+    down_since: float | None = None
+
+
 class Supervisor:
-    def __init__(self, specs: list[ChildSpec], *, out: IO[str] = sys.stdout) -> None:
+    def __init__(self, specs: list[ChildSpec], *, servers: list[ServerSpec] = (), out: IO[str] = sys.stdout) -> None:
         self.children = [Child(spec) for spec in specs]
+        self.servers = [WatchedServer(spec) for spec in servers]
         self.out = out
         self.stopping = threading.Event()
         self.failure: str | None = None
@@ -135,8 +159,12 @@ class Supervisor:
             self._spawn(child)
         if on_started is not None:
             threading.Thread(target=on_started, daemon=True).start()
+        # Starting a server can take seconds: its own thread, so children are watched meanwhile.
+        server_watch = threading.Thread(target=self._watch_servers, name="server-watch", daemon=True)
+        server_watch.start()
         while not self.stopping.wait(0.5):
             self._watch()
+        server_watch.join()  # no restart of a server may race the shutdown
         self.stop_children()
         if self.failure:
             self.say("supervisor", self.failure)
@@ -164,6 +192,43 @@ class Supervisor:
             delay = min(30.0, 2 ** (len(child.crashes) - 1))
             child.restart_at = now + delay
             self.say("supervisor", f"{child.spec.name} exited with code {code}; restarting in {delay:.0f} s")
+
+    def _watch_servers(self) -> None:
+        while not self.stopping.wait(SERVER_CHECK_SECONDS):
+            for server in self.servers:
+                if self.stopping.is_set():
+                    return
+                self._check_server(server, time.monotonic())
+
+    def _check_server(self, server: WatchedServer, now: float) -> None:
+        name = server.spec.name
+        try:
+            running = server.spec.is_running()
+        except Exception:  # a check that fails says nothing about the server: look again later
+            return
+        if running:
+            server.failures, server.down_since = 0, None
+            return
+        if server.down_since is None:
+            server.down_since = now
+        if now < server.retry_at:
+            return
+        try:
+            server.spec.start()
+        except Exception as exc:
+            server.failures += 1
+            delay = min(SERVER_MAX_DELAY_SECONDS, 2.0 ** (server.failures - 1))
+            server.retry_at = time.monotonic() + delay
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            self.say(
+                "supervisor",
+                f"{name} is not running and did not start (attempt {server.failures}: {reason}); "
+                f"trying again in {delay:.0f} s",
+            )
+            return
+        down = time.monotonic() - server.down_since
+        self.say("supervisor", f"{name} was not running; restarted it (down {down:.0f} s)")
+        server.failures, server.down_since, server.retry_at = 0, None, 0.0
 
     def stop_children(self) -> None:
         # Stop in reverse start order: beat first (no new work), then the worker, then the web.

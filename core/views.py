@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
@@ -11,6 +13,7 @@ from django.templatetags.static import static
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST, require_safe
 from django.views.defaults import page_not_found as default_page_not_found
+from django.views.defaults import server_error as default_server_error
 from django_celery_beat.models import PeriodicTask
 
 from core.forms import ApiTokenForm, form_submit
@@ -18,6 +21,7 @@ from core.health import control_plane_status
 from core.htmx import render_page
 from core.metrics import metrics_exposition
 from core.models import ApiToken
+from core.outages import outage_answer
 from core.registry import registry
 from core.roles import ADMIN, OPERATOR, has_role, role_required
 from core.selectors import api_token_list, audit_event_list, schedule_list, section_summary
@@ -102,7 +106,10 @@ def readyz(request: HttpRequest) -> HttpResponse:
         "failed": status.failed,
         "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in status.checks},
     }
-    return JsonResponse(body, status=200 if status.healthy else 503)
+    response = JsonResponse(body, status=200 if status.healthy else 503)
+    # A probe's 503 is its answer, not a server error: no "Service Unavailable" line per poll.
+    response._has_been_logged = True
+    return response
 
 
 @login_not_required
@@ -128,6 +135,12 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Not found."}, status=404)
     return default_page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: an outage of PostgreSQL or Redis met before the view (loading the session or the
+    user, in a middleware) is a 503 like one met in a view; anything else is Django's 500 page."""
+    return outage_answer(request, sys.exc_info()[1]) or default_server_error(request)
 
 
 @login_not_required

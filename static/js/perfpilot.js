@@ -161,12 +161,20 @@
     if (window.htmx) {
       // Forms answer 422 with their field errors; swap those in like a success, keep other
       // errors out of the page.
+      // A 503 (PostgreSQL or Redis down) is a notice retargeted into #outage-notice, never into
+      // the element that asked.
       window.htmx.config.responseHandling = [
         { code: "204", swap: false },
         { code: "[23]..", swap: true },
         { code: "422", swap: true },
+        { code: "503", swap: true, error: true },
         { code: "[45]..", swap: false, error: true },
       ];
+      // The next answer that succeeds means it is back: take the notice down.
+      document.body.addEventListener("htmx:afterRequest", function (event) {
+        var notice = document.getElementById("outage-notice");
+        if (notice && event.detail.successful && notice.firstChild) notice.replaceChildren();
+      });
     }
     drawCharts(document);
   });

@@ -94,7 +94,11 @@ def test_database_outage_is_a_503_not_a_500(anonymous_client, viewer_auth, monke
     monkeypatch.setattr(core.api, "control_plane_status", broken)
     response = anonymous_client.get("/api/v1/performance/status", **viewer_auth)
     assert response.status_code == 503
-    assert response.json() == {"detail": "The database is unavailable; try again shortly."}
+    assert response.json() == {
+        "detail": "The database is unavailable; nothing was written. Try again shortly.",
+        "component": "database",
+    }
+    assert response["Retry-After"]
 
 
 @pytest.mark.parametrize(

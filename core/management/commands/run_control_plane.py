@@ -11,7 +11,7 @@ from django.db import connections
 
 from core.bootstrap import bootstrap
 from core.embedded import EmbeddedServerError, embedded_servers_from_settings
-from core.supervisor import ChildSpec, Supervisor, gunicorn_command
+from core.supervisor import ChildSpec, ServerSpec, Supervisor, gunicorn_command
 
 LOCAL_BIND_HOSTS = ("127.0.0.1", "0.0.0.0", "")  # noqa: S104 (names shown as localhost, not a bind)
 
@@ -35,7 +35,9 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         connections.close_all()
 
-        supervisor = Supervisor(self._child_specs(), out=self.stdout._out)
+        supervisor = Supervisor(
+            self._child_specs(), servers=self._server_specs(postgres, redis_server), out=self.stdout._out
+        )
         try:
             code = supervisor.run(on_started=lambda: self._announce(supervisor))
         finally:
@@ -79,6 +81,13 @@ class Command(BaseCommand):
                 [python, "-m", "celery", "-A", "config", "beat", "--loglevel", settings.LOG_LEVEL, "--pidfile="],
             ),
         ]
+
+    def _server_specs(self, postgres, redis_server) -> list[ServerSpec]:
+        """The embedded servers the supervisor restarts when they die or are stopped."""
+        if not settings.EMBEDDED_RESTART:
+            return []
+        named = (("embedded PostgreSQL", postgres), ("embedded Redis", redis_server))
+        return [ServerSpec(name, server.is_running, server.start) for name, server in named if server is not None]
 
     def _announce(self, supervisor: Supervisor) -> None:
         host, _, port = settings.WEB_BIND.rpartition(":")
