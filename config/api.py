@@ -15,6 +15,7 @@ from core import __version__
 from core.auth import BearerTokenAuth, SessionAuth, docs_require_auth
 from core.errors import InvalidInput
 from core.parser import FastJSONParser
+from core.queueing import QueueUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,13 @@ def _unavailable(component: str):
         return api.create_response(request, {"detail": f"{component} is unavailable; try again shortly."}, status=503)
 
     return handler
+
+
+@api.exception_handler(QueueUnavailable)
+def _queue_unavailable(request, exc):
+    # Nothing was left waiting for the task (core/queueing.py): the client may simply retry.
+    logger.warning("task queue unavailable during %s: %s", request.path, exc)
+    return api.create_response(request, {"detail": str(exc)}, status=503)
 
 
 for _exc in (OperationalError, InterfaceError):
