@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint format install install-dev browser hypopg clean-data help bench bench-tools bench-lighthouse fuzz
+.PHONY: run test lint format install install-dev browser hypopg clean-data help bench bench-tools bench-lighthouse fuzz chaos
 
 help:
 	@echo "make run    - install and start Perfpilot (web, worker, beat, embedded PostgreSQL and Redis)"
@@ -13,6 +13,7 @@ help:
 	@echo "make lint   - ruff lint and format check"
 	@echo "make format - apply ruff formatting and fixes"
 	@echo "make fuzz   - a long API fuzzing pass (schemathesis against our OpenAPI schema)"
+	@echo "make chaos  - the chaos tests, repeated and with longer outages (PERFPILOT_CHAOS_REPEAT=5)"
 	@echo "make bench  - run the benchmarks (BENCH_ARGS=query for one) and update docs/benchmarks.md"
 
 $(PY):
@@ -75,6 +76,12 @@ test: install-dev browser hypopg lint
 # A longer API fuzzing pass than the one `make test` runs: new examples every time, 300 per operation.
 fuzz: install-dev
 	PERFPILOT_FUZZ_EXAMPLES=$${PERFPILOT_FUZZ_EXAMPLES:-300} PERFPILOT_FUZZ_EXPLORE=1 $(PY) -m pytest tests/api/test_fuzz.py $(PYTEST_ARGS)
+
+# The chaos tests (pytest -m chaos: workers SIGKILLed mid-run, the broker stopped, racing applies)
+# repeated PERFPILOT_CHAOS_REPEAT times, the broker stopped for PERFPILOT_CHAOS_OUTAGE_SECONDS.
+chaos: install-dev hypopg
+	PERFPILOT_CHAOS_REPEAT=$${PERFPILOT_CHAOS_REPEAT:-5} PERFPILOT_CHAOS_OUTAGE_SECONDS=$${PERFPILOT_CHAOS_OUTAGE_SECONDS:-60} \
+		$(PY) -m pytest -m chaos -p no:randomly $(PYTEST_ARGS)
 
 # Benchmarks on their own embedded servers and data dir (var/bench), never the run or test data;
 # raw retention is raised so the 30 days of raw samples they load are kept. Rewrites their
