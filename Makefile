@@ -13,7 +13,7 @@ help:
 	@echo "make lint   - ruff lint and format check"
 	@echo "make format - apply ruff formatting and fixes"
 	@echo "make fuzz   - a long API fuzzing pass (schemathesis against our OpenAPI schema)"
-	@echo "make chaos  - the chaos tests (killed and stopped processes) with longer outages"
+	@echo "make chaos  - the chaos tests, repeated and with longer outages"
 	@echo "make bench  - run the benchmarks (BENCH_ARGS=query for one) and update docs/benchmarks.md"
 
 $(PY):
@@ -77,11 +77,14 @@ test: install-dev browser hypopg lint
 fuzz: install-dev
 	PERFPILOT_FUZZ_EXAMPLES=$${PERFPILOT_FUZZ_EXAMPLES:-300} PERFPILOT_FUZZ_EXPLORE=1 $(PY) -m pytest tests/api/test_fuzz.py $(PYTEST_ARGS)
 
-# The chaos tests (pytest -m chaos) with longer outages than `make test` gives them.
-chaos: install-dev
-	PERFPILOT_CHAOS_PG_OUTAGE_SECONDS=$${PERFPILOT_CHAOS_PG_OUTAGE_SECONDS:-60} \
+# The chaos tests (pytest -m chaos: workers SIGKILLed mid-run, the broker stopped, racing applies,
+# the control plane's PostgreSQL and Redis stopped under load) repeated PERFPILOT_CHAOS_REPEAT times
+# and with longer outages than `make test` gives them.
+chaos: install-dev hypopg
+	PERFPILOT_CHAOS_REPEAT=$${PERFPILOT_CHAOS_REPEAT:-5} PERFPILOT_CHAOS_OUTAGE_SECONDS=$${PERFPILOT_CHAOS_OUTAGE_SECONDS:-60} \
+		PERFPILOT_CHAOS_PG_OUTAGE_SECONDS=$${PERFPILOT_CHAOS_PG_OUTAGE_SECONDS:-60} \
 		PERFPILOT_CHAOS_REDIS_OUTAGE_SECONDS=$${PERFPILOT_CHAOS_REDIS_OUTAGE_SECONDS:-90} \
-		$(PY) -m pytest -m chaos $(PYTEST_ARGS)
+		$(PY) -m pytest -m chaos -p no:randomly $(PYTEST_ARGS)
 
 # Benchmarks on their own embedded servers and data dir (var/bench), never the run or test data;
 # raw retention is raised so the 30 days of raw samples they load are kept. Rewrites their

@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "optimizer": "bench.optimizer",
     "scaling": "bench.scaling",
     "alerts": "bench.alerts",
+    "faults_runs": "bench.faults_runs",
     "pageweight": "bench.pageweight",
     "lighthouse": "bench.lighthouse",
     "faults_outage": "bench.faults_outage",

@@ -17,6 +17,7 @@ from core.auth import BearerTokenAuth, SessionAuth, docs_require_auth
 from core.errors import InvalidInput
 from core.outages import database_unavailable, outage_answer
 from core.parser import FastJSONParser
+from core.queueing import QueueUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +105,13 @@ def _unavailable(request, exc):
 
 for _exc in (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError, BrokerOperationalError):
     api.add_exception_handler(_exc, _unavailable)
+
+
+@api.exception_handler(QueueUnavailable)
+def _queue_unavailable(request, exc):
+    # Nothing was left waiting for the task (core/queueing.py): the client may simply retry.
+    logger.warning("task queue unavailable during %s: %s", request.path, exc)
+    return api.create_response(request, {"detail": str(exc)}, status=503)
 
 
 @api.exception_handler(DataError)

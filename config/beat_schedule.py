@@ -43,6 +43,17 @@ DEFAULT_SCHEDULES: tuple[DefaultSchedule, ...] = (
         every_seconds=300,
         queue="maintenance",
     ),
+    # Every 30 s: end optimizer runs whose worker is gone (no heartbeat, lock owner dead) and pending
+    # runs no task will start, as "interrupted"; cancel what they left running on the target. On the
+    # default queue, so long maintenance runs never hold it up.
+    DefaultSchedule(
+        name="Optimizer: end interrupted runs",
+        task="optimizer.tasks.reap_runs_task",
+        description="Ends runs whose worker died or whose task was lost, and cancels their statements on targets.",
+        every_seconds=30,
+        queue="default",
+        expire_seconds=30,
+    ),
     # Every PERFPILOT_SCALING_INTERVAL seconds (15 by default, the HPA's sync period): evaluate every
     # enabled scaled service and act through its executor (one decision per service per tick).
     DefaultSchedule(

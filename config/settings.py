@@ -207,9 +207,13 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_BROKER_CHANNEL_ERROR_RETRY = True
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# Publishing a task is bounded (core/queueing.py): a broker that is down or stalled answers within
+# these seconds per try, so a request that queues work never hangs on it.
+CELERY_BROKER_CONNECTION_TIMEOUT = 3
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": CELERY_TASK_TIME_LIMIT + 60,
-    "socket_connect_timeout": 5,
+    "socket_connect_timeout": 3,
+    "socket_timeout": 5,
     "health_check_interval": 10,
 }
 # A result written while Redis is down is retried until it is back instead of failing the task.
@@ -239,6 +243,13 @@ OPTIMIZER_ACTION_TIMEOUT_SECONDS = envint("PERFPILOT_OPTIMIZER_ACTION_TIMEOUT", 
 OPTIMIZER_LOCK_TIMEOUT_SECONDS = envint("PERFPILOT_OPTIMIZER_LOCK_TIMEOUT", 5, minimum=1)
 # "HH:MM-HH:MM" (server time zone) when tuners may change targets; empty means any time.
 OPTIMIZER_MAINTENANCE_WINDOW = envstr("PERFPILOT_OPTIMIZER_MAINTENANCE_WINDOW", "")
+# A running run's worker writes a heartbeat every few seconds; the reaper (beat, every 30 s) ends a
+# run as "interrupted" once its heartbeat is this old and its lock owner is gone (at once when the
+# owner is a process of this host that no longer exists).
+OPTIMIZER_RUN_STALE_SECONDS = envint("PERFPILOT_OPTIMIZER_RUN_STALE", 60, minimum=15)
+# A pending run that no task has touched for this long (its task was lost, or never queued) is
+# ended as "interrupted"; runs waiting behind another run's lock touch it at every retry.
+OPTIMIZER_PENDING_TIMEOUT_SECONDS = envint("PERFPILOT_OPTIMIZER_PENDING_TIMEOUT", 900, minimum=60)
 # --- scaling ---------------------------------------------------------------------------------
 # How often beat evaluates every scaled service (the HPA's sync period is 15 s too).
 SCALING_INTERVAL_SECONDS = envint("PERFPILOT_SCALING_INTERVAL", 15, minimum=1, maximum=3600)

@@ -16,3 +16,9 @@ class UnprocessableInput(InvalidInput):
     """Well-formed input whose values are unacceptable (e.g. a timestamp out of range): 422."""
 
     status_code = 422
+
+
+class Conflict(InvalidInput):
+    """The thing is no longer in a state that allows this (e.g. another request claimed it first): 409."""
+
+    status_code = 409

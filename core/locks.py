@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
+import psutil
 import redis
 from celery import current_task
 from redis.lock import Lock as RedisLock
@@ -136,12 +137,48 @@ class Lock:
             logger.warning("releasing locks %s failed (they expire within %s s): %s", self.keys, self.ttl, error)
 
 
+def owner_identity() -> dict:
+    """This process as an owner: host, pid, the pid's start time (tells a reused pid apart) and the
+    Celery task it runs, if any. Lock values and optimizer runs record it."""
+    try:
+        started = psutil.Process(os.getpid()).create_time()
+    except psutil.Error:
+        started = None
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": started,
+        "task_id": (current_task.request.id or "") if current_task else "",
+    }
+
+
+def owner_gone(owner: dict) -> bool:
+    """True only when owner is provably dead: a process of this host whose pid no longer exists, or
+    now belongs to a later process. An owner on another host is never provably gone from here."""
+    if not owner or owner.get("host") != socket.gethostname():
+        return False
+    try:
+        pid = int(owner.get("pid") or 0)
+    except (TypeError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return True
+        started = owner.get("started")
+        return started is not None and abs(process.create_time() - float(started)) > 1
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:  # it exists but cannot be inspected: not provably gone
+        return False
+
+
 def _owner_value(label: str) -> str:
     return json.dumps(
         {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "task_id": (current_task.request.id or "") if current_task else "",
+            **owner_identity(),
             "label": label,
             "nonce": secrets.token_hex(8),  # two acquisitions by one owner never share a value
         }
@@ -169,6 +206,28 @@ def lock_acquire(key: str, *, ttl: float = DEFAULT_TTL_SECONDS, label: str = "",
         if time.monotonic() + WAIT_STEP_SECONDS > deadline:
             return None
         time.sleep(WAIT_STEP_SECONDS)
+
+
+def lock_break_if_owner_gone(key: str) -> LockHolder | None:
+    """Free key when its owner is provably dead (`owner_gone`), rather than wait out its TTL.
+    Returns the dead holder freed, or None (free already, or held by a live or unknown owner)."""
+    client = get_redis()
+    value = client.get(key)
+    if value is None:
+        return None
+    try:
+        owner = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(owner, dict) or not owner_gone(owner):
+        return None
+    holder = lock_holder(key)
+    # Compare-and-delete: if the key changed hands meanwhile, the new owner keeps it.
+    script = client.register_script(RedisLock.LUA_RELEASE_SCRIPT)
+    if not script(keys=[key], args=[value], client=client):
+        return None
+    logger.warning("freed lock %s of a dead owner (%s)", key, holder)
+    return holder
 
 
 def lock_holder(key: str) -> LockHolder | None:

@@ -192,11 +192,13 @@ def schedule_sync_defaults() -> list[str]:
 
 
 def schedule_run_now(*, periodic_task, actor: AbstractBaseUser, via: str) -> str:
-    """Send a scheduled task to the workers now, with its stored arguments. Returns the task id."""
-    from celery import current_app
+    """Send a scheduled task to the workers now, with its stored arguments. Returns the task id.
+
+    Raises QueueUnavailable (bounded, a few seconds at most) when the broker does not take it."""
+    from core.queueing import task_send
 
     options = {"queue": periodic_task.queue} if periodic_task.queue else {}
-    result = current_app.send_task(
+    task_id = task_send(
         periodic_task.task,
         args=json.loads(periodic_task.args or "[]"),
         kwargs=json.loads(periodic_task.kwargs or "{}"),
@@ -207,9 +209,9 @@ def schedule_run_now(*, periodic_task, actor: AbstractBaseUser, via: str) -> str
         via=via,
         action="schedule.run_now",
         object_repr=periodic_task.name,
-        detail={"task": periodic_task.task, "task_id": result.id},
+        detail={"task": periodic_task.task, "task_id": task_id},
     )
-    return result.id
+    return task_id
 
 
 def schedule_set_enabled(*, periodic_task, enabled: bool, actor: AbstractBaseUser, via: str):

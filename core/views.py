@@ -22,6 +22,7 @@ from core.htmx import render_page
 from core.metrics import metrics_exposition
 from core.models import ApiToken
 from core.outages import outage_answer
+from core.queueing import QueueUnavailable
 from core.registry import registry
 from core.roles import ADMIN, OPERATOR, has_role, role_required
 from core.selectors import api_token_list, audit_event_list, schedule_list, section_summary
@@ -70,8 +71,12 @@ def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
 @role_required(OPERATOR)
 def schedule_run(request: HttpRequest, schedule_id: int) -> HttpResponse:
     task = get_object_or_404(PeriodicTask, pk=schedule_id)
-    task_id = schedule_run_now(periodic_task=task, actor=request.user, via="ui")
-    messages.success(request, f"“{task.name}” sent to the workers (task {task_id[:8]}).")
+    try:
+        task_id = schedule_run_now(periodic_task=task, actor=request.user, via="ui")
+    except QueueUnavailable as exc:
+        messages.error(request, f"“{task.name}” was not sent: {exc}")
+    else:
+        messages.success(request, f"“{task.name}” sent to the workers (task {task_id[:8]}).")
     return redirect(request.POST.get("next") or "settings")
 
 

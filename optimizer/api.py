@@ -32,7 +32,7 @@ from optimizer.tuners.base import all_tuners
 
 router = Router(tags=["optimizer"])
 router.add_router("/", section_router("optimizer"))
-WRITE_ERRORS = {400: ErrorOut, **ERRORS}
+WRITE_ERRORS = {400: ErrorOut, 409: ErrorOut, **ERRORS}
 MAX_LIMIT = 500
 
 

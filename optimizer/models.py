@@ -25,6 +25,7 @@ class Recommendation(models.Model):
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"
+        APPLYING = "applying", "Being applied"
         APPLIED = "applied", "Applied"
         DISMISSED = "dismissed", "Dismissed"
         OBSOLETE = "obsolete", "Obsolete"
@@ -51,6 +52,7 @@ class Recommendation(models.Model):
     last_seen_at = models.DateTimeField(auto_now=True)
     status_changed_at = models.DateTimeField(null=True, blank=True)
     status_changed_by = models.CharField(max_length=150, blank=True)
+    apply_error = models.TextField(blank=True, help_text="Why the last apply did not finish (it is open again).")
 
     class Meta:
         ordering = ["-priority", "-last_seen_at"]
@@ -84,6 +86,9 @@ class Recommendation(models.Model):
         ]
 
 
+LIVE_RUN_STATUSES = ("pending", "running")  # every other status of a run is terminal
+
+
 class OptimizationRun(models.Model):
     """One tuner run, or one applied recommendation: the optimization log."""
 
@@ -100,11 +105,14 @@ class OptimizationRun(models.Model):
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped"
         DEFERRED = "deferred", "Deferred"
+        INTERRUPTED = "interrupted", "Interrupted"
 
     class Action(models.TextChoices):
         RUN = "run", "Tuner run"
         APPLY = "apply", "Apply recommendation"
         BENCHMARK = "benchmark", "Benchmark"
+
+    LIVE_STATUSES = LIVE_RUN_STATUSES
 
     tuner = models.CharField(max_length=50)
     action = models.CharField(max_length=10, choices=Action.choices, default=Action.RUN)
@@ -116,13 +124,19 @@ class OptimizationRun(models.Model):
     started_by_name = models.CharField(max_length=150, blank=True)
     params = models.JSONField(default=dict, blank=True)
     dry_run = models.BooleanField(default=False)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     summary = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.FloatField(null=True, blank=True)
     backend_pid = models.IntegerField(null=True, blank=True, help_text="Target backend running the action.")
+    owner = models.JSONField(
+        default=dict, blank=True, help_text="The worker process running it: host, pid, its start time, Celery task."
+    )
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life from the worker running it (or, pending, from its task)."
+    )
     evidence_before = models.JSONField(default=dict, blank=True)
     evidence_after = models.JSONField(default=dict, blank=True)
     statements = models.JSONField(default=list, blank=True, help_text="Statements executed (or, dry-run, planned).")
@@ -130,11 +144,18 @@ class OptimizationRun(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["target", "tuner", "-created_at"]), models.Index(fields=["-created_at"])]
+        indexes = [
+            models.Index(fields=["target", "tuner", "-created_at"]),
+            models.Index(fields=["-created_at"]),
+            # The reaper reads the few live runs every 30 s, never the whole log.
+            models.Index(
+                fields=["status"], name="optimizer_run_live", condition=models.Q(status__in=LIVE_RUN_STATUSES)
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.tuner} on {self.target_name} ({self.status})"
 
     @property
     def is_live(self) -> bool:
-        return self.status in (self.Status.PENDING, self.Status.RUNNING)
+        return self.status in self.LIVE_STATUSES

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from ninja import Field, Schema
 
 from core.schemas import StrictSchema
+
+# The statuses as the API publishes them (tests check they match the models' choices).
+RunStatus = Literal["pending", "running", "succeeded", "failed", "skipped", "deferred", "interrupted"]
+RecommendationStatus = Literal["open", "applying", "applied", "dismissed", "obsolete"]
 
 
 class RecommendationOut(Schema):
@@ -22,13 +26,14 @@ class RecommendationOut(Schema):
     estimated_impact: str
     effort: str
     priority: int
-    status: str
+    status: RecommendationStatus
     verified: bool
     evidence: dict[str, Any]
     first_seen_at: datetime
     last_seen_at: datetime
     status_changed_at: datetime | None
     status_changed_by: str
+    apply_error: str = Field(..., description="Why the last apply did not finish; empty otherwise.")
 
 
 class RunOut(Schema):
@@ -42,7 +47,7 @@ class RunOut(Schema):
     started_by: str = Field(..., alias="started_by_name")
     params: dict[str, Any]
     dry_run: bool
-    status: str
+    status: RunStatus = Field(..., description="pending and running are live; every other status is terminal.")
     summary: str
     created_at: datetime
     started_at: datetime | None

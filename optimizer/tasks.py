@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from optimizer.services.liveness import runs_reap
 from optimizer.services.runs import run_execute, run_time_limit, scheduled_runs
 from optimizer.services.speedups import speedups_measure_all
 from optimizer.tuners.base import RUN_TUNER_TASK
@@ -34,3 +35,8 @@ def run_tuner_task(tuner: str, target_id: int | None = None, dry_run: bool = Fal
 @shared_task(name="optimizer.tasks.measure_speedups_task", ignore_result=True)
 def measure_speedups_task() -> None:
     speedups_measure_all()
+
+
+@shared_task(name="optimizer.tasks.reap_runs_task", ignore_result=True)
+def reap_runs_task() -> None:
+    runs_reap()

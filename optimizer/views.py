@@ -12,6 +12,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from core.errors import InvalidInput
 from core.htmx import requested_fragment
+from core.queueing import QueueUnavailable
 from core.roles import OPERATOR, role_required
 from core.views import section_context
 from monitoring.models import Target
@@ -42,6 +43,16 @@ def _run_status(request: HttpRequest, run: OptimizationRun) -> HttpResponse:
     if not run.is_live:
         return HttpResponseStopPolling(response.content)
     return response
+
+
+def _queue_unavailable(request: HttpRequest, exc: QueueUnavailable) -> HttpResponse:
+    """Nothing was queued (and nothing left pending): say so where the button was, or on the page."""
+    if request.htmx:  # the header lets static/js/perfpilot.js swap this 503 in where the button was
+        response = render(request, "optimizer/_error.html", {"message": str(exc)}, status=503)
+        response["X-Perfpilot-Fragment"] = "error"
+        return response
+    messages.error(request, str(exc))
+    return redirect("optimizer:index")
 
 
 def _tuners_context(**extra) -> dict:
@@ -98,6 +109,8 @@ def recommendation_apply(request: HttpRequest, recommendation_id: int) -> HttpRe
         )
     except InvalidInput as exc:
         return render(request, "optimizer/_error.html", {"message": str(exc)}, status=422)
+    except QueueUnavailable as exc:
+        return _queue_unavailable(request, exc)
     if request.htmx:
         return _run_status(request, run)
     return redirect("optimizer:run", run_id=run.id)
@@ -134,6 +147,8 @@ def tuner_run(request: HttpRequest, kind: str) -> HttpResponse:
         )
     except InvalidInput as exc:
         return render(request, "optimizer/_error.html", {"message": str(exc)}, status=422)
+    except QueueUnavailable as exc:
+        return _queue_unavailable(request, exc)
     if request.htmx:
         return _run_status(request, runs[0])
     return redirect("optimizer:run", run_id=runs[0].id)

@@ -290,3 +290,22 @@ def stop_control_plane(process: subprocess.Popen, env: dict[str, str]) -> None:
             port = int(env["PERFPILOT_EMBEDDED_PG_PORT"])
             EmbeddedPostgres(root=var_dir / "postgres", port=port, user="", password=pg_password, database="").stop()
         raise
+
+
+@pytest.fixture
+def broker_down():
+    """The test process's Celery broker pointed at a port nothing listens on (the session's Redis
+    stays up for everything else): publishing meets a real refused connection."""
+    from celery import current_app
+
+    app = current_app
+    saved = (app.conf.broker_url, app._pool, app.amqp._producer_pool)
+    app.conf.broker_url = f"redis://127.0.0.1:{free_port()}/0"
+    app._pool = None
+    app.amqp._producer_pool = None
+    try:
+        yield
+    finally:
+        if app._pool is not None:
+            app._pool.force_close_all()
+        app.conf.broker_url, app._pool, app.amqp._producer_pool = saved

@@ -28,6 +28,7 @@ from django.utils import timezone
 from alerts.formatting import alert_value_text, metric_unit, rule_quantity
 from alerts.models import AlertState, Channel, DeliveryAttempt, Notification, NotificationItem
 from alerts.transports.base import Message, MessageAlert, SendResult, TransportError, transport_for
+from core.queueing import task_send_on_commit
 from core.redis_client import get_redis
 from monitoring.selectors.metric_names import metric_units
 
@@ -264,7 +265,8 @@ def _release(notification: Notification, *, delay: float, fields: dict) -> None:
     from alerts.tasks import deliver_notification_task
 
     notification_id = notification.id
-    deliver_notification_task.apply_async_on_commit((notification_id,), countdown=delay)
+    # Best effort: if the broker is down, the sweep queues the row once it is due.
+    task_send_on_commit(deliver_notification_task, [(notification_id,)], countdown=delay, raise_on_failure=False)
 
 
 def _resume_held(*, channel_id: int) -> None:
@@ -275,8 +277,8 @@ def _resume_held(*, channel_id: int) -> None:
         .order_by("due_at")
         .values_list("id", flat=True)
     )
-    for notification_id in held:
-        deliver_notification_task.delay_on_commit(notification_id)
+    # Best effort: if the broker is down, the sweep queues them once it is back.
+    task_send_on_commit(deliver_notification_task, [(i,) for i in held], raise_on_failure=False)
 
 
 def notifications_reclaim_stale(*, now: datetime | None = None) -> int:

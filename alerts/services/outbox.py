@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from alerts.models import Alert, AlertState, Channel, Notification, NotificationItem, Severity, Silence
 from alerts.services.matching import matches
+from core.queueing import task_send_on_commit
 
 SEND_STATES = (AlertState.FIRING, AlertState.RESOLVED)
 
@@ -127,10 +128,11 @@ def _schedule_delivery(notification_id: int, *, delay: float) -> None:
     from alerts.tasks import deliver_notification_task
 
     # Short waits get their own timed task; longer ones are picked up by the delivery sweep.
+    # Best effort: if the broker is down, the sweep queues the row once it is due.
     if delay <= 0:
-        deliver_notification_task.delay_on_commit(notification_id)
+        task_send_on_commit(deliver_notification_task, [(notification_id,)], raise_on_failure=False)
     elif delay <= 120:
-        deliver_notification_task.apply_async_on_commit((notification_id,), countdown=delay)
+        task_send_on_commit(deliver_notification_task, [(notification_id,)], countdown=delay, raise_on_failure=False)
 
 
 def notification_enqueue_repeats(*, now: datetime | None = None) -> int:

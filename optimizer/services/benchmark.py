@@ -16,8 +16,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
 from core.errors import InvalidInput
+from core.locks import owner_identity
 from monitoring.models import Target
 from optimizer.models import OptimizationRun
+from optimizer.services.liveness import RunHeartbeat
 from optimizer.services.runs import audit_run
 from optimizer.services.sessions import open_session
 from optimizer.tuners.base import TunerError
@@ -56,10 +58,12 @@ def benchmark_run(*, target: Target, operations: int, actor: AbstractBaseUser | 
         params={"operations": operations},
         status=OptimizationRun.Status.RUNNING,
         started_at=timezone.now(),
+        owner=owner_identity(),  # the reaper ends it if this process dies (optimizer.services.liveness)
+        heartbeat_at=timezone.now(),
     )
     started = time.perf_counter()
     try:
-        with open_session(target=target, dry_run=False) as session:
+        with RunHeartbeat(run.id), open_session(target=target, dry_run=False) as session:
             writes, reads = _postgres(session, operations) if session.pg is not None else _redis(session, operations)
     except (TunerError, redis.RedisError) as exc:
         run.status, run.error = OptimizationRun.Status.FAILED, str(exc)

@@ -21,13 +21,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.conninfo import scrub
-from core.errors import InvalidInput
+from core.errors import Conflict, InvalidInput
 from core.events import TUNER_FAILURE, failure_event_send
-from core.locks import lock_acquire, lock_holder, lock_key
+from core.locks import lock_acquire, lock_holder, lock_key, owner_identity
 from core.models import AuditEvent
+from core.queueing import QueueUnavailable, task_send_on_commit
 from core.services import audit_record
 from monitoring.models import Target
 from optimizer.models import OptimizationRun, Recommendation
+from optimizer.services.liveness import RunHeartbeat, recommendation_release
 from optimizer.services.recommendations import recommendations_sync
 from optimizer.services.sessions import open_session
 from optimizer.tuners.base import LockHeld, TunerError, WindowClosed, check_params, tuner_class
@@ -158,10 +160,28 @@ def run_create(
     )
 
 
-def _enqueue(run: OptimizationRun) -> None:
+def _enqueue(runs: list[OptimizationRun]) -> None:
+    """Send the runs to the workers once they are committed; if the queue refuses, none stays pending."""
     from optimizer.tasks import execute_run_task
 
-    execute_run_task.delay_on_commit(run.id)
+    task_send_on_commit(execute_run_task, [(run.id,) for run in runs], on_failure=_runs_not_queued)
+
+
+def _runs_not_queued(unsent: list[tuple], error: QueueUnavailable) -> None:
+    """The broker did not take these runs' tasks: they end failed with the reason (the caller answers
+    503 with it), and an apply gives its recommendation back, open."""
+    run_ids = [args[0] for args in unsent]
+    reason = f"Not started: {error}"
+    for run in OptimizationRun.objects.filter(pk__in=run_ids, status=OptimizationRun.Status.PENDING).select_related(
+        "started_by"
+    ):
+        ended = OptimizationRun.objects.filter(pk=run.pk, status=OptimizationRun.Status.PENDING).update(
+            status=OptimizationRun.Status.FAILED, error=reason, finished_at=timezone.now()
+        )
+        if ended:
+            run.refresh_from_db()
+            recommendation_release(run)
+            audit_run(run)
 
 
 @transaction.atomic
@@ -187,9 +207,9 @@ def runs_start(
                 continue  # a mixed request runs each tuner on the targets it fits
             run = run_create(tuner=kind, target=target, trigger=trigger, actor=actor, dry_run=dry_run, params=params)
             runs.append(run)
-            _enqueue(run)
     if not runs:
         raise InvalidInput("None of these tuners works on these targets.", field="tuners")
+    _enqueue(runs)
     return runs
 
 
@@ -203,17 +223,25 @@ def _known() -> set[str]:
 def recommendation_apply_start(
     *, recommendation: Recommendation, actor: AbstractBaseUser | None, trigger: str, dry_run: bool = False
 ) -> OptimizationRun:
-    if recommendation.status != Recommendation.Status.OPEN:
-        raise InvalidInput(
-            f"Recommendation {recommendation.id} is {recommendation.status}; only open ones can be applied.",
-            field="status",
-        )
+    """Claim an open recommendation (open -> applying, one conditional UPDATE: of two requests at the
+    same moment exactly one wins, the other gets Conflict naming the status) and queue its apply run.
+    The run gives the claim back (open, with the reason) unless it applies the recommendation."""
     if not recommendation.statements:
         raise InvalidInput(f"Recommendation {recommendation.id} is advice only; it has no statement to run.")
-    if OptimizationRun.objects.filter(
-        recommendation=recommendation, status__in=[OptimizationRun.Status.PENDING, OptimizationRun.Status.RUNNING]
-    ).exists():
-        raise InvalidInput(f"Recommendation {recommendation.id} is already being applied.", field="status")
+    claimed = Recommendation.objects.filter(pk=recommendation.pk, status=Recommendation.Status.OPEN).update(
+        status=Recommendation.Status.APPLYING,
+        status_changed_at=timezone.now(),
+        status_changed_by=_actor_name(actor),
+        apply_error="",
+    )
+    if claimed != 1:
+        status = Recommendation.objects.filter(pk=recommendation.pk).values_list("status", flat=True).first()
+        if status == Recommendation.Status.APPLYING:
+            message = f"Recommendation {recommendation.id} is already being applied (status applying)."
+        else:
+            message = f"Recommendation {recommendation.id} is {status}; only open ones can be applied."
+        raise Conflict(message, field="status")
+    recommendation.status = Recommendation.Status.APPLYING
     run = run_create(
         tuner=recommendation.tuner,
         target=recommendation.target,
@@ -223,7 +251,7 @@ def recommendation_apply_start(
         action=OptimizationRun.Action.APPLY,
         recommendation=recommendation,
     )
-    _enqueue(run)
+    _enqueue([run])
     return run
 
 
@@ -231,6 +259,8 @@ def recommendation_apply_start(
 def recommendation_dismiss(*, recommendation: Recommendation, actor: AbstractBaseUser | None, via: str):
     if recommendation.status == Recommendation.Status.APPLIED:
         raise InvalidInput(f"Recommendation {recommendation.id} was applied already.", field="status")
+    if recommendation.status == Recommendation.Status.APPLYING:
+        raise Conflict(f"Recommendation {recommendation.id} is being applied (status applying).", field="status")
     recommendation.status = Recommendation.Status.DISMISSED
     recommendation.status_changed_at = timezone.now()
     recommendation.status_changed_by = _actor_name(actor)
@@ -259,12 +289,19 @@ def run_execute(*, run_id: int, wait: bool = False) -> OptimizationRun:
     When another run holds the target's lock, the run is skipped, or with `wait` put back to pending
     for the caller (the task) to try again later.
     """
+    # The claim records the owner (this process, its Celery task) and a first heartbeat: from now on
+    # the reaper can tell a run whose worker died from one still working.
     claimed = OptimizationRun.objects.filter(pk=run_id, status=OptimizationRun.Status.PENDING).update(
-        status=OptimizationRun.Status.RUNNING
+        status=OptimizationRun.Status.RUNNING, owner=owner_identity(), heartbeat_at=timezone.now()
     )
     run = OptimizationRun.objects.select_related("target", "recommendation", "started_by").get(pk=run_id)
     if claimed != 1:
-        return run  # another worker (or a retry) has it
+        return run  # another worker (or a retry) has it, or the reaper ended it
+    with RunHeartbeat(run.id):
+        return _execute_claimed(run, wait=wait)
+
+
+def _execute_claimed(run: OptimizationRun, *, wait: bool) -> OptimizationRun:
     started = time.perf_counter()
     finished_at = None
     run.started_at = timezone.now()
@@ -292,9 +329,9 @@ def run_execute(*, run_id: int, wait: bool = False) -> OptimizationRun:
             finally:
                 finished_at = timezone.now()
     except LockHeld as exc:
-        if wait:
-            OptimizationRun.objects.filter(pk=run.pk).update(
-                status=OptimizationRun.Status.PENDING, summary=f"Waiting: {exc}"
+        if wait:  # the heartbeat shows the reaper that a task still comes back for it
+            OptimizationRun.objects.filter(pk=run.pk, status=OptimizationRun.Status.RUNNING).update(
+                status=OptimizationRun.Status.PENDING, summary=f"Waiting: {exc}", heartbeat_at=timezone.now()
             )
             run.refresh_from_db()
             return run
@@ -313,7 +350,19 @@ def run_execute(*, run_id: int, wait: bool = False) -> OptimizationRun:
             run.status = OptimizationRun.Status.SUCCEEDED
     run.finished_at = finished_at or timezone.now()
     run.duration_ms = round((time.perf_counter() - started) * 1000, 2)
-    run.save()
+    # Only while still ours: a run the reaper ended meanwhile (we looked dead) keeps its verdict.
+    values = {
+        field.attname: getattr(run, field.attname)
+        for field in OptimizationRun._meta.concrete_fields
+        if field.name not in ("id", "created_at", "heartbeat_at")  # the heartbeat thread writes that one
+    }
+    if not OptimizationRun.objects.filter(pk=run.pk, status=OptimizationRun.Status.RUNNING).update(**values):
+        logger.warning(
+            "optimizer run %s was ended by the reaper before it finished here; its result is dropped", run.id
+        )
+        run.refresh_from_db()
+        return run
+    recommendation_release(run)
     audit_run(run)
     if run.status == OptimizationRun.Status.FAILED:
         _failure_report(run)
@@ -372,10 +421,24 @@ def _remember_pid(run: OptimizationRun):
     return record
 
 
+def _watch(run: OptimizationRun, session) -> None:
+    """Write what is known to the row as the run goes (the evidence before, each statement as it
+    starts), so a run whose worker dies still says what it did and what was running."""
+    session.on_backend = _remember_pid(run)
+
+    def statement_starts(statement: str) -> None:
+        OptimizationRun.objects.filter(pk=run.pk).update(
+            statements=[*session.executed, {"statement": statement, "in_progress": True}],
+            evidence_before=run.evidence_before,
+        )
+
+    session.on_statement = statement_starts
+
+
 def _run_tuner(run: OptimizationRun) -> None:
     cls = tuner_class(run.tuner)
     with open_session(**_session_kwargs(run)) as session:
-        session.on_backend = _remember_pid(run)
+        _watch(run, session)
         tuner = cls(session, params=_tuner_params(run))
         analysis = tuner.analyze()
         recommendations = recommendations_sync(target=run.target, tuner=run.tuner, findings=analysis.findings)
@@ -411,6 +474,9 @@ def _run_tuner(run: OptimizationRun) -> None:
                     started += 1
                 except InvalidInput:  # already being applied
                     continue
+                except QueueUnavailable as exc:
+                    parts.append(f"auto policy stopped: {exc}")
+                    break
             parts.append(f"auto policy: applying {started} recommendation(s)")
         run.summary = "; ".join(parts)
 
@@ -424,7 +490,7 @@ def _apply(run: OptimizationRun) -> None:
         raise WindowClosed(f"Outside the maintenance window {window_text}: apply refused; try again inside it.")
     cls = tuner_class(run.tuner)
     with open_session(**_session_kwargs(run)) as session:
-        session.on_backend = _remember_pid(run)
+        _watch(run, session)
         tuner = cls(session, params={})
         run.evidence_before = tuner.evidence_for(recommendation)
         try:
@@ -435,12 +501,7 @@ def _apply(run: OptimizationRun) -> None:
             run.summary = f"Dry run: would run {len(recommendation.statements)} statement(s)"
             return
         run.evidence_after = tuner.evidence_for(recommendation)
-    Recommendation.objects.filter(pk=recommendation.pk).update(
-        status=Recommendation.Status.APPLIED,
-        status_changed_at=timezone.now(),
-        status_changed_by=run.started_by_name,
-    )
-    run.summary = f"Applied: {recommendation.title}"
+    run.summary = f"Applied: {recommendation.title}"  # the recommendation becomes applied once the run is stored
 
 
 def scheduled_runs(

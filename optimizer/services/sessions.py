@@ -45,6 +45,7 @@ class Session:
     redis: redis.Redis | None = None
     executed: list[dict[str, Any]] = field(default_factory=list)
     on_backend: Any = None  # called with the backend pid before each PostgreSQL action
+    on_statement: Any = None  # called with each action's statement before it runs (not in dry runs)
 
     # --- reads ---------------------------------------------------------------------------
     def query(self, statement: str | sql.Composable, params: Any = None) -> list[tuple]:
@@ -80,6 +81,8 @@ class Session:
         if self.dry_run:
             self.executed.append({"statement": statement, "dry_run": True})
             return 0.0
+        if self.on_statement is not None:
+            self.on_statement(statement)
         started = time.perf_counter()
         if self.redis is not None and self.pg is None:
             self._redis_command(statement)

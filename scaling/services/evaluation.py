@@ -29,6 +29,7 @@ from django.utils import timezone
 from core.errors import InvalidInput
 from core.events import SCALING_FAILURE, failure_event_send
 from core.locks import Lock, lock_acquire, lock_key, locks_acquire
+from core.queueing import task_send_on_commit
 from core.services import audit_record
 from scaling import evaluator as ev
 from scaling.executors.base import ExecutorContext, ExecutorError, executor_for
@@ -510,7 +511,7 @@ def evaluate_all_queue(*, actor, via: str) -> tuple[str, int]:
     from scaling.tasks import evaluate_all_task
 
     task_id = str(uuid.uuid4())  # the form of Celery's own task ids
-    evaluate_all_task.apply_async_on_commit(task_id=task_id)
+    task_send_on_commit(evaluate_all_task, [()], task_id=task_id)  # QueueUnavailable when the broker is down
     count = ScaledService.objects.filter(enabled=True, paused=False).count()
     audit_record(
         actor=actor,

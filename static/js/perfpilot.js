@@ -178,6 +178,15 @@
     }
     drawCharts(document);
   });
+  // A 503 fragment that explains itself (e.g. "the task queue is unavailable; nothing was queued")
+  // is shown where the button was; other 5xx answers stay out of the page.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var xhr = event.detail.xhr;
+    if (xhr.status === 503 && xhr.getResponseHeader("X-Perfpilot-Fragment") === "error") {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
   document.addEventListener("htmx:afterSettle", function (event) {
     drawCharts(document);  // outerHTML swaps replace the element the event names
   });

@@ -13,7 +13,17 @@ import pytest
 from celery import shared_task
 from django.conf import settings
 
-from core.locks import WAIT_STEP_SECONDS, Lock, lock_acquire, lock_holder, lock_key, locks_acquire
+from core.locks import (
+    WAIT_STEP_SECONDS,
+    Lock,
+    lock_acquire,
+    lock_break_if_owner_gone,
+    lock_holder,
+    lock_key,
+    locks_acquire,
+    owner_gone,
+    owner_identity,
+)
 from core.redis_client import get_redis
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,3 +159,39 @@ def test_many_keys_are_taken_at_once_skipping_the_held_ones():
 def test_taking_no_keys_holds_nothing():
     with locks_acquire([]) as locks:
         assert locks.keys == ()
+
+
+def _owner_process(key: str, label: str) -> subprocess.Popen:
+    code = (
+        "import sys, time, django; django.setup()\n"
+        "from core.locks import lock_acquire\n"
+        f"with lock_acquire({key!r}, label={label!r}):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings_test", "REDIS_URL": settings.REDIS_URL}
+    owner = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    assert owner.stdout.readline().strip() == "held"
+    return owner
+
+
+def test_the_lock_of_a_killed_owner_is_freed_at_once_when_its_death_is_proven(key):
+    owner = _owner_process(key, "doomed")  # the default 60 s TTL
+    try:
+        assert lock_break_if_owner_gone(key) is None  # alive: never broken
+        assert lock_holder(key).pid == owner.pid
+    finally:
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.wait()
+        owner.stdout.close()
+    freed = lock_break_if_owner_gone(key)
+    assert (freed.pid, freed.label) == (owner.pid, "doomed")
+    assert lock_holder(key) is None
+
+
+def test_an_owner_on_another_host_or_a_reused_pid_is_judged_only_by_what_can_be_proven():
+    me = owner_identity()
+    assert not owner_gone(me)
+    assert not owner_gone({**me, "host": "another-host"})  # cannot be checked from here: not proven dead
+    assert owner_gone({**me, "started": me["started"] - 3600})  # our pid, but a later process than the owner
+    assert not owner_gone({})

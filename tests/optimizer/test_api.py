@@ -69,7 +69,7 @@ def test_dismiss_takes_an_entry_off_the_list(anonymous_client, operator_auth, pg
     assert response.json()["status_changed_by"] == "oscar-operator"
     assert anonymous_client.get(f"{API}/recommendations", **operator_auth).json() == []
     again = anonymous_client.post(f"{API}/recommendations/{recommendation.id}/apply", **operator_auth)
-    assert again.status_code == 400 and "only open ones" in again.json()["detail"]
+    assert again.status_code == 409 and "only open ones" in again.json()["detail"]
     assert anonymous_client.post(f"{API}/recommendations/999999/dismiss", **operator_auth).status_code == 404
 
 

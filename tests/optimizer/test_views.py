@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from optimizer.charts import before_after_data, before_after_figure
 from optimizer.evidence import evidence_table
 from optimizer.models import OptimizationRun, Recommendation
@@ -203,3 +205,23 @@ def test_schedules_read_as_words_and_the_last_run_says_what_started_it(viewer_cl
     assert f"cron: {minute} {hour} " in tuner_row and "At " in tuner_row
     assert f"Operator (system) on {target.name}" in tuner_row
     assert "Last run by beat" in html  # the schedules table counts beat's runs only, and says so
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("broker_down")
+def test_with_the_task_queue_down_the_buttons_say_so_and_leave_nothing_pending(operator_client, pg18):
+    target = make_target(pg18)
+    recommendation = Recommendation.objects.create(
+        target=target, tuner="indexes", fingerprint="fp-q", category="invalid_index", title="Drop it",
+        statement="SELECT 1",
+    )  # fmt: skip
+    apply = operator_client.post(f"/optimizer/recommendations/{recommendation.id}/apply/", **HTMX)
+    assert apply.status_code == 503 and apply["X-Perfpilot-Fragment"] == "error"
+    assert "The task queue is unavailable" in apply.content.decode()
+    run = operator_client.post("/optimizer/tuners/vacuum/run/", {"target": target.id, "dry_run": "on"}, **HTMX)
+    assert run.status_code == 503 and "nothing was queued" in run.content.decode()
+    plain = operator_client.post("/optimizer/tuners/vacuum/run/", {"target": target.id}, follow=True)
+    assert plain.status_code == 200 and "The task queue is unavailable" in plain.content.decode()
+    recommendation.refresh_from_db()
+    assert recommendation.status == "open"
+    assert set(OptimizationRun.objects.values_list("status", flat=True)) == {"failed"}
