@@ -99,6 +99,9 @@ def test_redis_stopped_for_a_minute_keeps_the_web_up_and_collection_resumes(tmp_
         "PERFPILOT_WEB_WORKERS": "1",
         "PERFPILOT_WORKER_CONCURRENCY": "1",
         "PERFPILOT_OPERATOR_PASSWORD": PASSWORD,
+        # The outage lasts as long as this test says: the supervisor would restart Redis within seconds
+        # (tests/core/test_chaos_outages.py covers that).
+        "PERFPILOT_EMBEDDED_RESTART": "false",
     }
     log = tmp_path / "run.log"
     process = subprocess.Popen(
