@@ -8,6 +8,7 @@ import uuid
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, DataError, InterfaceError, OperationalError
 from ninja import NinjaAPI
+from ninja.openapi.schema import OpenAPISchema
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -46,9 +47,32 @@ _COMMON_RESPONSES = {
 }
 
 
+class ComponentCollision(Exception):
+    """Two different schemas or enums would share one name under components/schemas."""
+
+
+class UniqueComponentsSchema(OpenAPISchema):
+    """django-ninja's document, refusing two different schemas under one component name.
+
+    ninja builds each operation's models on their own and merges their definitions by name, so
+    the scaling `RuleOut` silently replaced the alerts one (and every operation then pointed at
+    it), and each model's `Kind` enum replaced the others. Every input and output class and enum
+    has a name of its own; this makes a new clash fail loudly (tests/api/test_contract.py).
+    """
+
+    def add_schema_definitions(self, definitions: dict) -> None:
+        for name, definition in definitions.items():
+            known = self.schemas.get(name)
+            if known is not None and known != definition:
+                raise ComponentCollision(f"Two different schemas are both named {name!r} in openapi.json.")
+        super().add_schema_definitions(definitions)
+
+
 class PerfpilotAPI(NinjaAPI):
     def get_openapi_schema(self, *, path_prefix=None, path_params=None):
-        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        if path_prefix is None:
+            path_prefix = self.get_root_path(path_params or {})
+        schema = UniqueComponentsSchema(self, path_prefix)
         for operations in schema["paths"].values():
             for operation in operations.values():
                 # django-ninja keys an operation's own responses by int status (201, 404) and JSON

@@ -7,7 +7,7 @@ from typing import Any
 
 from ninja import Field, Schema
 
-from core.schemas import StrictSchema
+from core.schemas import Bool, StrictSchema
 
 
 class RecommendationOut(Schema):
@@ -54,16 +54,16 @@ class RunOut(Schema):
     error: str
 
 
-class ExecuteIn(StrictSchema):
+class OptimizationExecuteIn(StrictSchema):
     tuners: list[str] = Field(..., min_length=1, description="Tuner kinds, e.g. vacuum, indexes.")
     targets: list[int | str] = Field(..., min_length=1, description="Target ids or names.")
-    dry_run: bool = False
+    dry_run: Bool = False
     params: dict[str, Any] = Field(default_factory=dict, description="Tuner parameters and run options.")
 
 
 class OptimizeIn(StrictSchema):
     targets: list[int | str] = Field(..., min_length=1)
-    dry_run: bool = False
+    dry_run: Bool = False
     tuners: list[str] | None = Field(None, description="Defaults to every tuner of the kind.")
     params: dict[str, Any] = Field(default_factory=dict)
 
