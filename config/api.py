@@ -45,6 +45,13 @@ _COMMON_RESPONSES = {
         "503": "The database or Redis is unavailable; retry later",
     }.items()
 }
+# Methods that carry a body, which core.bodylimit refuses past its limit.
+_TOO_LARGE = {
+    "413": {
+        "description": "The request body is larger than this endpoint takes",
+        "content": {"application/json": {"schema": _ERROR_BODY}},
+    }
+}
 
 
 class ComponentCollision(Exception):
@@ -74,7 +81,7 @@ class PerfpilotAPI(NinjaAPI):
             path_prefix = self.get_root_path(path_params or {})
         schema = UniqueComponentsSchema(self, path_prefix)
         for operations in schema["paths"].values():
-            for operation in operations.values():
+            for method, operation in operations.items():
                 # django-ninja keys an operation's own responses by int status (201, 404) and JSON
                 # keeps those apart from our "404": the document then held both, which YAML-based
                 # readers such as Swagger UI refuse as a duplicated mapping key. One string key per
@@ -82,6 +89,8 @@ class PerfpilotAPI(NinjaAPI):
                 responses = {str(status): response for status, response in operation["responses"].items()}
                 for status, response in _COMMON_RESPONSES.items():
                     responses.setdefault(status, response)
+                if method in ("post", "put", "patch"):
+                    responses.update(_TOO_LARGE)
                 operation["responses"] = responses
                 # A section's summary router sits inside its app's router: both name the tag.
                 operation["tags"] = list(dict.fromkeys(operation.get("tags", [])))
