@@ -7,7 +7,7 @@ from datetime import datetime
 from ninja import Field, Schema
 
 from alerts.models import AlertRule, Channel, Severity
-from core.schemas import Bool, Int, StrictSchema, choices_enum
+from core.schemas import Bool, Float, Id, Int, StrictSchema, choices_enum
 
 SECONDS = {"ge": 0, "le": 30 * 86_400}
 AlertRuleKind = choices_enum("AlertRuleKind", AlertRule.Kind)
@@ -67,11 +67,11 @@ class AlertRuleIn(StrictSchema):
     name: str = Field(..., min_length=1, max_length=100)
     kind: AlertRuleKind
     metric: str = Field("", max_length=200)
-    target_id: Int | None = None
+    target_id: Id | None = None
     series_labels: dict[str, str] = Field(default_factory=dict)
-    warning_threshold: float | None = None
-    critical_threshold: float | None = None
-    forecast_limit: float | None = None
+    warning_threshold: Float | None = None
+    critical_threshold: Float | None = None
+    forecast_limit: Float | None = None
     severity: Severity = Severity.CRITICAL
     window_seconds: Int = Field(300, ge=1, le=30 * 86_400)
     for_seconds: Int = Field(0, **SECONDS)

@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "alerts": "bench.alerts",
     "pageweight": "bench.pageweight",
     "lighthouse": "bench.lighthouse",
+    "fuzz": "bench.fuzz",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 
 from django.core.exceptions import PermissionDenied
@@ -94,7 +95,35 @@ class PerfpilotAPI(NinjaAPI):
                 operation["responses"] = responses
                 # A section's summary router sits inside its app's router: both name the tag.
                 operation["tags"] = list(dict.fromkeys(operation.get("tags", [])))
+        _link_created_objects(schema["paths"])
         return schema
+
+
+_PARAMETER = re.compile(r"\{(\w+)\}")
+
+
+def _link_created_objects(paths: dict) -> None:
+    """OpenAPI links from each create (POST answering 201) to the operations on what it created.
+
+    `POST /targets` → `GET|PATCH|DELETE /targets/{target_id}` with `target_id` taken from the
+    answer's `id` (or `name`, for objects addressed by name): clients, and schemathesis's
+    stateful phase, follow them from a new object to the calls on it.
+    """
+    for path, operations in paths.items():
+        created = operations.get("post", {}).get("responses", {}).get("201")
+        if created is None:
+            continue
+        for item_path, item_operations in paths.items():
+            rest = item_path.removeprefix(path + "/")
+            if rest == item_path or not _PARAMETER.fullmatch(rest):
+                continue
+            new = _PARAMETER.fullmatch(rest).group(1)
+            source = "$response.body#/id" if new == "id" or new.endswith("_id") else "$response.body#/name"
+            for method, operation in item_operations.items():
+                parameters = {name: f"$request.path.{name}" for name in _PARAMETER.findall(path)}
+                parameters[new] = source
+                link = {"operationId": operation["operationId"], "parameters": parameters}
+                created.setdefault("links", {})[f"{method.capitalize()}{operation['operationId']}"] = link
 
 
 api = PerfpilotAPI(

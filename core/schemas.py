@@ -2,16 +2,29 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum, StrEnum
+from typing import Annotated, Any
 
 from ninja import Field, Schema
-from pydantic import ConfigDict, StrictBool, StrictInt
+from pydantic import BeforeValidator, ConfigDict, StrictBool
 
-# Input fields are typed strictly: JSON `0`, `"0"` or `"false"` is not a boolean and `"10"` or
-# `10.5` not an integer. What openapi.json says a field is, is what the server takes.
+
+def _json_number(value: Any) -> Any:
+    # pydantic's lax mode takes "10" and true as numbers; JSON Schema does not. 10.0 stays an
+    # integer, as JSON Schema counts it, and pydantic's own check refuses 10.5.
+    if isinstance(value, bool | str | bytes):
+        raise ValueError("Input should be a JSON number, not a string or a boolean")
+    return value
+
+
+# Input fields are typed as openapi.json says, and strictly: JSON `0`, `"0"` or `"false"` is not a
+# boolean, `"10"`, `true` or `10.5` not an integer, `"1.5"` or `false` not a number.
 Bool = StrictBool
-Int = StrictInt
+Int = Annotated[int, BeforeValidator(_json_number)]
+Float = Annotated[float, BeforeValidator(_json_number)]
+# A row id: what PostgreSQL's bigint holds (a larger one was a DataError from the database).
+Id = Annotated[int, BeforeValidator(_json_number), Field(ge=1, le=2**63 - 1)]
 
-__all__ = ["Bool", "Int", "StrictSchema", "choices_enum", "omittable"]
+__all__ = ["Bool", "Float", "Id", "Int", "StrictSchema", "choices_enum", "omittable"]
 
 
 class StrictSchema(Schema):

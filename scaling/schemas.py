@@ -7,7 +7,7 @@ from typing import Literal
 
 from ninja import Field, Schema
 
-from core.schemas import Bool, Int, StrictSchema, choices_enum, omittable
+from core.schemas import Bool, Float, Id, Int, StrictSchema, choices_enum, omittable
 from scaling.models import ScaledService, ScalingDecision, ScalingRule
 
 SelectLiteral = Literal["Max", "Min", "Disabled"]
@@ -70,13 +70,13 @@ class ServicePatchIn(StrictSchema):
 
 class ScalingRuleIn(StrictSchema):
     source: RuleSource
-    target_value: float = Field(..., gt=0)
-    series_id: Int | None = None
-    target_id: Int | None = None
+    target_value: Float = Field(..., gt=0)
+    series_id: Id | None = None
+    target_id: Id | None = None
     metric_name: str = Field("", max_length=200)
     labels: dict[str, str] = Field(default_factory=dict)
     target_type: RuleTargetType = RuleTargetType.VALUE
-    tolerance: float = Field(0.1, ge=0, lt=1)
+    tolerance: Float = Field(0.1, ge=0, lt=1)
     enabled: Bool = True
 
 
@@ -86,13 +86,13 @@ class ScalingRuleCreateIn(ScalingRuleIn):
 
 class ScalingRulePatchIn(StrictSchema):
     source: RuleSource = omittable()
-    target_value: float = omittable(gt=0)
-    series_id: Int | None = None
-    target_id: Int | None = None
+    target_value: Float = omittable(gt=0)
+    series_id: Id | None = None
+    target_id: Id | None = None
     metric_name: str = omittable(max_length=200)
     labels: dict[str, str] = omittable()
     target_type: RuleTargetType = omittable()
-    tolerance: float = omittable(ge=0, lt=1)
+    tolerance: Float = omittable(ge=0, lt=1)
     enabled: Bool = omittable()
 
 
