@@ -22,7 +22,7 @@ Bool = StrictBool
 Int = Annotated[int, BeforeValidator(_json_number)]
 Float = Annotated[float, BeforeValidator(_json_number)]
 # A row id: what PostgreSQL's bigint holds (a larger one was a DataError from the database).
-Id = Annotated[int, BeforeValidator(_json_number), Field(ge=1, le=2**63 - 1)]
+Id = Annotated[int, Field(ge=1, le=2**63 - 1), BeforeValidator(_json_number)]
 
 __all__ = ["Bool", "Float", "Id", "Int", "StrictSchema", "choices_enum", "omittable"]
 
