@@ -5,20 +5,20 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from ninja import Query, Router, Schema, Status
+from ninja import Field, Query, Router, Schema, Status
 
 from alerts.models import Alert, AlertRule, AlertState, Channel, Severity, Silence
 from alerts.schemas import (
     AckIn,
     AlertDetailOut,
     AlertOut,
+    AlertRuleIn,
+    AlertRuleOut,
     ChannelIn,
     ChannelOut,
     ChannelTestOut,
     DeliveryAttemptOut,
     PreviewOut,
-    RuleIn,
-    RuleOut,
     SilenceIn,
     SilenceOut,
 )
@@ -91,7 +91,7 @@ class AlertFilters(Schema):
     severity: Severity | None = None
     target: str | None = None
     silenced: bool | None = None
-    limit: int = 200
+    limit: int = Field(200, ge=1, le=1000)
 
 
 # --- alerts -------------------------------------------------------------------------------------
@@ -100,9 +100,12 @@ class AlertFilters(Schema):
 @router.get(PREFIX, response=list[AlertOut], summary="List alerts")
 def alerts_list(request, filters: Query[AlertFilters]):
     """Firing first, then pending, then resolved. Filter by state, severity, target name and silenced."""
-    limit = max(1, min(filters.limit, 1000))
     views = alert_list(
-        state=filters.state, severity=filters.severity, target=filters.target, silenced=filters.silenced, limit=limit
+        state=filters.state,
+        severity=filters.severity,
+        target=filters.target,
+        silenced=filters.silenced,
+        limit=filters.limit,
     )
     return [alert_out(view) for view in views]
 
@@ -189,28 +192,28 @@ def silences_delete(request, silence_id: int):
 # --- rules --------------------------------------------------------------------------------------
 
 
-def _rule_input(payload: RuleIn) -> RuleInput:
+def _rule_input(payload: AlertRuleIn) -> RuleInput:
     return RuleInput(**payload.dict())
 
 
-@router.get(PREFIX + "/rules", response=list[RuleOut], summary="List rules")
+@router.get(PREFIX + "/rules", response=list[AlertRuleOut], summary="List rules")
 def rules_list(request):
     return list(rule_list())
 
 
-@router.post(PREFIX + "/rules", response={201: RuleOut, **WRITE_ERRORS}, summary="Create a rule")
-def rules_create(request, payload: RuleIn):
+@router.post(PREFIX + "/rules", response={201: AlertRuleOut, **WRITE_ERRORS}, summary="Create a rule")
+def rules_create(request, payload: AlertRuleIn):
     ensure_role(request.auth, OPERATOR)
     return Status(201, rule_create(data=_rule_input(payload), actor=request.auth, via="api"))
 
 
 @router.post(PREFIX + "/rules/preview", response={200: list[PreviewOut], **WRITE_ERRORS}, summary="Preview a rule")
-def rules_preview(request, payload: RuleIn):
+def rules_preview(request, payload: AlertRuleIn):
     """The current value of each series the rule would watch, and the severity it would give now."""
     return rule_preview(data=_rule_input(payload))
 
 
-@router.get(PREFIX + "/rules/{int:rule_id}", response={200: RuleOut, **ERRORS}, summary="One rule")
+@router.get(PREFIX + "/rules/{int:rule_id}", response={200: AlertRuleOut, **ERRORS}, summary="One rule")
 def rules_get(request, rule_id: int):
     return get_object_or_404(AlertRule, pk=rule_id)
 
@@ -220,8 +223,8 @@ def rules_preview_saved(request, rule_id: int):
     return rule_preview(data=rule_input_from(get_object_or_404(AlertRule, pk=rule_id)))
 
 
-@router.put(PREFIX + "/rules/{int:rule_id}", response={200: RuleOut, **WRITE_ERRORS}, summary="Change a rule")
-def rules_update(request, rule_id: int, payload: RuleIn):
+@router.put(PREFIX + "/rules/{int:rule_id}", response={200: AlertRuleOut, **WRITE_ERRORS}, summary="Change a rule")
+def rules_update(request, rule_id: int, payload: AlertRuleIn):
     ensure_role(request.auth, OPERATOR)
     rule = get_object_or_404(AlertRule, pk=rule_id)
     return rule_update(rule=rule, data=_rule_input(payload), actor=request.auth, via="api")
@@ -287,6 +290,6 @@ def channels_test(request, channel_id: int):
 @router.get(
     PREFIX + "/channels/{int:channel_id}/deliveries", response={200: list[DeliveryAttemptOut], **ERRORS}, summary="Log"
 )
-def channels_deliveries(request, channel_id: int, limit: int = 50):
+def channels_deliveries(request, channel_id: int, limit: int = Query(50, ge=1, le=500)):
     channel = get_object_or_404(Channel, pk=channel_id)
-    return list(delivery_log(channel=channel, limit=max(1, min(limit, 500))))
+    return list(delivery_log(channel=channel, limit=limit))

@@ -7,9 +7,11 @@ from datetime import datetime
 from ninja import Field, Schema
 
 from alerts.models import AlertRule, Channel, Severity
-from core.schemas import StrictSchema
+from core.schemas import Bool, Float, Id, Int, StrictSchema, choices_enum
 
 SECONDS = {"ge": 0, "le": 30 * 86_400}
+AlertRuleKind = choices_enum("AlertRuleKind", AlertRule.Kind)
+ChannelKind = choices_enum("ChannelKind", Channel.Kind)
 
 
 class MatcherIn(StrictSchema):
@@ -61,27 +63,27 @@ class AckIn(StrictSchema):
     comment: str = Field("", max_length=2000)
 
 
-class RuleIn(StrictSchema):
+class AlertRuleIn(StrictSchema):
     name: str = Field(..., min_length=1, max_length=100)
-    kind: AlertRule.Kind
+    kind: AlertRuleKind
     metric: str = Field("", max_length=200)
-    target_id: int | None = None
+    target_id: Id | None = None
     series_labels: dict[str, str] = Field(default_factory=dict)
-    warning_threshold: float | None = None
-    critical_threshold: float | None = None
-    forecast_limit: float | None = None
+    warning_threshold: Float | None = None
+    critical_threshold: Float | None = None
+    forecast_limit: Float | None = None
     severity: Severity = Severity.CRITICAL
-    window_seconds: int = Field(300, ge=1, le=30 * 86_400)
-    for_seconds: int = Field(0, **SECONDS)
-    keep_firing_for_seconds: int = Field(0, **SECONDS)
-    eval_interval_seconds: int = Field(30, ge=1, le=86_400)
+    window_seconds: Int = Field(300, ge=1, le=30 * 86_400)
+    for_seconds: Int = Field(0, **SECONDS)
+    keep_firing_for_seconds: Int = Field(0, **SECONDS)
+    eval_interval_seconds: Int = Field(30, ge=1, le=86_400)
     labels: dict[str, str] = Field(default_factory=dict)
     summary: str = Field("", max_length=300)
     runbook: str = Field("", max_length=10_000)
-    enabled: bool = True
+    enabled: Bool = True
 
 
-class RuleOut(Schema):
+class AlertRuleOut(Schema):
     id: int
     name: str
     kind: str
@@ -115,16 +117,16 @@ class PreviewOut(Schema):
 
 class ChannelIn(StrictSchema):
     name: str = Field(..., min_length=1, max_length=100)
-    kind: Channel.Kind
+    kind: ChannelKind
     url: str = Field("", max_length=2000, description="Stored encrypted, never shown back; blank on update keeps it.")
-    enabled: bool = True
+    enabled: Bool = True
     severities: list[Severity] = Field(default_factory=lambda: [Severity.WARNING, Severity.CRITICAL])
     matchers: list[MatcherIn] = Field(default_factory=list)
     group_by: list[str] = Field(default_factory=lambda: ["alertname"])
-    group_wait_seconds: int = Field(30, **SECONDS, description="0 sends at once.")
-    group_interval_seconds: int = Field(300, **SECONDS)
-    repeat_interval_seconds: int = Field(4 * 3600, ge=60, le=30 * 86_400)
-    send_resolved: bool = True
+    group_wait_seconds: Int = Field(30, **SECONDS, description="0 sends at once.")
+    group_interval_seconds: Int = Field(300, **SECONDS)
+    repeat_interval_seconds: Int = Field(4 * 3600, ge=60, le=30 * 86_400)
+    send_resolved: Bool = True
 
 
 class ChannelOut(Schema):

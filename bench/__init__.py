@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "pageweight": "bench.pageweight",
     "lighthouse": "bench.lighthouse",
     "faults_outage": "bench.faults_outage",
+    "fuzz": "bench.fuzz",
 }
 
 

@@ -26,12 +26,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def web_server() -> Iterator[int]:
+def web_server(*, extra_env: dict[str, str] | None = None) -> Iterator[int]:
     """gunicorn on a free port (same worker model, hooks, access log and multiprocess metrics as
     `make run`) on the bench's database and Redis; yields the port and stops it afterwards."""
     port = free_port()
     metrics_dir = Path(tempfile.mkdtemp(prefix="perfpilot-bench-metrics-"))
-    env = {**os.environ, "PERFPILOT_BIND": f"127.0.0.1:{port}", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    env = {
+        **os.environ,
+        "PERFPILOT_BIND": f"127.0.0.1:{port}",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        **(extra_env or {}),
+    }
     process = subprocess.Popen(
         gunicorn_command(bind=f"127.0.0.1:{port}"),
         cwd=ROOT,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, DataError, InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from ninja import NinjaAPI
+from ninja.openapi.schema import OpenAPISchema
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -48,13 +50,43 @@ _COMMON_RESPONSES = {
         "503": "The database or Redis is unavailable; retry later",
     }.items()
 }
+# Methods that carry a body, which core.bodylimit refuses past its limit.
+_TOO_LARGE = {
+    "413": {
+        "description": "The request body is larger than this endpoint takes",
+        "content": {"application/json": {"schema": _ERROR_BODY}},
+    }
+}
+
+
+class ComponentCollision(Exception):
+    """Two different schemas or enums would share one name under components/schemas."""
+
+
+class UniqueComponentsSchema(OpenAPISchema):
+    """django-ninja's document, refusing two different schemas under one component name.
+
+    ninja builds each operation's models on their own and merges their definitions by name, so
+    the scaling `RuleOut` silently replaced the alerts one (and every operation then pointed at
+    it), and each model's `Kind` enum replaced the others. Every input and output class and enum
+    has a name of its own; this makes a new clash fail loudly (tests/api/test_contract.py).
+    """
+
+    def add_schema_definitions(self, definitions: dict) -> None:
+        for name, definition in definitions.items():
+            known = self.schemas.get(name)
+            if known is not None and known != definition:
+                raise ComponentCollision(f"Two different schemas are both named {name!r} in openapi.json.")
+        super().add_schema_definitions(definitions)
 
 
 class PerfpilotAPI(NinjaAPI):
     def get_openapi_schema(self, *, path_prefix=None, path_params=None):
-        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        if path_prefix is None:
+            path_prefix = self.get_root_path(path_params or {})
+        schema = UniqueComponentsSchema(self, path_prefix)
         for operations in schema["paths"].values():
-            for operation in operations.values():
+            for method, operation in operations.items():
                 # django-ninja keys an operation's own responses by int status (201, 404) and JSON
                 # keeps those apart from our "404": the document then held both, which YAML-based
                 # readers such as Swagger UI refuse as a duplicated mapping key. One string key per
@@ -62,10 +94,40 @@ class PerfpilotAPI(NinjaAPI):
                 responses = {str(status): response for status, response in operation["responses"].items()}
                 for status, response in _COMMON_RESPONSES.items():
                     responses.setdefault(status, response)
+                if method in ("post", "put", "patch"):
+                    responses.update(_TOO_LARGE)
                 operation["responses"] = responses
                 # A section's summary router sits inside its app's router: both name the tag.
                 operation["tags"] = list(dict.fromkeys(operation.get("tags", [])))
+        _link_created_objects(schema["paths"])
         return schema
+
+
+_PARAMETER = re.compile(r"\{(\w+)\}")
+
+
+def _link_created_objects(paths: dict) -> None:
+    """OpenAPI links from each create (POST answering 201) to the operations on what it created.
+
+    `POST /targets` → `GET|PATCH|DELETE /targets/{target_id}` with `target_id` taken from the
+    answer's `id` (or `name`, for objects addressed by name): clients, and schemathesis's
+    stateful phase, follow them from a new object to the calls on it.
+    """
+    for path, operations in paths.items():
+        created = operations.get("post", {}).get("responses", {}).get("201")
+        if created is None:
+            continue
+        for item_path, item_operations in paths.items():
+            rest = item_path.removeprefix(path + "/")
+            if rest == item_path or not _PARAMETER.fullmatch(rest):
+                continue
+            new = _PARAMETER.fullmatch(rest).group(1)
+            source = "$response.body#/id" if new == "id" or new.endswith("_id") else "$response.body#/name"
+            for method, operation in item_operations.items():
+                parameters = {name: f"$request.path.{name}" for name in _PARAMETER.findall(path)}
+                parameters[new] = source
+                link = {"operationId": operation["operationId"], "parameters": parameters}
+                created.setdefault("links", {})[f"{method.capitalize()}{operation['operationId']}"] = link
 
 
 api = PerfpilotAPI(

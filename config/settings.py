@@ -91,6 +91,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "core.metrics.RequestMetricsMiddleware",
+    "core.bodylimit.RequestBodyLimitMiddleware",  # 413 before anything reads an oversized body
     # PostgreSQL or Redis down: a 503 naming it, in the door's format, never a 500 (core/outages.py).
     "core.middleware.OutageMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -163,8 +164,13 @@ STORAGES = {
 WHITENOISE_MAX_AGE = 60
 WHITENOISE_USE_FINDERS = DEBUG
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-# Push ingestion takes batches of 100,000+ samples in one JSON body.
-DATA_UPLOAD_MAX_MEMORY_SIZE = envint("PERFPILOT_MAX_REQUEST_BYTES", 32 * 1024 * 1024, minimum=1024 * 1024)
+# Request bodies (core/bodylimit.py answers 413 past them): every endpoint takes up to
+# PERFPILOT_MAX_REQUEST_BYTES; push ingestion, batches of 100,000+ samples in one JSON body, up to
+# PERFPILOT_MAX_INGEST_BYTES. Django's own limit is the larger, so ours always answers first.
+PERFPILOT_MAX_REQUEST_BYTES = envint("PERFPILOT_MAX_REQUEST_BYTES", 1024 * 1024, minimum=64 * 1024)
+PERFPILOT_MAX_INGEST_BYTES = envint("PERFPILOT_MAX_INGEST_BYTES", 32 * 1024 * 1024, minimum=1024 * 1024)
+REQUEST_BODY_LIMITS = {"/api/v1/metrics": PERFPILOT_MAX_INGEST_BYTES}
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(PERFPILOT_MAX_REQUEST_BYTES, PERFPILOT_MAX_INGEST_BYTES)
 
 # Django's cache lives in Redis; callers treat it as best effort so a Redis outage never
 # takes the web process down.

@@ -97,9 +97,7 @@ def targets_test(request, target_id: int):
 
 
 @router.get("/targets/{target_id}/forecasts", response={200: list[ForecastOut], **ERRORS}, summary="Forecasts")
-def targets_forecasts(request, target_id: int, window_days: int = 7):
-    if not 1 <= window_days <= 90:
-        raise InvalidInput("window_days must be between 1 and 90.", field="window_days")
+def targets_forecasts(request, target_id: int, window_days: int = Query(7, ge=1, le=90)):
     target = get_object_or_404(Target, pk=target_id)
     return [
         {
@@ -174,17 +172,20 @@ def metrics_ingest(request):
         target = Target.objects.filter(name=payload.target).first()
         if target is None:
             raise InvalidInput(f"No target named {payload.target!r}.", field="target")
-    batches = [IngestBatch(s.metric, s.labels, s.kind, s.unit, s.points) for s in payload.series]
+    batches = [IngestBatch(s.metric, s.labels, s.kind.value, s.unit, s.points) for s in payload.series]
     result = samples_ingest(target=target, batches=batches)
     return Status(202, {"accepted": result.samples, "series": result.series})
 
 
 @router.get("/metrics/series", response=list[SeriesOut], summary="Search series")
-def metrics_series(request, target_id: int | None = None, q: str | None = None, limit: int = 100):
+def metrics_series(
+    request,
+    target_id: int | None = None,
+    q: str | None = Query(None, max_length=200),
+    limit: int = Query(100, ge=1, le=1000),
+):
     from monitoring.selectors.series import series_search
 
-    if not 1 <= limit <= 1000:
-        raise InvalidInput("limit must be between 1 and 1000.", field="limit")
     return [_series_out(s) for s in series_search(target_id=target_id, text=q, limit=limit)]
 
 
@@ -194,7 +195,7 @@ def metrics_query(
     series: str,
     start: str = Query("-1h", alias="from"),
     end: str = Query("now", alias="to"),
-    step: int | None = None,
+    step: int | None = Query(None, ge=1, le=366 * 86_400, description="Seconds per point, at least."),
 ):
     """History of up to 50 series (comma-separated ids). Resolution is chosen so each series
     gets at most about 1,500 points; `step` (seconds) asks for a coarser one."""
@@ -211,8 +212,6 @@ def metrics_query(
         raise InvalidInput("from must be before to.", field="from")
     max_points = 1500
     if step is not None:
-        if step < 1:
-            raise InvalidInput("step must be at least 1 second.", field="step")
         max_points = max(1, min(1500, int((end_at - start_at).total_seconds() // step)))
     known = {s.id: s for s in Series.objects.select_related("target").filter(id__in=ids)}
     missing = [i for i in ids if i not in known]

@@ -5,29 +5,31 @@ from datetime import datetime
 from ninja import Field, Schema
 from pydantic import BaseModel, ConfigDict
 
-from core.schemas import StrictSchema
-from monitoring.models import Target
+from core.schemas import Bool, Int, StrictSchema, choices_enum, omittable
+from monitoring.models import Series, Target
 
 METRIC_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:.]*$"
+TargetKind = choices_enum("TargetKind", Target.Kind)
+SeriesKind = choices_enum("SeriesKind", Series.Kind)
 
 
 class TargetIn(StrictSchema):
     name: str = Field(..., min_length=1, max_length=100)
-    kind: Target.Kind
+    kind: TargetKind
     url: str = Field("", max_length=2000, description="DSN or URL, with password if needed. Stored encrypted.")
-    interval_seconds: int = Field(10, ge=1, le=86_400)
-    timeout_seconds: int = Field(5, ge=1, le=300)
-    enabled: bool = True
+    interval_seconds: Int = Field(10, ge=1, le=86_400)
+    timeout_seconds: Int = Field(5, ge=1, le=300)
+    enabled: Bool = True
     options: dict = Field(default_factory=dict)
 
 
 class TargetPatchIn(StrictSchema):
-    name: str | None = Field(None, min_length=1, max_length=100)
-    url: str | None = Field(None, max_length=2000, description="Leave out to keep the stored URL.")
-    interval_seconds: int | None = Field(None, ge=1, le=86_400)
-    timeout_seconds: int | None = Field(None, ge=1, le=300)
-    enabled: bool | None = None
-    options: dict | None = None
+    name: str = omittable(min_length=1, max_length=100)
+    url: str = omittable(max_length=2000, description="Leave out to keep the stored URL.")
+    interval_seconds: Int = omittable(ge=1, le=86_400)
+    timeout_seconds: Int = omittable(ge=1, le=300)
+    enabled: Bool = omittable()
+    options: dict = omittable()
 
 
 class TargetOut(Schema):
@@ -68,7 +70,7 @@ class IngestModel(BaseModel):
 class IngestSeriesIn(IngestModel):
     metric: str = Field(..., min_length=1, max_length=200, pattern=METRIC_PATTERN)
     labels: dict[str, str] = Field(default_factory=dict)
-    kind: str = Field("gauge", description="gauge or rate")
+    kind: SeriesKind = SeriesKind.GAUGE
     unit: str = Field("", max_length=20)
     points: list[tuple[float, float]] = Field(..., min_length=1, description="[unix seconds, value] pairs")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
@@ -16,27 +17,45 @@ RANGE_PRESETS: dict[str, timedelta] = {
     "30d": timedelta(days=30),
 }
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_RELATIVE = re.compile(r"-([0-9]{1,12})([smhd])")
+# Times outside these years are refused: nothing is recorded before 1970, and arithmetic on a
+# range (bins, steps, retention) must not run off the ends of what datetime can hold.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def parse_time(value: str, field: str, *, now: datetime | None = None) -> datetime:
-    """ISO 8601, Unix seconds, "now", or relative like "-6h" / "-30d"."""
+    """ISO 8601, Unix seconds, "now", or relative like "-6h" / "-30d", between 1970 and 9000.
+
+    Anything else, or a time outside those years, is an InvalidInput naming `field`.
+    """
     text = value.strip()
     now = now or timezone.now()
     if text == "now":
         return now
-    if len(text) > 2 and text[0] == "-" and text[-1] in _UNITS and text[1:-1].isdigit():
-        return now - timedelta(**{_UNITS[text[-1]]: int(text[1:-1])})
     try:
-        return datetime.fromtimestamp(float(text), UTC)
-    except (ValueError, OverflowError, OSError):
-        pass  # not a number: try ISO 8601 next
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError as exc:
+        parsed = _parse(text, now)
+    except (ValueError, OverflowError, OSError) as exc:
         raise InvalidInput(
             f"{field}={value!r} is not a time (ISO 8601, Unix seconds, or like -6h).", field=field
         ) from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    if not EARLIEST <= parsed < LATEST:
+        raise InvalidInput(f"{field}={value!r} is outside the years 1970 to 9000.", field=field)
+    return parsed
+
+
+def _parse(text: str, now: datetime) -> datetime:
+    relative = _RELATIVE.fullmatch(text)
+    if relative:
+        amount, unit = relative.groups()
+        return now - timedelta(**{_UNITS[unit]: int(amount)})
+    try:
+        return datetime.fromtimestamp(float(text), UTC)
+    except ValueError:
+        pass  # not a number: try ISO 8601 next
+    return datetime.fromisoformat(text)
 
 
 def resolve_range(

@@ -166,7 +166,7 @@ def explore(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()
     selected_ids = []
     for value in request.GET.getlist("series"):
-        if value.isdigit():
+        if value.isascii() and value.isdigit() and len(value) <= 18:
             selected_ids.append(int(value))
     error = None
     chart = None

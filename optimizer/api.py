@@ -7,7 +7,7 @@ from collections import Counter
 
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
-from ninja import Router, Status
+from ninja import Query, Router, Status
 
 from core.api import ERRORS, section_router
 from core.errors import InvalidInput
@@ -19,7 +19,7 @@ from optimizer.schemas import (
     BenchmarkOut,
     CacheReportOut,
     DatabaseReportOut,
-    ExecuteIn,
+    OptimizationExecuteIn,
     OptimizeIn,
     RecommendationOut,
     ReportOut,
@@ -60,12 +60,6 @@ def _target(ref: str | None, *, kind: str) -> Target:
     return target
 
 
-def _limit(limit: int) -> int:
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(f"limit is between 1 and {MAX_LIMIT}.", field="limit")
-    return limit
-
-
 def _trigger_api(request) -> dict:
     return {"actor": request.auth, "trigger": OptimizationRun.Trigger.API}
 
@@ -79,9 +73,13 @@ def _trigger_api(request) -> dict:
     summary="Recommendations, highest priority first",
 )
 def recommendations(
-    request, status: str = "open", target: int | None = None, category: str | None = None, limit: int = 100
+    request,
+    status: str = "open",
+    target: int | None = None,
+    category: str | None = None,
+    limit: int = Query(100, ge=1, le=MAX_LIMIT),
 ):
-    return list(recommendation_list(status=status or None, target_id=target, category=category)[: _limit(limit)])
+    return list(recommendation_list(status=status or None, target_id=target, category=category)[:limit])
 
 
 @router.post(
@@ -123,12 +121,12 @@ def optimization_report(
     target: int | None = None,
     tuner: str | None = None,
     status: str | None = None,
-    limit: int = 50,
+    limit: int = Query(50, ge=1, le=MAX_LIMIT),
 ):
     runs = run_list(search=q, target_id=target, tuner=tuner, status=status)
     statuses = Counter(runs.values_list("status", flat=True))
     return {
-        "runs": list(runs[: _limit(limit)]),
+        "runs": list(runs[:limit]),
         "count": sum(statuses.values()),
         "by_status": dict(statuses),
         "tuners": [
@@ -152,7 +150,7 @@ def optimization_report(
     response={202: list[RunOut], **WRITE_ERRORS},
     summary="Run tuners on targets now (as tasks)",
 )
-def optimization_execute(request, payload: ExecuteIn):
+def optimization_execute(request, payload: OptimizationExecuteIn):
     ensure_role(request.auth, OPERATOR)
     runs = runs_start(
         tuners=payload.tuners,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
 
-from core.schemas import StrictSchema
+from core.schemas import Bool, Id, StrictSchema
+
+TargetName = Annotated[str, Field(min_length=1, max_length=100)]
 
 # The statuses as the API publishes them (tests check they match the models' choices).
 RunStatus = Literal["pending", "running", "succeeded", "failed", "skipped", "deferred", "interrupted"]
@@ -59,16 +61,16 @@ class RunOut(Schema):
     error: str
 
 
-class ExecuteIn(StrictSchema):
+class OptimizationExecuteIn(StrictSchema):
     tuners: list[str] = Field(..., min_length=1, description="Tuner kinds, e.g. vacuum, indexes.")
-    targets: list[int | str] = Field(..., min_length=1, description="Target ids or names.")
-    dry_run: bool = False
+    targets: list[Id | TargetName] = Field(..., min_length=1, description="Target ids or names.")
+    dry_run: Bool = False
     params: dict[str, Any] = Field(default_factory=dict, description="Tuner parameters and run options.")
 
 
 class OptimizeIn(StrictSchema):
-    targets: list[int | str] = Field(..., min_length=1)
-    dry_run: bool = False
+    targets: list[Id | TargetName] = Field(..., min_length=1)
+    dry_run: Bool = False
     tuners: list[str] | None = Field(None, description="Defaults to every tuner of the kind.")
     params: dict[str, Any] = Field(default_factory=dict)
 

@@ -19,14 +19,14 @@ from scaling.schemas import (
     DecisionOut,
     EvaluateIn,
     EvaluateQueuedOut,
-    ExecuteIn,
     ReplayOut,
-    RuleCreateIn,
-    RuleIn,
-    RuleOut,
-    RulePatchIn,
-    ScheduleIn,
-    ScheduleOut,
+    ScaleExecuteIn,
+    ScalingRuleCreateIn,
+    ScalingRuleIn,
+    ScalingRuleOut,
+    ScalingRulePatchIn,
+    ScheduleOverrideIn,
+    ScheduleOverrideOut,
     ServiceIn,
     ServiceOut,
     ServicePatchIn,
@@ -91,7 +91,7 @@ def scaling_evaluate(request, payload: EvaluateIn):
 
 
 @router.post(f"{PREFIX}/execute", response={200: DecisionOut, **WRITE_ERRORS}, summary="Scale by hand")
-def scaling_execute(request, payload: ExecuteIn):
+def scaling_execute(request, payload: ScaleExecuteIn):
     """Set a service's replicas through its executor (a dry run unless the service or `dry_run` says otherwise).
     Audited. Evaluation goes on afterwards: pause the service to hold the count."""
     ensure_role(request.auth, OPERATOR)
@@ -145,13 +145,15 @@ def services_delete(request, service: str):
 # --- rules ------------------------------------------------------------------------------------------
 
 
-@router.get(f"{PREFIX}/services/{{service}}/rules", response={200: list[RuleOut], **ERRORS}, summary="Rules")
+@router.get(f"{PREFIX}/services/{{service}}/rules", response={200: list[ScalingRuleOut], **ERRORS}, summary="Rules")
 def rules_list(request, service: str):
     return list(_service(service).rules.all())
 
 
-@router.post(f"{PREFIX}/services/{{service}}/rules", response={201: RuleOut, **WRITE_ERRORS}, summary="Add a rule")
-def rules_create(request, service: str, payload: RuleCreateIn):
+@router.post(
+    f"{PREFIX}/services/{{service}}/rules", response={201: ScalingRuleOut, **WRITE_ERRORS}, summary="Add a rule"
+)
+def rules_create(request, service: str, payload: ScalingRuleCreateIn):
     ensure_role(request.auth, OPERATOR)
     owner = _service(service)
     data = payload.dict(exclude={"name"})
@@ -160,17 +162,19 @@ def rules_create(request, service: str, payload: RuleCreateIn):
     return Status(201, rule_upsert(service=owner, name=payload.name, data=data, actor=request.auth, via="api"))
 
 
-@router.put(f"{PREFIX}/rule/{{service}}/{{rule}}", response={200: RuleOut, **WRITE_ERRORS}, summary="Set a rule")
-def rule_put(request, service: str, rule: str, payload: RuleIn):
+@router.put(f"{PREFIX}/rule/{{service}}/{{rule}}", response={200: ScalingRuleOut, **WRITE_ERRORS}, summary="Set a rule")
+def rule_put(request, service: str, rule: str, payload: ScalingRuleIn):
     """Create the rule or replace it whole (fields left out take their defaults)."""
     ensure_role(request.auth, OPERATOR)
     return rule_upsert(service=_service(service), name=rule, data=payload.dict(), actor=request.auth, via="api")
 
 
 @router.patch(
-    f"{PREFIX}/services/{{service}}/rules/{{rule}}", response={200: RuleOut, **WRITE_ERRORS}, summary="Change a rule"
+    f"{PREFIX}/services/{{service}}/rules/{{rule}}",
+    response={200: ScalingRuleOut, **WRITE_ERRORS},
+    summary="Change a rule",
 )
-def rules_patch(request, service: str, rule: str, payload: RulePatchIn):
+def rules_patch(request, service: str, rule: str, payload: ScalingRulePatchIn):
     ensure_role(request.auth, OPERATOR)
     existing = get_object_or_404(ScalingRule, service__name=service, name=rule)
     return rule_upsert(
@@ -201,7 +205,7 @@ def rules_whatif(
     rule: str,
     start: str = Query("-6h", alias="from"),
     end: str = Query("now", alias="to"),
-    start_replicas: int | None = None,
+    start_replicas: int | None = Query(None, ge=0, le=10_000),
 ):
     """The replicas the rule would have chosen over its recorded metric (works before it is enabled)."""
     found = get_object_or_404(ScalingRule.objects.select_related("service"), service__name=service, name=rule)
@@ -227,9 +231,11 @@ def rules_whatif(
 
 
 @router.post(
-    f"{PREFIX}/services/{{service}}/schedules", response={201: ScheduleOut, **WRITE_ERRORS}, summary="Add an override"
+    f"{PREFIX}/services/{{service}}/schedules",
+    response={201: ScheduleOverrideOut, **WRITE_ERRORS},
+    summary="Add an override",
 )
-def schedules_create(request, service: str, payload: ScheduleIn):
+def schedules_create(request, service: str, payload: ScheduleOverrideIn):
     ensure_role(request.auth, OPERATOR)
     override = schedule_create(service=_service(service), actor=request.auth, via="api", **payload.dict())
     return Status(201, override)
@@ -246,9 +252,7 @@ def schedules_delete(request, service: str, schedule_id: int):
 
 
 @router.get(f"{PREFIX}/decisions", response={200: list[DecisionOut], 400: ErrorOut, **ERRORS}, summary="Decisions")
-def decisions_list(request, service: str | None = None, failed: bool = False, limit: int = 50):
+def decisions_list(request, service: str | None = None, failed: bool = False, limit: int = Query(50, ge=1, le=1000)):
     """Newest first; `service` narrows to one service, `failed=true` to failures."""
-    if not 1 <= limit <= 1000:
-        raise InvalidInput("limit must be between 1 and 1000.", field="limit")
     owner = _service_by_name(service) if service else None
     return list(decision_list(service=owner, limit=limit, failed_only=failed))

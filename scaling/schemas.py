@@ -7,16 +7,19 @@ from typing import Literal
 
 from ninja import Field, Schema
 
-from core.schemas import StrictSchema
+from core.schemas import Bool, Float, Id, Int, StrictSchema, choices_enum, omittable
 from scaling.models import ScaledService, ScalingDecision, ScalingRule
 
 SelectLiteral = Literal["Max", "Min", "Disabled"]
+ServiceTier = choices_enum("ServiceTier", ScaledService.Tier)
+RuleSource = choices_enum("RuleSource", ScalingRule.Source)
+RuleTargetType = choices_enum("RuleTargetType", ScalingRule.TargetType)
 
 
 class PolicyIn(StrictSchema):
     type: Literal["Pods", "Percent"]
-    value: int = Field(..., ge=1, le=100_000)
-    period_seconds: int = Field(..., ge=1, le=1800)
+    value: Int = Field(..., ge=1, le=100_000)
+    period_seconds: Int = Field(..., ge=1, le=1800)
 
 
 class PolicyOut(Schema):
@@ -28,70 +31,72 @@ class PolicyOut(Schema):
 class ServiceIn(StrictSchema):
     name: str = Field(..., min_length=1, max_length=100, description="lower-case letters, digits, - and _")
     description: str = Field("", max_length=300)
-    tier: ScaledService.Tier = ScaledService.Tier.IMPORTANT
-    executor_kind: str = Field(..., description="celery, gunicorn, webhook, kubernetes, docker or shell (if enabled)")
+    tier: ServiceTier = ServiceTier.IMPORTANT
+    executor_kind: str = Field(
+        ..., max_length=20, description="celery, gunicorn, webhook, kubernetes, docker or shell (if enabled)"
+    )
     executor_config: dict = Field(default_factory=dict, description="Secret settings are stored encrypted.")
-    min_replicas: int = Field(1, ge=0, le=10_000)
-    max_replicas: int = Field(10, ge=1, le=10_000)
-    enabled: bool = False
-    dry_run: bool = True
-    paused: bool = False
-    scale_up_stabilization_seconds: int = Field(0, ge=0, le=3600)
+    min_replicas: Int = Field(1, ge=0, le=10_000)
+    max_replicas: Int = Field(10, ge=1, le=10_000)
+    enabled: Bool = False
+    dry_run: Bool = True
+    paused: Bool = False
+    scale_up_stabilization_seconds: Int = Field(0, ge=0, le=3600)
     scale_up_policies: list[PolicyIn] | None = None
     scale_up_select: SelectLiteral = "Max"
-    scale_down_stabilization_seconds: int = Field(300, ge=0, le=3600)
+    scale_down_stabilization_seconds: Int = Field(300, ge=0, le=3600)
     scale_down_policies: list[PolicyIn] | None = None
     scale_down_select: SelectLiteral = "Max"
 
 
 class ServicePatchIn(StrictSchema):
-    name: str | None = Field(None, min_length=1, max_length=100)
-    description: str | None = Field(None, max_length=300)
-    tier: ScaledService.Tier | None = None
-    executor_kind: str | None = None
-    executor_config: dict | None = Field(None, description="Secret settings left out keep their stored values.")
-    min_replicas: int | None = Field(None, ge=0, le=10_000)
-    max_replicas: int | None = Field(None, ge=1, le=10_000)
-    enabled: bool | None = None
-    dry_run: bool | None = None
-    paused: bool | None = None
-    scale_up_stabilization_seconds: int | None = Field(None, ge=0, le=3600)
-    scale_up_policies: list[PolicyIn] | None = None
-    scale_up_select: SelectLiteral | None = None
-    scale_down_stabilization_seconds: int | None = Field(None, ge=0, le=3600)
-    scale_down_policies: list[PolicyIn] | None = None
-    scale_down_select: SelectLiteral | None = None
+    name: str = omittable(min_length=1, max_length=100)
+    description: str = omittable(max_length=300)
+    tier: ServiceTier = omittable()
+    executor_kind: str = omittable(max_length=20)
+    executor_config: dict = omittable(description="Secret settings left out keep their stored values.")
+    min_replicas: Int = omittable(ge=0, le=10_000)
+    max_replicas: Int = omittable(ge=1, le=10_000)
+    enabled: Bool = omittable()
+    dry_run: Bool = omittable()
+    paused: Bool = omittable()
+    scale_up_stabilization_seconds: Int = omittable(ge=0, le=3600)
+    scale_up_policies: list[PolicyIn] | None = Field(None, description="Left out or null: unchanged.")
+    scale_up_select: SelectLiteral = omittable()
+    scale_down_stabilization_seconds: Int = omittable(ge=0, le=3600)
+    scale_down_policies: list[PolicyIn] | None = Field(None, description="Left out or null: unchanged.")
+    scale_down_select: SelectLiteral = omittable()
 
 
-class RuleIn(StrictSchema):
-    source: ScalingRule.Source
-    target_value: float = Field(..., gt=0)
-    series_id: int | None = None
-    target_id: int | None = None
+class ScalingRuleIn(StrictSchema):
+    source: RuleSource
+    target_value: Float = Field(..., gt=0)
+    series_id: Id | None = None
+    target_id: Id | None = None
     metric_name: str = Field("", max_length=200)
     labels: dict[str, str] = Field(default_factory=dict)
-    target_type: ScalingRule.TargetType = ScalingRule.TargetType.VALUE
-    tolerance: float = Field(0.1, ge=0, lt=1)
-    enabled: bool = True
+    target_type: RuleTargetType = RuleTargetType.VALUE
+    tolerance: Float = Field(0.1, ge=0, lt=1)
+    enabled: Bool = True
 
 
-class RuleCreateIn(RuleIn):
+class ScalingRuleCreateIn(ScalingRuleIn):
     name: str = Field(..., min_length=1, max_length=100)
 
 
-class RulePatchIn(StrictSchema):
-    source: ScalingRule.Source | None = None
-    target_value: float | None = Field(None, gt=0)
-    series_id: int | None = None
-    target_id: int | None = None
-    metric_name: str | None = Field(None, max_length=200)
-    labels: dict[str, str] | None = None
-    target_type: ScalingRule.TargetType | None = None
-    tolerance: float | None = Field(None, ge=0, lt=1)
-    enabled: bool | None = None
+class ScalingRulePatchIn(StrictSchema):
+    source: RuleSource = omittable()
+    target_value: Float = omittable(gt=0)
+    series_id: Id | None = None
+    target_id: Id | None = None
+    metric_name: str = omittable(max_length=200)
+    labels: dict[str, str] = omittable()
+    target_type: RuleTargetType = omittable()
+    tolerance: Float = omittable(ge=0, lt=1)
+    enabled: Bool = omittable()
 
 
-class RuleOut(Schema):
+class ScalingRuleOut(Schema):
     id: int
     name: str
     source: str
@@ -105,7 +110,7 @@ class RuleOut(Schema):
     enabled: bool
 
 
-class ScheduleOut(Schema):
+class ScheduleOverrideOut(Schema):
     id: int
     name: str
     cron: str
@@ -114,11 +119,11 @@ class ScheduleOut(Schema):
     enabled: bool
 
 
-class ScheduleIn(StrictSchema):
+class ScheduleOverrideIn(StrictSchema):
     name: str = Field(..., min_length=1, max_length=100)
     cron: str = Field(..., max_length=100, examples=["* 9-17 * * mon-fri"])
-    min_replicas: int = Field(..., ge=0, le=10_000)
-    max_replicas: int = Field(..., ge=0, le=10_000)
+    min_replicas: Int = Field(..., ge=0, le=10_000)
+    max_replicas: Int = Field(..., ge=0, le=10_000)
 
 
 class ServiceOut(Schema):
@@ -145,8 +150,8 @@ class ServiceOut(Schema):
     observed_at: datetime | None
     last_error: str
     last_error_at: datetime | None
-    rules: list[RuleOut]
-    schedules: list[ScheduleOut]
+    rules: list[ScalingRuleOut]
+    schedules: list[ScheduleOverrideOut]
 
     @staticmethod
     def resolve_rules(obj: ScaledService) -> list:
@@ -208,10 +213,10 @@ class EvaluateQueuedOut(Schema):
     services: int
 
 
-class ExecuteIn(StrictSchema):
+class ScaleExecuteIn(StrictSchema):
     service: str
-    replicas: int = Field(..., ge=0, le=10_000)
-    dry_run: bool | None = Field(None, description="Default: the service's own dry-run flag.")
+    replicas: Int = Field(..., ge=0, le=10_000)
+    dry_run: Bool | None = Field(None, description="Default: the service's own dry-run flag.")
 
 
 class ReplayStepOut(Schema):

@@ -176,7 +176,8 @@ def _test_database_url() -> str:
     return f"postgresql://{quote(db['USER'])}:{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
-def _spawn(argv: list[str], log_name: str) -> tuple[subprocess.Popen, Path]:
+def _spawn(argv: list[str], log_name: str, *, command: list[str] | None = None) -> tuple[subprocess.Popen, Path]:
+    """`celery -A config ARGV` (or `command`) on the test database and Redis, logging to ARTIFACTS."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log_path = ARTIFACTS / log_name
     env = {
@@ -187,7 +188,7 @@ def _spawn(argv: list[str], log_name: str) -> tuple[subprocess.Popen, Path]:
     }
     log = log_path.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", *argv],
+        command or [sys.executable, "-m", "celery", "-A", "config", *argv],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -258,6 +259,32 @@ def celery_beat_process(django_db_setup, django_db_blocker):
         log=log,
     )
     yield process
+    stop_process_group(process)
+
+
+@pytest.fixture(scope="session")
+def web_server_url(django_db_setup, django_db_blocker) -> str:
+    """gunicorn as `make run` starts it (core.supervisor.gunicorn_command) on a free port, on the
+    test database and Redis, for the whole session. Tests that use it write through
+    transactional_db, so the server sees what they create."""
+    import http.client
+
+    from core.supervisor import gunicorn_command
+
+    port = free_port()
+    with django_db_blocker.unblock():
+        process, log = _spawn([], "gunicorn.log", command=gunicorn_command(bind=f"127.0.0.1:{port}"))
+
+    def serving() -> bool:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/healthz")
+            return connection.getresponse().status == 200
+        except OSError:
+            return False
+
+    _wait_for(serving, timeout=60, what="gunicorn", process=process, log=log)
+    yield f"http://127.0.0.1:{port}"
     stop_process_group(process)
 
 

@@ -2,6 +2,12 @@
 
 A failing target is recorded as down with its error and never raises to the caller, so one
 bad target cannot stop the others. A Redis lock keeps two collections of one target apart.
+
+A target may be deleted while it is being collected. Every write of a collection happens in a
+transaction that first takes a KEY SHARE lock on the target's row, and `target_delete` locks
+that row FOR UPDATE before it gathers what to delete: either the collection commits first and
+the delete then removes what it wrote, or the delete commits first and the collection finds no
+row, stores nothing and ends quietly (no foreign key violation in the worker).
 """
 
 from __future__ import annotations
@@ -64,7 +70,10 @@ def _collect(target: Target) -> CollectionOutcome:
         logger.exception("collector %s failed on target %s", target.kind, target.id)
         return _record_failure(target, now, f"{type(exc).__name__}: {exc}", started)
     duration_ms = (time.perf_counter() - started) * 1000
-    samples, statements = _store(target, now, result, duration_ms, collector.state, saved)
+    stored = _store(target, now, result, duration_ms, collector.state, saved)
+    if stored is None:
+        return _deleted(target, duration_ms)
+    samples, statements = stored
     _record_success(target.id, now, duration_ms, "; ".join(result.notes))
     return CollectionOutcome(
         target_id=target.id,
@@ -76,8 +85,23 @@ def _collect(target: Target) -> CollectionOutcome:
     )
 
 
+def _deleted(target: Target, duration_ms: float) -> CollectionOutcome:
+    logger.info("target %s was deleted during its collection; nothing stored", target.id)
+    return CollectionOutcome(target_id=target.id, ok=False, error="deleted", duration_ms=duration_ms, skipped=True)
+
+
+def _target_still_there(target_id: int) -> bool:
+    """Lock the target's row against deletion until the transaction ends; False if it is gone."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {_TARGET_TABLE} WHERE id = %s FOR KEY SHARE", [target_id])  # noqa: S608 - our table
+        return cursor.fetchone() is not None
+
+
+@transaction.atomic
 def _record_failure(target: Target, now: datetime, message: str, started: float) -> CollectionOutcome:
     duration_ms = (time.perf_counter() - started) * 1000
+    if not _target_still_there(target.id):
+        return _deleted(target, duration_ms)
     Target.objects.filter(pk=target.pk).update(
         status=Target.Status.DOWN,
         last_attempt_at=now,
@@ -114,7 +138,10 @@ def _store(
     duration_ms: float,
     collector_state: dict,
     saved: _SavedState | None,
-) -> tuple[int, int]:
+) -> tuple[int, int] | None:
+    """Samples and statements stored, or None when the target was deleted meanwhile."""
+    if not _target_still_there(target.id):
+        return None
     # Lock the state row without decoding its counters again (with hundreds of statements they
     # are the costliest part of a collection): the copy read before collecting serves unless
     # another collection wrote in between.

@@ -67,7 +67,9 @@ def _reject_first_bad_point(index: int, batch: IngestBatch, oldest_allowed: floa
         where = f"series[{index}].points[{point_index}]"
         loc = ["body", "payload", "series", index, "points", point_index]
         if not math.isfinite(ts) or not oldest_allowed <= ts <= newest_allowed:
-            raise UnprocessableInput(
+            # 400, not 422: the timestamp is a number as the schema says; the accepted range
+            # moves with the clock and retention, so the service refuses it, naming the point.
+            raise InvalidInput(
                 f"{where}: timestamp {ts!r} is outside the accepted range (the last "
                 f"{settings.RETENTION_RAW_DAYS} days up to 5 minutes ahead, in Unix seconds).",
                 field="points",

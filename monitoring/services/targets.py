@@ -171,6 +171,9 @@ def target_update(*, target: Target, changes: dict, actor, via: str) -> Target:
 
 @transaction.atomic
 def target_delete(*, target: Target, actor, via: str) -> None:
+    # First lock the row: a collection writing now (it holds a KEY SHARE lock) finishes before the
+    # delete gathers the series it wrote; one starting later finds the target gone.
+    Target.objects.select_for_update().filter(pk=target.pk).first()
     PeriodicTask.objects.filter(name=schedule_name(target)).delete()
     audit_record(actor=actor, via=via, action="target.delete", object_repr=target.name)
     target.delete()

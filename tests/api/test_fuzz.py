@@ -1,8 +1,10 @@
 """API fuzzing: schemathesis drives every operation of our own OpenAPI schema, authenticated.
 
-No response may be a 5xx, and every response must match the schema (status code, content type,
-body). `make test` runs a bounded number of examples per operation; `make fuzz` a longer pass
-(PERFPILOT_FUZZ_EXAMPLES).
+Every schemathesis check runs (bench/schemathesis.toml: schema-valid input may be refused only
+with a documented 400/401/403/404/409, never a 422): no 5xx, every response as documented, what
+the schema forbids refused. `make test` runs a bounded number of examples per operation (see
+NOT_YET); `make fuzz` runs the long pass, stateful phase included, against a running gunicorn
+(bench/fuzz.py).
 
 Generated input must never reach beyond this machine: operations that connect to the URL of a
 target or a channel are left out (their error handling has its own tests against real servers),
@@ -21,6 +23,7 @@ from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
+from schemathesis.config import SchemathesisConfig
 
 from config.api import api
 from core.roles import ADMIN
@@ -30,10 +33,6 @@ from tests.conftest import _make_user
 EXAMPLES = int(os.environ.get("PERFPILOT_FUZZ_EXAMPLES", "15"))
 # `make test` replays the same examples on every run; `make fuzz` explores new ones each time.
 EXPLORE = os.environ.get("PERFPILOT_FUZZ_EXPLORE") == "1"
-# Left out: whether input the schema allows is accepted, and input it forbids refused. Services
-# refuse valid-looking input on purpose (a timestamp past retention, an unknown target), and
-# pydantic's lax mode accepts 0 for false; neither is a 5xx or a response off its schema.
-SEMANTIC_CHECKS = [schemathesis.checks.positive_data_acceptance, schemathesis.checks.negative_data_rejection]
 
 # Operations that open connections to addresses taken from the input or stored by it: testing a
 # target or a channel, benchmarking a target, and scaling through an executor.
@@ -42,7 +41,14 @@ CONNECTING_OPERATIONS = (
     r"|performance/benchmark|performance/scaling/execute)$"
 )
 
-schema = schemathesis.openapi.from_dict(api.get_openapi_schema())
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG = SchemathesisConfig.from_path(os.path.join(ROOT, "bench", "schemathesis.toml"))
+# Not yet passing in-process (issue 13, open): strings the schema allows but PostgreSQL cannot
+# store (a NUL character) are refused with 422, which positive_data_acceptance counts as a
+# schema-valid request rejected; negative_data_rejection finds a mutated GET /targets taken.
+# `make fuzz` runs every check; bench/fuzz.py records what it finds.
+NOT_YET = [schemathesis.checks.positive_data_acceptance, schemathesis.checks.negative_data_rejection]
+schema = schemathesis.openapi.from_dict(api.get_openapi_schema(), config=CONFIG)
 schema.app = get_wsgi_application()
 fuzzed = schema.exclude(path_regex=CONNECTING_OPERATIONS)
 
@@ -111,4 +117,4 @@ def admin_token(db) -> str:
 def test_every_operation_answers_without_5xx_and_as_documented(
     case, admin_token, loopback_only, connection_kept_across_requests
 ):
-    case.call_and_validate(headers={"Authorization": f"Bearer {admin_token}"}, excluded_checks=SEMANTIC_CHECKS)
+    case.call_and_validate(headers={"Authorization": f"Bearer {admin_token}"}, excluded_checks=NOT_YET)

@@ -48,7 +48,12 @@ def test_query_step_asks_for_fewer_points(anonymous_client, viewer_auth, disk_se
         ("series=999999", "series"),
         ("series=1&from=yesterday", "from"),
         ("series=1&from=now&to=-1h", "from"),
-        ("series=1&step=0", "step"),
+        ("series=1&from=-99999999999h", "from"),
+        ("series=1&from=-999999999999d", "from"),
+        ("series=1&from=1e300", "from"),
+        ("series=1&from=0001-01-01T00:00:00", "from"),
+        ("series=1&from=-\u00b2h", "from"),
+        ("series=1&from=-1h&to=9999-12-31T23:59:59", "to"),
     ],
 )
 def test_bad_query_parameters_are_400_naming_the_field(anonymous_client, viewer_auth, disk_series, query, field):
@@ -56,6 +61,13 @@ def test_bad_query_parameters_are_400_naming_the_field(anonymous_client, viewer_
     response = anonymous_client.get(f"/api/v1/metrics/query?{query}", **viewer_auth)
     assert response.status_code == 400, response.content
     assert response.json()["field"] == field
+
+
+@pytest.mark.parametrize("query", ["step=0", "step=-5", "step=99999999999999999999"])
+def test_a_step_outside_its_published_bounds_is_a_422_naming_it(anonymous_client, viewer_auth, disk_series, query):
+    response = anonymous_client.get(f"/api/v1/metrics/query?series={disk_series}&{query}", **viewer_auth)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "step"]
 
 
 def test_series_search_finds_by_metric_and_label(anonymous_client, viewer_auth, disk_series):
@@ -91,6 +103,19 @@ def test_pages_of_a_target_and_the_explorer_render_its_history(viewer_client, di
     assert 55 <= explore.context["chart"].points <= 70  # 24 h range: ~58 s steps over 1 h
     bad = viewer_client.get(f"/monitoring/explore/?series={disk_series}&from=garbage")
     assert bad.status_code == 422 and b"is not a time" in bad.content
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["from=-99999999999h", "from=1e300", "from=0001-01-01", "to=9999-12-31", "series=%C2%B2", "series=" + "9" * 40],
+)
+def test_the_explorer_answers_out_of_range_input_in_the_page_not_with_a_500(viewer_client, disk_series, query):
+    page = viewer_client.get(f"/monitoring/explore/?series={disk_series}&{query}")
+    assert page.status_code in (200, 422)
+    if page.status_code == 422:
+        assert (
+            b"Nothing drawn" in page.content or b"is not a time" in page.content or b"outside the years" in page.content
+        )
 
 
 def test_an_inverted_explorer_range_says_why_nothing_is_drawn_for_the_selected_series(viewer_client, disk_series):

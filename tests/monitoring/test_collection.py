@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 
 from core.embedded import EmbeddedPostgres, EmbeddedRedis
 from core.locks import lock_acquire, lock_key
-from monitoring.models import Series, Target
+from monitoring.models import CollectorState, Series, Target
+from monitoring.services import collection
 from monitoring.services.collection import collect_target
-from monitoring.services.targets import TargetInput, target_create
+from monitoring.services.targets import TargetInput, target_create, target_delete
 from tests.conftest import free_port
 from tests.monitoring.conftest import sample_count
 
@@ -164,3 +170,101 @@ def test_every_kind_is_found_even_after_one_collector_module_was_imported_direct
     name, kinds = result.stdout.split()
     assert name == "PrometheusCollector"
     assert kinds.split(",") == sorted(Target.Kind.values)
+
+
+# --- a target deleted while it is collected ---------------------------------------------------
+
+
+def _host_target() -> Target:
+    data = TargetInput(name="deleted-host", kind="host", url="", interval_seconds=10, timeout_seconds=5)
+    return target_create(data=data, actor=None, via="system")
+
+
+def _in_thread(work) -> tuple[threading.Thread, dict]:
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["value"] = work()
+        except Exception as exc:  # the test asserts there was none
+            outcome["error"] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def _nothing_left_of(target_id: int) -> None:
+    assert not Target.objects.filter(pk=target_id).exists()
+    assert not Series.objects.filter(target_id=target_id).exists()
+    assert not CollectorState.objects.filter(target_id=target_id).exists()
+
+
+def _waiting_on_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        return cursor.fetchone()[0] > 0
+
+
+def test_a_target_deleted_during_its_collection_stores_nothing_and_ends_quietly(monkeypatch, caplog):
+    target = _host_target()
+    collected, deleted = threading.Event(), threading.Event()
+    real_collector_for = collection.collector_for
+
+    def collector_for(*args, **kwargs):
+        collector = real_collector_for(*args, **kwargs)
+        real_collect = collector.collect
+
+        def collect():
+            result = real_collect()  # the real host collector; the delete lands before its result is stored
+            collected.set()
+            deleted.wait(30)
+            return result
+
+        collector.collect = collect
+        return collector
+
+    monkeypatch.setattr(collection, "collector_for", collector_for)
+    thread, outcome = _in_thread(lambda: collect_target(target=target))
+    assert collected.wait(30)
+    target_delete(target=Target.objects.get(pk=target.pk), actor=None, via="system")
+    deleted.set()
+    thread.join(30)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["value"].skipped and outcome["value"].samples == 0
+    _nothing_left_of(target.pk)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_a_delete_during_the_writes_of_a_collection_waits_for_them_and_removes_them(monkeypatch, caplog):
+    target = _host_target()
+    writing, release = threading.Event(), threading.Event()
+    real_samples_write = collection.samples_write
+
+    def samples_write(rows):
+        writing.set()
+        release.wait(30)
+        return real_samples_write(rows)
+
+    monkeypatch.setattr(collection, "samples_write", samples_write)
+    collecting, collected = _in_thread(lambda: collect_target(target=target))
+    assert writing.wait(30)  # the collection is inside its transaction, its series created
+    deleting, deleted = _in_thread(
+        lambda: target_delete(target=Target.objects.get(pk=target.pk), actor=None, via="system")
+    )
+    deadline = time.monotonic() + 30
+    while not _waiting_on_a_lock() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _waiting_on_a_lock()  # the delete waits for the collection, not the other way round
+    release.set()
+    collecting.join(30)
+    deleting.join(30)
+    assert "error" not in collected, collected.get("error")
+    assert "error" not in deleted, deleted.get("error")
+    assert collected["value"].ok and collected["value"].samples > 0
+    _nothing_left_of(target.pk)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []

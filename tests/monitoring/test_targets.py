@@ -134,6 +134,46 @@ def test_api_validation_errors_are_4xx_json(anonymous_client, operator_auth):
     assert unknown.status_code == 422
 
 
+@pytest.mark.parametrize("field", ["enabled", "name", "url", "interval_seconds", "timeout_seconds", "options"])
+def test_api_patch_refuses_null_for_a_field_that_cannot_be_null(anonymous_client, operator_auth, field):
+    target = _create()
+    response = anonymous_client.patch(
+        f"/api/v1/targets/{target.id}", {field: None}, content_type="application/json", **operator_auth
+    )
+    assert response.status_code == 422, response.content
+    assert [error["loc"] for error in response.json()["detail"]] == [["body", "payload", field]]
+    target.refresh_from_db()
+    assert (target.name, target.enabled, target.interval_seconds) == ("app-db", True, 10)
+
+
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"enabled": 0}, "enabled"),
+        ({"enabled": "false"}, "enabled"),
+        ({"interval_seconds": "30"}, "interval_seconds"),
+        ({"interval_seconds": 30.5}, "interval_seconds"),
+        ({"interval_seconds": 10**30}, "interval_seconds"),
+        ({"timeout_seconds": 0}, "timeout_seconds"),
+        ({"name": "x" * 101}, "name"),
+    ],
+)
+def test_api_patch_takes_only_the_types_and_bounds_it_publishes(anonymous_client, operator_auth, body, field):
+    target = _create()
+    response = anonymous_client.patch(
+        f"/api/v1/targets/{target.id}", body, content_type="application/json", **operator_auth
+    )
+    assert response.status_code == 422, response.content
+    assert response.json()["detail"][0]["loc"] == ["body", "payload", field]
+
+
+def test_api_create_refuses_a_number_for_a_boolean(anonymous_client, operator_auth):
+    body = {"name": "x", "kind": "host", "enabled": 0}
+    response = anonymous_client.post("/api/v1/targets", body, content_type="application/json", **operator_auth)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "payload", "enabled"]
+
+
 def test_viewers_read_targets_but_cannot_change_them(anonymous_client, viewer_auth):
     _create()
     assert anonymous_client.get("/api/v1/targets", **viewer_auth).status_code == 200

@@ -39,12 +39,20 @@ def test_recommendations_are_listed_by_priority_for_viewers(anonymous_client, vi
 
 @pytest.mark.parametrize(
     ("query", "field"),
-    [("status=bogus", "status"), ("category=bogus", "category"), ("limit=0", "limit")],
+    [("status=bogus", "status"), ("category=bogus", "category")],
 )
 def test_bad_filters_are_400_naming_the_field(anonymous_client, viewer_auth, query, field):
     response = anonymous_client.get(f"{API}/recommendations?{query}", **viewer_auth)
     assert response.status_code == 400
     assert response.json()["field"] == field
+
+
+@pytest.mark.parametrize("path", ["recommendations", "optimization/report"])
+@pytest.mark.parametrize("limit", ["0", "501", "99999999999999999999999"])
+def test_a_limit_outside_its_published_bounds_is_a_422_naming_it(anonymous_client, viewer_auth, path, limit):
+    response = anonymous_client.get(f"{API}/{path}?limit={limit}", **viewer_auth)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "limit"]
 
 
 def test_viewers_cannot_act_and_anonymous_users_cannot_read(anonymous_client, viewer_auth, pg18):

@@ -156,7 +156,8 @@ def test_evaluate_execute_status_and_decisions(client, operator_auth, viewer_aut
     assert status["service"] == "web" and status["current_replicas"] == 2 and status["last_result"] == "dry_run"
     decisions = client.get(f"{BASE}/decisions?service=web", **viewer_auth).json()
     assert [d["result"] for d in decisions] == ["dry_run", "scaled"]
-    assert client.get(f"{BASE}/decisions?limit=0", **viewer_auth).status_code == 400
+    too_few = client.get(f"{BASE}/decisions?limit=0", **viewer_auth)
+    assert too_few.status_code == 422 and too_few.json()["detail"][0]["loc"] == ["query", "limit"]
 
 
 def test_evaluate_all_is_queued(client, operator_auth):
@@ -189,6 +190,8 @@ def test_whatif_replays_recorded_history_before_the_rule_is_enabled(client, oper
     assert body["changes"] >= 1
     bad = client.get(f"{BASE}/services/web/rules/burst/whatif?from=now&to=-1h", **operator_auth)
     assert bad.status_code == 400 and bad.json()["field"] == "end"
+    overflow = client.get(f"{BASE}/services/web/rules/burst/whatif?from=-99999999999h", **operator_auth)
+    assert overflow.status_code == 400 and overflow.json()["field"] == "from"
     assert ScalingDecision.objects.count() == 0  # a replay decides nothing for real
 
 
