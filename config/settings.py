@@ -207,6 +207,13 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = False
 
+# --- outbound connections (core/outbound.py; docs/operations.md, "Security model") ---------------
+# Link-local and cloud metadata addresses are always refused. These refine the rest: comma-separated
+# CIDRs or the keywords loopback, private, unix, all; an address in ALLOW is allowed even if DENY
+# names it. Empty (the default) allows private, loopback and Unix-socket targets, for self-hosting.
+OUTBOUND_DENY = envlist("PERFPILOT_OUTBOUND_DENY", [])
+OUTBOUND_ALLOW = envlist("PERFPILOT_OUTBOUND_ALLOW", [])
+
 # --- monitoring ------------------------------------------------------------------------------
 RETENTION_RAW_DAYS = envint("PERFPILOT_RETENTION_RAW_DAYS", 7, minimum=1)
 RETENTION_1M_DAYS = envint("PERFPILOT_RETENTION_1M_DAYS", 90, minimum=1)
