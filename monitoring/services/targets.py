@@ -204,12 +204,16 @@ class ConnectionTest:
 
 
 def target_test_connection(*, target: Target) -> ConnectionTest:
+    if not target.enabled:
+        return ConnectionTest(ok=False, detail="The target is disabled: Perfpilot does not connect to it.")
     try:
         return ConnectionTest(ok=True, detail=collector_for(target).test_connection())
     except CollectorError as exc:
         return ConnectionTest(ok=False, detail=str(exc))
-    except Exception as exc:  # report, never raise: this is a button for operators
-        return ConnectionTest(ok=False, detail=f"{type(exc).__name__}: {exc}")
+    except outbound.OutboundRefused as exc:
+        return ConnectionTest(ok=False, detail=str(exc))
+    except Exception as exc:  # report, never raise: this is a button for operators; no text of the server's
+        return ConnectionTest(ok=False, detail=f"The connection test failed ({type(exc).__name__}).")
 
 
 BUILTIN_TARGETS = (

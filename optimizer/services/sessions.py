@@ -174,6 +174,8 @@ def open_session(
         action_timeout_ms=action_ms,
         lock_timeout_ms=lock_ms,
     )
+    if not target.enabled:
+        raise TunerError(f"Target {target.name} is disabled: Perfpilot does not connect to it until it is enabled.")
     if target.kind == Target.Kind.POSTGRES:
         session.pg = _pg_connection(target, statement_timeout_ms=statement_ms, lock_timeout_ms=lock_ms)
     elif target.kind == Target.Kind.REDIS:
