@@ -90,6 +90,23 @@
     if (input) showUrlExample(input);
   });
 
+  // Controls that submit their form when changed (the Content-Security-Policy allows no inline handlers):
+  // data-autosubmit, and data-clear="id" empties another field first.
+  document.addEventListener("change", function (event) {
+    var control = event.target;
+    if (!control.hasAttribute || !control.hasAttribute("data-autosubmit") || !control.form) return;
+    var clear = control.getAttribute("data-clear");
+    if (clear && document.getElementById(clear)) document.getElementById(clear).value = "";
+    control.form.submit();
+  });
+
+  // Forms that ask before they submit (data-confirm="question"), e.g. a delete.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form.getAttribute && form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy]");
     if (button) copyFrom(button);
