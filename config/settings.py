@@ -290,7 +290,8 @@ LOGGING = {
     "filters": {"quiet_ticks": {"()": "core.logfilters.QuietFrequentTicks"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["quiet_ticks"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    # django-axes logs every sign-in at INFO; failures are in the audit log, and its warnings still show.
+    "loggers": {"django.db.backends": {"level": "INFO"}, "axes": {"level": "WARNING"}},
 }
 
 # Content-Security-Policy on every response (django-csp): scripts only from our own origin, none inline

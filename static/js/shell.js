@@ -100,6 +100,19 @@
     control.form.submit();
   });
 
+  // Polling that waits while nobody looks (data-poll-when-visible) or while the user types inside the
+  // polled part (data-poll-unless-focus-within): htmx trigger filters would need eval, which the
+  // Content-Security-Policy forbids.
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var elt = event.detail && event.detail.elt;
+    if (!elt || !elt.hasAttribute) return;
+    if (elt.hasAttribute("data-poll-when-visible") && document.visibilityState !== "visible") {
+      event.preventDefault();
+    } else if (elt.hasAttribute("data-poll-unless-focus-within") && elt.querySelector("input:focus")) {
+      event.preventDefault();
+    }
+  });
+
   // Forms that ask before they submit (data-confirm="question"), e.g. a delete.
   document.addEventListener("submit", function (event) {
     var form = event.target;
