@@ -346,3 +346,99 @@ def test_saving_a_target_channel_or_executor_at_a_refused_address_is_a_422(opera
         response = client.post(path, body, content_type="application/json", **operator_auth)
         assert response.status_code == 422, (path, response.content)
         assert field in response.content.decode(), (path, response.content)
+
+
+# --- end to end: what a viewer can read, and what a viewer can trigger ---------------------------------
+
+
+def load_series(metric: str, value: float) -> int:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from monitoring.storage import SeriesSpec, samples_write, series_resolve
+
+    (series_id,) = series_resolve(target_id=None, specs=[SeriesSpec(metric, {})])
+    samples_write([(series_id, timezone.now() - timedelta(seconds=1), value)])
+    return series_id
+
+
+def webhook_service(name: str, url: str, *, series_id: int, target: float = 50, status_url: str = ""):
+    from scaling.services.crud import ServiceInput, rule_upsert, service_create
+
+    config = {"url": url, "timeout_seconds": 1, **({"status_url": status_url} if status_url else {})}
+    service = service_create(
+        data=ServiceInput(
+            name=name, executor_kind="webhook", executor_config=config, min_replicas=1, max_replicas=10, dry_run=False
+        ),
+        actor=None,
+        via="system",
+    )
+    rule_upsert(
+        service=service,
+        name="load",
+        data={"source": "series", "series_id": series_id, "target_value": target},
+        actor=None,
+        via="system",
+    )
+    return service
+
+
+def test_a_webhook_status_url_answering_500_with_a_body_leaves_no_body_in_decisions(
+    clean_samples, anonymous_client, operator_auth, viewer_auth
+):
+    from scaling.models import ScalingDecision
+
+    with http_server() as server:
+        server.status, server.body = 500, SECRET_BODY.encode()
+        service = webhook_service(
+            "leaky", server.url, series_id=load_series("rps", 120.0), status_url=f"{server.url}/status"
+        )
+        evaluated = anonymous_client.post(
+            "/api/v1/performance/scaling/evaluate", {"service": "leaky"}, "application/json", **operator_auth
+        )
+        assert evaluated.status_code == 200, evaluated.content
+        assert server.hits >= 1  # the status URL was asked
+    decision = ScalingDecision.objects.filter(service=service).latest("id")
+    assert "500 Internal Server Error" in decision.error
+    stored = " ".join(str(value) for value in ScalingDecision.objects.filter(service=service).values().first().values())
+    assert SECRET_BODY not in stored
+    listed = anonymous_client.get("/api/v1/performance/scaling/decisions?service=leaky", **viewer_auth)
+    assert listed.status_code == 200 and listed.json()
+    assert SECRET_BODY not in listed.content.decode() and SECRET_BODY not in evaluated.content.decode()
+
+
+def test_a_viewer_gets_403_on_every_call_that_makes_the_server_connect_out(
+    clean_samples, anonymous_client, viewer_auth
+):
+    from alerts.services.manage import ChannelInput, channel_create
+    from monitoring.models import Target
+    from monitoring.services.targets import TargetInput, target_create
+    from optimizer.models import Recommendation
+
+    with http_server() as server:
+        target = target_create(
+            data=TargetInput(name="t", kind="postgres", url="postgresql://u:p@127.0.0.1:5432/postgres"),
+            actor=None,
+            via="system",
+        )
+        channel = channel_create(data=ChannelInput(name="c", kind="webhook", url=server.url), actor=None, via="system")
+        webhook_service("svc", server.url, series_id=load_series("rps2", 1.0))
+        advice = Recommendation.objects.create(
+            tuner="indexes", target=target, fingerprint="x", category="missing_index", title="x", statement="SELECT 1"
+        )
+        calls = [
+            (f"/api/v1/targets/{target.id}/test", {}),
+            (f"/api/v1/performance/alerts/channels/{channel.id}/test", {}),
+            ("/api/v1/performance/scaling/evaluate", {"service": "svc"}),
+            ("/api/v1/performance/scaling/execute", {"service": "svc", "replicas": 2}),
+            ("/api/v1/performance/benchmark", {"target": target.id}),
+            ("/api/v1/performance/optimization/execute", {"targets": [target.id], "tuners": ["vacuum"]}),
+            ("/api/v1/performance/database/optimize", {"targets": [target.id]}),
+            (f"/api/v1/performance/recommendations/{advice.id}/apply", {}),
+        ]
+        for path, body in calls:
+            response = anonymous_client.post(path, body, "application/json", **viewer_auth)
+            assert response.status_code == 403, (path, response.status_code, response.content[:200])
+        assert server.hits == 0
+        assert Target.objects.get(pk=target.pk).last_error == ""
