@@ -50,7 +50,7 @@ from core.errors import InvalidInput
 from core.forms import form_submit
 from core.htmx import render_page, requested_fragment
 from core.roles import OPERATOR, ensure_role, role_required
-from core.views import section_context
+from core.views import safe_next, section_context
 from monitoring.selectors.metric_names import metric_units
 
 BANNER_LIMIT = 3
@@ -122,7 +122,7 @@ def alert_ack_view(request: HttpRequest, alert_id: int) -> HttpResponse:
         messages.success(request, f"Acknowledged “{alert.title}”.")
     except InvalidInput as exc:
         messages.error(request, str(exc))
-    return redirect(request.POST.get("next") or "alerts:index")
+    return redirect(safe_next(request, "alerts:index"))
 
 
 @require_POST
@@ -134,7 +134,7 @@ def alert_resolve_view(request: HttpRequest, alert_id: int) -> HttpResponse:
         messages.success(request, f"Resolved “{alert.title}”.")
     except InvalidInput as exc:
         messages.error(request, str(exc))
-    return redirect(request.POST.get("next") or "alerts:index")
+    return redirect(safe_next(request, "alerts:index"))
 
 
 @require_http_methods(["GET", "POST"])

@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, DataError, InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from ninja import NinjaAPI
+from ninja.errors import AuthenticationError
 from ninja.openapi.schema import OpenAPISchema
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -142,6 +143,15 @@ api = PerfpilotAPI(
     docs_decorator=docs_require_auth,
     parser=FastJSONParser(),
 )
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthenticated(request, exc):
+    # No credentials, or refused ones, on any method: 401 with the scheme to use (RFC 9110 §11.6.1).
+    detail = "Authentication required: send Authorization: Bearer <token> or sign in."
+    response = api.create_response(request, {"detail": detail}, status=401)
+    response["WWW-Authenticate"] = 'Bearer realm="perfpilot"'
+    return response
 
 
 @api.exception_handler(PermissionDenied)

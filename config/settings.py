@@ -6,6 +6,7 @@ With no DATABASE_URL or REDIS_URL, Perfpilot uses the embedded PostgreSQL and Re
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -82,6 +83,8 @@ INSTALLED_APPS = [
     "template_partials",
     "django_celery_beat",
     "ninja",
+    "axes",
+    "csp",
     "core.apps.CoreConfig",
     "monitoring.apps.MonitoringConfig",
     "optimizer.apps.OptimizerConfig",
@@ -105,6 +108,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -133,6 +139,18 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes first: it refuses a locked-out login before any password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# Login throttling (the login form and the admin login): after this many failures in a row for one user name
+# from one address, logins for it are refused (429) until the lockout time has passed; a success resets it.
+AXES_FAILURE_LIMIT = envint("PERFPILOT_LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=1000)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("PERFPILOT_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "overview"
 LOGOUT_REDIRECT_URL = "login"
@@ -237,6 +255,13 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = False
 
+# --- outbound connections (core/outbound.py; docs/operations.md, "Security model") ---------------
+# Link-local and cloud metadata addresses are always refused. These refine the rest: comma-separated
+# CIDRs or the keywords loopback, private, unix, all; an address in ALLOW is allowed even if DENY
+# names it. Empty (the default) allows private, loopback and Unix-socket targets, for self-hosting.
+OUTBOUND_DENY = envlist("PERFPILOT_OUTBOUND_DENY", [])
+OUTBOUND_ALLOW = envlist("PERFPILOT_OUTBOUND_ALLOW", [])
+
 # --- monitoring ------------------------------------------------------------------------------
 RETENTION_RAW_DAYS = envint("PERFPILOT_RETENTION_RAW_DAYS", 7, minimum=1)
 RETENTION_1M_DAYS = envint("PERFPILOT_RETENTION_1M_DAYS", 90, minimum=1)
@@ -311,7 +336,26 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    # django-axes logs every sign-in at INFO; failures are in the audit log, and its warnings still show.
+    "loggers": {"django.db.backends": {"level": "INFO"}, "axes": {"level": "WARNING"}},
+}
+
+# Content-Security-Policy on every response (django-csp): scripts only from our own origin, none inline
+# (no inline event handlers either: static/js/shell.js wires them); styles may be inline because plotly
+# draws its charts with style attributes; images also from data:/blob: (plotly's PNG export).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
 }
 
 if not DEBUG:

@@ -22,12 +22,26 @@ class BearerTokenAuth(HttpBearer):
 
 
 class SessionAuth(APIKeyCookie):
-    """The browser's login session (with CSRF checks on unsafe methods)."""
+    """The browser's login session (with CSRF checks on unsafe methods).
+
+    The CSRF check runs only for a request that a session does authenticate and that tries no other
+    credentials: a call with no session, an expired one, or a bearer token that was refused is
+    unauthenticated (401 with WWW-Authenticate), not a CSRF failure (403). A logged-in browser's unsafe
+    call without the CSRF token still gets 403.
+    """
 
     param_name = "sessionid"
 
+    def _get_key(self, request: HttpRequest) -> str | None:
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated or "Authorization" in request.headers:
+            return None
+        return super()._get_key(request)
+
     def authenticate(self, request: HttpRequest, key: str | None):
         user = getattr(request, "user", None)
+        if key is None and "Authorization" in request.headers:
+            return None  # a refused token is not rescued by a session
         if user is not None and user.is_authenticated and user.is_active:
             return user
         return None

@@ -36,3 +36,19 @@ def check_urls(app_configs, **kwargs):
             )
         )
     return errors
+
+
+@checks.register()
+def check_outbound_policy(app_configs, **kwargs):
+    from core.outbound import parse_rules
+
+    errors = []
+    for name, items in (
+        ("PERFPILOT_OUTBOUND_DENY", settings.OUTBOUND_DENY),
+        ("PERFPILOT_OUTBOUND_ALLOW", settings.OUTBOUND_ALLOW),
+    ):
+        try:
+            parse_rules(items, setting=name)
+        except ValueError as exc:
+            errors.append(checks.Error(str(exc), id="config.E005"))
+    return errors

@@ -7,6 +7,7 @@ optimizer's sessions, alert channels) takes these from here.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
@@ -46,20 +47,32 @@ def mask_webhook_url(url: str) -> str:
     return f"{split.scheme}://{host}{port}/{MASK}"
 
 
+# The password component of a URL (scheme://user:PASSWORD@) and of a libpq DSN (password=PASSWORD).
+_URL_PASSWORD = re.compile(r"(?P<keep>\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s/]*(?=@)", re.IGNORECASE)
+_DSN_PASSWORD = re.compile(r"(?P<keep>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+# A password also appearing on its own in a message is masked only when it is long enough not to be an
+# ordinary word or part of one: with password "p", "postgresql" and "port" must stay as they are.
+MIN_BARE_SECRET = 6
+
+
 def scrub(message: str, url: str) -> str:
-    """The message without the URL or its password, in case a driver or library echoed them."""
+    """The message with the URL masked and every password *component* (in any URL or DSN it quotes)
+    replaced; the password's own text elsewhere only as a whole token of at least MIN_BARE_SECRET characters."""
     try:
         masked = mask_url(url)
     except ValueError:  # a URL too broken to mask, e.g. a port that is not a number
         masked = "the configured URL"
     if url:
         message = message.replace(url, masked)
+    message = _URL_PASSWORD.sub(lambda m: m["keep"] + MASK, message)
+    message = _DSN_PASSWORD.sub(lambda m: m["keep"] + MASK, message)
     try:
         password = urlsplit(url).password if "://" in url else conninfo_to_dict(url).get("password")
     except (ValueError, psycopg.Error):
         password = None
     for secret in {password, unquote(password)} if password else ():
-        message = message.replace(secret, MASK)
+        if len(secret) >= MIN_BARE_SECRET:
+            message = re.sub(rf"(?<![\w%]){re.escape(secret)}(?![\w%])", MASK, message)
     return message
 
 

@@ -1,11 +1,15 @@
-"""Celery signal handlers: the worker heartbeat, and the garbage collector of pool processes."""
+"""Signal handlers: the worker heartbeat and the garbage collector of pool processes (Celery), and the
+audit records of failed and locked-out sign-ins (Django, django-axes)."""
 
 from __future__ import annotations
 
 import gc
 import logging
 
+from axes.signals import user_locked_out
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from django.contrib.auth.signals import user_login_failed
+from django.dispatch import receiver
 
 from core.heartbeat import HeartbeatThread, worker_heartbeat_clear
 from core.outages import failure_log
@@ -44,3 +48,44 @@ def freeze_startup_objects(**kwargs) -> None:
     middle of an otherwise ~25 ms collection cycle.
     """
     gc.freeze()
+
+
+# --- sign-in failures: every one in the audit log, with the user name tried and the address --------------
+
+
+def _client_ip(request) -> str:
+    if request is None:
+        return ""
+    return getattr(request, "axes_ip_address", None) or request.META.get("REMOTE_ADDR", "")
+
+
+@receiver(user_login_failed)
+def audit_failed_login(sender, credentials, request=None, **kwargs) -> None:
+    from core.models import AuditEvent
+    from core.services import audit_record
+
+    username = str(credentials.get("username", ""))[:150]
+    where = "admin" if request is not None and request.path.startswith("/admin/") else "login"
+    audit_record(
+        actor=None,
+        via="ui",
+        action="login.failed",
+        object_repr=username,
+        result=AuditEvent.Result.DENIED,
+        detail={"username": username, "ip": _client_ip(request), "form": where},
+    )
+
+
+@receiver(user_locked_out)
+def audit_lockout(sender, request=None, username=None, ip_address=None, **kwargs) -> None:
+    from core.models import AuditEvent
+    from core.services import audit_record
+
+    audit_record(
+        actor=None,
+        via="ui",
+        action="login.locked_out",
+        object_repr=str(username or "")[:150],
+        result=AuditEvent.Result.DENIED,
+        detail={"username": str(username or "")[:150], "ip": ip_address or _client_ip(request)},
+    )

@@ -10,6 +10,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST, require_safe
 from django.views.defaults import page_not_found as default_page_not_found
@@ -77,7 +78,7 @@ def schedule_run(request: HttpRequest, schedule_id: int) -> HttpResponse:
         messages.error(request, f"“{task.name}” was not sent: {exc}")
     else:
         messages.success(request, f"“{task.name}” sent to the workers (task {task_id[:8]}).")
-    return redirect(request.POST.get("next") or "settings")
+    return redirect(safe_next(request, "settings"))
 
 
 @require_POST
@@ -86,12 +87,29 @@ def schedule_toggle(request: HttpRequest, schedule_id: int) -> HttpResponse:
     task = get_object_or_404(PeriodicTask, pk=schedule_id)
     schedule_set_enabled(periodic_task=task, enabled=not task.enabled, actor=request.user, via="ui")
     messages.success(request, f"“{task.name}” {'enabled' if task.enabled else 'disabled'}.")
-    return redirect(request.POST.get("next") or "settings")
+    return redirect(safe_next(request, "settings"))
+
+
+def safe_next(request: HttpRequest, default: str) -> str:
+    """The form's `next` if it is a URL on this site, else `default` (a URL name): never an open redirect."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return default
 
 
 def section_context(section: str) -> dict:
     """Context shared by the Monitoring, Optimizer, Scaling and Alerts pages."""
     return section_summary(section=section)
+
+
+def _authenticated(request: HttpRequest) -> bool:
+    """A logged-in session or a valid API token (these probes are open to anonymous callers too)."""
+    if request.user.is_authenticated:
+        return True
+    return api_token_user_from_header(request.headers.get("Authorization", "")) is not None
 
 
 @login_not_required
@@ -104,12 +122,16 @@ def healthz(request: HttpRequest) -> HttpResponse:
 @login_not_required
 @never_cache
 def readyz(request: HttpRequest) -> HttpResponse:
-    """Readiness: 200 when PostgreSQL, Redis, a worker and beat are all healthy, else 503."""
+    """Readiness: 200 when PostgreSQL, Redis, a worker and beat are all healthy, else 503.
+
+    Anyone may ask (load balancers do), so an anonymous caller learns only which component is down; a
+    session or an API token also sees each check's detail (versions, errors)."""
     status = control_plane_status()
+    detailed = _authenticated(request)
     body = {
         "status": "ok" if status.healthy else "unavailable",
         "failed": status.failed,
-        "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in status.checks},
+        "checks": {c.name: {"ok": c.ok, "detail": c.detail} if detailed else {"ok": c.ok} for c in status.checks},
     }
     response = JsonResponse(body, status=200 if status.healthy else 503)
     # A probe's 503 is its answer, not a server error: no "Service Unavailable" line per poll.
@@ -121,10 +143,7 @@ def readyz(request: HttpRequest) -> HttpResponse:
 @never_cache
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus exposition. Needs a session or an API token unless PERFPILOT_METRICS_PUBLIC."""
-    authenticated = request.user.is_authenticated or (
-        api_token_user_from_header(request.headers.get("Authorization", "")) is not None
-    )
-    if not settings.METRICS_PUBLIC and not authenticated:
+    if not settings.METRICS_PUBLIC and not _authenticated(request):
         message = "Authentication required: send Authorization: Bearer <token>."
         response = JsonResponse({"detail": message}, status=401)
         response["WWW-Authenticate"] = "Bearer"

@@ -11,11 +11,12 @@ from ninja import Query, Router, Status
 
 from core.api import ERRORS, section_router
 from core.errors import InvalidInput
-from core.roles import OPERATOR, ensure_role
+from core.roles import OPERATOR, ensure_role, has_role
 from core.schemas import ErrorOut
 from monitoring.models import Target
 from optimizer.models import OptimizationRun, Recommendation
 from optimizer.schemas import (
+    BenchmarkIn,
     BenchmarkOut,
     CacheReportOut,
     DatabaseReportOut,
@@ -205,7 +206,9 @@ def _report_out(report) -> dict:
     summary="A PostgreSQL target: slow queries, index, vacuum and config advice",
 )
 def database_report_get(request, target: str | None = None):
-    report = database_report(target=_target(target, kind=Target.Kind.POSTGRES))
+    # Reading the target live is an outbound connection: operators only; viewers get the stored findings.
+    live = has_role(request.auth, OPERATOR)
+    report = database_report(target=_target(target, kind=Target.Kind.POSTGRES), live=live)
     return {
         **_report_out(report),
         "error": report.error,
@@ -243,15 +246,27 @@ def cache_optimize(request, payload: OptimizeIn):
     return _optimize(request, payload, Target.Kind.REDIS)
 
 
-@router.get(
+@router.post(
     "/performance/benchmark",
     response={200: BenchmarkOut, **WRITE_ERRORS},
     summary="Run a short read/write latency benchmark on a target and record it",
 )
-def benchmark(request, target: str, operations: int = 200):
+def benchmark(request, payload: BenchmarkIn):
+    """Connects to the target and writes to it: a POST, for operators."""
     ensure_role(request.auth, OPERATOR)
-    found = _targets([int(target) if target.isdigit() else target])[0]
-    run = benchmark_run(target=found, operations=operations, **_trigger_api(request))
+    found = _targets([payload.target])[0]
+    run = benchmark_run(target=found, operations=payload.operations, **_trigger_api(request))
     if run.status != OptimizationRun.Status.SUCCEEDED:
         raise InvalidInput(f"The benchmark on {found.name} failed: {run.error}", field="target")
     return {"run_id": run.id, "target": found.name, **run.evidence_after}
+
+
+@router.get(
+    "/performance/benchmark",
+    response={200: list[RunOut], 400: ErrorOut, **ERRORS},
+    summary="The latest recorded benchmarks (reads the log; connects to nothing)",
+)
+def benchmark_list(request, limit: int = 20):
+    if not 1 <= limit <= 200:
+        raise InvalidInput("limit must be between 1 and 200.", field="limit")
+    return list(run_list(action=OptimizationRun.Action.BENCHMARK)[:limit])

@@ -123,6 +123,11 @@ class CacheReportOut(Schema):
     last_runs: list[RunOut]
 
 
+class BenchmarkIn(StrictSchema):
+    target: int | str = Field(..., description="The PostgreSQL or Redis target, by id or name.")
+    operations: int = Field(200, ge=1, le=2000, description="Writes, then as many reads.")
+
+
 class BenchmarkOut(Schema):
     run_id: int
     target: str

@@ -117,9 +117,14 @@ class Progress:
     percent: float | None
 
 
-def run_progress(*, run: OptimizationRun) -> Progress | None:
-    """What the target backend of a running action reports in pg_stat_progress_*, or None."""
-    if not run.is_live or run.backend_pid is None or run.target is None or run.target.kind != "postgres":
+def run_progress(*, run: OptimizationRun, live: bool = True) -> Progress | None:
+    """What the target backend of a running action reports in pg_stat_progress_*, or None.
+
+    Asking connects to the target: callers pass live=False for viewers (only operators make Perfpilot
+    connect out), and a disabled target is never asked."""
+    if not live or not run.is_live or run.backend_pid is None or run.target is None or run.target.kind != "postgres":
+        return None
+    if not run.target.enabled:
         return None
     from optimizer.services.sessions import open_session
 
@@ -190,7 +195,13 @@ def vacuum_status(*, target: Target, limit: int = 15) -> list[dict[str, Any]]:
         )
 
 
-def database_report(*, target: Target, window: timedelta = timedelta(hours=24)) -> DatabaseReport:
+LIVE_FOR_OPERATORS = "The live vacuum status is read from the target for operators only."
+LIVE_NOT_WHEN_DISABLED = "The target is disabled: Perfpilot does not connect to it, so there is no live vacuum status."
+
+
+def database_report(*, target: Target, live: bool, window: timedelta = timedelta(hours=24)) -> DatabaseReport:
+    """Stored findings of a PostgreSQL target, plus, when `live` (an operator asked) and the target is enabled,
+    its vacuum status read from the target now."""
     if target.kind != Target.Kind.POSTGRES:
         raise InvalidInput(f"{target.name} is not a PostgreSQL target.", field="target")
     end = timezone.now()
@@ -201,10 +212,15 @@ def database_report(*, target: Target, window: timedelta = timedelta(hours=24)) 
         vacuum_status=[],
         last_runs=list(run_list(target_id=target.id)[:10]),
     )
-    try:
-        report.vacuum_status = vacuum_status(target=target)
-    except TunerError as exc:
-        report.error = str(exc)
+    if not live:
+        report.error = LIVE_FOR_OPERATORS
+    elif not target.enabled:
+        report.error = LIVE_NOT_WHEN_DISABLED
+    else:
+        try:
+            report.vacuum_status = vacuum_status(target=target)
+        except TunerError as exc:
+            report.error = str(exc)
     return report
 
 

@@ -13,7 +13,7 @@ from django_htmx.http import HttpResponseStopPolling
 from core.errors import InvalidInput
 from core.htmx import requested_fragment
 from core.queueing import QueueUnavailable
-from core.roles import OPERATOR, role_required
+from core.roles import OPERATOR, has_role, role_required
 from core.views import section_context
 from monitoring.models import Target
 from optimizer.charts import before_after_json
@@ -38,7 +38,7 @@ LOG_PAGE_SIZE = 100
 
 def _run_status(request: HttpRequest, run: OptimizationRun) -> HttpResponse:
     """The live status fragment of a run; polling stops (HTTP 286) once the run is over."""
-    context = {"run": run, "progress": run_progress(run=run)}
+    context = {"run": run, "progress": run_progress(run=run, live=has_role(request.user, OPERATOR))}
     response = render(request, "optimizer/run.html#status", context)
     if not run.is_live:
         return HttpResponseStopPolling(response.content)
@@ -161,7 +161,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
         return _run_status(request, run)
     context = {
         "run": run,
-        "progress": run_progress(run=run),
+        "progress": run_progress(run=run, live=has_role(request.user, OPERATOR)),
         "figure_json": before_after_json(run),
         "evidence": evidence_table(run),
     }
@@ -201,7 +201,9 @@ def _chosen(request: HttpRequest, targets, target_id: int | None) -> Target | No
 def database(request: HttpRequest, target_id: int | None = None) -> HttpResponse:
     targets = postgres_targets()
     target = _chosen(request, targets, target_id)
-    context = {"targets": targets, "target": target, "report": database_report(target=target) if target else None}
+    live = has_role(request.user, OPERATOR)  # reading the target live connects out: operators only
+    report = database_report(target=target, live=live) if target else None
+    context = {"targets": targets, "target": target, "report": report}
     return render(request, "optimizer/database.html", context)
 
 

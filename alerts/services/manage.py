@@ -22,6 +22,7 @@ from alerts.models import (
 )
 from alerts.services import state as sm
 from alerts.services.matching import matchers_validate
+from core import outbound
 from core.errors import InvalidInput
 from core.services import audit_record
 
@@ -179,6 +180,10 @@ def channel_validate(data: ChannelInput, *, channel: Channel | None = None) -> C
             raise InvalidInput("The URL must be an http:// or https:// URL with a host.", field="url")
         if len(data.url) > 2000:
             raise InvalidInput("The URL is too long.", field="url")
+        try:  # the outbound policy at save time; delivery checks again at every connect
+            outbound.check_url_at_save(data.url, what="The URL's host")
+        except outbound.OutboundRefused as exc:
+            raise outbound.refused_input(exc, field="url") from exc
     if not isinstance(data.severities, list) or any(s not in Severity.values for s in data.severities):
         raise InvalidInput("Severities must be a list of warning and/or critical.", field="severities")
     data.matchers = matchers_validate(data.matchers, field="matchers")

@@ -8,6 +8,7 @@ successful "Send test"). Adding a kind = one module with a @register class + one
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import time
@@ -17,11 +18,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
+from core import outbound
 from core.registry import UnknownPlugin, registry
 
 # Responses that mean the webhook itself is gone or revoked (Slack's answers, and plain 404/410).
 DISABLING_STATUS = {404, 410}
 DISABLING_BODIES = ("invalid_token", "no_service", "channel_not_found", "channel_is_archived", "no_team")
+# Slack's other documented error codes: a fixed vocabulary, so naming the one a receiver answered says
+# what to fix without repeating the receiver's own text.
+KNOWN_BODIES = (
+    *DISABLING_BODIES,
+    "invalid_payload",
+    "action_prohibited",
+    "posting_to_general_channel_denied",
+    "too_many_attachments",
+    "no_text",
+    "team_disabled",
+    "user_not_found",
+    "rollup_error",
+)
 RESPONSE_HEAD_CHARS = 300
 
 
@@ -129,16 +144,28 @@ def _retry_after(header: str | None) -> float | None:
 
 
 def post_json(*, url: str, payload: dict, timeout: float) -> SendResult:
-    """POST payload as JSON; classify every outcome that is not a 2xx into a TransportError."""
+    """POST payload as JSON; classify every outcome that is not a 2xx into a TransportError.
+
+    Through the outbound policy (core/outbound.py), with no redirects followed. The receiver's body is read
+    only to recognise the known "gone or revoked" answers (DISABLING_BODIES); what is stored and shown is
+    the status with its standard phrase and, at most, which of those known answers it was.
+    """
     body = json.dumps(payload).encode()
     request = urllib.request.Request(  # noqa: S310 (http/https checked when the channel is saved)
         url, data=body, method="POST", headers={"Content-Type": "application/json", "User-Agent": "Perfpilot"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return SendResult(response.status, response.read(RESPONSE_HEAD_CHARS).decode(errors="replace"))
+        with outbound.http_open(request, timeout=timeout) as response:
+            return SendResult(response.status, outbound.http_status_text(response.status))
+    except outbound.OutboundRefused as exc:
+        raise TransportError(f"refused: {exc}", permanent=True) from exc
     except urllib.error.HTTPError as exc:
-        head = exc.read(RESPONSE_HEAD_CHARS).decode(errors="replace") if exc.fp else ""
+        try:
+            head = exc.read(RESPONSE_HEAD_CHARS).decode(errors="replace") if exc.fp else ""
+        except (OSError, http.client.HTTPException):
+            head = ""
+        finally:
+            exc.close()
         raise _classify(exc.code, head, exc.headers.get("Retry-After")) from exc
     except TimeoutError as exc:
         raise TransportError(f"timed out after {timeout:g} s") from exc
@@ -147,29 +174,39 @@ def post_json(*, url: str, payload: dict, timeout: float) -> SendResult:
         if isinstance(reason, TimeoutError | socket.timeout):
             raise TransportError(f"timed out after {timeout:g} s") from exc
         raise TransportError(f"cannot connect: {reason}") from exc
-    except (ConnectionError, OSError) as exc:
-        raise TransportError(f"connection failed: {exc}") from exc
+    except (ConnectionError, OSError, http.client.HTTPException) as exc:
+        raise TransportError(f"connection failed: {type(exc).__name__}") from exc
 
 
 def _classify(status: int, head: str, retry_after: str | None) -> TransportError:
-    text = head.strip()
-    if status in DISABLING_STATUS or any(marker in text for marker in DISABLING_BODIES):
+    """The error for a non-2xx answer. `head` (the receiver's text) decides, but never appears in it."""
+    marker = next((marker for marker in KNOWN_BODIES if marker in head), "")
+    reason = outbound.http_status_text(status) + (f" ({marker})" if marker else "")
+    if status in DISABLING_STATUS or marker in DISABLING_BODIES:
         return TransportError(
-            f"HTTP {status} {text[:80]}: the webhook is gone or revoked; the channel is disabled",
+            f"HTTP {reason}: the webhook is gone or revoked; the channel is disabled",
             disable=True,
             status_code=status,
-            response_head=head,
+            response_head=reason,
         )
     if status == 429:
+        seconds = _retry_after(retry_after)
         return TransportError(
-            f"HTTP 429 rate limited{f', retry after {retry_after} s' if retry_after else ''}",
-            retry_after=_retry_after(retry_after),
+            f"HTTP 429 rate limited{f', retry after {seconds:g} s' if seconds is not None else ''}",
+            retry_after=seconds,
             status_code=status,
-            response_head=head,
+            response_head=reason,
+        )
+    if 300 <= status < 400:
+        return TransportError(
+            f"HTTP {reason}: redirects are not followed; use the final URL",
+            permanent=True,
+            status_code=status,
+            response_head=reason,
         )
     if status >= 500:
-        return TransportError(f"HTTP {status} {text[:80]}", status_code=status, response_head=head)
-    return TransportError(f"HTTP {status} {text[:80]}", permanent=True, status_code=status, response_head=head)
+        return TransportError(f"HTTP {reason}", status_code=status, response_head=reason)
+    return TransportError(f"HTTP {reason}", permanent=True, status_code=status, response_head=reason)
 
 
 def monotonic_ms(started: float) -> float:

@@ -33,6 +33,7 @@ from kombu.exceptions import ChannelError, KombuError
 from kombu.exceptions import ConnectionError as KombuConnectionError
 from kombu.transport import redis as kombu_redis
 
+from core import outbound
 from core.conninfo import scrub
 from core.redis_client import celery_queue_lengths
 from monitoring.collectors.base import COUNTER, Collector, CollectorError, CollectResult, Measurement, register
@@ -100,6 +101,17 @@ class _RedisChannel(kombu_redis.Channel):
     response callbacks for each client: a third of a control broadcast's CPU. A client only holds
     the connection pool and those callbacks, so one serves every command of the channel.
     """
+
+    # Every connection to the broker goes through the outbound policy (core/outbound.py).
+    connection_class = outbound.CheckedConnection
+    connection_class_ssl = outbound.CheckedSSLConnection
+
+    def _connparams(self, asynchronous: bool = False):
+        params = super()._connparams(asynchronous=asynchronous)
+        cls = params["connection_class"]
+        if issubclass(cls, kombu_redis.redis.UnixDomainSocketConnection):
+            outbound.check_unix(params.get("path", ""), what="The Celery broker")
+        return params
 
     def _create_client(self, asynchronous: bool = False):
         if asynchronous:

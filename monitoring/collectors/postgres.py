@@ -42,6 +42,7 @@ from typing import Any
 import psycopg
 from psycopg import errors, sql
 
+from core import outbound
 from core.conninfo import bounded_conninfo, scrub
 from monitoring.collectors.base import (
     COUNTER,
@@ -217,9 +218,14 @@ class PostgresCollector(Collector):
             )
             # libpq counts whole seconds; rounding up never cuts the configured time short.
             params.update(connect_timeout=max(1, math.ceil(self.timeout)), tcp_user_timeout=timeout_ms)
+            params = outbound.psycopg_params(params, what=f"The host of {self._where}")
             conn = psycopg.connect(autocommit=True, **params)
         except psycopg.Error as exc:
             raise self._fail(exc, connecting=True) from exc
+        except outbound.OutboundRefused as exc:
+            raise CollectorError(str(exc)) from exc
+        except OSError as exc:  # the host name does not resolve
+            raise CollectorError(f"{self._where} could not be reached ({exc})") from exc
         if conn.info.server_version < MIN_SERVER_VERSION:
             conn.close()
             raise CollectorError(

@@ -36,6 +36,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
+from core import outbound
 from monitoring.collectors.base import COUNTER, GAUGE, Collector, CollectorError, CollectResult, Measurement, register
 from monitoring.storage import labels_key
 
@@ -172,12 +173,16 @@ class PrometheusCollector(Collector):
         )
         where = self._where()
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+            # Redirects are followed, each hop checked by the outbound policy like the first.
+            with outbound.http_open(request, timeout=self.timeout, follow_redirects=True) as response:
                 status = response.status
                 content_type = response.headers.get("Content-Type", "")
                 body = response.read(MAX_BODY_BYTES + 1)
+        except outbound.OutboundRefused as exc:
+            raise CollectorError(f"{where} is refused: {exc}") from exc
         except urllib.error.HTTPError as exc:
-            raise CollectorError(f"{where} answered HTTP {exc.code} {exc.reason}.") from exc
+            exc.close()
+            raise CollectorError(f"{where} answered HTTP {outbound.http_status_text(exc.code)}.") from exc
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, TimeoutError):
                 raise CollectorError(f"{where} did not answer within {self.timeout:g} s.") from exc
@@ -187,7 +192,7 @@ class PrometheusCollector(Collector):
         except (http.client.HTTPException, OSError, ValueError) as exc:
             raise CollectorError(f"{where} could not be read ({type(exc).__name__}: {exc}).") from exc
         if not 200 <= status < 300:
-            raise CollectorError(f"{where} answered HTTP {status}.")
+            raise CollectorError(f"{where} answered HTTP {outbound.http_status_text(status)}.")
         if len(body) > MAX_BODY_BYTES:
             raise CollectorError(f"{where} sent more than {MAX_BODY_BYTES // 2**20} MiB; that is not a scrape.")
         return self._parse(body, content_type)
@@ -207,7 +212,10 @@ class PrometheusCollector(Collector):
             # The parser is lazy: errors surface while iterating, so iterate here.
             return list(parser(text))
         except (ValueError, IndexError, KeyError, TypeError) as exc:
-            raise CollectorError(f"{where} did not send Prometheus metrics: {str(exc)[:200]}") from exc
+            # The parser's message quotes the offending line: the server's text, never shown back.
+            raise CollectorError(
+                f"{where} did not send Prometheus metrics (its text format could not be parsed)."
+            ) from exc
 
     def _allowlist(self) -> list[str]:
         options = self.target.options or {}

@@ -24,6 +24,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from core import outbound
 from core.conninfo import scrub
 from core.redis_client import DRIVER_INFO
 from monitoring.collectors.base import COUNTER, Collector, CollectorError, CollectResult, Measurement, register
@@ -33,7 +34,7 @@ from monitoring.collectors.kept import KeptConnections
 def redis_client(url: str, *, timeout: float) -> redis.Redis:
     """A client whose every call gives up after `timeout` seconds, with no hidden retries."""
     try:
-        return redis.Redis.from_url(
+        client = redis.Redis.from_url(
             url,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
@@ -44,6 +45,7 @@ def redis_client(url: str, *, timeout: float) -> redis.Redis:
         )
     except ValueError as exc:
         raise CollectorError(f"The Redis URL is not valid: {scrub(str(exc), url)}") from exc
+    return outbound.redis_checked(client)  # every connection of its pool is checked by the outbound policy
 
 
 # One client per target and worker process, kept between collections (see kept.py). redis-py
@@ -60,8 +62,22 @@ def kept_redis_client(target, *, timeout: float) -> Iterator[redis.Redis]:
         yield client
 
 
+def _refusal(exc: BaseException) -> outbound.OutboundRefused | None:
+    """The policy's refusal behind a redis-py error (redis-py wraps what _connect raises)."""
+    seen = 0
+    cause: BaseException | None = exc
+    while cause is not None and seen < 10:
+        if isinstance(cause, outbound.OutboundRefused):
+            return cause
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return None
+
+
 def redis_error_message(exc: redis.RedisError, *, where: str, timeout: float, url: str) -> str:
     """An operator-readable sentence for a redis-py error."""
+    refused = _refusal(exc)
+    if refused is not None:
+        return scrub(f"{where} is refused: {refused}", url)
     if isinstance(exc, redis.TimeoutError):
         reason = f"did not answer within {timeout:g} s"
     elif isinstance(exc, redis.AuthenticationError):

@@ -11,10 +11,13 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import psycopg
 from django.conf import settings
 from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from psycopg.conninfo import conninfo_to_dict
 
+from core import outbound
 from core.errors import InvalidInput
 from core.services import audit_record
 from monitoring.collectors.base import CollectorError, collector_for
@@ -50,8 +53,26 @@ def _validate_url(*, kind: str, url: str) -> None:
             raise InvalidInput(f"The URL cannot be parsed: {exc}.", field="url") from exc
         if not split.hostname and not url.startswith("unix://"):
             raise InvalidInput("The URL needs a host name.", field="url")
+        _check_outbound(kind=kind, url=url)
     elif url:
         raise InvalidInput("A host target reads this machine and takes no URL.", field="url")
+
+
+def _check_outbound(*, kind: str, url: str) -> None:
+    """The outbound policy at save time (core/outbound.py); the collector checks again at every connect."""
+    try:
+        if kind == Target.Kind.POSTGRES:
+            try:
+                params = conninfo_to_dict(url)
+            except psycopg.Error as exc:
+                raise InvalidInput("The URL cannot be parsed as a PostgreSQL URL.", field="url") from exc
+            hosts = [h for h in (params.get("hostaddr") or params.get("host") or "").split(",") if h]
+            for host in hosts or [""]:
+                outbound.check_host_at_save(host or "/", what="The URL's host")
+        else:
+            outbound.check_url_at_save(url, what="The URL's host")
+    except outbound.OutboundRefused as exc:
+        raise outbound.refused_input(exc, field="url") from exc
 
 
 def _validate_timing(*, interval_seconds: int, timeout_seconds: int) -> None:
@@ -186,12 +207,16 @@ class ConnectionTest:
 
 
 def target_test_connection(*, target: Target) -> ConnectionTest:
+    if not target.enabled:
+        return ConnectionTest(ok=False, detail="The target is disabled: Perfpilot does not connect to it.")
     try:
         return ConnectionTest(ok=True, detail=collector_for(target).test_connection())
     except CollectorError as exc:
         return ConnectionTest(ok=False, detail=str(exc))
-    except Exception as exc:  # report, never raise: this is a button for operators
-        return ConnectionTest(ok=False, detail=f"{type(exc).__name__}: {exc}")
+    except outbound.OutboundRefused as exc:
+        return ConnectionTest(ok=False, detail=str(exc))
+    except Exception as exc:  # report, never raise: this is a button for operators; no text of the server's
+        return ConnectionTest(ok=False, detail=f"The connection test failed ({type(exc).__name__}).")
 
 
 BUILTIN_TARGETS = (

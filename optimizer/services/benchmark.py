@@ -47,6 +47,8 @@ def benchmark_run(*, target: Target, operations: int, actor: AbstractBaseUser | 
         raise InvalidInput(f"operations must be between 1 and {MAX_OPERATIONS}.", field="operations")
     if target.kind not in (Target.Kind.POSTGRES, Target.Kind.REDIS):
         raise InvalidInput(f"{target.name} is neither PostgreSQL nor Redis; nothing to benchmark.", field="target")
+    if not target.enabled:
+        raise InvalidInput(f"{target.name} is disabled: Perfpilot does not connect to it.", field="target")
     run = OptimizationRun.objects.create(
         tuner="benchmark",
         action=OptimizationRun.Action.BENCHMARK,

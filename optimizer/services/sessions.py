@@ -22,6 +22,7 @@ from django.conf import settings
 from psycopg import errors, sql
 from psycopg.rows import dict_row
 
+from core import outbound
 from core.conninfo import bounded_conninfo, scrub
 from core.redis_client import DRIVER_INFO
 from monitoring.models import Target
@@ -145,8 +146,13 @@ def _pg_connection(target: Target, *, statement_timeout_ms: int, lock_timeout_ms
             application_name=APPLICATION_NAME,
         )
         params["connect_timeout"] = max(1, math.ceil(target.timeout_seconds))
+        params = outbound.psycopg_params(params, what=f"The host of PostgreSQL at {target.url_display}")
         conn = psycopg.connect(autocommit=True, **params)
     except psycopg.Error as exc:
+        raise TunerError(scrub(f"Cannot connect to PostgreSQL at {target.url_display}: {exc}", url)) from exc
+    except outbound.OutboundRefused as exc:
+        raise TunerError(str(exc)) from exc
+    except OSError as exc:  # the host name does not resolve
         raise TunerError(scrub(f"Cannot connect to PostgreSQL at {target.url_display}: {exc}", url)) from exc
     conn.prepare_threshold = None  # the index advisor PREPAREs its own statements; psycopg's must not mix in
     return conn
@@ -171,15 +177,19 @@ def open_session(
         action_timeout_ms=action_ms,
         lock_timeout_ms=lock_ms,
     )
+    if not target.enabled:
+        raise TunerError(f"Target {target.name} is disabled: Perfpilot does not connect to it until it is enabled.")
     if target.kind == Target.Kind.POSTGRES:
         session.pg = _pg_connection(target, statement_timeout_ms=statement_ms, lock_timeout_ms=lock_ms)
     elif target.kind == Target.Kind.REDIS:
-        session.redis = redis.Redis.from_url(
-            target.url,
-            socket_connect_timeout=target.timeout_seconds,
-            socket_timeout=max(statement_ms, action_ms) / 1000,
-            decode_responses=False,
-            driver_info=DRIVER_INFO,
+        session.redis = outbound.redis_checked(
+            redis.Redis.from_url(
+                target.url,
+                socket_connect_timeout=target.timeout_seconds,
+                socket_timeout=max(statement_ms, action_ms) / 1000,
+                decode_responses=False,
+                driver_info=DRIVER_INFO,
+            )
         )
     else:
         raise TunerError(f"The optimizer works on PostgreSQL and Redis targets, not {target.get_kind_display()}.")

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import ClassVar
 
+from core import outbound
 from core.errors import InvalidInput
 from core.registry import UnknownPlugin, registry
 
@@ -134,6 +135,14 @@ def _typed(spec: ConfigField, value):
     if not isinstance(value, str):
         raise InvalidInput(f"{spec.name} must be text.", field=where)
     return value.strip()
+
+
+def check_url_field(url: str, *, field: str) -> None:
+    """Save-time outbound policy check of an address in an executor's config (checked again at connect time)."""
+    try:
+        outbound.check_url_at_save(url, what=f"{field.rsplit('.', 1)[-1]}'s address")
+    except outbound.OutboundRefused as exc:
+        raise outbound.refused_input(exc, field=field) from exc
 
 
 # Executor modules register themselves here (`@register`); scaling's AppConfig discovers them.

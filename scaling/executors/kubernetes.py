@@ -7,8 +7,9 @@ status.replicas the count running; current() reports spec.replicas, as the HPA d
 
 from __future__ import annotations
 
+from core import outbound
 from core.errors import InvalidInput
-from scaling.executors.base import ConfigField, Executor, ExecutorError, register
+from scaling.executors.base import ConfigField, Executor, ExecutorError, check_url_field, register
 
 RESOURCES = ("deployment", "statefulset")
 
@@ -35,6 +36,8 @@ class KubernetesExecutor(Executor):
         api_url = cleaned.get("api_url")
         if api_url and not api_url.startswith(("http://", "https://")):
             raise InvalidInput("api_url must start with https:// (or http://).", field="executor_config.api_url")
+        if api_url:
+            check_url_field(api_url, field="executor_config.api_url")
         return cleaned
 
     def _api(self):
@@ -49,7 +52,9 @@ class KubernetesExecutor(Executor):
         if self.config.get("token"):
             configuration.api_key = {"BearerToken": self.config["token"]}
             configuration.api_key_prefix = {"BearerToken": "Bearer"}
-        return client.ApiClient(configuration)
+        api_client = client.ApiClient(configuration)
+        outbound.pin_urllib3(api_client.rest_client.pool_manager)  # every connection checked by the policy
+        return api_client
 
     def _call(self, action: str, **kwargs):
         from kubernetes import client
@@ -65,10 +70,11 @@ class KubernetesExecutor(Executor):
             try:
                 return method(name, namespace, _request_timeout=self.timeout, **kwargs)
             except ApiException as exc:
-                reason = (
-                    (exc.body or exc.reason or "").strip()[:300] if isinstance(exc.body, str | None) else exc.reason
-                )
-                raise ExecutorError(f"The API server answered {exc.status} for {where}: {reason}") from exc
+                # The status and its standard phrase only: the body is the server's text.
+                status = outbound.http_status_text(exc.status) if exc.status else "an error"
+                raise ExecutorError(f"The API server answered {status} for {where}.") from exc
+            except outbound.OutboundRefused as exc:
+                raise ExecutorError(f"The API server for {where} is refused: {exc}", permanent=True) from exc
             except Exception as exc:  # urllib3 connection errors, timeouts, TLS failures
                 raise ExecutorError(f"Cannot reach the API server for {where}: {type(exc).__name__}: {exc}") from exc
 

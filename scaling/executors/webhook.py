@@ -7,12 +7,14 @@ optional status URL answering JSON {"replicas": n}; without one it is the count 
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import urllib.error
 import urllib.request
 
-from scaling.executors.base import ConfigField, Executor, ExecutorError, register
+from core import outbound
+from scaling.executors.base import ConfigField, Executor, ExecutorError, check_url_field, register
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -38,29 +40,38 @@ class WebhookExecutor(Executor):
             value = cleaned.get(name)
             if value and not value.startswith(("http://", "https://")):
                 raise InvalidInput(f"{name} must start with http:// or https://.", field=f"executor_config.{name}")
+            if value:
+                check_url_field(value, field=f"executor_config.{name}")
         return cleaned
 
     def _request(self, url: str, *, data: bytes | None = None) -> tuple[int, bytes]:
+        """Through the outbound policy, no redirects followed. A failure names the status and its standard
+        phrase only: the receiver's body is never kept (decisions are readable by viewers)."""
         headers = {"User-Agent": "perfpilot-scaling", **self.config.get("headers", {})}
         if data is not None:
             headers["Content-Type"] = "application/json"
         request = urllib.request.Request(url, data=data, headers=headers, method="POST" if data is not None else "GET")  # noqa: S310
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 (http/https checked on save)
+            with outbound.http_open(request, timeout=self.timeout) as response:
                 return response.status, response.read(MAX_BODY_BYTES)
+        except outbound.OutboundRefused as exc:
+            raise ExecutorError(f"The webhook is refused: {exc}", permanent=True) from exc
         except urllib.error.HTTPError as exc:
-            body = exc.read(500).decode(errors="replace").strip()
-            raise ExecutorError(
-                f"The webhook answered {exc.code} {exc.reason}" + (f": {body}" if body else "")
-            ) from exc
+            exc.close()
+            text = outbound.http_status_text(exc.code)
+            if 300 <= exc.code < 400:
+                raise ExecutorError(
+                    f"The webhook answered {text}; redirects are not followed.", permanent=True
+                ) from exc
+            raise ExecutorError(f"The webhook answered {text}.") from exc
         except TimeoutError as exc:
             raise ExecutorError(f"The webhook did not answer within {self.timeout:g} s.") from exc
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, TimeoutError | socket.timeout):
                 raise ExecutorError(f"The webhook did not answer within {self.timeout:g} s.") from exc
             raise ExecutorError(f"The webhook cannot be reached: {exc.reason}") from exc
-        except OSError as exc:
-            raise ExecutorError(f"The webhook cannot be reached: {exc}") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise ExecutorError(f"The webhook cannot be reached: {type(exc).__name__}") from exc
 
     def current(self) -> int:
         status_url = self.config.get("status_url")
@@ -81,5 +92,5 @@ class WebhookExecutor(Executor):
         payload = {"service": self.context.service, "replicas": replicas, "previous": self.context.applied_replicas}
         status, _ = self._request(self.config["url"], data=json.dumps(payload).encode())
         if not 200 <= status < 300:
-            raise ExecutorError(f"The webhook answered {status}; a 2xx was expected.")
+            raise ExecutorError(f"The webhook answered {outbound.http_status_text(status)}; a 2xx was expected.")
         return f"webhook answered {status} for {replicas} replicas"

@@ -91,6 +91,36 @@
     if (input) showUrlExample(input);
   });
 
+  // Controls that submit their form when changed (the Content-Security-Policy allows no inline handlers):
+  // data-autosubmit, and data-clear="id" empties another field first.
+  document.addEventListener("change", function (event) {
+    var control = event.target;
+    if (!control.hasAttribute || !control.hasAttribute("data-autosubmit") || !control.form) return;
+    var clear = control.getAttribute("data-clear");
+    if (clear && document.getElementById(clear)) document.getElementById(clear).value = "";
+    control.form.submit();
+  });
+
+  // Polling that waits while nobody looks (data-poll-when-visible) or while the user types inside the
+  // polled part (data-poll-unless-focus-within): htmx trigger filters would need eval, which the
+  // Content-Security-Policy forbids.
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var elt = event.detail && event.detail.elt;
+    if (!elt || !elt.hasAttribute) return;
+    if (elt.hasAttribute("data-poll-when-visible") && document.visibilityState !== "visible") {
+      event.preventDefault();
+    } else if (elt.hasAttribute("data-poll-unless-focus-within") && elt.querySelector("input:focus")) {
+      event.preventDefault();
+    }
+  });
+
+  // Forms that ask before they submit (data-confirm="question"), e.g. a delete.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form.getAttribute && form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy]");
     if (button) copyFrom(button);

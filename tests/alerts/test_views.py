@@ -174,7 +174,7 @@ def test_a_successful_delivery_response_is_not_shown_as_an_error(operator_client
     channel_test_send(channel=channel, actor=None, via="system")
     html = operator_client.get(f"/alerts/channels/{channel.id}/").content.decode()
     assert '<span class="badge ok">Sent</span>' in html
-    assert '<td class="response-cell"><code>ok</code>' in html and "error-cell" not in html
+    assert '<td class="response-cell"><code>200 OK</code>' in html and "error-cell" not in html
 
 
 def test_the_alert_page_names_the_channels_it_notified_and_its_value_in_words(operator_client, fake_slack, target):

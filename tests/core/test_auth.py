@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import re
+
 import pytest
+from django.test import override_settings
 from django_celery_beat.models import PeriodicTask
 
 from core.models import AuditEvent
@@ -164,3 +167,130 @@ def test_api_session_writes_need_a_csrf_token(viewer_user):
     client.force_login(viewer_user)
     response = client.post("/api/v1/tokens", {"name": "x"}, content_type="application/json")
     assert response.status_code == 403
+
+
+# --- login throttling, lockout and its audit records (django-axes) ------------------------------------
+
+
+@override_settings(AXES_FAILURE_LIMIT=3)
+def test_login_is_locked_out_after_the_failure_limit_and_every_failure_is_audited(viewer_user):
+    from django.test import Client
+
+    client = Client(REMOTE_ADDR="203.0.113.7")
+    for _ in range(2):
+        wrong = client.post("/login/", {"username": "vera-viewer", "password": "nope"})
+        assert wrong.status_code == 200 and b"Please enter a correct username and password" in wrong.content
+    locked = client.post("/login/", {"username": "vera-viewer", "password": "nope"})
+    assert locked.status_code == 429
+    assert b"Too many failed sign-ins" in locked.content and b"vera-viewer" in locked.content
+    # Even the right password is refused while locked out, and says so.
+    right = client.post("/login/", {"username": "vera-viewer", "password": "correct-horse-battery"})
+    assert right.status_code == 429 and "_auth_user_id" not in client.session
+    failures = AuditEvent.objects.filter(action="login.failed").order_by("id")
+    assert failures.count() >= 3
+    assert {(e.object_repr, e.result, e.detail["ip"]) for e in failures} == {("vera-viewer", "denied", "203.0.113.7")}
+    assert AuditEvent.objects.filter(action="login.locked_out", object_repr="vera-viewer").exists()
+    # Another address is not locked out by these failures.
+    other = Client(REMOTE_ADDR="203.0.113.8")
+    assert other.post("/login/", {"username": "vera-viewer", "password": "correct-horse-battery"}).status_code == 302
+
+
+@override_settings(AXES_FAILURE_LIMIT=2)
+def test_admin_login_is_throttled_too(admin_user):
+    from django.test import Client
+
+    client = Client(REMOTE_ADDR="198.51.100.4")
+    form = {"username": admin_user.username, "password": "nope", "next": "/admin/"}
+    assert client.post("/admin/login/", form).status_code == 200
+    assert client.post("/admin/login/", form).status_code == 429
+    assert AuditEvent.objects.filter(action="login.failed", object_repr=admin_user.username).count() == 2
+
+
+def test_a_successful_login_resets_the_failure_count(viewer_user):
+    from django.test import Client
+
+    with override_settings(AXES_FAILURE_LIMIT=3):
+        client = Client(REMOTE_ADDR="192.0.2.10")
+        for _ in range(2):
+            client.post("/login/", {"username": "vera-viewer", "password": "nope"})
+        assert (
+            client.post("/login/", {"username": "vera-viewer", "password": "correct-horse-battery"}).status_code == 302
+        )
+        client.logout()
+        for _ in range(2):
+            assert client.post("/login/", {"username": "vera-viewer", "password": "nope"}).status_code == 200
+
+
+# --- 401, not a CSRF failure, for missing or refused credentials on every API operation ----------------
+
+
+def _operations():
+    from config.api import api
+
+    schema = api.get_openapi_schema()
+    for path, operations in schema["paths"].items():
+        for method in operations:
+            yield method, "/api/v1" + path.removeprefix("/api/v1")
+
+
+def test_every_api_operation_answers_401_with_www_authenticate_without_valid_credentials(db):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    operations = list(_operations())
+    assert len(operations) > 50
+    for method, template in operations:
+        path = re.sub(r"\{[^}]+\}", "1", template)
+        for headers in ({}, {"HTTP_AUTHORIZATION": "Bearer pp_wrong"}, {"HTTP_AUTHORIZATION": "Basic eDp5"}):
+            if method in ("get", "delete", "head", "options"):
+                response = getattr(client, method)(path, **headers)
+            else:
+                response = getattr(client, method)(path, data="{}", content_type="application/json", **headers)
+            assert response.status_code == 401, (method, path, headers, response.status_code, response.content[:200])
+            assert response["WWW-Authenticate"].startswith("Bearer"), (method, path)
+
+
+def test_a_session_without_csrf_still_gets_403_and_a_token_needs_none(viewer_user, viewer_auth):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(viewer_user)
+    response = client.post("/api/v1/tokens", {"name": "x"}, content_type="application/json")
+    assert response.status_code == 403
+    bearer = Client(enforce_csrf_checks=True)
+    assert (
+        bearer.post("/api/v1/tokens", {"name": "x"}, content_type="application/json", **viewer_auth).status_code == 201
+    )
+    # A refused token is not rescued by the session alongside it.
+    refused = client.post(
+        "/api/v1/tokens", {"name": "y"}, content_type="application/json", HTTP_AUTHORIZATION="Bearer pp_wrong"
+    )
+    assert refused.status_code == 401
+
+
+# --- no open redirect -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "next_url", ["https://evil.example/", "//evil.example/x", "javascript:alert(1)", "http:/\\evil"]
+)
+def test_schedule_views_never_redirect_off_site(operator_client, schedule, next_url):
+    for action in ("toggle", "run"):
+        response = operator_client.post(f"/schedules/{schedule.id}/{action}/", {"next": next_url})
+        assert response.status_code == 302 and response.url == "/settings/", (action, response.url)
+    kept = operator_client.post(f"/schedules/{schedule.id}/toggle/", {"next": "/optimizer/"})
+    assert kept.url == "/optimizer/"
+
+
+# --- Content-Security-Policy -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/", "/login/", "/settings/", "/optimizer/", "/monitoring/explore/"])
+def test_pages_carry_a_content_security_policy_without_inline_scripts(operator_client, path):
+    response = operator_client.get(path, follow=True)
+    policy = response["Content-Security-Policy"]
+    directives = dict(part.strip().split(" ", 1) for part in policy.split(";") if part.strip())
+    assert directives["script-src"] == "'self'"
+    assert directives["default-src"] == "'self'" and directives["frame-ancestors"] == "'none'"
+    html = response.content.decode()
+    assert not re.search(r"\son(change|submit|click|load)=", html)

@@ -25,14 +25,28 @@ def test_passwords_are_masked_in_every_url_shape(url, shown):
 
 
 def test_scrub_removes_the_url_and_its_password_also_when_decoded_or_in_a_dsn():
-    url = "postgresql://app:p%40ss@db:5432/app"
-    message = f"connection to {url} failed: password p@ss and p%40ss refused"
+    url = "postgresql://app:p%40ssword9@db:5432/app"
+    message = f"connection to {url} failed: password p@ssword9 and p%40ssword9 refused"
     assert (
         scrub(message, url)
         == "connection to postgresql://app:••••••@db:5432/app failed: password •••••• and •••••• refused"
     )
     assert scrub("bad password s3cret", "host=db password=s3cret") == "bad password ••••••"
     assert scrub("redis said s3cret", "redis://:s3cret@cache:6379/0") == "redis said ••••••"
+
+
+def test_masking_replaces_the_password_component_only():
+    url = "postgresql://u:p@db:5432/app"
+    assert mask_url(url) == "postgresql://u:••••••@db:5432/app"
+    message = "connection to postgresql://u:p@db:5432/app failed: password p refused at port 5432 (postgresql)"
+    assert scrub(message, url) == (
+        "connection to postgresql://u:••••••@db:5432/app failed: password p refused at port 5432 (postgresql)"
+    )
+    # Another URL or DSN quoted in the message loses its password component too.
+    assert (
+        scrub("via redis://:x@cache:6379 and password=p", url) == "via redis://:••••••@cache:6379 and password=••••••"
+    )
+    assert scrub("http://h:8080/a@b", url) == "http://h:8080/a@b"  # a port is no password
 
 
 def test_bounded_conninfo_keeps_the_urls_options_and_sets_its_timeouts_last():

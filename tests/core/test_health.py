@@ -26,10 +26,10 @@ def test_healthz_answers_without_login_or_dependencies(anonymous_client):
 
 
 @pytest.mark.django_db
-def test_readyz_is_green_with_fresh_worker_and_beat_heartbeats(anonymous_client, no_heartbeats):
+def test_readyz_is_green_with_fresh_worker_and_beat_heartbeats(anonymous_client, viewer_auth, no_heartbeats):
     worker_heartbeat_write("w1@host")
     beat_heartbeat_write()
-    response = anonymous_client.get("/readyz")
+    response = anonymous_client.get("/readyz", **viewer_auth)
     assert response.status_code == 200, response.json()
     body = response.json()
     assert body["status"] == "ok" and body["failed"] == []
@@ -38,16 +38,30 @@ def test_readyz_is_green_with_fresh_worker_and_beat_heartbeats(anonymous_client,
 
 
 @pytest.mark.django_db
-def test_readyz_names_a_missing_worker_and_beat(anonymous_client, no_heartbeats):
-    response = anonymous_client.get("/readyz")
+def test_readyz_names_a_missing_worker_and_beat(anonymous_client, viewer_auth, no_heartbeats):
+    response = anonymous_client.get("/readyz", **viewer_auth)
     assert response.status_code == 503
     assert response.json()["failed"] == ["worker", "beat"]
     assert response.json()["checks"]["worker"]["detail"] == "no worker heartbeat"
 
 
 @pytest.mark.django_db
+def test_anonymous_readyz_names_what_is_down_without_versions_or_errors(anonymous_client, no_heartbeats):
+    response = anonymous_client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "unavailable",
+        "failed": ["worker", "beat"],
+        "checks": {"database": {"ok": True}, "redis": {"ok": True}, "worker": {"ok": False}, "beat": {"ok": False}},
+    }
+    assert "PostgreSQL" not in response.content.decode()
+    wrong = anonymous_client.get("/readyz", HTTP_AUTHORIZATION="Bearer pp_not-a-token")
+    assert "detail" not in wrong.content.decode()
+
+
+@pytest.mark.django_db
 @override_settings(HEARTBEAT_STALE_SECONDS=5.0)
-def test_readyz_treats_an_old_heartbeat_as_stale(anonymous_client, no_heartbeats):
+def test_readyz_treats_an_old_heartbeat_as_stale(anonymous_client, viewer_auth, no_heartbeats):
     import json
     import time
 
@@ -55,23 +69,23 @@ def test_readyz_treats_an_old_heartbeat_as_stale(anonymous_client, no_heartbeats
         WORKER_KEY_PREFIX + "old@host", json.dumps({"name": "old@host", "seen_at": time.time() - 60, "pid": 1})
     )
     beat_heartbeat_write()
-    response = anonymous_client.get("/readyz")
+    response = anonymous_client.get("/readyz", **viewer_auth)
     assert response.status_code == 503
     assert response.json()["failed"] == ["worker"]
     assert response.json()["checks"]["worker"]["detail"] == "last worker heartbeat 60 s ago"
 
 
 @pytest.mark.django_db
-def test_readyz_with_redis_stopped_answers_503_naming_redis(anonymous_client, tmp_path):
+def test_readyz_with_redis_stopped_answers_503_naming_redis(admin_client, tmp_path):
     server = EmbeddedRedis(root=tmp_path / "redis", port=free_port(), password="pw-for-this-test")
     server.start()
     url = f"redis://:pw-for-this-test@127.0.0.1:{server.port}/0"
     with override_settings(REDIS_URL=url, HEALTH_CHECK_TIMEOUT_SECONDS=0.5):
         worker_heartbeat_write("w@h")
         beat_heartbeat_write()
-        assert anonymous_client.get("/readyz").status_code == 200
+        assert admin_client.get("/readyz").status_code == 200
         server.stop()
-        response = anonymous_client.get("/readyz")
+        response = admin_client.get("/readyz")
     assert response.status_code == 503
     body = response.json()
     assert "redis" in body["failed"]

@@ -46,3 +46,17 @@ def sign_in(page: Page, base_url: str, username: str, password: str) -> None:
     page.fill("#id_password", password)
     page.click("button[type=submit]")
     page.wait_for_url(f"{base_url}/")
+
+
+def wait_for_js(page: Page, expression: str, *, timeout: float = 20_000, interval: float = 100) -> None:
+    """Wait until `expression` is truthy in the page, polling with page.evaluate.
+
+    Playwright's wait_for_function compiles its predicate with eval inside the page, which our
+    Content-Security-Policy (no 'unsafe-eval') refuses; page.evaluate runs through DevTools instead.
+    """
+    waited = 0.0
+    while not page.evaluate(expression):
+        if waited >= timeout:
+            raise AssertionError(f"not true within {timeout / 1000:g} s: {expression}")
+        page.wait_for_timeout(interval)
+        waited += interval

@@ -12,7 +12,7 @@ from monitoring.storage import SeriesSpec, samples_write, series_resolve
 from tests.alerts.conftest import make_alert, make_channel, make_rule
 from tests.alerts.fake_slack import FakeSlack
 from tests.conftest import PASSWORD
-from tests.e2e.browser import ARTIFACTS, browser_page
+from tests.e2e.browser import ARTIFACTS, browser_page, wait_for_js
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -134,11 +134,11 @@ def test_the_banner_region_changes_only_when_what_it_says_changes(live_server, o
                 if (event.detail.elt.id === "alert-banner") window.bannerPolls.push(event.detail.xhr.status);
             });
         }""")
-        page.wait_for_function("window.bannerPolls.length >= 1", timeout=20_000)
+        wait_for_js(page, "window.bannerPolls.length >= 1", timeout=20_000)
         assert page.evaluate("window.bannerPolls") == [204]
         assert page.evaluate("window.bannerMutations") == 0  # nothing re-rendered, nothing re-announced
         alert_ack(alert=alert, actor=operator_user, comment="on it", via="ui")
-        page.wait_for_function("window.bannerPolls.length >= 2", timeout=20_000)
+        wait_for_js(page, "window.bannerPolls.length >= 2", timeout=20_000)
         assert page.evaluate("window.bannerPolls")[1] == 200
         page.wait_for_selector("[data-testid=alert-banner]", state="detached")
         assert page.evaluate("window.bannerMutations") > 0

@@ -11,7 +11,7 @@ from monitoring.models import Series
 from monitoring.services.targets import TargetInput, target_create
 from monitoring.storage import SeriesSpec, samples_write, series_resolve
 from tests.conftest import PASSWORD
-from tests.e2e.browser import ARTIFACTS, browser_page, sign_in
+from tests.e2e.browser import ARTIFACTS, browser_page, sign_in, wait_for_js
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean_samples")]
 
@@ -46,7 +46,7 @@ def test_chart_toolbars_offer_no_upload_and_are_one_tab_stop_each(live_server, v
         requested = []
         page.on("request", lambda request: requested.append(request.url))
         sign_in(page, live_server.url, viewer_user.username, PASSWORD)
-        page.wait_for_function(CHARTS_DRAWN_JS)
+        wait_for_js(page, CHARTS_DRAWN_JS)
         page.wait_for_load_state("networkidle")
         assert [url for url in requested if not url.startswith(live_server.url)] == []  # nothing from another host
         charts = page.locator("[data-figure]")

@@ -12,7 +12,7 @@ from monitoring.models import Series
 from monitoring.services.targets import TargetInput, target_create
 from monitoring.storage import SeriesSpec, samples_write, series_resolve
 from tests.conftest import PASSWORD
-from tests.e2e.browser import ARTIFACTS, browser_page
+from tests.e2e.browser import ARTIFACTS, browser_page, wait_for_js
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean_samples")]
 
@@ -41,9 +41,9 @@ def test_first_login_lands_on_the_overview_whose_charts_update_without_a_reload(
         page.click("button[type=submit]")
         page.wait_for_url(f"{live_server.url}/")
         assert page.locator("h1").inner_text() == "Overview"
-        page.wait_for_function(f"({POINTS_JS})() === 3")
+        wait_for_js(page, f"({POINTS_JS})() === 3")
         page.evaluate("window.__noReload = true")
         _write_cpu(cpu, [20, 10, 1])
-        page.wait_for_function(f"({POINTS_JS})() === 6", timeout=20_000)
+        wait_for_js(page, f"({POINTS_JS})() === 6", timeout=20_000)
         assert page.evaluate("window.__noReload") is True
         page.screenshot(path=ARTIFACTS / "overview-live-charts.png", full_page=True)

@@ -13,7 +13,7 @@ from monitoring.services.targets import TargetInput, target_create
 from optimizer.models import OptimizationRun, Recommendation
 from optimizer.services.runs import run_create, run_execute
 from tests.conftest import PASSWORD
-from tests.e2e.browser import ARTIFACTS, browser_page, sign_in
+from tests.e2e.browser import ARTIFACTS, browser_page, sign_in, wait_for_js
 from tests.optimizer.conftest import make_dead_tuples, make_target
 from tests.optimizer.conftest import pg15 as pg15  # the fixture, shared with tests/optimizer
 
@@ -71,7 +71,7 @@ def test_operator_applies_advice_and_sees_the_result_live(
 
         page.goto(f"{live_server.url}/optimizer/log/?q=e2e_dead")
         page.click("[data-testid=runs] a")
-        page.wait_for_function("document.querySelector('[data-testid=before-after]').data !== undefined")
+        wait_for_js(page, "document.querySelector('[data-testid=before-after]').data !== undefined")
         page.screenshot(path=ARTIFACTS / "optimizer-run-before-after.png", full_page=True)
 
         page.goto(f"{live_server.url}/optimizer/database/{target.id}/")

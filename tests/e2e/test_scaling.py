@@ -12,7 +12,7 @@ from scaling.models import ScaledService, ScalingRule
 from scaling.services.crud import ServiceInput, service_create
 from scaling.services.evaluation import scaling_tick
 from tests.conftest import PASSWORD
-from tests.e2e.browser import ARTIFACTS, browser_page
+from tests.e2e.browser import ARTIFACTS, browser_page, wait_for_js
 from tests.scaling.servers import RecordingWebhook, serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean_samples")]
@@ -66,7 +66,7 @@ def test_create_rule_replay_it_then_enable(live_server, operator_user):
 
             page.select_option("[data-testid=whatif-form] select[name=range]", "1h")
             page.click("[data-testid=whatif-form] button")
-            page.wait_for_function(f"({WHATIF_REPLICAS_JS})() !== null")
+            wait_for_js(page, f"({WHATIF_REPLICAS_JS})() !== null")
             replicas = page.evaluate(f"({WHATIF_REPLICAS_JS})()")
             assert max(replicas) > 2 and replicas[0] == 2 and replicas[-1] < max(replicas)
             page.click("#whatif-result details summary")

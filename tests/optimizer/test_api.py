@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 
+from monitoring.models import Target
 from optimizer.models import OptimizationRun, Recommendation
 from tests.optimizer.conftest import make_dead_tuples, make_target, wait_for
 
@@ -157,11 +158,11 @@ def test_apply_through_the_api_runs_on_the_worker_and_marks_the_advice_applied(
     )
 
 
-def test_database_report_groups_advice_and_reads_vacuum_status(anonymous_client, viewer_auth, pg18):
+def test_database_report_groups_advice_and_reads_vacuum_status(anonymous_client, operator_auth, viewer_auth, pg18):
     make_dead_tuples(pg18, "public", "report_dead", rows=20000, deleted=19000)
     target = make_target(pg18)
     _recommendation(target, category="unused_index", title="Drop unused")
-    response = anonymous_client.get(f"{API}/database/report?target={target.name}", **viewer_auth)
+    response = anonymous_client.get(f"{API}/database/report?target={target.name}", **operator_auth)
     assert response.status_code == 200, response.content
     body = response.json()
     assert [r["title"] for r in body["unused_indexes"]] == ["Drop unused"]
@@ -173,18 +174,91 @@ def test_database_report_groups_advice_and_reads_vacuum_status(anonymous_client,
     assert missing.status_code == 400 and missing.json()["field"] == "target"
 
 
+def _counting_listener():
+    """A TCP port on 127.0.0.1 that accepts and counts connections (and closes them)."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, accepted
+
+
+def test_database_report_never_makes_the_server_connect_for_a_viewer_or_a_disabled_target(
+    anonymous_client, operator_auth, viewer_auth
+):
+    from monitoring.services.targets import TargetInput, target_create
+
+    listener, accepted = _counting_listener()
+    port = listener.getsockname()[1]
+    try:
+        target = target_create(
+            data=TargetInput(name="counted", kind="postgres", url=f"postgresql://u:p@127.0.0.1:{port}/x"),
+            actor=None,
+            via="system",
+        )
+        _recommendation(target, category="unused_index", title="Stored advice")
+        seen = anonymous_client.get(f"{API}/database/report?target={target.id}", **viewer_auth)
+        assert seen.status_code == 200 and [r["title"] for r in seen.json()["unused_indexes"]] == ["Stored advice"]
+        assert seen.json()["vacuum_status"] == [] and "operators" in seen.json()["error"]
+        assert accepted == []
+        Target.objects.filter(pk=target.pk).update(enabled=False)
+        disabled = anonymous_client.get(f"{API}/database/report?target={target.id}", **operator_auth)
+        assert disabled.status_code == 200 and "disabled" in disabled.json()["error"]
+        assert accepted == []
+        Target.objects.filter(pk=target.pk).update(enabled=True)
+        anonymous_client.get(f"{API}/database/report?target={target.id}", **operator_auth)
+        assert accepted  # the operator's report does read the target (this listener is no PostgreSQL)
+    finally:
+        listener.close()
+
+
 def test_benchmark_records_latencies_in_the_log(anonymous_client, operator_auth, viewer_auth, pg18):
     target = make_target(pg18)
-    assert anonymous_client.get(f"{API}/benchmark?target={target.name}", **viewer_auth).status_code == 403
-    response = anonymous_client.get(f"{API}/benchmark?target={target.name}&operations=50", **operator_auth)
+
+    def post(body, auth):
+        return anonymous_client.post(f"{API}/benchmark", body, "application/json", **auth)
+
+    assert post({"target": target.name}, viewer_auth).status_code == 403
+    assert not OptimizationRun.objects.filter(action="benchmark").exists()
+    response = post({"target": target.name, "operations": 50}, operator_auth)
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["operations"] == 50
     assert 0 < body["read_p50_ms"] <= body["read_p95_ms"]
     run = OptimizationRun.objects.get(pk=body["run_id"])
     assert run.action == "benchmark" and run.status == "succeeded"
-    bad = anonymous_client.get(f"{API}/benchmark?target={target.name}&operations=0", **operator_auth)
-    assert bad.status_code == 400 and bad.json()["field"] == "operations"
+    bad = post({"target": target.name, "operations": 0}, operator_auth)
+    assert bad.status_code == 422 and "operations" in bad.content.decode()
+    # A GET reads the recorded benchmarks and starts none, for viewers too.
+    listed = anonymous_client.get(f"{API}/benchmark", **viewer_auth)
+    assert listed.status_code == 200 and [r["id"] for r in listed.json()] == [run.id]
+    assert OptimizationRun.objects.filter(action="benchmark").count() == 1
+    assert anonymous_client.get(f"{API}/benchmark?target={target.name}", **operator_auth).status_code == 200
+    assert OptimizationRun.objects.filter(action="benchmark").count() == 1
+
+
+def test_benchmark_of_a_disabled_target_connects_to_nothing(anonymous_client, operator_auth, pg18):
+    target = make_target(pg18)
+    Target.objects.filter(pk=target.pk).update(enabled=False)
+    response = anonymous_client.post(
+        f"{API}/benchmark", {"target": target.id, "operations": 5}, "application/json", **operator_auth
+    )
+    assert response.status_code == 400 and "disabled" in response.json()["detail"]
+    assert not OptimizationRun.objects.filter(action="benchmark").exists()
 
 
 def test_database_optimize_starts_every_postgres_tuner_and_refuses_others(anonymous_client, operator_auth, pg18):

@@ -140,7 +140,9 @@ def test_cache_optimize_api_starts_dry_runs_and_benchmark_measures_redis(
         "/api/v1/performance/database/optimize", {"targets": [target.name]}, "application/json", **operator_auth
     )
     assert wrong.status_code == 400 and "is not a postgres target" in wrong.json()["detail"]
-    bench = anonymous_client.get(f"/api/v1/performance/benchmark?target={target.name}&operations=30", **operator_auth)
+    bench = anonymous_client.post(
+        "/api/v1/performance/benchmark", {"target": target.name, "operations": 30}, "application/json", **operator_auth
+    )
     assert bench.status_code == 200, bench.content
     assert bench.json()["write_p50_ms"] > 0
     assert not list(cache.scan_iter(match="perfpilot:benchmark:*"))  # its keys are removed

@@ -120,15 +120,18 @@ def test_the_log_is_searchable(viewer_client, pg18):
     assert viewer_client.get("/optimizer/log/?status=bogus").status_code == 200
 
 
-def test_database_page_shows_advice_and_vacuum_status_of_a_target(viewer_client, pg18):
+def test_database_page_shows_advice_and_vacuum_status_of_a_target(operator_client, viewer_client, pg18):
     make_dead_tuples(pg18, "public", "page_dead", rows=30000, deleted=29000)
     target = make_target(pg18)
     _recommendation(target, category="unused_index", title="Drop unused index public.x")
-    response = viewer_client.get(f"/optimizer/database/{target.id}/")
+    response = operator_client.get(f"/optimizer/database/{target.id}/")
     assert response.status_code == 200
     html = response.content.decode()
     assert "Drop unused index public.x" in html
     assert "public.page_dead" in html
+    # A viewer sees the stored advice; reading the target live is for operators (an outbound connection).
+    seen = viewer_client.get(f"/optimizer/database/{target.id}/").content.decode()
+    assert "Drop unused index public.x" in seen and "public.page_dead" not in seen and "operators only" in seen
     assert viewer_client.get("/optimizer/cache/").status_code == 200
 
 
