@@ -11,6 +11,7 @@ from monitoring.services.targets import (
     TargetInput,
     schedule_name,
     target_create,
+    target_test_connection,
     target_update,
     targets_register_builtin,
 )
@@ -81,6 +82,16 @@ def test_builtin_targets_are_registered_once():
     ]
     assert targets_register_builtin() == []
     assert Target.objects.filter(builtin=True).count() == 4
+
+
+def test_an_operator_can_test_a_disabled_target_before_enabling_it():
+    targets_register_builtin()
+    redis_target = Target.objects.get(builtin=True, kind=Target.Kind.REDIS)
+    Target.objects.filter(pk=redis_target.pk).update(enabled=False)
+    redis_target.refresh_from_db()
+    result = target_test_connection(target=redis_target)
+    assert result.ok, result.detail
+    assert "Redis" in result.detail
 
 
 # --- API ------------------------------------------------------------------------------------
