@@ -184,22 +184,28 @@ _PARAMETER = re.compile(r"\{(\w+)\}")
 def _link_created_objects(paths: dict) -> None:
     """OpenAPI links from each create (POST answering 201) to the operations on what it created.
 
-    `POST /targets` → `GET|PATCH|DELETE /targets/{target_id}` with `target_id` taken from the
-    answer's `id` (or `name`, for objects addressed by name): clients, and schemathesis's
-    stateful phase, follow them from a new object to the calls on it.
+    `POST /targets` → `GET|PATCH|DELETE /targets/{target_id}` and the calls below it
+    (`GET /targets/{target_id}/forecasts`), with `target_id` taken from the answer's `id` (or
+    `name`, for objects addressed by name); `POST /services/{service}/rules` → the calls on that
+    rule, keeping `service` from its own path. Clients, and schemathesis's stateful phase, follow
+    them from a new object to the calls on it.
     """
     for path, operations in paths.items():
         created = operations.get("post", {}).get("responses", {}).get("201")
         if created is None:
             continue
+        known = _PARAMETER.findall(path)
         for item_path, item_operations in paths.items():
             rest = item_path.removeprefix(path + "/")
-            if rest == item_path or not _PARAMETER.fullmatch(rest):
+            first = rest.split("/", 1)[0]
+            if rest == item_path or not _PARAMETER.fullmatch(first):
                 continue
-            new = _PARAMETER.fullmatch(rest).group(1)
+            new = _PARAMETER.fullmatch(first).group(1)
+            if _PARAMETER.findall(rest) != [new]:  # deeper calls needing more than this object
+                continue
             source = "$response.body#/id" if new == "id" or new.endswith("_id") else "$response.body#/name"
             for method, operation in item_operations.items():
-                parameters = {name: f"$request.path.{name}" for name in _PARAMETER.findall(path)}
+                parameters = {name: f"$request.path.{name}" for name in known}
                 parameters[new] = source
                 link = {"operationId": operation["operationId"], "parameters": parameters}
                 created.setdefault("links", {})[f"{method.capitalize()}{operation['operationId']}"] = link
