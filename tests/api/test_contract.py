@@ -170,3 +170,21 @@ def test_no_input_string_may_hold_nul_and_the_schema_says_so(document):
                     elif node.get("additionalProperties") not in (None, False):
                         assert node.get("propertyNames") == {"pattern": NO_NUL}, place
     assert checked > 100
+
+
+def test_every_operation_documents_the_414_gunicorn_gives_for_a_too_long_url(document):
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            assert "414" in operation["responses"], operation["operationId"]
+
+
+def test_creates_link_to_the_calls_below_what_they_created(document):
+    services = document["paths"]["/api/v1/performance/scaling/services"]["post"]["responses"]["201"]["links"]
+    assert services["Postscaling_api_rules_create"]["parameters"] == {"service": "$response.body#/name"}
+    rules = document["paths"]["/api/v1/performance/scaling/services/{service}/rules"]["post"]["responses"]["201"]
+    assert rules["links"]["Getscaling_api_rules_whatif"]["parameters"] == {
+        "service": "$request.path.service",
+        "rule": "$response.body#/name",
+    }
+    # A call that needs a second object (a rule of a created service) is not linked from the first.
+    assert "Getscaling_api_rules_whatif" not in services
