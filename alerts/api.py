@@ -38,6 +38,7 @@ from alerts.services.manage import (
     rule_input_from,
     rule_update,
     silence_create,
+    silence_delete,
     silence_expire,
     silence_update,
 )
@@ -181,12 +182,20 @@ def silences_update(request, silence_id: int, payload: SilenceIn):
     return _silence_out(silence_update(silence=silence, data=_silence_input(payload), actor=request.auth, via="api"))
 
 
-@router.delete(PREFIX + "/silences/{int:silence_id}", response={200: SilenceOut, **ERRORS}, summary="Expire")
-def silences_delete(request, silence_id: int):
+@router.post(PREFIX + "/silences/{int:silence_id}/expire", response={200: SilenceOut, **ERRORS}, summary="Expire")
+def silences_expire(request, silence_id: int):
     """Ends the silence now; it stays listed as history."""
     ensure_role(request.auth, OPERATOR)
     silence = get_object_or_404(Silence, pk=silence_id)
     return _silence_out(silence_expire(silence=silence, actor=request.auth, via="api"))
+
+
+@router.delete(PREFIX + "/silences/{int:silence_id}", response={204: None, **ERRORS}, summary="Delete a silence")
+def silences_delete(request, silence_id: int):
+    """Removes the silence (to keep it as history, expire it instead)."""
+    ensure_role(request.auth, OPERATOR)
+    silence_delete(silence=get_object_or_404(Silence, pk=silence_id), actor=request.auth, via="api")
+    return Status(204, None)
 
 
 # --- rules --------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, DataError, InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from ninja import NinjaAPI
-from ninja.errors import AuthenticationError
+from ninja.errors import AuthenticationError, HttpError
 from ninja.openapi.schema import OpenAPISchema
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -21,6 +21,7 @@ from core.errors import InvalidInput
 from core.outages import database_unavailable, outage_answer
 from core.parser import FastJSONParser
 from core.queueing import QueueUnavailable
+from core.schemas import NO_NUL
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,9 @@ _COMMON_RESPONSES = {
         "503": "The database or Redis is unavailable; retry later",
     }.items()
 }
+# A request line (method, path and query) longer than gunicorn takes (its limit_request_line,
+# 4094 bytes) is refused by gunicorn itself, before Django, with a short non-JSON answer.
+_URI_TOO_LONG = {"414": {"description": "The URL (path and query string) is longer than the server takes"}}
 # Methods that carry a body, which core.bodylimit refuses past its limit.
 _TOO_LARGE = {
     "413": {
@@ -95,13 +99,83 @@ class PerfpilotAPI(NinjaAPI):
                 responses = {str(status): response for status, response in operation["responses"].items()}
                 for status, response in _COMMON_RESPONSES.items():
                     responses.setdefault(status, response)
+                responses.update(_URI_TOO_LONG)
                 if method in ("post", "put", "patch"):
                     responses.update(_TOO_LARGE)
                 operation["responses"] = responses
                 # A section's summary router sits inside its app's router: both name the tag.
                 operation["tags"] = list(dict.fromkeys(operation.get("tags", [])))
         _link_created_objects(schema["paths"])
+        _no_nul_in_input(schema)
         return schema
+
+
+# No string of the input may hold NUL (core/parser.py refuses it with a 422; PostgreSQL cannot
+# store one): every input string that has no pattern, enum or format of its own says so.
+# Free-form JSON input (a target's options, tuner parameters): any JSON value, NUL in no string.
+_JSON_VALUE = "JsonValue"
+_JSON_VALUE_REF = {"$ref": f"#/components/schemas/{_JSON_VALUE}"}
+_JSON_VALUE_SCHEMA = {
+    "description": "Any JSON value; no string (nor object key) may contain the NUL character.",
+    "anyOf": [
+        {"type": "string", "pattern": NO_NUL},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "null"},
+        {"type": "array", "items": _JSON_VALUE_REF},
+        {"type": "object", "propertyNames": {"pattern": NO_NUL}, "additionalProperties": _JSON_VALUE_REF},
+    ],
+}
+
+
+def forbid_nul(node, components: dict, seen: set[str] | None = None) -> None:
+    """Add to an input schema, in place, what core/parser.py enforces: no NUL in any string.
+
+    A string with no pattern, enum or format of its own gets the pattern NO_NUL, every map's keys
+    get it as `propertyNames`, and a free-form value (`dict`, `Any`) becomes a JsonValue. The
+    components that `node` refers to are changed as well (once each, tracked in `seen`).
+    """
+    seen = set() if seen is None else seen
+    if isinstance(node, list):
+        for item in node:
+            forbid_nul(item, components, seen)
+        return
+    if not isinstance(node, dict):
+        return
+    ref = node.get("$ref")
+    if ref is not None:
+        name = ref.rsplit("/", 1)[-1]
+        if name not in seen and name in components:
+            seen.add(name)
+            forbid_nul(components[name], components, seen)
+        return
+    kind = node.get("type")
+    if kind == "string" and not any(key in node for key in ("pattern", "enum", "format", "const")):
+        node["pattern"] = NO_NUL
+    if kind == "object":
+        keyed = node.get("patternProperties", {})
+        if list(keyed) == [NO_NUL]:  # pydantic's rendering of dict[Text, ...]
+            node["additionalProperties"] = node.pop("patternProperties")[NO_NUL]
+        free = node.get("additionalProperties", None if "properties" in node or keyed else True)
+        if free is True or free == {}:
+            node["additionalProperties"] = dict(_JSON_VALUE_REF)
+            free = node["additionalProperties"]
+        if free is not None and free is not False:
+            node.setdefault("propertyNames", {"pattern": NO_NUL})
+    for key, value in node.items():
+        if key not in ("propertyNames", "enum", "const", "default", "examples", "example"):
+            forbid_nul(value, components, seen)
+
+
+def _no_nul_in_input(schema: dict) -> None:
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    seen: set[str] = set()
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                forbid_nul(parameter.get("schema"), components, seen)
+            forbid_nul(operation.get("requestBody"), components, seen)
+    components[_JSON_VALUE] = _JSON_VALUE_SCHEMA
 
 
 _PARAMETER = re.compile(r"\{(\w+)\}")
@@ -110,22 +184,28 @@ _PARAMETER = re.compile(r"\{(\w+)\}")
 def _link_created_objects(paths: dict) -> None:
     """OpenAPI links from each create (POST answering 201) to the operations on what it created.
 
-    `POST /targets` → `GET|PATCH|DELETE /targets/{target_id}` with `target_id` taken from the
-    answer's `id` (or `name`, for objects addressed by name): clients, and schemathesis's
-    stateful phase, follow them from a new object to the calls on it.
+    `POST /targets` → `GET|PATCH|DELETE /targets/{target_id}` and the calls below it
+    (`GET /targets/{target_id}/forecasts`), with `target_id` taken from the answer's `id` (or
+    `name`, for objects addressed by name); `POST /services/{service}/rules` → the calls on that
+    rule, keeping `service` from its own path. Clients, and schemathesis's stateful phase, follow
+    them from a new object to the calls on it.
     """
     for path, operations in paths.items():
         created = operations.get("post", {}).get("responses", {}).get("201")
         if created is None:
             continue
+        known = _PARAMETER.findall(path)
         for item_path, item_operations in paths.items():
             rest = item_path.removeprefix(path + "/")
-            if rest == item_path or not _PARAMETER.fullmatch(rest):
+            first = rest.split("/", 1)[0]
+            if rest == item_path or not _PARAMETER.fullmatch(first):
                 continue
-            new = _PARAMETER.fullmatch(rest).group(1)
+            new = _PARAMETER.fullmatch(first).group(1)
+            if _PARAMETER.findall(rest) != [new]:  # deeper calls needing more than this object
+                continue
             source = "$response.body#/id" if new == "id" or new.endswith("_id") else "$response.body#/name"
             for method, operation in item_operations.items():
-                parameters = {name: f"$request.path.{name}" for name in _PARAMETER.findall(path)}
+                parameters = {name: f"$request.path.{name}" for name in known}
                 parameters[new] = source
                 link = {"operationId": operation["operationId"], "parameters": parameters}
                 created.setdefault("links", {})[f"{method.capitalize()}{operation['operationId']}"] = link
@@ -168,6 +248,15 @@ def _invalid_input(request, exc):
         if exc.field:
             body["field"] = exc.field
     return api.create_response(request, body, status=exc.status_code)
+
+
+@api.exception_handler(HttpError)
+def _http_error(request, exc):
+    # ninja turns whatever the body parser raises into a bare 400 "Cannot parse request body";
+    # core.parser refuses a NUL character with an InvalidInput (422) naming where it is: keep that.
+    if isinstance(exc.__cause__, InvalidInput):
+        return _invalid_input(request, exc.__cause__)
+    return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
 
 
 def _unavailable(request, exc):

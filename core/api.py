@@ -78,7 +78,7 @@ def tokens_create(request, payload: ApiTokenIn):
     )
 
 
-@router.delete("/tokens/{token_id}", response={200: ApiTokenOut, **ERRORS}, summary="Revoke an API token")
+@router.delete("/tokens/{int:token_id}", response={200: ApiTokenOut, **ERRORS}, summary="Revoke an API token")
 def tokens_revoke(request, token_id: int):
     """Your own tokens; admins may revoke anyone's."""
     tokens = ApiToken.objects.all() if has_role(request.auth, ADMIN) else ApiToken.objects.filter(user=request.auth)
@@ -123,7 +123,7 @@ def schedules_list(request):
     return [schedule_out(task) for task in tasks.order_by("name")]
 
 
-@router.patch("/schedules/{schedule_id}", response={200: ScheduleOut, **ERRORS}, summary="Enable or disable")
+@router.patch("/schedules/{int:schedule_id}", response={200: ScheduleOut, **ERRORS}, summary="Enable or disable")
 def schedules_patch(request, schedule_id: int, payload: SchedulePatchIn):
     ensure_role(request.auth, OPERATOR)
     task = get_object_or_404(PeriodicTask, pk=schedule_id)
@@ -132,7 +132,7 @@ def schedules_patch(request, schedule_id: int, payload: SchedulePatchIn):
     )
 
 
-@router.post("/schedules/{schedule_id}/run", response={202: ScheduleRunOut, **ERRORS}, summary="Run a schedule now")
+@router.post("/schedules/{int:schedule_id}/run", response={202: ScheduleRunOut, **ERRORS}, summary="Run a schedule now")
 def schedules_run(request, schedule_id: int):
     ensure_role(request.auth, OPERATOR)
     task = get_object_or_404(PeriodicTask, pk=schedule_id)

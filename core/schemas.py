@@ -5,7 +5,7 @@ from enum import Enum, StrEnum
 from typing import Annotated, Any
 
 from ninja import Field, Schema
-from pydantic import BeforeValidator, ConfigDict, StrictBool
+from pydantic import BeforeValidator, ConfigDict, StrictBool, StringConstraints
 
 
 def _json_number(value: Any) -> Any:
@@ -24,7 +24,13 @@ Float = Annotated[float, BeforeValidator(_json_number)]
 # A row id: what PostgreSQL's bigint holds (a larger one was a DataError from the database).
 Id = Annotated[int, Field(ge=1, le=2**63 - 1), BeforeValidator(_json_number)]
 
-__all__ = ["Bool", "Float", "Id", "Int", "StrictSchema", "choices_enum", "omittable"]
+# No input text may hold NUL, which PostgreSQL's text and jsonb cannot store. core/parser.py
+# enforces it for every body and query the API parses, config/api.py publishes this pattern on
+# every input string; models that bypass the parser (push ingestion) type their strings `Text`.
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, StringConstraints(pattern=NO_NUL)]
+
+__all__ = ["NO_NUL", "Bool", "Float", "Id", "Int", "StrictSchema", "Text", "choices_enum", "omittable"]
 
 
 class StrictSchema(Schema):

@@ -69,12 +69,12 @@ def targets_create(request, payload: TargetIn):
     return Status(201, target_create(data=data, actor=request.auth, via="api"))
 
 
-@router.get("/targets/{target_id}", response={200: TargetOut, **ERRORS}, summary="One target")
+@router.get("/targets/{int:target_id}", response={200: TargetOut, **ERRORS}, summary="One target")
 def targets_get(request, target_id: int):
     return get_object_or_404(Target, pk=target_id)
 
 
-@router.patch("/targets/{target_id}", response={200: TargetOut, **WRITE_ERRORS}, summary="Change a target")
+@router.patch("/targets/{int:target_id}", response={200: TargetOut, **WRITE_ERRORS}, summary="Change a target")
 def targets_patch(request, target_id: int, payload: TargetPatchIn):
     ensure_role(request.auth, OPERATOR)
     target = get_object_or_404(Target, pk=target_id)
@@ -82,21 +82,21 @@ def targets_patch(request, target_id: int, payload: TargetPatchIn):
     return target_update(target=target, changes=changes, actor=request.auth, via="api")
 
 
-@router.delete("/targets/{target_id}", response={204: None, **ERRORS}, summary="Delete a target and its history")
+@router.delete("/targets/{int:target_id}", response={204: None, **ERRORS}, summary="Delete a target and its history")
 def targets_delete(request, target_id: int):
     ensure_role(request.auth, OPERATOR)
     target_delete(target=get_object_or_404(Target, pk=target_id), actor=request.auth, via="api")
     return Status(204, None)
 
 
-@router.post("/targets/{target_id}/test", response={200: ConnectionTestOut, **ERRORS}, summary="Test connection")
+@router.post("/targets/{int:target_id}/test", response={200: ConnectionTestOut, **ERRORS}, summary="Test connection")
 def targets_test(request, target_id: int):
     ensure_role(request.auth, OPERATOR)
     result = target_test_connection(target=get_object_or_404(Target, pk=target_id))
     return {"ok": result.ok, "detail": result.detail}
 
 
-@router.get("/targets/{target_id}/forecasts", response={200: list[ForecastOut], **ERRORS}, summary="Forecasts")
+@router.get("/targets/{int:target_id}/forecasts", response={200: list[ForecastOut], **ERRORS}, summary="Forecasts")
 def targets_forecasts(request, target_id: int, window_days: int = Query(7, ge=1, le=90)):
     target = get_object_or_404(Target, pk=target_id)
     return [

@@ -5,7 +5,7 @@ from datetime import datetime
 from ninja import Field, Schema
 from pydantic import BaseModel, ConfigDict
 
-from core.schemas import Bool, Int, StrictSchema, choices_enum, omittable
+from core.schemas import Bool, Int, StrictSchema, Text, choices_enum, omittable
 from monitoring.models import Series, Target
 
 METRIC_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:.]*$"
@@ -69,14 +69,14 @@ class IngestModel(BaseModel):
 
 class IngestSeriesIn(IngestModel):
     metric: str = Field(..., min_length=1, max_length=200, pattern=METRIC_PATTERN)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[Text, Text] = Field(default_factory=dict)
     kind: SeriesKind = SeriesKind.GAUGE
-    unit: str = Field("", max_length=20)
+    unit: Text = Field("", max_length=20)
     points: list[tuple[float, float]] = Field(..., min_length=1, description="[unix seconds, value] pairs")
 
 
 class IngestIn(IngestModel):
-    target: str | None = Field(None, description="Name of an existing target the series belong to.")
+    target: Text | None = Field(None, description="Name of an existing target the series belong to.")
     series: list[IngestSeriesIn] = Field(..., min_length=1)
 
 

@@ -6,8 +6,10 @@ with a JSON body naming the problem (a `field` where there is one); a busy servi
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from django.shortcuts import get_object_or_404
-from ninja import Query, Router, Status
+from ninja import Path, Query, Router, Status
 
 from core.api import ERRORS, section_router
 from core.errors import InvalidInput
@@ -34,6 +36,7 @@ from scaling.schemas import (
 )
 from scaling.selectors import decision_list, service_status_rows
 from scaling.services.crud import (
+    NAME_RE,
     ServiceInput,
     rule_delete,
     rule_upsert,
@@ -45,6 +48,9 @@ from scaling.services.crud import (
 )
 from scaling.services.evaluation import evaluate_all_queue, service_evaluate, service_scale
 from scaling.services.whatif import rule_replay
+
+# A service or rule in the path: its name, as services and rules are named (scaling.services.crud).
+PathName = Annotated[str, Path(..., pattern=NAME_RE.pattern)]
 
 router = Router(tags=["scaling"])
 router.add_router("/", section_router("scaling"))
@@ -120,12 +126,12 @@ def services_create(request, payload: ServiceIn):
 
 
 @router.get(f"{PREFIX}/services/{{service}}", response={200: ServiceOut, **ERRORS}, summary="One service")
-def services_get(request, service: str):
+def services_get(request, service: PathName):
     return _service(service)
 
 
 @router.patch(f"{PREFIX}/services/{{service}}", response={200: ServiceOut, **WRITE_ERRORS}, summary="Change")
-def services_patch(request, service: str, payload: ServicePatchIn):
+def services_patch(request, service: PathName, payload: ServicePatchIn):
     ensure_role(request.auth, OPERATOR)
     changes = payload.dict(exclude_unset=True)
     for key in ("scale_up_policies", "scale_down_policies"):
@@ -136,7 +142,7 @@ def services_patch(request, service: str, payload: ServicePatchIn):
 
 
 @router.delete(f"{PREFIX}/services/{{service}}", response={204: None, **ERRORS}, summary="Delete a service")
-def services_delete(request, service: str):
+def services_delete(request, service: PathName):
     ensure_role(request.auth, OPERATOR)
     service_delete(service=_service(service), actor=request.auth, via="api")
     return Status(204, None)
@@ -146,14 +152,14 @@ def services_delete(request, service: str):
 
 
 @router.get(f"{PREFIX}/services/{{service}}/rules", response={200: list[ScalingRuleOut], **ERRORS}, summary="Rules")
-def rules_list(request, service: str):
+def rules_list(request, service: PathName):
     return list(_service(service).rules.all())
 
 
 @router.post(
     f"{PREFIX}/services/{{service}}/rules", response={201: ScalingRuleOut, **WRITE_ERRORS}, summary="Add a rule"
 )
-def rules_create(request, service: str, payload: ScalingRuleCreateIn):
+def rules_create(request, service: PathName, payload: ScalingRuleCreateIn):
     ensure_role(request.auth, OPERATOR)
     owner = _service(service)
     data = payload.dict(exclude={"name"})
@@ -163,7 +169,7 @@ def rules_create(request, service: str, payload: ScalingRuleCreateIn):
 
 
 @router.put(f"{PREFIX}/rule/{{service}}/{{rule}}", response={200: ScalingRuleOut, **WRITE_ERRORS}, summary="Set a rule")
-def rule_put(request, service: str, rule: str, payload: ScalingRuleIn):
+def rule_put(request, service: PathName, rule: PathName, payload: ScalingRuleIn):
     """Create the rule or replace it whole (fields left out take their defaults)."""
     ensure_role(request.auth, OPERATOR)
     return rule_upsert(service=_service(service), name=rule, data=payload.dict(), actor=request.auth, via="api")
@@ -174,7 +180,7 @@ def rule_put(request, service: str, rule: str, payload: ScalingRuleIn):
     response={200: ScalingRuleOut, **WRITE_ERRORS},
     summary="Change a rule",
 )
-def rules_patch(request, service: str, rule: str, payload: ScalingRulePatchIn):
+def rules_patch(request, service: PathName, rule: PathName, payload: ScalingRulePatchIn):
     ensure_role(request.auth, OPERATOR)
     existing = get_object_or_404(ScalingRule, service__name=service, name=rule)
     return rule_upsert(
@@ -188,7 +194,7 @@ def rules_patch(request, service: str, rule: str, payload: ScalingRulePatchIn):
 
 
 @router.delete(f"{PREFIX}/services/{{service}}/rules/{{rule}}", response={204: None, **ERRORS}, summary="Delete")
-def rules_delete(request, service: str, rule: str):
+def rules_delete(request, service: PathName, rule: PathName):
     ensure_role(request.auth, OPERATOR)
     rule_delete(rule=get_object_or_404(ScalingRule, service__name=service, name=rule), actor=request.auth, via="api")
     return Status(204, None)
@@ -201,8 +207,8 @@ def rules_delete(request, service: str, rule: str):
 )
 def rules_whatif(
     request,
-    service: str,
-    rule: str,
+    service: PathName,
+    rule: PathName,
     start: str = Query("-6h", alias="from"),
     end: str = Query("now", alias="to"),
     start_replicas: int | None = Query(None, ge=0, le=10_000),
@@ -235,7 +241,7 @@ def rules_whatif(
     response={201: ScheduleOverrideOut, **WRITE_ERRORS},
     summary="Add an override",
 )
-def schedules_create(request, service: str, payload: ScheduleOverrideIn):
+def schedules_create(request, service: PathName, payload: ScheduleOverrideIn):
     ensure_role(request.auth, OPERATOR)
     override = schedule_create(service=_service(service), actor=request.auth, via="api", **payload.dict())
     return Status(201, override)
@@ -244,7 +250,7 @@ def schedules_create(request, service: str, payload: ScheduleOverrideIn):
 @router.delete(
     f"{PREFIX}/services/{{service}}/schedules/{{schedule_id}}", response={204: None, **ERRORS}, summary="Delete"
 )
-def schedules_delete(request, service: str, schedule_id: int):
+def schedules_delete(request, service: PathName, schedule_id: int):
     ensure_role(request.auth, OPERATOR)
     override = get_object_or_404(ScheduleOverride, pk=schedule_id, service__name=service)
     schedule_delete(override=override, actor=request.auth, via="api")

@@ -58,9 +58,20 @@ def test_silences_crud_and_the_silenced_filter(client, operator_auth, target):
     assert [(a["id"], a["silence_id"]) for a in listed] == [(alert.id, silence_id)]
     changed = _post(client, f"{BASE}/silences/{silence_id}", {**body, "comment": "longer deploy"}, operator_auth, "put")
     assert changed.json()["comment"] == "longer deploy"
-    expired = client.delete(f"{BASE}/silences/{silence_id}", **operator_auth).json()
+    expired = client.post(f"{BASE}/silences/{silence_id}/expire", **operator_auth).json()
     assert not expired["active"] and Silence.objects.filter(pk=silence_id).exists()
     assert client.get(BASE + "?silenced=true", **operator_auth).json() == []
+
+
+def test_deleting_a_silence_removes_it_so_it_is_no_longer_found(client, operator_auth):
+    # DELETE used to expire the silence and keep it: a GET after a successful DELETE still
+    # answered 200, which is not what DELETE means (schemathesis ST301); expiring is POST .../expire.
+    ends = (timezone.now() + timedelta(hours=2)).isoformat()
+    body = {"matchers": [{"name": "target", "op": "=", "value": "db1"}], "ends_at": ends, "comment": "deploy"}
+    silence_id = _post(client, BASE + "/silences", body, operator_auth).json()["id"]
+    assert client.delete(f"{BASE}/silences/{silence_id}", **operator_auth).status_code == 204
+    assert client.get(f"{BASE}/silences/{silence_id}", **operator_auth).status_code == 404
+    assert not Silence.objects.filter(pk=silence_id).exists()
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ def test_metrics_labels_use_the_route_pattern_not_the_raw_path(anonymous_client,
     anonymous_client.delete("/api/v1/tokens/424242", **viewer_auth)
     text = anonymous_client.get("/metrics", **viewer_auth).content.decode()
     assert "424242" not in text
-    assert 'route="/api/v1/tokens/<token_id>"' in text
+    assert 'route="/api/v1/tokens/<int:token_id>"' in text
 
 
 def test_root_and_static_requests_get_readable_route_labels(viewer_client):

@@ -208,3 +208,13 @@ def test_the_openapi_schema_documents_the_scaling_endpoints(client, viewer_auth)
         "/api/v1/performance/scaling/services/{service}/rules/{rule}/whatif",
     ):
         assert path in paths, path
+
+
+@pytest.mark.parametrize("name", ["Web", "db%00", "-web"])
+def test_a_service_or_rule_name_in_the_path_outside_the_naming_rule_is_a_422(client, viewer_auth, name):
+    # The path parameters publish the naming pattern services and rules are created with; a NUL
+    # here reached the database and came back as a DataError.
+    response = client.get(f"{BASE}/services/{name}", **viewer_auth)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["path", "service"]
+    assert client.get(f"{BASE}/services/web/rules/{name}/whatif", **viewer_auth).status_code == 422
