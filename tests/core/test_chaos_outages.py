@@ -121,6 +121,7 @@ def test_postgresql_and_redis_killed_come_back_by_themselves(control_plane):
 
 def test_redis_stopped_during_queued_work_leaves_the_worker_alive_and_consuming(control_plane):
     from celery import Celery
+    from celery.exceptions import TimeoutError as CeleryTimeoutError
 
     plane = control_plane
     since = plane.log_size()
@@ -137,9 +138,15 @@ def test_redis_stopped_during_queued_work_leaves_the_worker_alive_and_consuming(
     plane.wait(plane.ready, timeout=RECOVERY_BOUND_SECONDS, what="readyz green after the Redis outage")
     after = sender.send_task("core.tasks.ping_task", args=["after"], queue="default")
     assert reader.AsyncResult(after.id).get(timeout=RECOVERY_BOUND_SECONDS)["payload"] == "after"
-    assert [reader.AsyncResult(result.id).get(timeout=30)["payload"] for result in queued] == [
-        f"before-{n}" for n in range(20)
-    ]
+    for n, result in enumerate(queued):
+        try:
+            payload = reader.AsyncResult(result.id).get(timeout=30)["payload"]
+        except CeleryTimeoutError:
+            raise AssertionError(
+                f"task before-{n} ({result.id}) has no result 30 s after the outage; "
+                f"state {reader.AsyncResult(result.id).state}\n{plane.output(since)[-4000:]}"
+            ) from None
+        assert payload == f"before-{n}"
     assert plane.worker_pids() == workers_before  # the same worker: it lived through it
     output = plane.output(since)
     assert "Unrecoverable error" not in output and "worker exited" not in output, output[-4000:]
