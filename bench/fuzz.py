@@ -39,7 +39,7 @@ def _admin_token() -> str:
     # DELETE /tokens/{token_id} is fuzzed too, and small ids are the first it tries: a token with id
     # 1 revoked itself mid-run and left the rest of the operations answering only 401. Far from the
     # sequence and from the boundary values, the run's own credential stays out of reach.
-    ApiToken.objects.filter(pk=issued.token.pk).update(pk=10**12 + secrets.randbelow(10**9))
+    ApiToken.objects.filter(id=issued.token.id).update(id=10**12 + secrets.randbelow(10**9))
     return issued.raw
 
 
