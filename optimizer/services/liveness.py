@@ -37,7 +37,6 @@ from django.utils import timezone
 from psycopg import sql
 
 from core.conninfo import bounded_conninfo, scrub
-from core.events import TUNER_FAILURE, failure_event_send
 from core.locks import lock_acquire, lock_break_if_owner_gone, lock_holder, lock_key, owner_gone
 from monitoring.models import Target
 from optimizer.models import OptimizationRun, Recommendation
@@ -290,17 +289,11 @@ def _end(run: OptimizationRun, *, expected: str, error: str) -> bool:
     )
     if not ended:
         return False
-    from optimizer.services.runs import audit_run  # runs imports this module
+    from optimizer.services.runs import audit_run, failure_report  # runs imports this module
 
     run.refresh_from_db()
     logger.warning("optimizer run %s interrupted: %s", run.id, error)
     recommendation_release(run)
     audit_run(run)
-    failure_event_send(
-        sender=OptimizationRun,
-        kind=TUNER_FAILURE,
-        target=run.target,
-        labels={"tuner": run.tuner, "action": run.action},
-        message=f"{run.tuner} {run.action} on {run.target_name} was interrupted: {run.error}",
-    )
+    failure_report(run, verb="was interrupted")
     return True

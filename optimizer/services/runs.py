@@ -365,18 +365,19 @@ def _execute_claimed(run: OptimizationRun, *, wait: bool) -> OptimizationRun:
     recommendation_release(run)
     audit_run(run)
     if run.status == OptimizationRun.Status.FAILED:
-        _failure_report(run)
+        failure_report(run)
     return run
 
 
-def _failure_report(run: OptimizationRun) -> None:
-    """Report a failed run or apply as a tuner failure event (alerts fire on it), once it is stored."""
+def failure_report(run: OptimizationRun, *, verb: str = "failed") -> None:
+    """Report a failed (or interrupted) run or apply as a tuner failure event (alerts fire on it),
+    once it is stored."""
     failure_event_send(
         sender=OptimizationRun,
         kind=TUNER_FAILURE,
         target=run.target,
         labels={"tuner": run.tuner, "action": run.action},
-        message=f"{run.tuner} {run.action} on {run.target_name} failed: {run.error}",
+        message=f"{run.tuner} {run.action} on {run.target_name} {verb}: {run.error}",
     )
 
 
@@ -535,7 +536,7 @@ def scheduled_runs(
                 error=str(exc),
                 finished_at=timezone.now(),
             )
-            _failure_report(run)
+            failure_report(run)
             runs.append(run)
             continue
         runs.append(run_execute(run_id=run.id))
