@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -22,10 +20,9 @@ from pathlib import Path
 import psutil
 
 from core.embedded import EmbeddedPostgres, EmbeddedRedis
-from tests.conftest import free_port, stop_control_plane
+from tests.conftest import control_plane_env, control_plane_spawn, free_port, stop_control_plane
 from tests.core.test_faults import Browser
 
-ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "chaos-test-password-1"
 
 
@@ -104,27 +101,8 @@ class ControlPlane:
 def control_plane_start(var: Path, log: Path, *, timeout: float = 150) -> ControlPlane:
     """`manage.py run_control_plane` on its own data dir and free ports, ready and signed in."""
     web_port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "PERFPILOT_VAR_DIR": str(var),
-        "PERFPILOT_BIND": f"127.0.0.1:{web_port}",
-        "PERFPILOT_EMBEDDED_PG_PORT": str(free_port()),
-        "PERFPILOT_EMBEDDED_REDIS_PORT": str(free_port()),
-        "PERFPILOT_HEARTBEAT_INTERVAL": "1",
-        "PERFPILOT_HEARTBEAT_STALE_SECONDS": "10",
-        "PERFPILOT_WEB_WORKERS": "1",
-        "PERFPILOT_WORKER_CONCURRENCY": "1",
-        "PERFPILOT_OPERATOR_PASSWORD": PASSWORD,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "run_control_plane"],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("a"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    env = control_plane_env(var, web_port, PERFPILOT_HEARTBEAT_STALE_SECONDS="10", PERFPILOT_OPERATOR_PASSWORD=PASSWORD)
+    process = control_plane_spawn(env, log)
     plane = ControlPlane(process, env, log, web_port, var)
     try:
         plane.wait(plane.ready, timeout=timeout, what="readyz")

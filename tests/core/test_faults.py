@@ -7,10 +7,8 @@ collection resumes once Redis is back.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -23,9 +21,8 @@ import pytest
 from django.conf import settings
 
 from core.embedded import EmbeddedRedis
-from tests.conftest import free_port, stop_control_plane
+from tests.conftest import control_plane_env, control_plane_spawn, free_port, stop_control_plane
 
-ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "fault-test-password-1"
 OUTAGE_SECONDS = 60
 
@@ -87,31 +84,18 @@ def _host_last_success(browser: Browser) -> datetime | None:
 def test_redis_stopped_for_a_minute_keeps_the_web_up_and_collection_resumes(tmp_path):
     web_port, redis_port = free_port(), free_port()
     var = tmp_path / "var"
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "PERFPILOT_VAR_DIR": str(var),
-        "PERFPILOT_BIND": f"127.0.0.1:{web_port}",
-        "PERFPILOT_EMBEDDED_PG_PORT": str(free_port()),
-        "PERFPILOT_EMBEDDED_REDIS_PORT": str(redis_port),
-        "PERFPILOT_HEARTBEAT_INTERVAL": "1",
-        "PERFPILOT_HEARTBEAT_STALE_SECONDS": "10",
-        "PERFPILOT_WEB_WORKERS": "1",
-        "PERFPILOT_WORKER_CONCURRENCY": "1",
-        "PERFPILOT_OPERATOR_PASSWORD": PASSWORD,
+    env = control_plane_env(
+        var,
+        web_port,
+        PERFPILOT_EMBEDDED_REDIS_PORT=str(redis_port),
+        PERFPILOT_HEARTBEAT_STALE_SECONDS="10",
+        PERFPILOT_OPERATOR_PASSWORD=PASSWORD,
         # The outage lasts as long as this test says: the supervisor would restart Redis within seconds
         # (tests/core/test_chaos_outages.py covers that).
-        "PERFPILOT_EMBEDDED_RESTART": "false",
-    }
-    log = tmp_path / "run.log"
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "run_control_plane"],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("a"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        PERFPILOT_EMBEDDED_RESTART="false",
     )
+    log = tmp_path / "run.log"
+    process = control_plane_spawn(env, log)
     browser = Browser(web_port)
     try:
         _wait(lambda: browser.get("/readyz")[0] == 200, timeout=120, what="readyz", process=process, log=log)
