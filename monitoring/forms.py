@@ -93,9 +93,7 @@ class TargetFilterForm(forms.Form):
         required=False,
         max_length=100,
         label="Name contains",
-        widget=forms.TextInput(
-            attrs={"type": "search", "placeholder": "Name contains…", "aria-label": "Name contains"}
-        ),
+        widget=forms.SearchInput(attrs={"placeholder": "Name contains…", "aria-label": "Name contains"}),
     )
     kind = forms.ChoiceField(
         required=False,
