@@ -6,7 +6,7 @@ import json
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -95,6 +95,8 @@ def target_options(request: HttpRequest) -> HttpResponse:
     `field` (default `q`)."""
     field = request.GET.get("field") or "q"
     text = request.GET.get(field, "").strip()[:100]
+    if "\x00" in text:  # PostgreSQL text cannot hold NUL, so no name has one
+        return HttpResponseBadRequest(f"{field}: no NUL characters.", content_type="text/plain")
     kinds = [kind for kind in request.GET.getlist("kind") if kind in Target.Kind.values]
     context = {"targets": target_name_matches(text=text, kinds=kinds)}
     return render(request, "monitoring/_target_options.html", context)

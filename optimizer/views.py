@@ -4,7 +4,7 @@ Database and Cache pages per target. One URL serves each page and its HTMX fragm
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_celery_beat.models import PeriodicTask
@@ -130,7 +130,7 @@ def recommendation_dismiss_view(request: HttpRequest, recommendation_id: int) ->
 def _posted_target(value: str) -> Target | None:
     """The target a form names: by name (the search input), else by id (a form posting one)."""
     value = value.strip()
-    found = Target.objects.filter(name=value).first() if value else None
+    found = Target.objects.filter(name=value).first() if value and "\x00" not in value else None
     if found is None and value.isascii() and value.isdigit() and len(value) <= 18:
         found = Target.objects.filter(pk=int(value)).first()
     return found
@@ -207,6 +207,8 @@ def _chosen(request: HttpRequest, targets, target_id: int | None) -> Target | No
         return get_object_or_404(targets, pk=target_id)
     name = request.GET.get("target", "").strip()
     if name:
+        if "\x00" in name:  # PostgreSQL text cannot hold NUL, so no name has one (the query would fail)
+            raise Http404("No target by that name.")
         return get_object_or_404(targets, name=name)
     return targets.first()
 

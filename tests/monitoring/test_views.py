@@ -120,4 +120,6 @@ def test_target_options_suggest_a_bounded_list_of_matching_names(viewer_client, 
     assert len(options) == 20 and options[0] == "svc-0000"
     redis = viewer_client.get("/monitoring/targets/options/", {"q": "svc", "kind": "redis"}).content.decode()
     assert '<option value="svc-0001">Redis</option>' in redis and "svc-0000" not in redis
+    assert viewer_client.get("/monitoring/targets/options/", {"q": "svc\x00"}).status_code == 400
+    assert viewer_client.get("/monitoring/", {"q": "svc\x00"}).status_code == 400
     assert anonymous_client.get("/monitoring/targets/options/").status_code == 302

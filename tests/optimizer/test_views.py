@@ -119,6 +119,7 @@ def test_the_database_page_shows_a_dozen_targets_and_opens_any_other_by_name(vie
     found = viewer_client.get("/optimizer/database/", {"target": "db-17"}).content.decode()
     assert "<h1>Database: db-17</h1>" in found and 'class="chip active" href' in found
     assert viewer_client.get("/optimizer/database/", {"target": "nope"}).status_code == 404
+    assert viewer_client.get("/optimizer/database/", {"target": "db\x00"}).status_code == 404
 
 
 def test_the_log_is_searchable(viewer_client, pg18):
