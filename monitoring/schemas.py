@@ -60,13 +60,6 @@ class TargetOut(Schema):
         return obj.url_display
 
 
-class TargetPageOut(Schema):
-    count: int = Field(..., description="Targets matching the filters, on every page.")
-    limit: int
-    offset: int
-    items: list[TargetOut]
-
-
 class ConnectionTestOut(Schema):
     ok: bool
     detail: str

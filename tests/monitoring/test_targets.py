@@ -127,14 +127,18 @@ def test_api_lists_targets_a_page_at_a_time_with_the_count_of_all_that_match(ano
         Target(name=f"node-{i:03d}", kind="prometheus", status="down" if i % 4 == 0 else "up", pinned=i == 7)
         for i in range(130)
     )
-    first = anonymous_client.get("/api/v1/targets", **viewer_auth).json()
-    assert (first["count"], first["limit"], first["offset"], len(first["items"])) == (130, 100, 0, 100)
-    page = anonymous_client.get("/api/v1/targets", {"limit": 50, "offset": 100}, **viewer_auth).json()
-    assert [t["name"] for t in page["items"]] == [f"node-{i:03d}" for i in range(100, 130)]
+    first = anonymous_client.get("/api/v1/targets", **viewer_auth)
+    assert (first["X-Total-Count"], len(first.json())) == ("130", 100)
+    assert first["Link"] == '<http://testserver/api/v1/targets?offset=100&limit=100>; rel="next"'
+    page = anonymous_client.get("/api/v1/targets", {"limit": 50, "offset": 100}, **viewer_auth)
+    assert [t["name"] for t in page.json()] == [f"node-{i:03d}" for i in range(100, 130)]
+    assert page["Link"] == '<http://testserver/api/v1/targets?limit=50&offset=50>; rel="prev"'
     down = anonymous_client.get("/api/v1/targets", {"status": "down", "q": "NODE-0", "limit": 5}, **viewer_auth)
-    assert (down.json()["count"], len(down.json()["items"])) == (25, 5)
-    pinned = anonymous_client.get("/api/v1/targets", {"pinned": "true"}, **viewer_auth).json()
-    assert [(t["name"], t["pinned"]) for t in pinned["items"]] == [("node-007", True)]
+    assert (down["X-Total-Count"], len(down.json())) == ("25", 5)
+    assert 'rel="next"' in down["Link"] and "status=down" in down["Link"] and "q=NODE-0" in down["Link"]
+    pinned = anonymous_client.get("/api/v1/targets", {"pinned": "true"}, **viewer_auth)
+    assert [(t["name"], t["pinned"]) for t in pinned.json()] == [("node-007", True)]
+    assert "Link" not in pinned
 
 
 @pytest.mark.parametrize(
