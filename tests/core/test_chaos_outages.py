@@ -158,7 +158,7 @@ def test_redis_stopped_during_queued_work_leaves_the_worker_alive_and_consuming(
     after = sender.send_task("core.tasks.ping_task", args=["after"], queue="default")
     assert reader.AsyncResult(after.id).get(timeout=2 * RECOVERY_BOUND_SECONDS)["payload"] == "after"
     # Every queued task runs, once: the one the worker was taking off the queue as Redis went away
-    # and those it held are handed back by core/broker.py, not left to the visibility timeout.
+    # and those it held are handed back by core/redis_transport.py, not left to the visibility timeout.
     missing = []
     for n, result in enumerate(queued):
         try:

@@ -19,7 +19,7 @@ from celery.worker import state
 from django.conf import settings
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 
-from core.broker import ledger
+from core.redis_transport import ledger
 
 TRANSPORT_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 2, "retry_on_timeout": False}
 
@@ -120,13 +120,13 @@ def _through(relay: Relay, redis_url: str) -> Connection:
     netloc = parts.netloc.rsplit("@", 1)[0] + f"@127.0.0.1:{relay.port}"
     return Connection(
         urlunsplit(parts._replace(netloc=netloc)),
-        transport="core.broker:RedisTransport",
+        transport="core.redis_transport:RedisTransport",
         transport_options=TRANSPORT_OPTIONS,
     )
 
 
 def _direct(redis_url: str) -> Connection:
-    return Connection(redis_url, transport="core.broker:RedisTransport", transport_options=TRANSPORT_OPTIONS)
+    return Connection(redis_url, transport="core.redis_transport:RedisTransport", transport_options=TRANSPORT_OPTIONS)
 
 
 def _publish(redis_url: str, queue: Queue, *bodies: str) -> None:
