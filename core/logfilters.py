@@ -36,6 +36,7 @@ class OutageLines(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        from core.broker import broker_component
         from core.outages import Outage, outage_log_line, outage_of, outage_should_log
 
         if record.levelno < logging.WARNING:
@@ -43,9 +44,10 @@ class OutageLines(logging.Filter):
         if record.exc_info:
             outage = outage_of(record.exc_info[1])
         elif record.name.startswith("celery") and any(line in str(record.msg) for line in CELERY_BROKER_RETRIES):
-            # Celery's own retry lines ("Cannot connect to redis://…: … Trying again in 4.00 seconds…"),
+            # Celery's own retry lines ("Cannot connect to redis://…: … Trying again in 4.00 seconds…",
+            # or amqp://… for RabbitMQ),
             # one per attempt, said without an exception.
-            outage = Outage("redis", record.getMessage().strip().splitlines()[0][:200])
+            outage = Outage(broker_component(), record.getMessage().strip().splitlines()[0][:200])
         else:
             outage = None
         if outage is None:
