@@ -142,7 +142,7 @@ class _KeptAmqp:
                 except (*errors, OperationalError) as exc:
                     self.drop()
                     if attempt == 2:
-                        raise OperationalError(f"{broker_where(url)}: {type(exc).__name__}: {exc}") from exc
+                        raise OperationalError(f"{broker_where(url)}: {exc}") from exc
         raise AssertionError("unreachable")
 
 

@@ -134,3 +134,20 @@ def test_with_rabbitmq_as_the_broker_its_outage_has_its_own_one_line(amqp_broker
     assert lines.filter(retry)
     assert retry.getMessage().startswith("The task broker is unavailable (consumer: Cannot connect to amqp://")
     assert not lines.filter(retry)  # once per interval
+
+
+def test_the_workers_connection_lost_line_with_its_socket_error_is_the_brokers_one_line(amqp_broker_down):
+    from celery.worker.consumer.consumer import CONNECTION_RETRY
+
+    # As Celery's consumer says it when RabbitMQ goes away: the text is an argument, the error a bare reset.
+    lost = logging.LogRecord(
+        "celery.worker.consumer.consumer",
+        logging.WARNING,
+        __file__,
+        1,
+        "%s (%r)",
+        (CONNECTION_RETRY, ConnectionResetError(104, "Connection reset by peer")),
+        None,
+    )
+    assert OutageLines().filter(lost)
+    assert lost.getMessage().startswith("The task broker is unavailable (consumer: Connection to broker lost.")
