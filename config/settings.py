@@ -13,6 +13,7 @@ from urllib.parse import quote, urlsplit
 import dj_database_url
 from kombu import Exchange, Queue
 
+from core.broker import AMQP_TRANSPORT_OPTIONS, broker_is_amqp
 from core.env import (
     envbool,
     envchoice,
@@ -243,12 +244,18 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Publishing a task is bounded (core/queueing.py): a broker that is down or stalled answers within
 # these seconds per try, so a request that queues work never hangs on it.
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": CELERY_TASK_TIME_LIMIT + 60,
-    "socket_connect_timeout": 3,
-    "socket_timeout": 5,
-    "health_check_interval": 10,
-}
+if broker_is_amqp(CELERY_BROKER_URL):
+    # RabbitMQ (core/broker.py): publisher confirms, and socket timeouts bounding each publish.
+    # Unacknowledged messages return to the queue when the worker's connection closes, so there is
+    # no visibility timeout; RabbitMQ's consumer_timeout must exceed the task time limit (README).
+    CELERY_BROKER_TRANSPORT_OPTIONS = dict(AMQP_TRANSPORT_OPTIONS)
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": CELERY_TASK_TIME_LIMIT + 60,
+        "socket_connect_timeout": 3,
+        "socket_timeout": 5,
+        "health_check_interval": 10,
+    }
 # A result written while Redis is down is retried until it is back instead of failing the task.
 CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
 CELERY_RESULT_BACKEND_MAX_RETRIES = 30

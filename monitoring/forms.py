@@ -10,7 +10,7 @@ from monitoring.services.targets import target_input_problems
 URL_EXAMPLES = {
     Target.Kind.POSTGRES: "postgresql://user:password@db:5432/app",
     Target.Kind.REDIS: "redis://:password@cache:6379/0",
-    Target.Kind.CELERY: "redis://:password@broker:6379/0 (the app's broker)",
+    Target.Kind.CELERY: "redis://:password@broker:6379/0 or amqp://user:password@rabbitmq:5672/vhost",
     Target.Kind.PROMETHEUS: "http://exporter:9100/metrics",
     Target.Kind.HOST: "none: a host target reads this machine",
 }
@@ -24,7 +24,7 @@ class TargetForm(forms.Form):
         required=False,
         label="URL / DSN",
         help_text="PostgreSQL: postgresql://user:password@db:5432/app · Redis: redis://:password@cache:6379/0 · "
-        "Celery: its Redis broker URL · Prometheus: http://exporter:9100/metrics · Host: none. "
+        "Celery: its broker URL (Redis or RabbitMQ) · Prometheus: http://exporter:9100/metrics · Host: none. "
         "Stored encrypted and never shown back; leave blank when editing to keep the stored one.",
         # shell.js shows the chosen kind's example as the placeholder.
         widget=forms.TextInput(

@@ -28,7 +28,7 @@ KINDS_WITH_URL = {Target.Kind.POSTGRES, Target.Kind.REDIS, Target.Kind.CELERY, T
 URL_SCHEMES = {
     Target.Kind.POSTGRES: ("postgres://", "postgresql://"),
     Target.Kind.REDIS: ("redis://", "rediss://", "unix://"),
-    Target.Kind.CELERY: ("redis://", "rediss://"),
+    Target.Kind.CELERY: ("redis://", "rediss://", "amqp://", "amqps://"),
     Target.Kind.PROMETHEUS: ("http://", "https://"),
 }
 MIN_INTERVAL, MAX_INTERVAL = 1, 86_400

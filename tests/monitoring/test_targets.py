@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.test import override_settings
 from django_celery_beat.models import PeriodicTask
 
 from core.models import AuditEvent
@@ -82,6 +83,14 @@ def test_builtin_targets_are_registered_once():
     ]
     assert targets_register_builtin() == []
     assert Target.objects.filter(builtin=True).count() == 4
+
+
+@override_settings(CELERY_BROKER_URL=f"amqp://perfpilot:{SECRET}@mq.internal:5672/perfpilot")
+def test_with_rabbitmq_as_the_broker_the_builtin_celery_target_reads_it():
+    targets_register_builtin()
+    celery = Target.objects.get(builtin=True, kind=Target.Kind.CELERY)
+    assert celery.url == f"amqp://perfpilot:{SECRET}@mq.internal:5672/perfpilot"
+    assert celery.url_display == "amqp://perfpilot:••••••@mq.internal:5672/perfpilot"
 
 
 def test_an_operator_can_test_a_disabled_target_before_enabling_it():
