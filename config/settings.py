@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import dj_database_url
 from kombu import Exchange, Queue
@@ -210,10 +210,6 @@ CACHES = {
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = envstr("CELERY_RESULT_BACKEND", REDIS_URL)
-# A Redis broker goes through our transport (core/redis_transport.py): kombu's, plus what it takes to lose
-# nothing and run nothing twice across a Redis outage.
-if urlsplit(CELERY_BROKER_URL).scheme == "redis":
-    CELERY_BROKER_TRANSPORT = "core.redis_transport:RedisTransport"
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # One queue per kind of work, so workers can be scaled out by queue (see README).
 TASK_QUEUES = ("default", "collect", "maintenance", "notify", "scale")

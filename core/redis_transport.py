@@ -21,7 +21,8 @@ channel closes is not handed back (it would run twice); it acknowledges through 
 when it ends. Only a SIGKILL of the worker while Redis is down loses the ledger; those messages are
 still recovered by the visibility timeout, as before.
 
-`config/settings.py` selects this transport for `redis://` broker URLs.
+`install()` (called by config/celery.py) makes it the transport of every `redis://` connection kombu
+opens in our processes, whatever URL a caller passes; `amqp://` and the rest are untouched.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import logging
 import threading
 import weakref
 
+import kombu.transport
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
@@ -171,3 +173,11 @@ class Channel(kombu_redis.Channel):
 
 class RedisTransport(kombu_redis.Transport):
     Channel = Channel
+
+
+def install() -> None:
+    """Serve the `redis` scheme with this transport: kombu resolves a URL's scheme through its aliases,
+    so this covers every connection, also those made with an explicit URL (a per-app `broker_transport`
+    would be applied to `amqp://` URLs too)."""
+    kombu.transport.TRANSPORT_ALIASES["redis"] = "core.redis_transport:RedisTransport"
+    kombu.transport._transport_cache.pop("redis", None)

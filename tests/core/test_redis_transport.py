@@ -265,3 +265,10 @@ def test_task_ending_after_its_channel_closed_acknowledges_through_the_live_chan
             live.drain_events(timeout=3)
     assert ledger.acked == set()
     assert _unacked(redis_url, [message.delivery_tag]) == []
+
+
+def test_every_redis_connection_uses_this_transport_and_amqp_is_left_alone(redis_url):
+    from core.redis_transport import RedisTransport
+
+    assert isinstance(Connection(redis_url).transport, RedisTransport)
+    assert not isinstance(Connection("amqp://guest:guest@127.0.0.1:5672//").transport, RedisTransport)
