@@ -42,9 +42,9 @@ def test_readme_starts_with_what_perfpilot_is_and_the_two_commands():
     )
 
 
-def test_compose_defines_the_five_services_on_the_same_variables():
+def test_compose_defines_the_six_services_on_the_same_variables():
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
-    assert set(compose["services"]) == {"postgres", "redis", "web", "worker", "beat"}
+    assert set(compose["services"]) == {"postgres", "redis", "web", "worker", "beat", "scheduler"}
     web_env = compose["services"]["web"]["environment"]
     for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY"):
         assert name in web_env
