@@ -73,7 +73,11 @@ def _probe_worker():
         {"name": b.name, "age_seconds": round(b.age_seconds, 1), "collector_connections": connections.get(b.name, 0)}
         for b in beats
     ]
-    return _probe_many("worker", beats, {"workers": workers}, up="online")
+    ok, detail, facts = _probe_many("worker", beats, {"workers": workers}, up="online")
+    kept = sum(w["collector_connections"] for w in workers)
+    if kept:
+        detail += f", {kept} target connection{'s' if kept != 1 else ''} kept"
+    return ok, detail, facts
 
 
 def _probe_beat():

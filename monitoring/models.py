@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils import timezone
 
 from core.conninfo import mask_url
 from core.crypto import encrypted_url_property
@@ -53,7 +54,7 @@ class Target(models.Model):
     # Scheduling (monitoring/services/scheduling.py): the start of the next interval to collect; a
     # scheduler claims the row when it is due and moves it on by whole intervals. collected_slot is
     # the last interval a worker took on, so a re-sent message for the same interval is dropped.
-    next_due_at = models.DateTimeField(null=True, blank=True)
+    next_due_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
     collected_slot = models.DateTimeField(null=True, blank=True)
 
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.UNKNOWN)

@@ -3,6 +3,7 @@ one django-celery-beat schedule per target: those schedules are removed, and eve
 due at once so nothing waits a whole interval after the upgrade."""
 
 import django.core.validators
+import django.utils.timezone
 from django.db import migrations, models
 from django.utils import timezone
 
@@ -71,7 +72,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="target",
             name="next_due_at",
-            field=models.DateTimeField(blank=True, null=True),
+            field=models.DateTimeField(blank=True, default=django.utils.timezone.now, null=True),
         ),
         migrations.AddIndex(
             model_name="target",

@@ -148,6 +148,7 @@ def schedule_due(*, now: datetime | None = None, limit: int = CLAIM_BATCH) -> in
             ],
         )
         _send(sends_for(due, batch_size=settings.COLLECT_BATCH_SIZE))
+    logger.debug("claimed %d due target(s), the oldest due since %s", len(due), due[0].slot)
     return len(due)
 
 
@@ -191,8 +192,8 @@ def scheduler_run(*, stop: threading.Event, tick_seconds: float = TICK_SECONDS) 
                 last_heartbeat = time.monotonic()
             except Exception as exc:  # Redis down: scheduling goes on (the broker may be elsewhere)
                 failure_log(logger, "scheduler heartbeat not written", exc)
-        close_old_connections()  # a connection broken by an outage is replaced on the next query
         try:
+            close_old_connections()  # a connection broken by an outage is replaced on the next query
             while not stop.is_set() and schedule_due() >= CLAIM_BATCH:
                 pass  # a full batch: more may be due
             earliest = next_due_at()

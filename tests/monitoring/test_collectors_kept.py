@@ -160,9 +160,10 @@ def test_worker_processes_report_their_count_for_metrics_and_status(settings, em
     try:
         body = viewer_client.get("/metrics").content.decode()
         assert f'perfpilot_collector_connections{{pid="{os.getpid()}",worker="{worker}"}} 1.0' in body
-        facts = next(c for c in check_all() if c.name == "worker").facts
+        check = next(c for c in check_all() if c.name == "worker")
         assert {"name": worker, "collector_connections": 1} in [
-            {k: w[k] for k in ("name", "collector_connections")} for w in facts["workers"]
+            {k: w[k] for k in ("name", "collector_connections")} for w in check.facts["workers"]
         ]
+        assert "target connection" in check.detail and "kept" in check.detail
     finally:
         get_redis().delete(f"{PROCESS_STATS_PREFIX}{worker}:{os.getpid()}", f"perfpilot:heartbeat:worker:{worker}")

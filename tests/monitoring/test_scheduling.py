@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 from celery import current_app
@@ -303,3 +304,43 @@ def pairs_slot(target_id: int) -> str:
     """The slot a target's last claim sent: one interval before its next."""
     target = Target.objects.get(pk=target_id)
     return (target.next_due_at - timedelta(seconds=target.interval_seconds)).isoformat()
+
+
+@pytest.mark.chaos
+@pytest.mark.skipif(
+    not os.environ.get("PERFPILOT_CHAOS_REPEAT"),
+    reason="about 20 s: `make chaos` runs it; `make test` has the bounded single kill above",
+)
+def test_with_two_schedulers_running_and_one_killed_every_slot_is_sent_and_taken_on_once():
+    from core.heartbeat import scheduler_heartbeats
+    from core.supervisor import stop_process_group
+
+    group = _group()
+    ids = _targets(200, group=group, due_ago=-3600)
+    schedulers = [_scheduler_process(), _scheduler_process()]
+    try:
+        deadline = time.monotonic() + 60
+        pids = {f":{process.pid}" for process, _ in schedulers}
+        while not pids <= {b.name[b.name.rindex(":") :] for b in scheduler_heartbeats()}:
+            assert time.monotonic() < deadline, "the schedulers did not start"
+            time.sleep(0.1)
+        # Due from now on, at 3 s: the first slot is not claimed late because a scheduler was starting.
+        Target.objects.filter(pk__in=ids).update(interval_seconds=3, next_due_at=timezone.now())
+        first = dict(Target.objects.filter(pk__in=ids).values_list("id", "next_due_at"))
+        time.sleep(4)
+        os.kill(schedulers[0][0].pid, signal.SIGKILL)
+        schedulers[0][0].wait()
+        time.sleep(6)
+    finally:
+        for process, _ in schedulers:
+            stop_process_group(process)
+    sent = _pairs(_drain(group))
+    taken: dict[int, list[datetime]] = {target_id: [] for target_id in ids}
+    for target_id, slot in sent:
+        if slot_claim(slots=[(target_id, datetime.fromisoformat(slot))]):
+            taken[target_id].append(datetime.fromisoformat(slot))
+    for target_id, slots in taken.items():
+        assert slots[0] == first[target_id]
+        steps = {later - earlier for earlier, later in pairwise(slots)}
+        assert steps == {timedelta(seconds=3)}, f"target {target_id}: a slot was missed ({sorted(steps)})"
+        assert len(slots) >= 3  # collected through the kill, about 10 s at 3 s
