@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import dj_database_url
 from kombu import Exchange, Queue
@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.forms",  # its widget templates, for FORM_RENDERER below
     "django_htmx",
     "template_partials",
     "django_celery_beat",
@@ -115,6 +116,10 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
+
+# Widgets render through the project's template engine, so a widget's template may live in templates/
+# and use its tags ({% url %} in monitoring/_target_picker_input.html).
+FORM_RENDERER = "django.forms.renderers.TemplatesSetting"
 
 TEMPLATES = [
     {
@@ -204,6 +209,10 @@ CACHES = {
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = envstr("CELERY_RESULT_BACKEND", REDIS_URL)
+# A Redis broker goes through our transport (core/broker.py): kombu's, plus what it takes to lose
+# nothing and run nothing twice across a Redis outage.
+if urlsplit(CELERY_BROKER_URL).scheme == "redis":
+    CELERY_BROKER_TRANSPORT = "core.broker:RedisTransport"
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # One queue per kind of work, so workers can be scaled out by queue (see README).
 TASK_QUEUES = ("default", "collect", "maintenance", "notify", "scale")

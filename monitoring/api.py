@@ -23,8 +23,11 @@ from monitoring.schemas import (
     QueryOut,
     SeriesOut,
     TargetIn,
+    TargetKind,
     TargetOut,
+    TargetPageOut,
     TargetPatchIn,
+    TargetStatus,
 )
 from monitoring.selectors.targets import current_values, target_forecasts, target_list
 from monitoring.services.ingest import IngestBatch, samples_ingest
@@ -41,6 +44,7 @@ router = Router(tags=["monitoring"])
 router.add_router("/", section_router("monitoring"))
 WRITE_ERRORS = {400: ErrorOut, **ERRORS}
 MAX_QUERY_SERIES = 50
+MAX_TARGETS_PAGE = 500
 
 
 def _series_out(series: Series) -> dict:
@@ -57,9 +61,20 @@ def _series_out(series: Series) -> dict:
 # --- targets ----------------------------------------------------------------------------------
 
 
-@router.get("/targets", response=list[TargetOut], summary="List targets")
-def targets_list(request, kind: str | None = None):
-    return list(target_list(kind=kind))
+@router.get("/targets", response=TargetPageOut, summary="List targets")
+def targets_list(
+    request,
+    q: str | None = Query(None, max_length=100, description="Only names containing this (any case)."),
+    kind: TargetKind | None = None,
+    status: TargetStatus | None = None,
+    enabled: bool | None = None,
+    pinned: bool | None = None,
+    limit: int = Query(100, ge=1, le=MAX_TARGETS_PAGE, description="Targets per page."),
+    offset: int = Query(0, ge=0, le=2**31 - 1, description="Targets to skip (built-in first, then by name)."),
+):
+    """One page of the targets matching every filter given, with `count`, the number that match."""
+    targets = target_list(text=q, kind=kind, status=status, enabled=enabled, pinned=pinned)
+    return {"count": targets.count(), "limit": limit, "offset": offset, "items": list(targets[offset : offset + limit])}
 
 
 @router.post("/targets", response={201: TargetOut, **WRITE_ERRORS}, summary="Add a target")

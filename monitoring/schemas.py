@@ -14,6 +14,7 @@ GROUP_DESCRIPTION = (
     "served by the workers started with `-Q` naming it."
 )
 TargetKind = choices_enum("TargetKind", Target.Kind)
+TargetStatus = choices_enum("TargetStatus", Target.Status)
 SeriesKind = choices_enum("SeriesKind", Series.Kind)
 
 
@@ -24,6 +25,7 @@ class TargetIn(StrictSchema):
     interval_seconds: Int = Field(10, ge=1, le=86_400)
     timeout_seconds: Int = Field(5, ge=1, le=300)
     enabled: Bool = True
+    pinned: Bool = Field(False, description="Show its charts on the Overview.")
     options: dict = Field(default_factory=dict)
     group: str = Field(DEFAULT_GROUP, min_length=1, max_length=40, pattern=GROUP_PATTERN, description=GROUP_DESCRIPTION)
 
@@ -34,6 +36,7 @@ class TargetPatchIn(StrictSchema):
     interval_seconds: Int = omittable(ge=1, le=86_400)
     timeout_seconds: Int = omittable(ge=1, le=300)
     enabled: Bool = omittable()
+    pinned: Bool = omittable(description="Show its charts on the Overview.")
     options: dict = omittable()
     group: str = omittable(min_length=1, max_length=40, pattern=GROUP_PATTERN, description=GROUP_DESCRIPTION)
 
@@ -44,6 +47,7 @@ class TargetOut(Schema):
     kind: str
     enabled: bool
     builtin: bool
+    pinned: bool
     url: str = Field(..., description="The URL with its password masked.")
     interval_seconds: int
     timeout_seconds: int
@@ -62,6 +66,13 @@ class TargetOut(Schema):
     def resolve_url(obj: Target) -> str:
         # Explicit: the model's own `url` property decrypts, and must never be serialised.
         return obj.url_display
+
+
+class TargetPageOut(Schema):
+    count: int = Field(..., description="Targets matching the filters, on every page.")
+    limit: int
+    offset: int
+    items: list[TargetOut]
 
 
 class ConnectionTestOut(Schema):

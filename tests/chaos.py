@@ -7,25 +7,25 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
+import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
+from http.cookiejar import CookieJar
 from pathlib import Path
 
 import psutil
 
 from core.embedded import EmbeddedPostgres, EmbeddedRedis
-from tests.conftest import free_port, stop_control_plane
-from tests.core.test_faults import Browser
+from tests.conftest import control_plane_env, control_plane_spawn, free_port, stop_control_plane
 
-ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "chaos-test-password-1"
 
 
@@ -40,6 +40,44 @@ LOAD = [
     ("/api/v1/performance/status", False),
     ("/metrics", False),
 ]
+
+
+class Browser:
+    """A signed-in urllib client (session cookie and CSRF), as a person's browser would be."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.jar = CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with self.opener.open(self.base + path, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError:
+            return 0, ""
+
+    def login(self, username: str, password: str) -> None:
+        status, page = self.get("/login/")
+        assert status == 200
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        body = urllib.parse.urlencode({"username": username, "password": password, "csrfmiddlewaretoken": token})
+        request = urllib.request.Request(
+            self.base + "/login/", data=body.encode(), headers={"Referer": self.base + "/login/"}
+        )
+        with self.opener.open(request, timeout=10) as response:
+            assert "/login/" not in response.url, "login failed"
+
+
+def host_last_success(browser: Browser) -> datetime | None:
+    status, body = browser.get("/api/v1/targets?kind=host")
+    if status != 200:
+        return None
+    targets = json.loads(body)
+    stamp = targets[0]["last_success_at"] if targets else None
+    return datetime.fromisoformat(stamp) if stamp else None
 
 
 @dataclass
@@ -104,27 +142,8 @@ class ControlPlane:
 def control_plane_start(var: Path, log: Path, *, timeout: float = 150) -> ControlPlane:
     """`manage.py run_control_plane` on its own data dir and free ports, ready and signed in."""
     web_port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "PERFPILOT_VAR_DIR": str(var),
-        "PERFPILOT_BIND": f"127.0.0.1:{web_port}",
-        "PERFPILOT_EMBEDDED_PG_PORT": str(free_port()),
-        "PERFPILOT_EMBEDDED_REDIS_PORT": str(free_port()),
-        "PERFPILOT_HEARTBEAT_INTERVAL": "1",
-        "PERFPILOT_HEARTBEAT_STALE_SECONDS": "10",
-        "PERFPILOT_WEB_WORKERS": "1",
-        "PERFPILOT_WORKER_CONCURRENCY": "1",
-        "PERFPILOT_OPERATOR_PASSWORD": PASSWORD,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "run_control_plane"],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("a"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    env = control_plane_env(var, web_port, PERFPILOT_HEARTBEAT_STALE_SECONDS="10", PERFPILOT_OPERATOR_PASSWORD=PASSWORD)
+    process = control_plane_spawn(env, log)
     plane = ControlPlane(process, env, log, web_port, var)
     try:
         plane.wait(plane.ready, timeout=timeout, what="readyz")

@@ -308,6 +308,35 @@ def web_server_url(django_db_setup, django_db_blocker) -> str:
     stop_process_group(process)
 
 
+def control_plane_env(var: Path, web_port: int, **extra: str) -> dict[str, str]:
+    """The environment of a `run_control_plane` started by a test: its own data dir and free ports,
+    fast heartbeats, one web and one worker process, and what the test adds."""
+    return {
+        **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "PERFPILOT_VAR_DIR": str(var),
+        "PERFPILOT_BIND": f"127.0.0.1:{web_port}",
+        "PERFPILOT_EMBEDDED_PG_PORT": str(free_port()),
+        "PERFPILOT_EMBEDDED_REDIS_PORT": str(free_port()),
+        "PERFPILOT_HEARTBEAT_INTERVAL": "1",
+        "PERFPILOT_WEB_WORKERS": "1",
+        "PERFPILOT_WORKER_CONCURRENCY": "1",
+        **extra,
+    }
+
+
+def control_plane_spawn(env: dict[str, str], log: Path) -> subprocess.Popen:
+    """`manage.py run_control_plane` in its own session, its output appended to `log`."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "run_control_plane"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=log.open("a"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
 def stop_control_plane(process: subprocess.Popen, env: dict[str, str]) -> None:
     """Ctrl-C a `run_control_plane` started by a test; if it does not stop within 90 s, kill it and
     everything it started (children run in their own sessions, the embedded servers as daemons),

@@ -123,6 +123,7 @@ class TargetInput:
     enabled: bool = True
     options: dict | None = None
     group: str = DEFAULT_GROUP
+    pinned: bool = False
 
 
 @transaction.atomic
@@ -146,6 +147,7 @@ def target_create(*, data: TargetInput, actor, via: str, builtin: bool = False) 
         group=data.group,
         builtin=builtin,
         next_due_at=timezone.now(),
+        pinned=data.pinned,
     )
     target.url = data.url
     target.save()
@@ -156,6 +158,7 @@ def target_create(*, data: TargetInput, actor, via: str, builtin: bool = False) 
 _EDITED_FIELDS = (
     "name",
     "group",
+    "pinned",
     "interval_seconds",
     "timeout_seconds",
     "enabled",
@@ -184,6 +187,7 @@ def target_update(*, target: Target, changes: dict, actor, via: str) -> Target:
     target.interval_seconds = interval
     target.timeout_seconds = timeout
     target.enabled = changes.get("enabled", target.enabled)
+    target.pinned = changes.get("pinned", target.pinned)
     if "options" in changes and changes["options"] is not None:
         target.options = changes["options"]
     if changes.get("url"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import psutil
 import pytest
 from django.conf import settings
 
-from tests.conftest import free_port, stop_control_plane
+from tests.conftest import control_plane_env, control_plane_spawn, free_port, stop_control_plane
 
 ROOT = Path(__file__).resolve().parents[2]
 COUNT_OPERATORS = (
@@ -39,32 +38,11 @@ def _readyz(port: int) -> tuple[int, dict]:
         return 0, {}
 
 
-def _start(env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "run_control_plane"],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("a"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
 def test_control_plane_starts_is_ready_stops_cleanly_and_keeps_its_data(tmp_path):
     web_port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "PERFPILOT_VAR_DIR": str(tmp_path / "var"),
-        "PERFPILOT_BIND": f"127.0.0.1:{web_port}",
-        "PERFPILOT_EMBEDDED_PG_PORT": str(free_port()),
-        "PERFPILOT_EMBEDDED_REDIS_PORT": str(free_port()),
-        "PERFPILOT_HEARTBEAT_INTERVAL": "1",
-        "PERFPILOT_WEB_WORKERS": "1",
-        "PERFPILOT_WORKER_CONCURRENCY": "1",
-    }
+    env = control_plane_env(tmp_path / "var", web_port)
     log = tmp_path / "run.log"
-    process = _start(env, log)
+    process = control_plane_spawn(env, log)
     try:
         deadline = time.monotonic() + 90
         status = (0, {})
@@ -87,7 +65,7 @@ def test_control_plane_starts_is_ready_stops_cleanly_and_keeps_its_data(tmp_path
 
     # Second start: the account from the first start is still there; no new password printed.
     log.write_text("")
-    process = _start(env, log)
+    process = control_plane_spawn(env, log)
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and _readyz(web_port)[0] != 200:

@@ -139,6 +139,48 @@ def test_api_crud_never_shows_the_password(anonymous_client, operator_auth):
     ]
 
 
+def test_api_lists_targets_a_page_at_a_time_with_the_count_of_all_that_match(anonymous_client, viewer_auth):
+    Target.objects.bulk_create(
+        Target(name=f"node-{i:03d}", kind="prometheus", status="down" if i % 4 == 0 else "up", pinned=i == 7)
+        for i in range(130)
+    )
+    first = anonymous_client.get("/api/v1/targets", **viewer_auth).json()
+    assert (first["count"], first["limit"], first["offset"], len(first["items"])) == (130, 100, 0, 100)
+    page = anonymous_client.get("/api/v1/targets", {"limit": 50, "offset": 100}, **viewer_auth).json()
+    assert [t["name"] for t in page["items"]] == [f"node-{i:03d}" for i in range(100, 130)]
+    down = anonymous_client.get("/api/v1/targets", {"status": "down", "q": "NODE-0", "limit": 5}, **viewer_auth)
+    assert (down.json()["count"], len(down.json()["items"])) == (25, 5)
+    pinned = anonymous_client.get("/api/v1/targets", {"pinned": "true"}, **viewer_auth).json()
+    assert [(t["name"], t["pinned"]) for t in pinned["items"]] == [("node-007", True)]
+
+
+@pytest.mark.parametrize(
+    "query,field",
+    [
+        ({"status": "sideways"}, "status"),
+        ({"kind": "oracle"}, "kind"),
+        ({"enabled": "maybe"}, "enabled"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "501"}, "limit"),
+        ({"offset": "-1"}, "offset"),
+        ({"q": "x" * 101}, "q"),
+    ],
+)
+def test_api_list_filters_are_validated_naming_the_field(anonymous_client, viewer_auth, query, field):
+    response = anonymous_client.get("/api/v1/targets", query, **viewer_auth)
+    assert response.status_code == 422
+    assert [error["loc"] for error in response.json()["detail"]] == [["query", field]]
+
+
+def test_api_patch_pins_a_target(anonymous_client, operator_auth):
+    target = _create()
+    response = anonymous_client.patch(
+        f"/api/v1/targets/{target.id}", {"pinned": True}, content_type="application/json", **operator_auth
+    )
+    assert response.status_code == 200 and response.json()["pinned"] is True
+    assert Target.objects.get(pk=target.pk).pinned
+
+
 def test_api_validation_errors_are_4xx_json(anonymous_client, operator_auth):
     bad_kind = anonymous_client.post(
         "/api/v1/targets", {"name": "x", "kind": "oracle"}, content_type="application/json", **operator_auth

@@ -49,7 +49,7 @@ def backward(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("monitoring", "0004_target_last_notes"),
+        ("monitoring", "0005_target_pinned"),
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
