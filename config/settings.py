@@ -278,6 +278,14 @@ OUTBOUND_ALLOW = envlist("PERFPILOT_OUTBOUND_ALLOW", [])
 RETENTION_RAW_DAYS = envint("PERFPILOT_RETENTION_RAW_DAYS", 7, minimum=1)
 RETENTION_1M_DAYS = envint("PERFPILOT_RETENTION_1M_DAYS", 90, minimum=1)
 RETENTION_1H_DAYS = envint("PERFPILOT_RETENTION_1H_DAYS", 730, minimum=1)
+# Cheap collections (Prometheus scrapes, Redis INFO, Celery) of one collector group are sent as one
+# task per batch of this many targets and run on this many threads inside it (monitoring/services/
+# scheduling.py): the per-task overhead is paid once per batch, and a slow target delays no other.
+COLLECT_BATCH_SIZE = envint("PERFPILOT_COLLECT_BATCH_SIZE", 50, minimum=1, maximum=1000)
+COLLECT_THREADS = envint("PERFPILOT_COLLECT_THREADS", 8, minimum=1, maximum=64)
+# Kept connections to targets (monitoring/collectors/kept.py) per worker process, over all targets:
+# past this, the least recently used one is closed.
+COLLECTOR_MAX_CONNECTIONS = envint("PERFPILOT_COLLECTOR_MAX_CONNECTIONS", 200, minimum=1, maximum=100_000)
 
 # --- optimizer -------------------------------------------------------------------------------
 # Reads of a tuner's analysis and the actions it runs (VACUUM, CREATE INDEX CONCURRENTLY) are bounded apart.

@@ -4,7 +4,7 @@ import json
 
 from django import forms
 
-from monitoring.models import Target
+from monitoring.models import DEFAULT_GROUP, GROUP_PATTERN, Target
 from monitoring.services.targets import target_input_problems
 
 URL_EXAMPLES = {
@@ -34,6 +34,16 @@ class TargetForm(forms.Form):
     interval_seconds = forms.IntegerField(min_value=1, max_value=86_400, initial=10, label="Interval (s)")
     timeout_seconds = forms.IntegerField(min_value=1, max_value=300, initial=5, label="Timeout (s)")
     enabled = forms.BooleanField(required=False, initial=True)
+    group = forms.RegexField(
+        regex=GROUP_PATTERN,
+        max_length=40,
+        required=False,
+        initial=DEFAULT_GROUP,
+        label="Collector group",
+        help_text="The workers serving this group's queue collect it (lowercase letters, digits, hyphens); "
+        "blank is the default group.",
+        error_messages={"invalid": "Use lowercase letters, digits and inner hyphens (at most 40)."},
+    )
     pinned = forms.BooleanField(required=False, help_text="Show its charts on the Overview.")
     options = forms.CharField(
         required=False,
@@ -65,6 +75,9 @@ class TargetForm(forms.Form):
             if field is None or field in cleaned:  # a field that failed its own checks keeps that message
                 self.add_error(field, str(problem))
         return cleaned
+
+    def clean_group(self) -> str:
+        return self.cleaned_data.get("group") or DEFAULT_GROUP
 
     def clean_options(self) -> dict:
         text = (self.cleaned_data.get("options") or "").strip()

@@ -109,6 +109,7 @@ def _edit_form(target: Target) -> TargetForm:
         "interval_seconds": target.interval_seconds,
         "timeout_seconds": target.timeout_seconds,
         "enabled": target.enabled,
+        "group": target.group,
         "pinned": target.pinned,
         "options": json.dumps(target.options) if target.options else "",
     }

@@ -1,4 +1,4 @@
-"""Shared fixtures: real servers, a real Celery worker and beat, and users for each role.
+"""Shared fixtures: real servers, a real Celery worker, beat and scheduler, and users for each role.
 
 The session starts the embedded PostgreSQL and Redis of config.settings_test (under var/test,
 on their own ports) unless DATABASE_URL / REDIS_URL point elsewhere, and stops what it started.
@@ -353,6 +353,26 @@ def celery_beat_process(django_db_setup, django_db_blocker):
         lambda: (b := beat_heartbeat()) is not None and b.seen_at >= started,
         timeout=60,
         what="Celery beat",
+        process=process,
+        log=log,
+    )
+    yield process
+    stop_process_group(process)
+
+
+@pytest.fixture
+def scheduler_process(django_db_setup, django_db_blocker):
+    """A real `manage.py run_scheduler` process on the test database and broker, for one test: left
+    running, it would claim the due targets of every later test (tests/monitoring/test_scheduling.py
+    claims its own)."""
+    from core.heartbeat import scheduler_heartbeats
+
+    with django_db_blocker.unblock():
+        process, log = _spawn([], "scheduler.log", command=[sys.executable, str(ROOT / "manage.py"), "run_scheduler"])
+    _wait_for(
+        lambda: any(b.name.endswith(f":{process.pid}") for b in scheduler_heartbeats()),
+        timeout=60,
+        what="the scheduler",
         process=process,
         log=log,
     )

@@ -1,16 +1,14 @@
 from __future__ import annotations
 
-import json
-
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from core.models import AuditEvent
 from monitoring.models import Target
 from monitoring.services.targets import (
     TargetInput,
-    schedule_name,
     target_create,
     target_test_connection,
     target_update,
@@ -35,15 +33,30 @@ def test_password_is_stored_encrypted_and_masked_for_display():
     assert Target.objects.get(pk=target.pk).url == PG_URL
 
 
-def test_each_target_gets_its_own_collection_schedule_at_its_interval():
+def test_a_new_target_is_due_at_once_and_needs_no_beat_schedule():
+    before = timezone.now()
     target = _create(interval_seconds=15)
-    task = PeriodicTask.objects.get(name=schedule_name(target))
-    assert task.task == "monitoring.tasks.collect_target_task"
-    assert json.loads(task.args) == [target.id]
-    assert (task.interval.every, task.queue, task.expire_seconds) == (15, "collect", 15)
-    target_update(target=target, changes={"interval_seconds": 60, "enabled": False}, actor=None, via="system")
-    task.refresh_from_db()
-    assert (task.interval.every, task.enabled) == (60, False)
+    assert before <= target.next_due_at <= timezone.now()
+    assert target.group == "default"
+    assert not PeriodicTask.objects.filter(task="monitoring.tasks.collect_target_task").exists()
+
+
+def test_editing_or_enabling_a_target_makes_it_due_now():
+    target = _create(enabled=False)
+    Target.objects.filter(pk=target.pk).update(next_due_at=None)
+    before = timezone.now()
+    target_update(target=target, changes={"enabled": True, "interval_seconds": 60}, actor=None, via="system")
+    target.refresh_from_db()
+    assert target.enabled and target.interval_seconds == 60 and target.next_due_at >= before
+
+
+def test_an_edit_leaves_the_collected_slot_to_the_collections():
+    target = _create()
+    slot = timezone.now()
+    Target.objects.filter(pk=target.pk).update(collected_slot=slot)  # a worker took a slot on meanwhile
+    target_update(target=target, changes={"group": "eu-west"}, actor=None, via="system")
+    target.refresh_from_db()
+    assert (target.group, target.collected_slot) == ("eu-west", slot)
 
 
 def test_update_without_url_keeps_the_stored_password():
@@ -64,6 +77,10 @@ def test_update_without_url_keeps_the_stored_password():
         ({"interval_seconds": 5, "timeout_seconds": 10}, "timeout_seconds"),
         ({"name": "  "}, "name"),
         ({"kind": "oracle"}, "kind"),
+        ({"group": "EU"}, "group"),
+        ({"group": "eu_west"}, "group"),
+        ({"group": "-eu"}, "group"),
+        ({"group": "x" * 41}, "group"),
     ],
 )
 def test_invalid_targets_are_rejected_naming_the_field(overrides, field):
