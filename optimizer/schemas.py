@@ -111,6 +111,7 @@ class DatabaseReportOut(Schema):
     vacuum_advice: list[RecommendationOut]
     config_advice: list[RecommendationOut]
     vector_advice: list[RecommendationOut]
+    sequence_advice: list[RecommendationOut] = Field(..., description="Sequences and integer keys near their end.")
     vacuum_status: list[dict[str, Any]]
     last_runs: list[RunOut]
 
