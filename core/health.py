@@ -1,4 +1,5 @@
-"""Health of the control plane itself: its database, its Redis, the Celery worker and beat."""
+"""Health of the control plane itself: its database, its Redis, its broker when that is not the
+Redis (RabbitMQ), the Celery worker and beat."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from core import __version__
+from core.broker import broker_component, broker_probe
 from core.heartbeat import beat_heartbeat, worker_heartbeats
 from core.redis_client import get_redis
 
 PROCESS_STARTED_AT = time.time()
-COMPONENTS = ("database", "redis", "worker", "beat")
+COMPONENTS = ("database", "redis", "broker", "worker", "beat")
 STATUS_API_MAX_AGE_SECONDS = 1.0
 
 
@@ -75,13 +77,21 @@ def _probe_beat():
     return True, f"ticked {age:.0f} s ago", facts
 
 
-_PROBES = {"database": _probe_database, "redis": _probe_redis, "worker": _probe_worker, "beat": _probe_beat}
+_PROBES = {
+    "database": _probe_database,
+    "redis": _probe_redis,
+    "broker": broker_probe,
+    "worker": _probe_worker,
+    "beat": _probe_beat,
+}
 
 
 def check_all() -> list[CheckResult]:
     results = []
     redis_ok = True
     for name in COMPONENTS:
+        if name == "broker" and broker_component() != "broker":
+            continue  # the broker is the Redis checked above
         if name in ("worker", "beat") and not redis_ok:
             # Heartbeats live in Redis: without it their state is unknown, so say that plainly.
             results.append(CheckResult(name, False, "unknown: Redis is unreachable", 0.0))

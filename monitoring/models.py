@@ -31,6 +31,7 @@ class Target(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices)
     enabled = models.BooleanField(default=True)
     builtin = models.BooleanField(default=False, help_text="Registered automatically for the control plane itself.")
+    pinned = models.BooleanField(default=False, help_text="Shown with its charts on the Overview.")
     interval_seconds = models.PositiveIntegerField(default=10)
     timeout_seconds = models.PositiveIntegerField(default=5)
     # The URL/DSN with its password is stored encrypted; url_display has the password masked.

@@ -10,6 +10,7 @@ from monitoring.models import Series, Target
 
 METRIC_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:.]*$"
 TargetKind = choices_enum("TargetKind", Target.Kind)
+TargetStatus = choices_enum("TargetStatus", Target.Status)
 SeriesKind = choices_enum("SeriesKind", Series.Kind)
 
 
@@ -20,6 +21,7 @@ class TargetIn(StrictSchema):
     interval_seconds: Int = Field(10, ge=1, le=86_400)
     timeout_seconds: Int = Field(5, ge=1, le=300)
     enabled: Bool = True
+    pinned: Bool = Field(False, description="Show its charts on the Overview.")
     options: dict = Field(default_factory=dict)
 
 
@@ -29,6 +31,7 @@ class TargetPatchIn(StrictSchema):
     interval_seconds: Int = omittable(ge=1, le=86_400)
     timeout_seconds: Int = omittable(ge=1, le=300)
     enabled: Bool = omittable()
+    pinned: Bool = omittable(description="Show its charts on the Overview.")
     options: dict = omittable()
 
 
@@ -38,6 +41,7 @@ class TargetOut(Schema):
     kind: str
     enabled: bool
     builtin: bool
+    pinned: bool
     url: str = Field(..., description="The URL with its password masked.")
     interval_seconds: int
     timeout_seconds: int

@@ -28,7 +28,7 @@ KINDS_WITH_URL = {Target.Kind.POSTGRES, Target.Kind.REDIS, Target.Kind.CELERY, T
 URL_SCHEMES = {
     Target.Kind.POSTGRES: ("postgres://", "postgresql://"),
     Target.Kind.REDIS: ("redis://", "rediss://", "unix://"),
-    Target.Kind.CELERY: ("redis://", "rediss://"),
+    Target.Kind.CELERY: ("redis://", "rediss://", "amqp://", "amqps://"),
     Target.Kind.PROMETHEUS: ("http://", "https://"),
 }
 MIN_INTERVAL, MAX_INTERVAL = 1, 86_400
@@ -135,6 +135,7 @@ class TargetInput:
     timeout_seconds: int = 5
     enabled: bool = True
     options: dict | None = None
+    pinned: bool = False
 
 
 @transaction.atomic
@@ -155,6 +156,7 @@ def target_create(*, data: TargetInput, actor, via: str, builtin: bool = False) 
         enabled=data.enabled,
         options=data.options or {},
         builtin=builtin,
+        pinned=data.pinned,
     )
     target.url = data.url
     target.save()
@@ -179,6 +181,7 @@ def target_update(*, target: Target, changes: dict, actor, via: str) -> Target:
     target.interval_seconds = interval
     target.timeout_seconds = timeout
     target.enabled = changes.get("enabled", target.enabled)
+    target.pinned = changes.get("pinned", target.pinned)
     if "options" in changes and changes["options"] is not None:
         target.options = changes["options"]
     if changes.get("url"):
