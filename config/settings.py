@@ -301,6 +301,9 @@ OPTIMIZER_RUN_STALE_SECONDS = envint("PERFPILOT_OPTIMIZER_RUN_STALE", 60, minimu
 # A pending run that no task has touched for this long (its task was lost, or never queued) is
 # ended as "interrupted"; runs waiting behind another run's lock touch it at every retry.
 OPTIMIZER_PENDING_TIMEOUT_SECONDS = envint("PERFPILOT_OPTIMIZER_PENDING_TIMEOUT", 900, minimum=60)
+# Operators may end a target's backend from the Live activity page (pg_terminate_backend); False
+# leaves them only cancelling queries (pg_cancel_backend), which never closes a client's connection.
+OPTIMIZER_ALLOW_TERMINATE = envbool("PERFPILOT_ALLOW_TERMINATE", True)
 # --- scaling ---------------------------------------------------------------------------------
 # How often beat evaluates every scaled service (the HPA's sync period is 15 s too).
 SCALING_INTERVAL_SECONDS = envint("PERFPILOT_SCALING_INTERVAL", 15, minimum=1, maximum=3600)

@@ -82,6 +82,9 @@ CATALOGUE: dict[str, MetricInfo] = {
     "postgres_replication_lag_seconds": MetricInfo(
         "Replication lag time", "s", "How far behind the primary a replica's replay is"
     ),
+    "postgres_sequence_used_percent": MetricInfo(
+        "Sequence used", "%", "How much of its range a sequence (and the key column it feeds) has used up"
+    ),
     "postgres_checkpoints_timed_per_second": MetricInfo(
         "Scheduled checkpoints", "/s", "Checkpoints started by checkpoint_timeout"
     ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from django.conf import settings
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Status
@@ -14,8 +15,12 @@ from core.errors import InvalidInput
 from core.roles import OPERATOR, ensure_role, has_role
 from core.schemas import ErrorOut
 from monitoring.models import Target
+from optimizer.activity_selectors import activity_read
 from optimizer.models import OptimizationRun, Recommendation
 from optimizer.schemas import (
+    ActivityOut,
+    BackendSignalIn,
+    BackendSignalOut,
     BenchmarkIn,
     BenchmarkOut,
     CacheReportOut,
@@ -27,6 +32,7 @@ from optimizer.schemas import (
     RunOut,
 )
 from optimizer.selectors import cache_report, database_report, recommendation_list, run_list, tuner_overview
+from optimizer.services.activity import backend_signal
 from optimizer.services.benchmark import benchmark_run
 from optimizer.services.runs import recommendation_apply_start, recommendation_dismiss, runs_start
 from optimizer.tuners.base import all_tuners
@@ -225,6 +231,64 @@ def database_report_get(request, target: str | None = None):
 )
 def database_optimize(request, payload: OptimizeIn):
     return _optimize(request, payload, Target.Kind.POSTGRES)
+
+
+@router.get(
+    "/performance/database/activity",
+    response={200: ActivityOut, **WRITE_ERRORS},
+    summary="A PostgreSQL target's live activity: running queries, idle transactions, locks, blocking tree",
+)
+def database_activity(request, target: str | None = None):
+    """Read from the target now, for operators; viewers get an empty answer whose `error` says why."""
+    activity = activity_read(target=_target(target, kind=Target.Kind.POSTGRES), live=has_role(request.auth, OPERATOR))
+    return {
+        "target_id": activity.target.id,
+        "target": activity.target.name,
+        "error": activity.error,
+        "read_at": activity.read_at,
+        "allow_terminate": settings.OPTIMIZER_ALLOW_TERMINATE,
+        "running": activity.running,
+        "idle_in_transaction": activity.idle_in_transaction,
+        "blocking": activity.blocking,
+        "locks": activity.locks,
+    }
+
+
+def _signal(request, payload: BackendSignalIn, action: str):
+    ensure_role(request.auth, OPERATOR)
+    return backend_signal(
+        target=_targets([payload.target])[0],
+        action=action,
+        pid=payload.pid,
+        backend_start=payload.backend_start,
+        query_start=payload.query_start,
+        actor=request.auth,
+        via="api",
+    )
+
+
+SIGNAL_ERRORS = {**WRITE_ERRORS, 503: ErrorOut}
+
+
+@router.post(
+    "/performance/database/activity/cancel",
+    response={200: BackendSignalOut, **SIGNAL_ERRORS},
+    summary="Cancel a backend's query (pg_cancel_backend), if it still runs the query shown",
+)
+def database_activity_cancel(request, payload: BackendSignalIn):
+    """409 when the pid is not a client backend of the target's database, or no longer the session (backend_start)
+    or the query (query_start) the activity list showed; 503 when the target cannot be reached."""
+    return _signal(request, payload, "cancel")
+
+
+@router.post(
+    "/performance/database/activity/terminate",
+    response={200: BackendSignalOut, **SIGNAL_ERRORS},
+    summary="Terminate a backend (pg_terminate_backend), if it still runs the query shown",
+)
+def database_activity_terminate(request, payload: BackendSignalIn):
+    """403 when PERFPILOT_ALLOW_TERMINATE is off; otherwise the same refusals as cancel."""
+    return _signal(request, payload, "terminate")
 
 
 @router.get(

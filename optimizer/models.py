@@ -21,6 +21,7 @@ class Recommendation(models.Model):
         AUTOVACUUM = "autovacuum", "Autovacuum settings"
         CONFIG = "config", "Configuration"
         VECTOR_INDEX = "vector_index", "Vector index"
+        SEQUENCE = "sequence", "Sequence near its end"
         CACHE = "cache", "Cache"
 
     class Status(models.TextChoices):

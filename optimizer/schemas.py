@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
+from pydantic import AwareDatetime
 
-from core.schemas import Bool, Id, StrictSchema
+from core.schemas import Bool, Id, Int, StrictSchema
 
 TargetName = Annotated[str, Field(min_length=1, max_length=100)]
 
@@ -111,6 +112,7 @@ class DatabaseReportOut(Schema):
     vacuum_advice: list[RecommendationOut]
     config_advice: list[RecommendationOut]
     vector_advice: list[RecommendationOut]
+    sequence_advice: list[RecommendationOut] = Field(..., description="Sequences and integer keys near their end.")
     vacuum_status: list[dict[str, Any]]
     last_runs: list[RunOut]
 
@@ -136,3 +138,70 @@ class BenchmarkOut(Schema):
     read_p95_ms: float
     write_p50_ms: float
     write_p95_ms: float
+
+
+# --- live activity --------------------------------------------------------------------------
+
+
+class BackendOut(Schema):
+    pid: int
+    username: str | None
+    application_name: str
+    client: str = Field(..., description="Client host name or address, or 'local' for a Unix socket.")
+    state: str | None
+    backend_start: datetime
+    xact_start: datetime | None
+    query_start: datetime | None
+    query_seconds: float | None = Field(..., description="Since the current (or last) query started.")
+    xact_seconds: float | None = Field(..., description="Since the open transaction started.")
+    state_seconds: float | None = Field(..., description="In the current state (idle in transaction for so long).")
+    wait_event_type: str | None
+    wait_event: str | None
+    query: str = Field(..., description="The query text, cut at 2,000 characters.")
+    blocked_by: list[int] = Field(..., description="Pids holding the lock this backend waits on.")
+
+
+class BlockingOut(Schema):
+    pid: int
+    depth: int = Field(
+        ..., description="0 for a blocker waiting on nobody; each waiter follows its blocker, one deeper."
+    )
+
+
+class LockOut(Schema):
+    pid: int
+    locktype: str
+    mode: str
+    granted: bool
+    object: str | None
+
+
+class ActivityOut(Schema):
+    target_id: int
+    target: str
+    error: str = Field(..., description="Why there is no live activity (viewer, disabled or unreachable target).")
+    read_at: datetime | None
+    allow_terminate: bool
+    running: list[BackendOut]
+    idle_in_transaction: list[BackendOut]
+    blocking: list[BlockingOut]
+    locks: list[LockOut]
+
+
+class BackendSignalIn(StrictSchema):
+    target: Id | TargetName
+    pid: Int = Field(..., ge=1, le=2**31 - 1)
+    backend_start: AwareDatetime = Field(..., description="As the activity list showed it: a reused pid is refused.")
+    query_start: AwareDatetime | None = Field(
+        None,
+        description="As the activity list showed it (null if none): a backend now running another query is refused.",
+    )
+
+
+class BackendSignalOut(Schema):
+    action: Literal["cancel", "terminate"]
+    pid: int
+    signalled: bool = Field(..., description="cancel: the signal was sent; terminate: the backend is gone.")
+    username: str
+    query: str
+    message: str

@@ -154,6 +154,7 @@ DATABASE_SECTIONS = {
     "vacuum_advice": ("vacuum", "autovacuum"),
     "config_advice": ("config",),
     "vector_advice": ("vector_index",),
+    "sequence_advice": ("sequence",),
 }
 
 

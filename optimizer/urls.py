@@ -15,6 +15,16 @@ urlpatterns = [
     path("log/", views.log, name="log"),
     path("database/", views.database, name="database"),
     path("database/<int:target_id>/", views.database, name="database-target"),
+    path("database/<int:target_id>/activity/", views.activity, name="activity"),
+    path(
+        "database/<int:target_id>/activity/cancel/", views.activity_signal, {"action": "cancel"}, name="activity-cancel"
+    ),
+    path(
+        "database/<int:target_id>/activity/terminate/",
+        views.activity_signal,
+        {"action": "terminate"},
+        name="activity-terminate",
+    ),
     path("cache/", views.cache, name="cache"),
     path("cache/<int:target_id>/", views.cache, name="cache-target"),
 ]

@@ -3,19 +3,23 @@ Database and Cache pages per target. One URL serves each page and its HTMX fragm
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 from django_celery_beat.models import PeriodicTask
 from django_htmx.http import HttpResponseStopPolling
 
 from core.errors import InvalidInput
-from core.htmx import requested_fragment
+from core.htmx import render_page, requested_fragment
 from core.queueing import QueueUnavailable
 from core.roles import OPERATOR, has_role, role_required
 from core.views import section_context
 from monitoring.models import Target
+from optimizer.activity_selectors import activity_read
 from optimizer.charts import before_after_json
 from optimizer.evidence import evidence_table
 from optimizer.models import OptimizationRun, Recommendation
@@ -29,6 +33,7 @@ from optimizer.selectors import (
     run_progress,
     tuner_overview,
 )
+from optimizer.services.activity import backend_signal
 from optimizer.services.runs import recommendation_apply_start, recommendation_dismiss, runs_start
 from optimizer.services.schedules import tuner_schedule_update
 from optimizer.tuners.base import all_tuners
@@ -239,3 +244,62 @@ def cache(request: HttpRequest, target_id: int | None = None) -> HttpResponse:
     return render(
         request, "optimizer/cache.html", {**_picker(targets, target, kind=Target.Kind.REDIS), "report": report}
     )
+
+
+@require_GET
+def activity(request: HttpRequest, target_id: int) -> HttpResponse:
+    """Live activity of a PostgreSQL target; HTMX polls its `activity` fragment while the tab is visible."""
+    target = get_object_or_404(postgres_targets(), pk=target_id)
+    live = has_role(request.user, OPERATOR)  # reading the target live connects out: operators only
+    context = {
+        "target": target,
+        "live": live,
+        "activity": activity_read(target=target, live=live),
+        "allow_terminate": settings.OPTIMIZER_ALLOW_TERMINATE,
+    }
+    return render_page(request, "optimizer/activity.html", context, fragment=requested_fragment(request, "activity"))
+
+
+def _shown_time(request: HttpRequest, name: str, *, required: bool):
+    raw = request.POST.get(name, "")
+    if not raw and not required:
+        return None
+    try:
+        value = parse_datetime(raw)
+    except ValueError:
+        value = None
+    if value is None:
+        raise InvalidInput(f"{name} must be the ISO 8601 time the page showed.", field=name)
+    return value
+
+
+@require_POST
+@role_required(OPERATOR)
+def activity_signal(request: HttpRequest, target_id: int, action: str) -> HttpResponse:
+    """Cancel (pg_cancel_backend) or terminate (pg_terminate_backend) a backend as the page showed it."""
+    target = get_object_or_404(postgres_targets(), pk=target_id)
+    try:
+        pid = request.POST.get("pid", "")
+        if not pid.isdigit() or not 0 < int(pid) < 2**31:
+            raise InvalidInput("pid must be a backend's process id.", field="pid")
+        result = backend_signal(
+            target=target,
+            action=action,
+            pid=int(pid),
+            backend_start=_shown_time(request, "backend_start", required=True),
+            query_start=_shown_time(request, "query_start", required=False),
+            actor=request.user,
+            via="ui",
+        )
+    except (InvalidInput, PermissionDenied) as exc:
+        if not request.htmx:
+            messages.error(request, str(exc))
+            return redirect("optimizer:activity", target_id=target.id)
+        # 422: the page swaps it in where the result goes (other 4xx stay out of the page).
+        return render(request, "optimizer/_error.html", {"message": str(exc)}, status=422)
+    if not request.htmx:
+        (messages.success if result.signalled else messages.warning)(request, result.message)
+        return redirect("optimizer:activity", target_id=target.id)
+    response = render(request, "optimizer/activity.html#result", {"result": result})
+    response["HX-Trigger"] = "activity-changed"  # the live list reads the target again at once
+    return response

@@ -65,6 +65,11 @@ DEFAULT_RULES: dict[str, RuleInput] = {
         warning_threshold=50, critical_threshold=75, summary="Transaction IDs approaching wraparound",
         runbook="Run VACUUM (FREEZE) on the oldest tables; check that autovacuum keeps up.",
     ),
+    "pg_sequence_end": RuleInput(
+        name="PostgreSQL sequence near its end", kind=ABOVE, metric="postgres_sequence_used_percent",
+        warning_threshold=75, critical_threshold=90, summary="A sequence (or the integer key it feeds) is running out",
+        runbook="Move the sequence and its key columns to bigint: see the Database page's sequence advice.",
+    ),
     "redis_memory": RuleInput(
         name="Redis memory", kind=ABOVE, metric="redis_used_memory_bytes", warning_threshold=2 * GIB,
         critical_threshold=4 * GIB, for_seconds=300, summary="Redis uses much memory",

@@ -25,6 +25,10 @@ Metrics (labels in braces):
                                              per connected replica (from pg_stat_replication); on a
                                              standby also its own lag behind its primary (no label)
     postgres_checkpoints_timed_per_second, postgres_checkpoints_requested_per_second   COUNTER
+    postgres_sequence_used_percent{database,sequence}
+                                             the TOP_SEQUENCES sequences nearest their end: last value
+                                             as a share of the lower of their maximum and the maximum
+                                             of the columns they feed (PgHero's sequence check)
 
 CollectResult.statements holds cumulative pg_stat_statements counters of the monitored database,
 one per queryid (summed over users), without the collector's own queries; None plus a note when
@@ -61,6 +65,7 @@ APPLICATION_NAME = "perfpilot-collector"
 MARKER = "/* perfpilot-collector */"
 MIN_SERVER_VERSION = 130000
 TOP_DEAD_TUPLE_TABLES = 10
+TOP_SEQUENCES = 20
 WRAPAROUND_LIMIT = 2**31
 _CONNECTION_STATES = ("active", "idle", "idle_in_transaction", "idle_in_transaction_aborted")
 
@@ -110,6 +115,46 @@ _DATABASES_SQL = _marked(
 _DEAD_TUPLES_SQL = _marked(
     """SELECT schemaname || '.' || relname, n_dead_tup, n_live_tup FROM pg_stat_user_tables
        WHERE n_dead_tup > 0 ORDER BY n_dead_tup DESC, 1 LIMIT %s"""
+)
+# Sequences nearest their end (ascending, not cycling, readable by the user). A sequence runs out at
+# the lower of its own maximum and the maximum of the columns it feeds: a bigint sequence behind an
+# integer key fails at 2^31 - 1 like an integer one. It feeds a column as serial/identity (pg_depend
+# 'a'/'i') or through a column default calling nextval (pg_attrdef's dependency). The optimizer's
+# sequences tuner reads the same rows to draft the ALTER statements.
+SEQUENCES_SQL = _marked(
+    """WITH feeds AS (
+         SELECT d.objid AS seq, d.refobjid AS rel, d.refobjsubid AS attnum
+         FROM pg_depend d
+         WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+           AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0
+         UNION
+         SELECT d.refobjid, ad.adrelid, ad.adnum
+         FROM pg_attrdef ad JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+         WHERE d.refclassid = 'pg_class'::regclass
+       ), fed AS (
+         SELECT f.seq, n.nspname::text AS table_schema, c.relname::text AS table_name,
+                a.attname::text AS column_name, format_type(a.atttypid, NULL) AS column_type,
+                CASE a.atttypid WHEN 'int2'::regtype THEN 32767 WHEN 'int4'::regtype THEN 2147483647
+                                ELSE 9223372036854775807 END::bigint AS column_max
+         FROM feeds f JOIN pg_class c ON c.oid = f.rel JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_attribute a ON a.attrelid = f.rel AND a.attnum = f.attnum AND NOT a.attisdropped
+       ), used AS (
+         SELECT n.nspname::text AS schema, c.relname::text AS name, format_type(s.seqtypid, NULL) AS sequence_type,
+                CASE WHEN has_sequence_privilege(s.seqrelid, 'SELECT,USAGE')
+                     THEN pg_sequence_last_value(s.seqrelid) END AS last_value,
+                s.seqmax AS sequence_max,
+                least(s.seqmax, (SELECT min(column_max) FROM fed WHERE fed.seq = s.seqrelid)) AS limit_value,
+                coalesce((SELECT json_agg(json_build_object('schema', table_schema, 'table', table_name,
+                                                            'column', column_name, 'type', column_type)
+                                          ORDER BY table_schema, table_name, column_name)
+                          FROM fed WHERE fed.seq = s.seqrelid), '[]') AS columns
+         FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE NOT s.seqcycle AND s.seqincrement > 0
+       )
+       SELECT schema, name, sequence_type, last_value, sequence_max, limit_value,
+              (100.0 * last_value / limit_value)::float8 AS used_percent, columns
+       FROM used WHERE last_value IS NOT NULL AND limit_value > 0
+       ORDER BY used_percent DESC, schema, name LIMIT %s"""
 )
 # Lag is measured against this server's WAL position: the current one on a primary, the replayed
 # one on a standby that feeds cascading replicas.
@@ -283,6 +328,7 @@ class PostgresCollector(Collector):
         add(self._dead_tuples(conn, labels))
         add(self._replication(conn, in_recovery))
         add(self._checkpoints(conn))
+        add(self._sequences(conn, labels))
         result.statements = self._statements(conn, database, preload, result.notes)
         return result
 
@@ -400,6 +446,12 @@ class PostgresCollector(Collector):
         return [
             Measurement("postgres_checkpoints_timed_per_second", float(timed), kind=COUNTER, unit="/s"),
             Measurement("postgres_checkpoints_requested_per_second", float(requested), kind=COUNTER, unit="/s"),
+        ]
+
+    def _sequences(self, conn: psycopg.Connection, labels: dict[str, str]) -> list[Measurement]:
+        return [
+            Measurement("postgres_sequence_used_percent", used, {**labels, "sequence": f"{schema}.{name}"}, unit="%")
+            for schema, name, *_, used, _columns in conn.execute(SEQUENCES_SQL, [TOP_SEQUENCES])
         ]
 
     def _statements(

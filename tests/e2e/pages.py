@@ -98,6 +98,7 @@ def seed_every_page(*, actor) -> dict[str, str]:
         "optimization log": "/optimizer/log/",
         "optimizer run": f"/optimizer/runs/{run.id}/",
         "database": f"/optimizer/database/{target.id}/",
+        "database activity": f"/optimizer/database/{target.id}/activity/",
         "cache": "/optimizer/cache/",
         "scaling": "/scaling/",
         "scaled service": f"/scaling/services/{service.name}/",

@@ -372,6 +372,28 @@ def test_a_table_full_of_dead_tuples_is_in_the_top_n(server, table):
     assert len(_values(result, "postgres_table_dead_tuples")) <= 10
 
 
+def test_a_sequence_near_the_end_of_its_key_column_is_collected_as_a_series(server, table, clean_samples):
+    """A bigint sequence feeding an integer key runs out at the column's 2^31 - 1, not its own maximum."""
+    ident, sequence = sql.Identifier(table), f"{table}_seq"
+    with server.connect() as conn:
+        conn.execute(sql.SQL("CREATE SEQUENCE {} AS bigint").format(sql.Identifier(sequence)))
+        conn.execute(
+            sql.SQL("CREATE TABLE {} (id int PRIMARY KEY DEFAULT nextval({}))").format(ident, sql.Literal(sequence))
+        )
+        conn.execute("SELECT setval(%s, 2147000000)", [sequence])
+    target = _saved_target(server, f"seq-{table}")  # clean_samples empties the tables afterwards
+    try:
+        assert collect_target(target=target).ok
+        labels = {"database": _database(server), "sequence": f"public.{sequence}"}
+        assert _samples(target, "postgres_sequence_used_percent", **labels) == [
+            pytest.approx(100 * 2147000000 / 2147483647)
+        ]
+    finally:
+        with server.connect() as conn:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
+            conn.execute(sql.SQL("DROP SEQUENCE IF EXISTS {}").format(sql.Identifier(sequence)))
+
+
 # --- pg_stat_statements -----------------------------------------------------------------------
 
 
