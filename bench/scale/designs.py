@@ -104,6 +104,19 @@ SCHEDULER = Design(
 )
 
 
+def collect_queues(ids: list[int]) -> list[str]:
+    """The queues these targets' collections go to: `collect`, and their groups' own where targets have
+    groups (named by the scheduler's own group_queue when the code has it)."""
+    if "group" not in {f.name for f in Target._meta.get_fields()}:
+        return ["collect"]
+    try:
+        from monitoring.services.scheduling import group_queue
+    except ImportError:
+        group_queue = "collect.{}".format
+    groups = Target.objects.filter(pk__in=ids).exclude(group="").values_list("group", flat=True).distinct()
+    return sorted({"collect", *(group_queue(group) for group in groups)})
+
+
 def scheduler_available() -> bool:
     """Whether this code has the scheduler that replaces beat for collections."""
     return importlib.util.find_spec("monitoring.services.scheduling") is not None or "run_scheduler" in get_commands()

@@ -18,7 +18,7 @@ from django.db import connection
 from django.utils import timezone
 
 from bench import percentile
-from bench.scale.designs import INTERVAL, Design
+from bench.scale.designs import INTERVAL, Design, collect_queues
 from bench.servers import ROOT, celery_spawn, spawn
 from config.celery import app
 from core.supervisor import stop_process_group
@@ -75,14 +75,6 @@ class Run:
 
 
 # --- processes -------------------------------------------------------------------------------
-
-
-def _queues(ids: list[int]) -> list[str]:
-    """`collect`, and a group's own queue for each group of these targets when targets have groups."""
-    if "group" not in {f.name for f in Target._meta.get_fields()}:
-        return ["collect"]
-    groups = Target.objects.filter(pk__in=ids).exclude(group="").values_list("group", flat=True).distinct()
-    return ["collect", *sorted(f"collect.{group}" for group in groups)]
 
 
 def _purge(queues: list[str]) -> None:
@@ -155,7 +147,7 @@ class Setup:
 
 def run_once(setup: Setup) -> Run:
     design, ids = setup.design, setup.ids
-    queues = _queues(ids)
+    queues = collect_queues(ids)
     design.prepare(ids)
     _purge(queues)
     worker_argv = ["worker", "--loglevel", "WARNING", "--queues", ",".join(queues), "--concurrency", "1"]
