@@ -26,6 +26,9 @@ so it never touches the data of `make run` or `make test`; it migrates, loads it
 same code paths as production (`monitoring.storage.samples_write`, `rollups_run`), measures with
 `time.perf_counter`, and rewrites only its own section below (between its `bench:NAME` markers).
 
+`make bench BENCH_ARGS="scale --quick"` runs a smaller, shorter scale benchmark (100 and 300
+targets), and `--scale-sizes 100,1000 --scale-window 60` chooses its sizes and window.
+
 Each section says when and on what machine it was measured, and sets each figure beside a
 baseline measured in the same run, with the ratio. Figures are wall-clock times from a single
 Python client on a warm cache; unit tests never assert timings.

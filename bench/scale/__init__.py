@@ -184,7 +184,8 @@ def _line(run: Run) -> str:
         f"{run.share:.1f} % on time, age p95 {run.age_p95:.1f} s max {run.age_max:.1f} s, "
         f"scheduler {run.scheduler_cores:.2f} core ({run.scheduler_ms:.2f} ms/dispatch, {run.dispatched} dispatched), "
         f"workers {run.worker_cores:.2f} core ({run.worker_ms:.1f} ms/collection, {run.scrapes} scrapes), "
-        f"exporter {run.exporter_cores:.2f} core, machine {run.machine_cores:.2f} core, "
+        f"exporter {run.exporter_cores:.2f} core, PostgreSQL and Redis {run.server_cores:.2f} core, "
+        f"machine {run.machine_cores:.2f} core, "
         f"{run.commits_per_s:.0f} commits/s {run.rows_per_s:.0f} rows/s, doubled {run.doubled} missed {run.missed}, "
         f"warm-up {run.warmed:.0f} s"
     )
@@ -254,8 +255,8 @@ def _result(runs, designs, sizes, window, warmup, kill_size, seeding) -> BenchRe
     )
     header = (
         "| design | targets | workers | schedulers | within 15 s | age p95 / max | scheduler CPU | per dispatch "
-        "| worker CPU | per collection | exporter CPU | machine CPU | DB commits/s | DB rows/s | twice | missed "
-        "| gaps > 20 s | warm-up "
+        "| worker CPU | per collection | exporter CPU | PostgreSQL + Redis CPU | machine CPU | DB commits/s "
+        "| DB rows/s | twice | missed | gaps > 20 s | warm-up "
         "| vs beat: per dispatch / per collection / rows/s |"
     )
     rows = [header, "|" + " --- |" * header.count(" | ") + " --- |"]
@@ -275,7 +276,8 @@ def _result(runs, designs, sizes, window, warmup, kill_size, seeding) -> BenchRe
             f"| {r.design} | {r.targets:,} | {r.workers} | {r.schedulers}{' (1 killed)' if r.killed else ''} "
             f"| {r.share:.1f} % | {r.age_p95:.1f} / {r.age_max:.1f} s | {r.scheduler_cores:.2f} core "
             f"| {r.scheduler_ms:.2f} ms | {r.worker_cores:.2f} core{saturated} "
-            f"| {r.worker_ms:.1f} ms | {r.exporter_cores:.2f} core | {r.machine_cores:.2f} core "
+            f"| {r.worker_ms:.1f} ms | {r.exporter_cores:.2f} core | {r.server_cores:.2f} core "
+            f"| {r.machine_cores:.2f} core "
             f"| {r.commits_per_s:.0f} | {r.rows_per_s:,.0f} | {r.doubled} | {r.missed} | {r.long_gaps} "
             f"| {r.warmed:.0f} s | {versus} |"
         )

@@ -4,6 +4,7 @@ pg_stat_database)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -21,6 +22,7 @@ from bench import percentile
 from bench.scale.designs import INTERVAL, Design, collect_queues
 from bench.servers import ROOT, celery_spawn, spawn
 from config.celery import app
+from core.embedded import embedded_servers_from_settings
 from core.supervisor import stop_process_group
 from monitoring.models import Target
 
@@ -52,6 +54,7 @@ class Run:
     scheduler_cores: float
     worker_cores: float
     exporter_cores: float
+    server_cores: float  # the embedded PostgreSQL (all its backends) and Redis
     commits_per_s: float
     rows_per_s: float
     doubled: int
@@ -107,6 +110,18 @@ def _cpu(processes: list[psutil.Process], seen: dict[int, float]) -> None:
             except psutil.NoSuchProcess:
                 continue
             seen[member.pid] = times.user + times.system
+
+
+def _servers() -> list[psutil.Process]:
+    """The bench's embedded PostgreSQL postmaster (its backends are its children) and Redis."""
+    postgres, redis_server = embedded_servers_from_settings()
+    pidfiles = [postgres and postgres.data / "postmaster.pid", redis_server and redis_server.pidfile]
+    found = []
+    for pidfile in filter(None, pidfiles):
+        # One not running from its pidfile is left out here (its CPU still shows in the machine's).
+        with contextlib.suppress(OSError, ValueError, IndexError, psutil.NoSuchProcess):
+            found.append(psutil.Process(int(pidfile.read_text().split()[0])))
+    return found
 
 
 def _cores(start: dict[int, float], end: dict[int, float], window: float) -> float:
@@ -203,6 +218,7 @@ def _measure(setup: Setup, schedulers: list, workers: list, started: float, offs
         "scheduler": [psutil.Process(p.pid) for p in schedulers],
         "worker": [psutil.Process(p.pid) for p in workers],
         "exporter": [setup.exporter],
+        "servers": _servers(),
     }
     begin = {role: {} for role in roles}
     seen = {role: {} for role in roles}
@@ -249,6 +265,7 @@ def _measure(setup: Setup, schedulers: list, workers: list, started: float, offs
         scheduler_cores=_cores(begin["scheduler"], seen["scheduler"], window),
         worker_cores=_cores(begin["worker"], seen["worker"], window),
         exporter_cores=_cores(begin["exporter"], seen["exporter"], window),
+        server_cores=_cores(begin["servers"], seen["servers"], window),
         commits_per_s=(commits1 - commits0) / window,
         rows_per_s=(rows1 - rows0) / window,
         doubled=scrapes["doubled"],
