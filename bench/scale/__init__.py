@@ -56,7 +56,7 @@ from monitoring.services.collection import collect_target
 from monitoring.services.targets import TargetInput, target_create
 
 SIZES, QUICK_SIZES = (100, 300, 1000, 3000, 5000), (100, 300)
-WINDOW, QUICK_WINDOW = 40.0, 20.0
+WINDOW, QUICK_WINDOW = 30.0, 20.0  # three intervals; both designs at full size: ~30 min
 KILL_TARGETS, QUICK_KILL_TARGETS = 1000, 100
 WORKERS = (1, 2)
 SCHEDULER_AIM_MS = 0.5

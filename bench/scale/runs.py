@@ -28,7 +28,7 @@ from monitoring.models import Target
 
 LATE = INTERVAL + 5  # "collected within one interval + 5 s"
 WARMUP = 20.0  # two intervals at least, and until every target was collected once in this run (new
-WARMUP_MAX = 60.0  # workers fill their caches on each target's first collection), at most this long
+WARMUP_MAX = 45.0  # workers fill their caches on each target's first collection), at most this long
 # make run's heartbeat interval (the bench's test settings have 1 s, which would wake beat every second).
 ENV = {"PERFPILOT_HEARTBEAT_INTERVAL": "5"}
 SAMPLE_EVERY = 2.0
