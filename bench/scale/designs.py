@@ -6,8 +6,10 @@ scheduler process, the state it needs before a run, and its own count of dispatc
   `collect`, expiring after one interval), and `celery beat`. Only one beat may run.
 - `scheduler`: `manage.py run_scheduler` processes over the targets' `next_due_at`, when the code
   has them (monitoring.services.scheduling or the command).
-Both spread the targets' phases evenly over the interval before each run, as targets added over
-time are.
+Both spread the targets' first collections evenly over one interval starting STARTUP seconds after
+prepare() (called just before the scheduler processes start), as targets added over time are spread:
+a scheduler that starts with every target overdue sends them all at once, and beat then keeps them
+bunched in that phase for good.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from monitoring.models import Target
 INTERVAL = 10
 PREFIX = "scale-bench-"
 COLLECT_TASK = "monitoring.tasks.collect_target_task"
+STARTUP = 5.0  # seconds a scheduler process takes to start (Django setup), on a busy 2-core machine
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,8 @@ def _beat_prepare(ids: list[int]) -> None:
     now = timezone.now()
     schedules = list(collect_schedules(ids).order_by("id"))
     for n, schedule in enumerate(schedules):
-        schedule.last_run_at = now - timedelta(seconds=INTERVAL * n / len(schedules))
+        # Due at last_run_at + INTERVAL: from now + STARTUP on, evenly over one interval.
+        schedule.last_run_at = now + timedelta(seconds=STARTUP - INTERVAL * n / len(schedules))
         schedule.enabled = True
     PeriodicTask.objects.bulk_update(schedules, ["last_run_at", "enabled"], batch_size=1000)
 
@@ -85,7 +89,7 @@ def _scheduler_prepare(ids: list[int]) -> None:
         now = timezone.now()
         targets = list(Target.objects.filter(pk__in=ids).order_by("pk"))
         for n, target in enumerate(targets):
-            target.next_due_at = now + timedelta(seconds=INTERVAL * n / len(targets))
+            target.next_due_at = now + timedelta(seconds=STARTUP + INTERVAL * n / len(targets))
         Target.objects.bulk_update(targets, ["next_due_at"], batch_size=1000)
 
 

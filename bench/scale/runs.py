@@ -163,7 +163,6 @@ class Setup:
 def run_once(setup: Setup) -> Run:
     design, ids = setup.design, setup.ids
     queues = collect_queues(ids)
-    design.prepare(ids)
     _purge(queues)
     worker_argv = ["worker", "--loglevel", "WARNING", "--queues", ",".join(queues), "--concurrency", "1"]
     workers = [
@@ -173,6 +172,7 @@ def run_once(setup: Setup) -> Run:
     schedulers = []
     try:
         _wait_for_workers(setup.workers)
+        design.prepare(ids)
         offset, started = LOG.stat().st_size, time.time()
         schedulers = [
             spawn(design.command(n), f"scale-{design.key}{n}.log", extra_env=ENV)
