@@ -25,7 +25,20 @@ BENCHMARKS: dict[str, str] = {
     "lighthouse": "bench.lighthouse",
     "faults_outage": "bench.faults_outage",
     "fuzz": "bench.fuzz",
+    "scale": "bench.scale",
 }
+
+
+@dataclass(frozen=True)
+class Options:
+    """Command-line options of `python -m bench` that benchmarks may read (the defaults are the full run)."""
+
+    quick: bool = False  # a smaller, shorter run to check a change to a benchmark
+    scale_sizes: tuple[int, ...] = ()  # target counts of `scale`; empty: its own defaults
+    scale_window: float | None = None  # seconds of `scale`'s measured window; None: its own default
+
+
+options = Options()  # replaced by bench/__main__.py from the command line before any run()
 
 
 @dataclass(frozen=True)

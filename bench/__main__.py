@@ -26,6 +26,9 @@ so it never touches the data of `make run` or `make test`; it migrates, loads it
 same code paths as production (`monitoring.storage.samples_write`, `rollups_run`), measures with
 `time.perf_counter`, and rewrites only its own section below (between its `bench:NAME` markers).
 
+`make bench BENCH_ARGS="scale --quick"` runs a smaller, shorter scale benchmark (100 and 300
+targets), and `--scale-sizes 100,1000 --scale-window 60` chooses its sizes and window.
+
 Each section says when and on what machine it was measured, and sets each figure beside a
 baseline measured in the same run, with the ratio. Figures are wall-clock times from a single
 Python client on a warm cache; unit tests never assert timings.
@@ -105,12 +108,23 @@ def _write_doc(section: str, name: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _configure_environment()
+    import bench
     from bench import BENCHMARKS
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (all)")
     parser.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument("--quick", action="store_true", help="smaller, shorter runs of the benchmarks that offer one")
+    parser.add_argument("--scale-sizes", metavar="N,N,...", help="target counts of the scale benchmark")
+    parser.add_argument("--scale-window", type=float, metavar="SECONDS", help="measured window of each scale run")
     args = parser.parse_args(argv)
+    try:
+        sizes = tuple(int(n) for n in args.scale_sizes.split(",")) if args.scale_sizes else ()
+    except ValueError:
+        parser.error("--scale-sizes takes whole numbers separated by commas, e.g. 100,300")
+    if any(n < 1 for n in sizes) or (args.scale_window is not None and args.scale_window < 10):
+        parser.error("--scale-sizes must be positive and --scale-window at least 10 seconds")
+    bench.options = bench.Options(quick=args.quick, scale_sizes=sizes, scale_window=args.scale_window)
     unknown = [name for name in args.names if name not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")

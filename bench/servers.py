@@ -67,14 +67,20 @@ def _wait_until_serving(port: int, process: subprocess.Popen) -> None:
     raise SystemExit("gunicorn did not start for the benchmark")
 
 
-def celery_spawn(argv: list[str], log: str) -> subprocess.Popen:
+def celery_spawn(argv: list[str], log: str, *, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
     """`celery -A config ARGV` on the bench's database and Redis, logging to var/bench/LOG."""
+    return spawn([sys.executable, "-m", "celery", "-A", "config", *argv], log, extra_env=extra_env)
+
+
+def spawn(argv: list[str], log: str, *, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """ARGV in its own session (stop it with core.supervisor.stop_process_group) on the bench's
+    database and Redis, from the project's folder, logging to var/bench/LOG."""
     (ROOT / "var" / "bench").mkdir(parents=True, exist_ok=True)
     handle = (ROOT / "var" / "bench" / log).open("w")
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", *argv],
+        argv,
         cwd=ROOT,
-        env={**os.environ},
+        env={**os.environ, **(extra_env or {})},
         stdout=handle,
         stderr=subprocess.STDOUT,
         start_new_session=True,
