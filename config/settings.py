@@ -285,6 +285,9 @@ OPTIMIZER_RUN_STALE_SECONDS = envint("PERFPILOT_OPTIMIZER_RUN_STALE", 60, minimu
 # A pending run that no task has touched for this long (its task was lost, or never queued) is
 # ended as "interrupted"; runs waiting behind another run's lock touch it at every retry.
 OPTIMIZER_PENDING_TIMEOUT_SECONDS = envint("PERFPILOT_OPTIMIZER_PENDING_TIMEOUT", 900, minimum=60)
+# EXPLAIN ANALYZE runs the query on the target (inside a transaction always rolled back): at most this
+# long, and an operator may ask for less per run.
+EXPLAIN_ANALYZE_TIMEOUT_SECONDS = envint("PERFPILOT_EXPLAIN_ANALYZE_TIMEOUT", 60, minimum=1, maximum=3600)
 # --- scaling ---------------------------------------------------------------------------------
 # How often beat evaluates every scaled service (the HPA's sync period is 15 s too).
 SCALING_INTERVAL_SECONDS = envint("PERFPILOT_SCALING_INTERVAL", 15, minimum=1, maximum=3600)

@@ -136,3 +136,79 @@ class BenchmarkOut(Schema):
     read_p95_ms: float
     write_p50_ms: float
     write_p95_ms: float
+
+
+# --- EXPLAIN ---------------------------------------------------------------------------------
+
+ExplainRunStatus = Literal["pending", "running", "done", "failed", "cancelled", "interrupted"]
+QueryText = Annotated[str, Field(min_length=1, max_length=100_000)]
+
+
+class ExplainIn(StrictSchema):
+    target: Id | TargetName = Field(..., description="The PostgreSQL target, by id or name.")
+    query: QueryText | None = Field(None, description="One statement; normalized text may hold $1, $2 ….")
+    queryid: int | None = Field(None, description="Or a pg_stat_statements query id monitoring recorded.")
+    mode: Literal["auto", "plain", "generic"] = Field(
+        "auto", description="auto: the generic plan when the text has $n parameters, else plain EXPLAIN."
+    )
+
+
+class ExplainAnalyzeIn(StrictSchema):
+    target: Id | TargetName = Field(..., description="The PostgreSQL target, by id or name.")
+    query: QueryText | None = Field(None, description="One statement with constants (it runs, then is rolled back).")
+    queryid: int | None = Field(None, description="Or a recorded query id (its text must have no $n).")
+    statement_timeout_seconds: float | None = Field(
+        None, gt=0, le=3600, description="At most PERFPILOT_EXPLAIN_ANALYZE_TIMEOUT (the default)."
+    )
+
+
+class PlanNodeOut(Schema):
+    index: int
+    depth: int
+    node_type: str
+    detail: str
+    estimated_rows: float
+    actual_rows: float | None
+    misestimate_factor: float | None = Field(..., description="How many times off the row estimate was, either way.")
+    loops: int | None
+    total_cost: float
+    exclusive_cost: float
+    exclusive_time_ms: float | None = Field(..., description="Time in this node itself, all loops, children excluded.")
+    shared_hit: int | None
+    shared_read: int | None
+    worst: bool
+    notes: list[str]
+
+
+class ExplainOut(Schema):
+    target_id: int
+    target: str
+    mode: Literal["plain", "generic"]
+    method: str = Field(..., description="How the plan was obtained (GENERIC_PLAN, or PREPARE on PostgreSQL < 16).")
+    query: str
+    server_version: int
+    nodes: list[PlanNodeOut]
+    worst_node: int | None
+    planning_time_ms: float | None
+    plan: list[dict[str, Any]] = Field(..., description="EXPLAIN (FORMAT JSON) as the target returned it.")
+
+
+class ExplainRunOut(Schema):
+    id: int
+    target_id: int
+    target: str = Field(..., alias="target.name")
+    query: str
+    queryid: int | None
+    status: ExplainRunStatus = Field(..., description="pending and running are live; every other status is terminal.")
+    statement_timeout_seconds: float
+    started_by: str = Field(..., alias="started_by_name")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    backend_pid: int | None
+    cancel_requested_at: datetime | None
+    error: str
+    plan: list[dict[str, Any]] | None
+    nodes: list[PlanNodeOut]
+    worst_node: int | None
+    execution_time_ms: float | None
