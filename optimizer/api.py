@@ -15,8 +15,7 @@ from core.roles import OPERATOR, ensure_role, has_role
 from core.schemas import ErrorOut
 from monitoring.models import Target
 from optimizer.explain_selectors import explain_run_get
-from optimizer.models import ExplainRun, OptimizationRun, Recommendation
-from optimizer.plans import plan_tree
+from optimizer.models import OptimizationRun, Recommendation
 from optimizer.schemas import (
     BenchmarkIn,
     BenchmarkOut,
@@ -290,23 +289,6 @@ def _explain_query(payload, target: Target) -> tuple[str, int | None]:
     return query_text_for(target=target, queryid=payload.queryid), payload.queryid
 
 
-def _tree_out(plan) -> dict:
-    if not plan:
-        return {"nodes": [], "worst_node": None, "execution_time_ms": None, "planning_time_ms": None}
-    tree = plan_tree(plan)
-    return {
-        "nodes": tree.nodes,
-        "worst_node": tree.worst.index if tree.worst else None,
-        "execution_time_ms": tree.execution_time_ms,
-        "planning_time_ms": tree.planning_time_ms,
-    }
-
-
-def _explain_run_out(run: ExplainRun) -> dict:
-    fields = {name: getattr(run, name) for name in ExplainRunOut.model_fields if hasattr(run, name)}
-    return {**fields, "target.name": run.target.name, "started_by_name": run.started_by_name, **_tree_out(run.plan)}
-
-
 @router.post(
     "/performance/database/explain",
     response={200: ExplainOut, 502: ErrorOut, **WRITE_ERRORS},
@@ -326,7 +308,9 @@ def database_explain(request, payload: ExplainIn):
         "query": result.query,
         "server_version": result.server_version,
         "plan": result.plan,
-        **_tree_out(result.plan),
+        "nodes": result.tree.nodes,
+        "worst_node": result.tree.worst.index if result.tree.worst else None,
+        "planning_time_ms": result.tree.planning_time_ms,
     }
 
 
@@ -348,7 +332,7 @@ def database_explain_analyze(request, payload: ExplainAnalyzeIn):
         actor=request.auth,
         via="api",
     )
-    return Status(202 if created else 409, _explain_run_out(run))
+    return Status(202 if created else 409, run)
 
 
 @router.get(
@@ -357,7 +341,7 @@ def database_explain_analyze(request, payload: ExplainAnalyzeIn):
     summary="An EXPLAIN ANALYZE run: its status and, once done, the plan",
 )
 def database_explain_run(request, run_id: int):
-    return _explain_run_out(explain_run_get(run_id=run_id))
+    return explain_run_get(run_id=run_id)
 
 
 @router.post(
@@ -369,4 +353,4 @@ def database_explain_cancel(request, run_id: int):
     """409 when the run is over already."""
     ensure_role(request.auth, OPERATOR)
     run = explain_analyze_cancel(run=explain_run_get(run_id=run_id), actor=request.auth, via="api")
-    return _explain_run_out(run)
+    return run

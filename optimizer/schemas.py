@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
 
-from core.schemas import Bool, Id, StrictSchema
+from core.schemas import Bool, Float, Id, Int, StrictSchema
+from optimizer.plans import plan_tree
 
 TargetName = Annotated[str, Field(min_length=1, max_length=100)]
 
@@ -142,12 +143,13 @@ class BenchmarkOut(Schema):
 
 ExplainRunStatus = Literal["pending", "running", "done", "failed", "cancelled", "interrupted"]
 QueryText = Annotated[str, Field(min_length=1, max_length=100_000)]
+QueryId = Annotated[Int, Field(ge=-(2**63), le=2**63 - 1)]  # pg_stat_statements' queryid is a signed bigint
 
 
 class ExplainIn(StrictSchema):
     target: Id | TargetName = Field(..., description="The PostgreSQL target, by id or name.")
     query: QueryText | None = Field(None, description="One statement; normalized text may hold $1, $2 ….")
-    queryid: int | None = Field(None, description="Or a pg_stat_statements query id monitoring recorded.")
+    queryid: QueryId | None = Field(None, description="Or a pg_stat_statements query id monitoring recorded.")
     mode: Literal["auto", "plain", "generic"] = Field(
         "auto", description="auto: the generic plan when the text has $n parameters, else plain EXPLAIN."
     )
@@ -156,8 +158,8 @@ class ExplainIn(StrictSchema):
 class ExplainAnalyzeIn(StrictSchema):
     target: Id | TargetName = Field(..., description="The PostgreSQL target, by id or name.")
     query: QueryText | None = Field(None, description="One statement with constants (it runs, then is rolled back).")
-    queryid: int | None = Field(None, description="Or a recorded query id (its text must have no $n).")
-    statement_timeout_seconds: float | None = Field(
+    queryid: QueryId | None = Field(None, description="Or a recorded query id (its text must have no $n).")
+    statement_timeout_seconds: Float | None = Field(
         None, gt=0, le=3600, description="At most PERFPILOT_EXPLAIN_ANALYZE_TIMEOUT (the default)."
     )
 
@@ -209,6 +211,19 @@ class ExplainRunOut(Schema):
     cancel_requested_at: datetime | None
     error: str
     plan: list[dict[str, Any]] | None
-    nodes: list[PlanNodeOut]
+    nodes: list[PlanNodeOut] = Field(..., description="The plan tree, once done (empty before).")
     worst_node: int | None
     execution_time_ms: float | None
+
+    @staticmethod
+    def resolve_nodes(run) -> list:
+        return plan_tree(run.plan).nodes if run.plan else []
+
+    @staticmethod
+    def resolve_worst_node(run) -> int | None:
+        worst = plan_tree(run.plan).worst if run.plan else None
+        return worst.index if worst else None
+
+    @staticmethod
+    def resolve_execution_time_ms(run) -> float | None:
+        return plan_tree(run.plan).execution_time_ms if run.plan else None

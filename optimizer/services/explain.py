@@ -347,12 +347,16 @@ def _analyze(run: ExplainRun) -> Any:
 
 
 def _ours(conn: psycopg.Connection, run: ExplainRun) -> str | None:
-    """The backend's state when it still runs this run's EXPLAIN from an optimizer session, else None."""
+    """The backend's state when it still runs this run's EXPLAIN from an optimizer session, else None.
+
+    pg_stat_activity keeps the first track_activity_query_size bytes of a query, so a long statement
+    is recognised by that prefix (never an empty one)."""
     row = conn.execute(
         "SELECT state, query FROM pg_stat_activity WHERE pid = %s AND application_name = %s",
         [run.backend_pid, APPLICATION_NAME],
     ).fetchone()
-    if row is None or " ".join((row[1] or "").split()) != " ".join(run.statement.split()):
+    shown = " ".join((row[1] or "").split()) if row else ""
+    if not shown.startswith("EXPLAIN (ANALYZE") or not " ".join(run.statement.split()).startswith(shown):
         return None
     return row[0] or ""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from optimizer.models import ExplainRun
+from optimizer.services.explain import analyze_statement, explain_analyze_execute
 from tests.optimizer.conftest import make_target, plant_workload, wait_for
 
 API = "/api/v1/performance/database/explain"
@@ -67,7 +68,13 @@ def test_an_unreachable_target_is_a_502_naming_the_target(anonymous_client, oper
 
 def test_viewers_may_read_runs_but_not_explain_analyze_or_cancel(anonymous_client, viewer_auth, pg18):
     target = make_target(pg18)
-    run = ExplainRun.objects.create(target=target, fingerprint="f", query="SELECT 1", statement_timeout_seconds=5)
+    run = ExplainRun.objects.create(
+        target=target,
+        fingerprint="f",
+        query="SELECT 1",
+        statement=analyze_statement("SELECT 1"),
+        statement_timeout_seconds=5,
+    )
     assert _post(anonymous_client, API, {"target": target.id, "query": "SELECT 1"}, viewer_auth).status_code == 403
     assert (
         _post(anonymous_client, f"{API}/runs", {"target": target.id, "query": "SELECT 1"}, viewer_auth).status_code
@@ -76,6 +83,11 @@ def test_viewers_may_read_runs_but_not_explain_analyze_or_cancel(anonymous_clien
     assert _post(anonymous_client, f"{API}/runs/{run.id}/cancel", {}, viewer_auth).status_code == 403
     read = anonymous_client.get(f"{API}/runs/{run.id}", **viewer_auth)
     assert read.status_code == 200 and read.json()["status"] == "pending" and read.json()["nodes"] == []
+    assert read.json()["target"] == target.name
+    done = explain_analyze_execute(run_id=run.id)
+    read = anonymous_client.get(f"{API}/runs/{done.id}", **viewer_auth).json()
+    assert read["status"] == "done" and read["nodes"][0]["node_type"] == "Result" and read["worst_node"] == 0
+    assert read["nodes"][0]["loops"] == 1 and read["execution_time_ms"] > 0
     assert anonymous_client.get(f"{API}/runs/{run.id}").status_code == 401
     assert ExplainRun.objects.count() == 1
 
