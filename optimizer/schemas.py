@@ -6,8 +6,10 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
+from pydantic import BeforeValidator
 
-from core.schemas import Bool, Float, Id, Int, StrictSchema
+from core.schemas import Bool, Id, StrictSchema
+from core.schemas import _json_number as json_number
 from optimizer.plans import plan_tree
 
 TargetName = Annotated[str, Field(min_length=1, max_length=100)]
@@ -143,7 +145,9 @@ class BenchmarkOut(Schema):
 
 ExplainRunStatus = Literal["pending", "running", "done", "failed", "cancelled", "interrupted"]
 QueryText = Annotated[str, Field(min_length=1, max_length=100_000)]
-QueryId = Annotated[Int, Field(ge=-(2**63), le=2**63 - 1)]  # pg_stat_statements' queryid is a signed bigint
+# Bounds inside the Annotated (before the strict-number check), so openapi.json publishes them on an optional field.
+QueryId = Annotated[int, Field(ge=-(2**63), le=2**63 - 1), BeforeValidator(json_number)]  # a signed bigint
+Timeout = Annotated[float, Field(ge=1, le=3600), BeforeValidator(json_number)]
 
 
 class ExplainIn(StrictSchema):
@@ -159,8 +163,8 @@ class ExplainAnalyzeIn(StrictSchema):
     target: Id | TargetName = Field(..., description="The PostgreSQL target, by id or name.")
     query: QueryText | None = Field(None, description="One statement with constants (it runs, then is rolled back).")
     queryid: QueryId | None = Field(None, description="Or a recorded query id (its text must have no $n).")
-    statement_timeout_seconds: Float | None = Field(
-        None, gt=0, le=3600, description="At most PERFPILOT_EXPLAIN_ANALYZE_TIMEOUT (the default)."
+    statement_timeout_seconds: Timeout | None = Field(
+        None, description="At least 1, at most PERFPILOT_EXPLAIN_ANALYZE_TIMEOUT (the default)."
     )
 
 

@@ -254,8 +254,8 @@ def explain_analyze_start(
         )
     limit = settings.EXPLAIN_ANALYZE_TIMEOUT_SECONDS
     timeout = float(statement_timeout_seconds or limit)
-    if not 0 < timeout <= limit:
-        message = f"statement_timeout_seconds is more than 0 and at most {limit}."
+    if not 1 <= timeout <= limit:
+        message = f"statement_timeout_seconds is at least 1 and at most {limit}."
         raise InvalidInput(message, field="statement_timeout_seconds")
     fingerprint = query_fingerprint(text)
     try:
