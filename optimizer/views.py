@@ -225,7 +225,7 @@ def cache(request: HttpRequest, target_id: int | None = None) -> HttpResponse:
 # --- EXPLAIN -----------------------------------------------------------------------------------
 
 
-def _explain_context(request: HttpRequest, target: Target, **extra) -> dict:
+def _explain_context(target: Target, **extra) -> dict:
     return {
         "targets": postgres_targets(),
         "target": target,
@@ -248,12 +248,10 @@ def explain_view(request: HttpRequest, target_id: int) -> HttpResponse:
     except InvalidInput as exc:
         messages.error(request, str(exc))
     if request.method == "GET":
-        return render(
-            request, "optimizer/explain.html", _explain_context(request, target, query=query, queryid=queryid)
-        )
+        return render(request, "optimizer/explain.html", _explain_context(target, query=query, queryid=queryid))
     ensure_role(request.user, OPERATOR)
     mode = request.POST.get("mode", "auto")
-    context = _explain_context(request, target, query=query, queryid=queryid, mode=mode)
+    context = _explain_context(target, query=query, queryid=queryid, mode=mode)
     try:
         if mode == "analyze":
             timeout = request.POST.get("statement_timeout_seconds") or None

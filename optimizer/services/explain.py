@@ -320,9 +320,10 @@ def explain_analyze_execute(*, run_id: int) -> ExplainRun:
     ended = ExplainRun.objects.filter(pk=run.pk, status=ExplainRun.Status.RUNNING).update(
         status=status, plan=plan, error=error, finished_at=timezone.now()
     )
+    if not ended:  # the reaper ended it first (its verdict stands), or its target was deleted meanwhile
+        return ExplainRun.objects.filter(pk=run.pk).first() or run
     run.refresh_from_db()
-    if ended:
-        _audit(run, "end")
+    _audit(run, "end")
     return run
 
 
