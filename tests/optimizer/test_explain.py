@@ -80,6 +80,8 @@ def test_a_query_the_target_rejects_is_a_400_naming_the_query(target):
 
 
 def test_explain_analyze_of_a_delete_reports_the_rows_and_leaves_every_row(target, database, operator_user):
+    planned = explain(target=target, query=f"DELETE FROM {TABLE} WHERE status = 'lost'", actor=None, via="api")
+    assert planned.tree.nodes[0].node_type == "ModifyTable" and planned.plan[0]["Plan"]["Operation"] == "Delete"
     run, created = explain_analyze_start(
         target=target, query=f"DELETE FROM {TABLE} WHERE status = 'lost'", actor=operator_user, via="api"
     )
