@@ -7,6 +7,7 @@ from django import forms
 from alerts.models import AlertRule, Channel, Severity
 from alerts.services.matching import matchers_parse, matchers_text
 from core.errors import InvalidInput
+from monitoring.forms import TargetPickerField
 
 DURATIONS = [("1", "1 hour"), ("4", "4 hours"), ("24", "1 day"), ("168", "1 week")]
 
@@ -38,7 +39,7 @@ class RuleForm(forms.Form):
         # Suggestions from the metric names collected so far (the page renders the datalist).
         widget=forms.TextInput(attrs={"list": "metric-names", "autocomplete": "off", "spellcheck": "false"}),
     )
-    target_id = forms.TypedChoiceField(coerce=int, empty_value=None, required=False, label="Target")
+    target_id = TargetPickerField(required=False, label="Target", help_text="Type part of a name; empty: all targets.")
     series_labels = forms.CharField(required=False, help_text="Only series with these labels: mount=/, db=app")
     warning_threshold = forms.FloatField(required=False)
     critical_threshold = forms.FloatField(required=False)
@@ -52,12 +53,6 @@ class RuleForm(forms.Form):
     summary = forms.CharField(max_length=300, required=False)
     runbook = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
     enabled = forms.BooleanField(required=False, initial=True)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        from monitoring.selectors.targets import target_list
-
-        self.fields["target_id"].choices = [("", "All targets")] + [(t.id, t.name) for t in target_list()]
 
     def clean_series_labels(self) -> dict:
         return _pairs(self.cleaned_data.get("series_labels", ""), field="series_labels")

@@ -188,9 +188,9 @@ def rule_preview(*, data, limit: int = 20) -> list[PreviewRow]:
                 data.severity if t.is_down else None,
                 alert_value_text(kind=data.kind, value=float(t.consecutive_failures), unit=""),
             )
-            for t in target_list()
-            if data.target_id in (None, t.id)
-        ][:limit]
+            # Sliced in the database: a deployment may have thousands of targets.
+            for t in (target_list() if data.target_id is None else target_list().filter(id=data.target_id))[:limit]
+        ]
     if not data.metric:
         return []
     matched = series_matching(metric=data.metric, target_id=data.target_id, labels=data.series_labels or None)[:limit]

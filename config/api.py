@@ -35,7 +35,11 @@ _ERROR_BODY = {
             "description": "What is wrong: a sentence, or a list of {loc, msg, type} naming each field.",
         },
         "field": {"type": "string"},
-        "component": {"type": "string", "enum": ["database", "redis"], "description": "With 503: what is down."},
+        "component": {
+            "type": "string",
+            "enum": ["database", "redis", "broker"],
+            "description": "With 503: what is down (broker: a task broker other than the Redis, e.g. RabbitMQ).",
+        },
     },
 }
 # Answers every operation can give, whatever its own responses list: refused input, no or a bad
@@ -49,7 +53,7 @@ _COMMON_RESPONSES = {
         "403": "Your role may not do this",
         "404": "Not found",
         "422": "The input did not validate",
-        "503": "The database or Redis is unavailable; retry later",
+        "503": "The database, Redis or the task broker is unavailable; retry later",
     }.items()
 }
 # A request line (method, path and query) longer than gunicorn takes (its limit_request_line,
@@ -272,7 +276,7 @@ for _exc in (OperationalError, InterfaceError, RedisConnectionError, RedisTimeou
 def _queue_unavailable(request, exc):
     # Nothing was left waiting for the task (core/queueing.py): the client may simply retry.
     logger.warning("task queue unavailable during %s: %s", request.path, exc)
-    return api.create_response(request, {"detail": str(exc)}, status=503)
+    return api.create_response(request, {"detail": str(exc), "component": exc.component}, status=503)
 
 
 @api.exception_handler(DataError)

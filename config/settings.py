@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import dj_database_url
 from kombu import Exchange, Queue
 
+from core.broker import AMQP_TRANSPORT_OPTIONS, broker_is_amqp
 from core.env import (
     envbool,
     envchoice,
@@ -79,6 +80,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.forms",  # its widget templates, for FORM_RENDERER below
     "django_htmx",
     "template_partials",
     "django_celery_beat",
@@ -115,6 +117,10 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
+
+# Widgets render through the project's template engine, so a widget's template may live in templates/
+# and use its tags ({% url %} in monitoring/_target_picker_input.html).
+FORM_RENDERER = "django.forms.renderers.TemplatesSetting"
 
 TEMPLATES = [
     {
@@ -204,10 +210,6 @@ CACHES = {
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = envstr("CELERY_RESULT_BACKEND", REDIS_URL)
-# A Redis broker goes through our transport (core/broker.py): kombu's, plus what it takes to lose
-# nothing and run nothing twice across a Redis outage.
-if urlsplit(CELERY_BROKER_URL).scheme == "redis":
-    CELERY_BROKER_TRANSPORT = "core.broker:RedisTransport"
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # One queue per kind of work, so workers can be scaled out by queue (see README).
 TASK_QUEUES = ("default", "collect", "maintenance", "notify", "scale")
@@ -238,12 +240,18 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Publishing a task is bounded (core/queueing.py): a broker that is down or stalled answers within
 # these seconds per try, so a request that queues work never hangs on it.
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": CELERY_TASK_TIME_LIMIT + 60,
-    "socket_connect_timeout": 3,
-    "socket_timeout": 5,
-    "health_check_interval": 10,
-}
+if broker_is_amqp(CELERY_BROKER_URL):
+    # RabbitMQ (core/broker.py): publisher confirms, and socket timeouts bounding each publish.
+    # Unacknowledged messages return to the queue when the worker's connection closes, so there is
+    # no visibility timeout; RabbitMQ's consumer_timeout must exceed the task time limit (README).
+    CELERY_BROKER_TRANSPORT_OPTIONS = dict(AMQP_TRANSPORT_OPTIONS)
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": CELERY_TASK_TIME_LIMIT + 60,
+        "socket_connect_timeout": 3,
+        "socket_timeout": 5,
+        "health_check_interval": 10,
+    }
 # A result written while Redis is down is retried until it is back instead of failing the task.
 CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
 CELERY_RESULT_BACKEND_MAX_RETRIES = 30
@@ -270,6 +278,14 @@ OUTBOUND_ALLOW = envlist("PERFPILOT_OUTBOUND_ALLOW", [])
 RETENTION_RAW_DAYS = envint("PERFPILOT_RETENTION_RAW_DAYS", 7, minimum=1)
 RETENTION_1M_DAYS = envint("PERFPILOT_RETENTION_1M_DAYS", 90, minimum=1)
 RETENTION_1H_DAYS = envint("PERFPILOT_RETENTION_1H_DAYS", 730, minimum=1)
+# Cheap collections (Prometheus scrapes, Redis INFO, Celery) of one collector group are sent as one
+# task per batch of this many targets and run on this many threads inside it (monitoring/services/
+# scheduling.py): the per-task overhead is paid once per batch, and a slow target delays no other.
+COLLECT_BATCH_SIZE = envint("PERFPILOT_COLLECT_BATCH_SIZE", 50, minimum=1, maximum=1000)
+COLLECT_THREADS = envint("PERFPILOT_COLLECT_THREADS", 8, minimum=1, maximum=64)
+# Kept connections to targets (monitoring/collectors/kept.py) per worker process, over all targets:
+# past this, the least recently used one is closed.
+COLLECTOR_MAX_CONNECTIONS = envint("PERFPILOT_COLLECTOR_MAX_CONNECTIONS", 200, minimum=1, maximum=100_000)
 
 # --- optimizer -------------------------------------------------------------------------------
 # Reads of a tuner's analysis and the actions it runs (VACUUM, CREATE INDEX CONCURRENTLY) are bounded apart.

@@ -98,6 +98,22 @@ def schedule_out(task: PeriodicTask) -> dict:
     }
 
 
+def page_links(request, *, count: int, limit: int, offset: int) -> str:
+    """RFC 8288 `Link` header value for the pages next to this one (empty when there are none)."""
+    links = []
+    if offset + limit < count:
+        links.append((offset + limit, "next"))
+    if offset > 0:
+        links.append((max(offset - limit, 0), "prev"))
+    values = []
+    for page_offset, rel in links:
+        query = request.GET.copy()
+        query["offset"] = str(page_offset)
+        query["limit"] = str(limit)
+        values.append(f'<{request.build_absolute_uri(request.path)}?{query.urlencode()}>; rel="{rel}"')
+    return ", ".join(values)
+
+
 def section_router(section: str) -> Router:
     """The router of a product app: its section summary, as its page shows it."""
     section_api = Router(tags=[section])

@@ -1,173 +1,187 @@
-"""The Celery transport for a Redis broker: kombu's, made to lose nothing across a Redis outage.
+"""The Celery broker as the control plane sees it: Redis (the default) or RabbitMQ (amqp://).
 
-kombu's Redis transport takes a message off its queue in two steps: BRPOP pops it, then a second
-command records it as unacknowledged (a hash plus an index by time). It is handed back to the
-queue only when it is rejected, when its channel closes, or when it has been unacknowledged for
-longer than the visibility timeout (31 minutes here, as tasks may run for 30). Around a Redis
-outage that loses or holds work:
+Only tasks go through the broker. Results, heartbeats, locks and the cache stay in Redis
+(REDIS_URL) whatever the broker is. What depends on the kind of broker is asked here:
 
-- a message popped just before Redis went away, whose recording failed, exists only in this
-  worker's memory and was dropped;
-- messages the worker had reserved but not started are forgotten by Celery when it reconnects,
-  and the channel could not hand them back because Redis was down when it closed; they waited for
-  the visibility timeout;
-- a task that ran through the outage could not acknowledge afterwards (its channel was closed),
-  so the visibility timeout ran it a second time.
-
-This transport keeps, per worker process, what it could not do while Redis was away, and does it
-on the next connection that consumes (`_Ledger.settle`): it pushes popped messages back, hands
-back the reserved ones, and completes the acknowledgements. A task that is running when the
-channel closes is not handed back (it would run twice); it acknowledges through the live channel
-when it ends. Only a SIGKILL of the worker while Redis is down loses the ledger; those messages are
-still recovered by the visibility timeout, as before.
-
-`config/settings.py` selects this transport for `redis://` broker URLs.
+- the transport options (config/settings.py): Redis's visibility timeout and socket options mean
+  nothing to RabbitMQ, which gets publisher confirms and socket timeouts instead;
+- what an outage of it is called (core.outages, /readyz): "redis" when the broker is the control
+  plane's own Redis, else "broker", with its own readiness check;
+- how many messages wait in each queue (core.selectors, the Celery collector): LLEN of kombu's
+  lists on Redis, a passive queue.declare on RabbitMQ.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-import weakref
+from collections.abc import Sequence
+from functools import lru_cache
+from urllib.parse import urlsplit
 
-from kombu.transport import redis as kombu_redis
-from kombu.transport import virtual
+import amqp
+import redis
+from celery import current_app
+from django.conf import settings
+from kombu import Connection
+from kombu.exceptions import OperationalError
 
 logger = logging.getLogger(__name__)
 
+AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
+REDIS_SCHEMES = frozenset({"redis", "rediss", "socket", "redis+socket"})
 
-def _running_delivery_tags() -> set[str]:
-    """Delivery tags of the tasks this worker is executing (none outside a worker or when it stops)."""
-    from celery.worker import state
-
-    if state.should_stop is not None or state.should_terminate is not None:
-        return set()  # shutting down: hand everything back, as kombu does
-    tags = set()
-    for request in tuple(state.active_requests):
-        message = getattr(request, "message", None)
-        if message is not None and message.delivery_tag:
-            tags.add(message.delivery_tag)
-    return tags
+# Publisher confirms: a publish returns once RabbitMQ has taken the message (written to disk, as our
+# queues are durable and Celery's messages persistent), and one it refuses raises instead of being
+# dropped in silence. The socket timeouts bound each publish and its confirm, as Redis's socket
+# timeouts do (core/queueing.py), also when RabbitMQ blocks publishers on a memory or disk alarm.
+AMQP_TRANSPORT_OPTIONS = {"confirm_publish": True, "read_timeout": 5, "write_timeout": 5}
 
 
-class _Ledger:
-    """What this process owes the broker since Redis went away, settled on the next good connection."""
+def broker_scheme(url: str) -> str:
+    """The scheme of a broker URL (of its first host when kombu's `;`-separated failover list is used)."""
+    return url.split(";", 1)[0].partition("://")[0].lower()
+
+
+def broker_is_amqp(url: str) -> bool:
+    return broker_scheme(url) in AMQP_SCHEMES
+
+
+def broker_kind_label(url: str) -> str:
+    scheme = broker_scheme(url)
+    if scheme in AMQP_SCHEMES:
+        return "RabbitMQ"
+    if scheme in REDIS_SCHEMES:
+        return "Redis"
+    return scheme or "unknown"
+
+
+def broker_url() -> str:
+    """The broker this process publishes to (the app's own setting, which tests may point elsewhere)."""
+    return current_app.conf.broker_url or settings.CELERY_BROKER_URL
+
+
+def broker_is_control_plane_redis() -> bool:
+    return broker_url() == settings.REDIS_URL
+
+
+def broker_component() -> str:
+    """What /readyz and the 503s call the broker: "redis" when it is the control plane's Redis (one
+    server, one outage), else "broker"."""
+    return "redis" if broker_is_control_plane_redis() else "broker"
+
+
+def broker_where(url: str | None = None) -> str:
+    """ "the RabbitMQ broker at host:port", without user or password, for messages."""
+    url = url or broker_url()
+    try:
+        split = urlsplit(url.split(";", 1)[0])
+        place = f" at {split.hostname}:{split.port}" if split.hostname and split.port else ""
+        place = place or (f" at {split.hostname}" if split.hostname else "")
+    except ValueError:
+        place = ""
+    return f"the {broker_kind_label(url)} broker{place}"
+
+
+# --- queue lengths ----------------------------------------------------------------------------
+
+
+def amqp_queue_lengths(connection: Connection, queues: Sequence[str]) -> dict[str, int]:
+    """Messages ready per queue on a RabbitMQ connection (passive queue.declare; messages a worker
+    holds unacknowledged are not counted, like kombu's Redis lists). A queue that does not exist
+    yet has never been sent to, so it counts 0. Raises kombu's connection and channel errors."""
+    lengths: dict[str, int] = {}
+    channel = connection.channel()
+    try:
+        for queue in queues:
+            try:
+                lengths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+            except amqp.exceptions.NotFound:
+                lengths[queue] = 0
+                channel = connection.channel()  # RabbitMQ closes the channel on a 404
+    finally:
+        with contextlib.suppress(Exception):
+            channel.close()
+    return lengths
+
+
+class _KeptAmqp:
+    """One RabbitMQ connection per process for queue lengths and the readiness check: a new AMQP
+    connection per status poll would cost a handshake and two lines in RabbitMQ's log each time."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.popped: list[dict] = []  # raw messages popped but never recorded as unacknowledged
-        self.reserved: set[str] = set()  # recorded, never started: hand back to their queue
-        self.acked: set[str] = set()  # done: remove from the unacknowledged hash
-        self._live: weakref.ReferenceType | None = None
+        self.lock = threading.Lock()
+        self.connection: Connection | None = None
+        self.key: tuple | None = None
 
-    def hold_popped(self, raw: dict) -> None:
-        with self._lock:
-            self.popped.append(raw)
+    def _open(self, url: str, timeout: float) -> Connection:
+        options = {"read_timeout": timeout, "write_timeout": timeout}
+        return Connection(url, connect_timeout=timeout, transport_options=options, heartbeat=0)
 
-    def hold_reserved(self, tags) -> None:
-        with self._lock:
-            self.reserved.update(tags)
+    def drop(self) -> None:
+        if self.connection is not None:
+            with contextlib.suppress(Exception):
+                self.connection.close()
+        self.connection = self.key = None
 
-    def hold_ack(self, tag: str) -> None:
-        with self._lock:
-            self.acked.add(tag)
-
-    def live_channel(self):
-        channel = self._live() if self._live is not None else None
-        return channel if channel is not None and channel.connection is not None else None
-
-    def consuming(self, channel) -> None:
-        self._live = weakref.ref(channel)
-        self.settle(channel)
-
-    def settle(self, channel) -> None:
-        """Do what was owed, on this channel's connection; what fails stays owed."""
-        with self._lock:
-            popped, reserved, acked = list(self.popped), set(self.reserved), set(self.acked)
-        if not (popped or reserved or acked):
-            return
-        done_popped, done_reserved, done_acked = 0, set(), set()
-        try:
-            with channel.conn_or_acquire() as client:
-                for tag in acked:
-                    channel.qos._remove_from_indices(tag, client.pipeline()).execute()
-                    done_acked.add(tag)
-                for tag in reserved:
-                    channel.qos.restore_by_tag(tag, client)
-                    done_reserved.add(tag)
-                for raw in popped:
-                    delivery = raw["properties"]["delivery_info"]
-                    channel._do_restore_message(raw, delivery["exchange"], delivery["routing_key"], client)
-                    done_popped += 1
-        except channel.connection_errors as exc:
-            logger.warning("broker: Redis is still not answering (%s); will retry on the next connection", exc)
-        with self._lock:
-            del self.popped[:done_popped]
-            self.reserved -= done_reserved
-            self.acked -= done_acked
-        if done_popped or done_reserved or done_acked:
-            logger.warning(
-                "broker: Redis is back; handed back %d message(s) taken off the queue as it went away "
-                "and %d reserved but not started, and completed %d acknowledgement(s)",
-                done_popped,
-                len(done_reserved),
-                len(done_acked),
-            )
+    def call(self, url: str, timeout: float, work):
+        """work(connection) on the kept connection; once more on a new one when the kept one fails
+        (a broker restart or an idle connection cut leaves it stale). Raises OperationalError."""
+        with self.lock:
+            if self.key != (url, timeout):
+                self.drop()
+            for attempt in (1, 2):
+                if self.connection is None:
+                    self.connection, self.key = self._open(url, timeout), (url, timeout)
+                connection = self.connection
+                errors = (*connection.connection_errors, *connection.channel_errors, OSError)
+                try:
+                    connection.ensure_connection(max_retries=0, interval_start=0)
+                    return work(connection)
+                except (*errors, OperationalError) as exc:
+                    self.drop()
+                    if attempt == 2:
+                        raise OperationalError(f"{broker_where(url)}: {exc}") from exc
+        raise AssertionError("unreachable")
 
 
-ledger = _Ledger()
+_kept_amqp = _KeptAmqp()
 
 
-class QoS(kombu_redis.QoS):
-    def append(self, message, delivery_tag) -> None:
-        try:
-            super().append(message, delivery_tag)
-        except self.channel.connection_errors:
-            # Popped, not recorded: nobody but this process has it any more.
-            ledger.hold_popped(message._raw)
-            raise
+@lru_cache(maxsize=4)
+def _redis_broker_client(url: str, timeout: float) -> redis.Redis:
+    from core.redis_client import DRIVER_INFO
 
-    def ack(self, delivery_tag) -> None:
-        if self.channel.connection is None:
-            # The channel closed in an outage while its task kept running: acknowledge through the
-            # channel that consumes now (a Redis delivery tag is not tied to its channel).
-            live = ledger.live_channel()
-            try:
-                if live is None:
-                    raise ConnectionError("no live channel")
-                live.qos._remove_from_indices(delivery_tag).execute()
-            except (ConnectionError, *self.channel.connection_errors):
-                ledger.hold_ack(delivery_tag)
-            virtual.QoS.ack(self, delivery_tag)
-            return
-        try:
-            super().ack(delivery_tag)
-        except self.channel.connection_errors:
-            ledger.hold_ack(delivery_tag)
-            virtual.QoS.ack(self, delivery_tag)
-
-    def restore_unacked(self, client=None):
-        running = _running_delivery_tags()
-        waiting = [tag for tag in self._delivered if tag not in running]
-        self._delivered.clear()
-        restored = set()
-        try:
-            with self.channel.conn_or_acquire(client) as client:
-                for tag in waiting:
-                    self.restore_by_tag(tag, client=client)
-                    restored.add(tag)
-        except self.channel.connection_errors:
-            ledger.hold_reserved(tag for tag in waiting if tag not in restored)
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, driver_info=DRIVER_INFO)
 
 
-class Channel(kombu_redis.Channel):
-    QoS = QoS
+def broker_queue_lengths(*, queues: Sequence[str]) -> dict[str, int]:
+    """Messages waiting per Celery queue on this control plane's broker. Raises on a broker that
+    cannot be read (redis errors, kombu's OperationalError); callers decide what that means."""
+    from core.redis_client import celery_queue_lengths, get_redis
 
-    def basic_consume(self, queue, *args, **kwargs):
-        consumer_tag = super().basic_consume(queue, *args, **kwargs)
-        ledger.consuming(self)
-        return consumer_tag
+    url, timeout = broker_url(), settings.HEALTH_CHECK_TIMEOUT_SECONDS
+    if broker_is_amqp(url):
+        return _kept_amqp.call(url, timeout, lambda connection: amqp_queue_lengths(connection, queues))
+    client = get_redis() if url == settings.REDIS_URL else _redis_broker_client(url, timeout)
+    return celery_queue_lengths(client, queues)
 
 
-class RedisTransport(kombu_redis.Transport):
-    Channel = Channel
+def broker_probe() -> tuple[bool, str, dict]:
+    """The readiness check of a broker other than the control plane's Redis: its server answers and
+    every task queue can be read."""
+    url = broker_url()
+    if broker_is_amqp(url):
+
+        def work(connection: Connection) -> tuple[str, dict]:
+            properties = connection.connection.server_properties
+            lengths = amqp_queue_lengths(connection, settings.TASK_QUEUES)
+            return f"{properties.get('product', 'RabbitMQ')} {properties.get('version', '?')}", lengths
+
+        server, lengths = _kept_amqp.call(url, settings.HEALTH_CHECK_TIMEOUT_SECONDS, work)
+    else:
+        client = _redis_broker_client(url, settings.HEALTH_CHECK_TIMEOUT_SECONDS)
+        server = f"Redis {client.info('server').get('redis_version', '?')}"
+        lengths = broker_queue_lengths(queues=settings.TASK_QUEUES)
+    return True, server, {"queues": lengths}

@@ -1,4 +1,5 @@
-"""Health of the control plane itself: its database, its Redis, the Celery worker and beat."""
+"""Health of the control plane itself: its database, its Redis, its broker when that is not the
+Redis (RabbitMQ), the Celery worker, beat and the schedulers."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from core import __version__
-from core.heartbeat import beat_heartbeat, worker_heartbeats
+from core.broker import broker_component, broker_probe
+from core.heartbeat import beat_heartbeat, scheduler_heartbeats, worker_heartbeats, worker_process_stats
 from core.redis_client import get_redis
 
 PROCESS_STARTED_AT = time.time()
-COMPONENTS = ("database", "redis", "worker", "beat")
+COMPONENTS = ("database", "redis", "broker", "worker", "beat", "scheduler")
+HEARTBEAT_COMPONENTS = ("worker", "beat", "scheduler")
 STATUS_API_MAX_AGE_SECONDS = 1.0
 
 
@@ -51,17 +54,32 @@ def _probe_redis():
     return True, f"Redis {version}", {"version": version, "used_memory_bytes": int(memory.get("used_memory", 0))}
 
 
-def _probe_worker():
-    stale = settings.HEARTBEAT_STALE_SECONDS
-    beats = worker_heartbeats()
-    fresh = [b for b in beats if b.age_seconds <= stale]
-    facts = {"workers": [{"name": b.name, "age_seconds": round(b.age_seconds, 1)} for b in beats]}
+def _probe_many(what: str, beats: list, facts: dict, *, up: str):
+    """A component of which any number may run: up while one of them has a fresh heartbeat."""
+    fresh = [b for b in beats if b.age_seconds <= settings.HEARTBEAT_STALE_SECONDS]
     if not beats:
-        return False, "no worker heartbeat", facts
+        return False, f"no {what} heartbeat", facts
     if not fresh:
         oldest = min(b.age_seconds for b in beats)
-        return False, f"last worker heartbeat {oldest:.0f} s ago", facts
-    return True, f"{len(fresh)} worker{'s' if len(fresh) != 1 else ''} online", facts
+        return False, f"last {what} heartbeat {oldest:.0f} s ago", facts
+    return True, f"{len(fresh)} {what}{'s' if len(fresh) != 1 else ''} {up}", facts
+
+
+def _probe_worker():
+    beats = worker_heartbeats()
+    connections: dict[str, int] = {}
+    for process in worker_process_stats():
+        name = process["worker"]
+        connections[name] = connections.get(name, 0) + int(process.get("collector_connections", 0))
+    workers = [
+        {"name": b.name, "age_seconds": round(b.age_seconds, 1), "collector_connections": connections.get(b.name, 0)}
+        for b in beats
+    ]
+    ok, detail, facts = _probe_many("worker", beats, {"workers": workers}, up="online")
+    kept = sum(w["collector_connections"] for w in workers)
+    if kept:
+        detail += f", {kept} target connection{'s' if kept != 1 else ''} kept"
+    return ok, detail, facts
 
 
 def _probe_beat():
@@ -75,14 +93,29 @@ def _probe_beat():
     return True, f"ticked {age:.0f} s ago", facts
 
 
-_PROBES = {"database": _probe_database, "redis": _probe_redis, "worker": _probe_worker, "beat": _probe_beat}
+def _probe_scheduler():
+    beats = scheduler_heartbeats()
+    facts = {"schedulers": [{"name": b.name, "age_seconds": round(b.age_seconds, 1)} for b in beats]}
+    return _probe_many("scheduler", beats, facts, up="running")
+
+
+_PROBES = {
+    "database": _probe_database,
+    "redis": _probe_redis,
+    "broker": broker_probe,
+    "worker": _probe_worker,
+    "beat": _probe_beat,
+    "scheduler": _probe_scheduler,
+}
 
 
 def check_all() -> list[CheckResult]:
     results = []
     redis_ok = True
     for name in COMPONENTS:
-        if name in ("worker", "beat") and not redis_ok:
+        if name == "broker" and broker_component() != "broker":
+            continue  # the broker is the Redis checked above
+        if name in HEARTBEAT_COMPONENTS and not redis_ok:
             # Heartbeats live in Redis: without it their state is unknown, so say that plainly.
             results.append(CheckResult(name, False, "unknown: Redis is unreachable", 0.0))
             continue

@@ -1,7 +1,8 @@
-"""Heartbeats of the Celery worker and beat, kept in Redis with a TTL.
+"""Heartbeats of the Celery worker, beat and the collection schedulers, kept in Redis with a TTL.
 
-The worker writes from a thread in its main process; beat writes from its scheduler loop, so a
-beat heartbeat proves that the schedule is being ticked, not only that the process exists.
+The worker writes from a thread in its main process; beat and the schedulers write from their
+loops, so their heartbeat proves that schedules are being ticked, not only that the process exists.
+Worker processes also publish a few figures of their own (kept connections), one key per process.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 WORKER_KEY_PREFIX = "perfpilot:heartbeat:worker:"
 BEAT_KEY = "perfpilot:heartbeat:beat"
+SCHEDULER_KEY_PREFIX = "perfpilot:heartbeat:scheduler:"
+PROCESS_STATS_PREFIX = "perfpilot:heartbeat:process:"
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,31 @@ def beat_heartbeat_write() -> None:
     _write(BEAT_KEY, "beat")
 
 
+def scheduler_heartbeat_write(name: str) -> None:
+    _write(SCHEDULER_KEY_PREFIX + name, name)
+
+
+def scheduler_heartbeat_clear(name: str) -> None:
+    get_redis().delete(SCHEDULER_KEY_PREFIX + name)
+
+
+def worker_process_stats_write(*, worker: str, pid: int, stats: dict, ttl_seconds: int) -> None:
+    """Figures of one worker process (a pool child), kept for ttl_seconds after its last report."""
+    payload = json.dumps({"worker": worker, "pid": pid, "seen_at": time.time(), **stats})
+    get_redis().set(f"{PROCESS_STATS_PREFIX}{worker}:{pid}", payload, ex=ttl_seconds)
+
+
+def worker_process_stats() -> list[dict]:
+    """The figures every worker process reported (worker, pid, seen_at and its own keys)."""
+    return [json.loads(raw) for raw in _scan_values(PROCESS_STATS_PREFIX)]
+
+
+def _scan_values(prefix: str) -> list[str]:
+    client = get_redis()
+    keys = sorted(client.scan_iter(match=prefix + "*", count=100))
+    return [raw for raw in client.mget(keys) if raw] if keys else []
+
+
 def _parse(raw: str | None) -> Heartbeat | None:
     if not raw:
         return None
@@ -64,12 +92,11 @@ def _parse(raw: str | None) -> Heartbeat | None:
 
 
 def worker_heartbeats() -> list[Heartbeat]:
-    client = get_redis()
-    keys = sorted(client.scan_iter(match=WORKER_KEY_PREFIX + "*", count=100))
-    if not keys:
-        return []
-    beats = [_parse(raw) for raw in client.mget(keys)]
-    return [beat for beat in beats if beat is not None]
+    return [_parse(raw) for raw in _scan_values(WORKER_KEY_PREFIX)]
+
+
+def scheduler_heartbeats() -> list[Heartbeat]:
+    return [_parse(raw) for raw in _scan_values(SCHEDULER_KEY_PREFIX)]
 
 
 def beat_heartbeat() -> Heartbeat | None:

@@ -36,18 +36,22 @@ class OutageLines(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        from core.broker import broker_component
         from core.outages import Outage, outage_log_line, outage_of, outage_should_log
 
         if record.levelno < logging.WARNING:
             return True
-        if record.exc_info:
-            outage = outage_of(record.exc_info[1])
-        elif record.name.startswith("celery") and any(line in str(record.msg) for line in CELERY_BROKER_RETRIES):
-            # Celery's own retry lines ("Cannot connect to redis://…: … Trying again in 4.00 seconds…"),
-            # one per attempt, said without an exception.
-            outage = Outage("redis", record.getMessage().strip().splitlines()[0][:200])
-        else:
-            outage = None
+        outage = outage_of(record.exc_info[1]) if record.exc_info else None
+        if (
+            outage is None
+            and record.name.startswith("celery")
+            # The whole message: Celery passes the line as an argument ("%s (%r)", CONNECTION_RETRY, exc).
+            and any(line in record.getMessage() for line in CELERY_BROKER_RETRIES)
+        ):
+            # Celery's own retry lines ("Cannot connect to redis://… or amqp://…: … Trying again in 4.00
+            # seconds…", "Connection to broker lost…"), one per attempt, said without an exception or
+            # with one that is a bare socket error (RabbitMQ going away resets the connection).
+            outage = Outage(broker_component(), record.getMessage().strip().splitlines()[0][:200])
         if outage is None:
             return True
         if not outage_should_log(outage):

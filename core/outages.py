@@ -1,4 +1,4 @@
-"""Outages of the control plane's own PostgreSQL or Redis: one way to recognise, answer and log them.
+"""Outages of the control plane's own PostgreSQL, Redis or broker: one way to recognise, answer and log them.
 
 An outage is expected (a restart, a failover, the supervisor bringing an embedded server back), so
 nothing answers 500 for it and no traceback is logged. Every door answers 503 in its own format:
@@ -26,6 +26,8 @@ from kombu.exceptions import OperationalError as BrokerOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from core.broker import broker_component
+
 logger = logging.getLogger("perfpilot.outage")
 
 OUTAGE_LOG_INTERVAL_SECONDS = 60.0
@@ -40,7 +42,7 @@ _UNAVAILABLE_SQLSTATES = ("25006",)  # read_only_sql_transaction
 
 @dataclass(frozen=True)
 class Outage:
-    component: str  # "database" or "redis", as /readyz names them
+    component: str  # "database", "redis" or "broker" (a broker other than our Redis), as /readyz names them
     reason: str  # the first line of the error, for the log and the operator
 
     @property
@@ -49,7 +51,7 @@ class Outage:
         return COMPONENT_SUBJECTS[self.component]
 
 
-COMPONENT_SUBJECTS = {"database": "The database", "redis": "Redis"}
+COMPONENT_SUBJECTS = {"database": "The database", "redis": "Redis", "broker": "The task broker"}
 
 
 def database_unavailable(exc: DatabaseError) -> bool:
@@ -77,7 +79,9 @@ def outage_of(exc: BaseException | None) -> Outage | None:
             isinstance(error, DatabaseError) and database_unavailable(error)
         ):
             return Outage("database", _first_line(error))
-        if isinstance(error, (RedisConnectionError, RedisTimeoutError, BrokerOperationalError)):
+        if isinstance(error, BrokerOperationalError):
+            return Outage(broker_component(), _first_line(error))
+        if isinstance(error, (RedisConnectionError, RedisTimeoutError)):
             return Outage("redis", _first_line(error))
     return None
 

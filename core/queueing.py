@@ -1,10 +1,10 @@
 """Sending tasks to the workers: the one way Perfpilot queues work, bounded and never half done.
 
 A request that creates a row and then queues a task for it must not leave the row behind when the
-broker (Redis) is down: it would wait for a task that never comes ("pending" for ever), and the
-request would answer a bare 500 after hanging in kombu's retries. So every task that starts work is
-sent with `task_send` (now) or `task_send_on_commit` (once the transaction that wrote the row
-commits), both of which
+broker (Redis or RabbitMQ, core/broker.py) is down: it would wait for a task that never comes
+("pending" for ever), and the request would answer a bare 500 after hanging in kombu's retries.
+So every task that starts work is sent with `task_send` (now) or `task_send_on_commit` (once the
+transaction that wrote the row commits), both of which
 
 - bound the publish: a connection refused or timed out gives up after `PUBLISH_MAX_RETRIES` quick
   retries, and the broker's socket timeouts (settings, `CELERY_BROKER_TRANSPORT_OPTIONS`) bound
@@ -30,6 +30,8 @@ from django.db import transaction
 from kombu.exceptions import KombuError, OperationalError
 from redis.exceptions import RedisError
 
+from core.broker import broker_component, broker_where
+
 logger = logging.getLogger(__name__)
 
 PUBLISH_MAX_RETRIES = 1
@@ -48,9 +50,10 @@ OnFailure = Callable[[list[tuple], "QueueUnavailable"], None]
 class QueueUnavailable(Exception):
     """The task queue (the broker) did not take a task; nothing was left waiting for it."""
 
-    def __init__(self, message: str, *, task: str = "") -> None:
+    def __init__(self, message: str, *, task: str = "", component: str = "broker") -> None:
         super().__init__(message)
         self.task = task
+        self.component = component  # as /readyz names the broker: "redis" or "broker"
 
 
 def _name(task: Task | str) -> str:
@@ -81,9 +84,10 @@ def _send_all(
             sent.append(_publish(task, tuple(args), kwargs, options))
         except PUBLISH_ERRORS as exc:
             error = QueueUnavailable(
-                f"The task queue is unavailable ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
-                "nothing was queued. Try again shortly.",
+                f"The task queue is unavailable ({broker_where()}: {type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:200]}); nothing was queued. Try again shortly.",
                 task=_name(task),
+                component=broker_component(),
             )
             unsent = [tuple(a) for a in calls[index:]]
             logger.warning("could not queue %s for %d call(s): %s", _name(task), len(unsent), exc)

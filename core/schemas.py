@@ -123,7 +123,7 @@ class ScheduleOut(Schema):
 class SectionSummaryOut(Schema):
     section: str
     queue: str
-    queue_length: int | None = Field(..., description="Messages waiting; null when Redis cannot be read.")
+    queue_length: int | None = Field(..., description="Messages waiting; null when the broker cannot be read.")
     schedules: list[ScheduleOut]
 
 

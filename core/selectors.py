@@ -9,9 +9,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django_celery_beat.models import PeriodicTask
 
+from core.broker import broker_queue_lengths
 from core.models import ApiToken, AuditEvent
 from core.outages import failure_log
-from core.redis_client import celery_queue_lengths, get_redis
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +61,9 @@ def section_summary(*, section: str) -> dict:
 
 
 def queue_lengths() -> dict[str, int | None]:
-    """Messages waiting per Celery queue; None for every queue when Redis cannot be read."""
+    """Messages waiting per Celery queue; None for every queue when the broker cannot be read."""
     try:
-        return celery_queue_lengths(get_redis(), settings.TASK_QUEUES)
+        return broker_queue_lengths(queues=settings.TASK_QUEUES)
     except Exception as exc:
         failure_log(logger, "queue lengths unavailable", exc)
         return dict.fromkeys(settings.TASK_QUEUES)

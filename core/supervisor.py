@@ -1,4 +1,4 @@
-"""A small process supervisor for `make run`: web, worker and beat as child processes.
+"""A small process supervisor for `make run`: web, worker, beat and the scheduler as child processes.
 
 Children run in their own sessions, so Ctrl-C reaches only this supervisor; it then stops them
 in order (SIGTERM, then SIGKILL after a grace period). A child that dies is restarted with a
@@ -231,7 +231,7 @@ class Supervisor:
         server.failures, server.down_since, server.retry_at = 0, None, 0.0
 
     def stop_children(self) -> None:
-        # Stop in reverse start order: beat first (no new work), then the worker, then the web.
+        # Stop in reverse start order: scheduler and beat first (no new work), then the worker, then the web.
         for child in reversed(self.children):
             process = child.process
             if process is None or process.poll() is not None:

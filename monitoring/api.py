@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pydantic
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Status
 from ninja.errors import ValidationError as NinjaValidationError
 
-from core.api import ERRORS, section_router
+from core.api import ERRORS, page_links, section_router
 from core.errors import InvalidInput
 from core.roles import OPERATOR, ensure_role
 from core.schemas import ErrorOut
@@ -23,8 +24,10 @@ from monitoring.schemas import (
     QueryOut,
     SeriesOut,
     TargetIn,
+    TargetKind,
     TargetOut,
     TargetPatchIn,
+    TargetStatus,
 )
 from monitoring.selectors.targets import current_values, target_forecasts, target_list
 from monitoring.services.ingest import IngestBatch, samples_ingest
@@ -41,6 +44,7 @@ router = Router(tags=["monitoring"])
 router.add_router("/", section_router("monitoring"))
 WRITE_ERRORS = {400: ErrorOut, **ERRORS}
 MAX_QUERY_SERIES = 50
+MAX_TARGETS_PAGE = 500
 
 
 def _series_out(series: Series) -> dict:
@@ -57,9 +61,42 @@ def _series_out(series: Series) -> dict:
 # --- targets ----------------------------------------------------------------------------------
 
 
-@router.get("/targets", response=list[TargetOut], summary="List targets")
-def targets_list(request, kind: str | None = None):
-    return list(target_list(kind=kind))
+# v1 answered a plain list before it paginated: it still does, so existing clients keep working, and
+# the total and the neighbouring pages travel in headers (as GitHub's and Grafana's APIs do).
+PAGE_HEADERS = {
+    "X-Total-Count": {"description": "Targets matching the filters, on every page.", "schema": {"type": "integer"}},
+    "Link": {
+        "description": 'RFC 8288 links to the `next` and `prev` pages, when there are any: `<URL>; rel="next"`.',
+        "schema": {"type": "string"},
+    },
+}
+
+
+@router.get(
+    "/targets",
+    response=list[TargetOut],
+    summary="List targets",
+    openapi_extra={"responses": {200: {"headers": PAGE_HEADERS}}},
+)
+def targets_list(
+    request,
+    response: HttpResponse,
+    q: str | None = Query(None, max_length=100, description="Only names containing this (any case)."),
+    kind: TargetKind | None = None,
+    status: TargetStatus | None = None,
+    enabled: bool | None = None,
+    pinned: bool | None = None,
+    limit: int = Query(100, ge=1, le=MAX_TARGETS_PAGE, description="Targets per page."),
+    offset: int = Query(0, ge=0, le=2**31 - 1, description="Targets to skip (built-in first, then by name)."),
+):
+    """One page of the targets matching every filter given; `X-Total-Count` says how many match in all."""
+    targets = target_list(text=q, kind=kind, status=status, enabled=enabled, pinned=pinned)
+    count = targets.count()
+    response["X-Total-Count"] = str(count)
+    links = page_links(request, count=count, limit=limit, offset=offset)
+    if links:
+        response["Link"] = links
+    return list(targets[offset : offset + limit])
 
 
 @router.post("/targets", response={201: TargetOut, **WRITE_ERRORS}, summary="Add a target")

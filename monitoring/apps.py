@@ -9,11 +9,12 @@ class MonitoringConfig(AppConfig):
 
     def ready(self) -> None:
         from core.registry import registry
-        from monitoring.exposition import CollectedSeriesCollector
+        from monitoring.exposition import CollectedSeriesCollector, CollectorConnectionsCollector
 
         registry.discover("collectors", "monitoring.collectors", skip=("base", "kept"))
         # /metrics (core) asks the registry for what apps expose at scrape time.
         registry.register("metrics", "collected_series", CollectedSeriesCollector)
+        registry.register("metrics", "collector_connections", CollectorConnectionsCollector)
         registry.register("defaults", "monitoring", _install_defaults)
 
 

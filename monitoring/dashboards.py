@@ -10,6 +10,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import Q
+
 from core.charts import figure_json
 from monitoring.catalogue import metric_info
 from monitoring.charts import Line, timeseries_figure
@@ -149,7 +151,29 @@ class TargetPanel:
     charts: list[Chart]
 
 
-def overview_panels(*, start: datetime, end: datetime) -> list[TargetPanel]:
-    """Key charts of every enabled target, built-in ones first."""
-    targets = Target.objects.filter(enabled=True).order_by("-builtin", "kind", "name")
-    return [TargetPanel(target, key_charts(target=target, start=start, end=end)) for target in targets]
+# The Overview charts at most this many pinned targets (each costs a few queries and three charts); the
+# rest of the pinned ones are a link to the filtered targets list.
+OVERVIEW_PINNED_LIMIT = 12
+
+
+@dataclass(frozen=True)
+class OverviewPanels:
+    panels: list[TargetPanel]
+    pinned_total: int  # pinned targets enabled, charted or not
+
+
+def overview_panels(*, start: datetime, end: datetime) -> OverviewPanels:
+    """Key charts of the enabled built-in and pinned targets, built-in ones first.
+
+    Never every target: with thousands the Overview would cost queries and charts per target. The rest
+    is summarised by monitoring.selectors.targets.target_summary.
+    """
+    shown = Target.objects.filter(enabled=True).filter(Q(builtin=True) | Q(pinned=True))
+    builtin = list(shown.filter(builtin=True).order_by("kind", "name"))
+    pinned = shown.filter(builtin=False).order_by("kind", "name")
+    pinned_total = pinned.count()
+    targets = builtin + list(pinned[:OVERVIEW_PINNED_LIMIT])
+    return OverviewPanels(
+        panels=[TargetPanel(target, key_charts(target=target, start=start, end=end)) for target in targets],
+        pinned_total=pinned_total,
+    )

@@ -6,13 +6,17 @@ series' labels as labels; only series seen in the last 10 minutes are exposed.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import defaultdict
 
 from prometheus_client.core import GaugeMetricFamily
 
+from core.heartbeat import worker_process_stats
+from core.outages import failure_log
 from monitoring.selectors.targets import current_values
 
+logger = logging.getLogger(__name__)
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 
 
@@ -38,3 +42,24 @@ class CollectedSeriesCollector:
                     [labels.get(name, "") for name in label_names], current.value, timestamp=current.at.timestamp()
                 )
             yield family
+
+
+class CollectorConnectionsCollector:
+    """Connections to targets the worker processes keep between collections (monitoring/collectors/kept.py),
+    as each process last reported it while collecting."""
+
+    def collect(self):
+        family = GaugeMetricFamily(
+            "perfpilot_collector_connections",
+            "Connections to targets kept open by a worker process between collections.",
+            labels=["worker", "pid"],
+        )
+        try:
+            processes = worker_process_stats()
+        except Exception as exc:  # Redis down: the rest of /metrics still answers
+            failure_log(logger, "collector connection counts unavailable", exc)
+            return
+        for process in processes:
+            if "collector_connections" in process:
+                family.add_metric([process["worker"], str(process["pid"])], process["collector_connections"])
+        yield family

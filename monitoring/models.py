@@ -8,10 +8,17 @@ but overhead.
 
 from __future__ import annotations
 
+from django.core.validators import RegexValidator
 from django.db import models
+from django.utils import timezone
 
 from core.conninfo import mask_url
 from core.crypto import encrypted_url_property
+
+# A collector group names the Celery queue its collections go to (monitoring/services/scheduling.py),
+# so it must be a valid part of a queue name on Redis and RabbitMQ alike.
+GROUP_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$"
+DEFAULT_GROUP = "default"
 
 
 class Target(models.Model):
@@ -31,12 +38,25 @@ class Target(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices)
     enabled = models.BooleanField(default=True)
     builtin = models.BooleanField(default=False, help_text="Registered automatically for the control plane itself.")
+    pinned = models.BooleanField(default=False, help_text="Shown with its charts on the Overview.")
     interval_seconds = models.PositiveIntegerField(default=10)
     timeout_seconds = models.PositiveIntegerField(default=5)
     # The URL/DSN with its password is stored encrypted; url_display has the password masked.
     url_encrypted = models.TextField(blank=True)
     url_display = models.CharField(max_length=500, blank=True)
     options = models.JSONField(default=dict, blank=True)
+    group = models.CharField(
+        max_length=40,
+        default=DEFAULT_GROUP,
+        validators=[RegexValidator(GROUP_PATTERN)],
+        help_text="Collector group: the workers serving its queue collect this target.",
+    )
+
+    # Scheduling (monitoring/services/scheduling.py): the start of the next interval to collect; a
+    # scheduler claims the row when it is due and moves it on by whole intervals. collected_slot is
+    # the last interval a worker took on, so a re-sent message for the same interval is dropped.
+    next_due_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
+    collected_slot = models.DateTimeField(null=True, blank=True)
 
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.UNKNOWN)
     last_success_at = models.DateTimeField(null=True, blank=True)
@@ -51,6 +71,9 @@ class Target(models.Model):
 
     class Meta:
         ordering = ["name"]
+        indexes = [
+            models.Index(fields=["next_due_at"], name="target_due", condition=models.Q(enabled=True)),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -6,10 +6,15 @@ from ninja import Field, Schema
 from pydantic import BaseModel, ConfigDict
 
 from core.schemas import Bool, Int, StrictSchema, Text, choices_enum, omittable
-from monitoring.models import Series, Target
+from monitoring.models import DEFAULT_GROUP, GROUP_PATTERN, Series, Target
 
 METRIC_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:.]*$"
+GROUP_DESCRIPTION = (
+    "Collector group: its collections go to the queue `collect` (group `default`) or `collect.<group>`, "
+    "served by the workers started with `-Q` naming it."
+)
 TargetKind = choices_enum("TargetKind", Target.Kind)
+TargetStatus = choices_enum("TargetStatus", Target.Status)
 SeriesKind = choices_enum("SeriesKind", Series.Kind)
 
 
@@ -20,7 +25,9 @@ class TargetIn(StrictSchema):
     interval_seconds: Int = Field(10, ge=1, le=86_400)
     timeout_seconds: Int = Field(5, ge=1, le=300)
     enabled: Bool = True
+    pinned: Bool = Field(False, description="Show its charts on the Overview.")
     options: dict = Field(default_factory=dict)
+    group: str = Field(DEFAULT_GROUP, min_length=1, max_length=40, pattern=GROUP_PATTERN, description=GROUP_DESCRIPTION)
 
 
 class TargetPatchIn(StrictSchema):
@@ -29,7 +36,9 @@ class TargetPatchIn(StrictSchema):
     interval_seconds: Int = omittable(ge=1, le=86_400)
     timeout_seconds: Int = omittable(ge=1, le=300)
     enabled: Bool = omittable()
+    pinned: Bool = omittable(description="Show its charts on the Overview.")
     options: dict = omittable()
+    group: str = omittable(min_length=1, max_length=40, pattern=GROUP_PATTERN, description=GROUP_DESCRIPTION)
 
 
 class TargetOut(Schema):
@@ -38,10 +47,13 @@ class TargetOut(Schema):
     kind: str
     enabled: bool
     builtin: bool
+    pinned: bool
     url: str = Field(..., description="The URL with its password masked.")
     interval_seconds: int
     timeout_seconds: int
     options: dict
+    group: str
+    next_due_at: datetime | None = Field(..., description="When its next collection is due (null: not scheduled).")
     status: str
     last_success_at: datetime | None
     last_attempt_at: datetime | None

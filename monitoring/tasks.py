@@ -8,13 +8,28 @@ from monitoring.models import Target
 from monitoring.services.collection import collect_target
 from monitoring.services.retention import retention_run
 from monitoring.services.rollups import rollups_run
+from monitoring.services.scheduling import collect_scheduled
 
 
-@shared_task(name="monitoring.tasks.collect_target_task", ignore_result=True, soft_time_limit=120, time_limit=150)
-def collect_target_task(target_id: int) -> None:
+@shared_task(
+    name="monitoring.tasks.collect_target_task", bind=True, ignore_result=True, soft_time_limit=120, time_limit=150
+)
+def collect_target_task(self, target_id: int, slot: str | None = None) -> None:
+    """One target; with a slot (sent by a scheduler) only if no other message took that slot on."""
+    if slot is not None:
+        collect_scheduled(slots=[(target_id, slot)], worker=self.request.hostname or "")
+        return
     target = Target.objects.filter(pk=target_id, enabled=True).first()
     if target is not None:
         collect_target(target=target)
+
+
+@shared_task(
+    name="monitoring.tasks.collect_batch_task", bind=True, ignore_result=True, soft_time_limit=120, time_limit=150
+)
+def collect_batch_task(self, slots: list[list]) -> None:
+    """Cheap collections of one group, [target id, slot] pairs, run concurrently in this one task."""
+    collect_scheduled(slots=[(int(target_id), slot) for target_id, slot in slots], worker=self.request.hostname or "")
 
 
 # One run at a time is enforced inside the service (advisory lock); a run that finds it held returns.

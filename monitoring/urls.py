@@ -7,6 +7,7 @@ from monitoring import views
 app_name = "monitoring"
 urlpatterns = [
     path("", views.index, name="index"),
+    path("targets/options/", views.target_options, name="target-options"),
     path("targets/<int:target_id>/", views.target_detail, name="target"),
     path("targets/<int:target_id>/edit/", views.target_edit, name="target-edit"),
     path("targets/<int:target_id>/delete/", views.target_remove, name="target-delete"),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -18,9 +19,9 @@ from core.htmx import render_page, requested_fragment
 from core.roles import OPERATOR, ensure_role, role_required
 from core.selectors import queue_lengths
 from monitoring.dashboards import all_metric_charts, explorer_chart, overview_panels
-from monitoring.forms import TargetForm
+from monitoring.forms import TargetFilterForm, TargetForm
 from monitoring.models import Series, Target
-from monitoring.selectors.targets import target_forecasts, target_list
+from monitoring.selectors.targets import target_forecasts, target_list, target_name_matches, target_summary
 from monitoring.services.targets import (
     TargetInput,
     target_create,
@@ -45,8 +46,15 @@ def overview(request: HttpRequest) -> HttpResponse:
         )
     if fragment in (None, "targets"):
         end = timezone.now()
-        context["panels"] = overview_panels(start=end - RANGE_PRESETS["1h"], end=end)
+        overview = overview_panels(start=end - RANGE_PRESETS["1h"], end=end)
+        charted_pinned = sum(1 for panel in overview.panels if not panel.target.builtin)
+        context.update(
+            panels=overview.panels, overflow_pinned=overview.pinned_total - charted_pinned, summary=target_summary()
+        )
     return render_page(request, "monitoring/overview.html", context, fragment=fragment)
+
+
+TARGETS_PER_PAGE = 50
 
 
 @require_http_methods(["GET", "POST"])
@@ -63,8 +71,35 @@ def index(request: HttpRequest) -> HttpResponse:
             )
             return redirect("monitoring:target", target_id=target.id)
         status = 422
-    context = {"targets": target_list(), "form": form, "kinds": Target.Kind.choices}
+    filters = TargetFilterForm(request.GET, auto_id="filter_%s")
+    if request.GET and not filters.is_valid():
+        status = 400  # the page still lists, filtered by the valid fields; the bad one says what is wrong
+    page = Paginator(target_list(**filters.filters()), TARGETS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "page": page,
+        "targets": page.object_list,
+        "filters": filters,
+        "filter_query": query.urlencode(),
+        "filtered": any(v is not None for v in filters.filters().values()),
+        "form": form,
+        "kinds": Target.Kind.choices,
+    }
     return render(request, "monitoring/index.html", context, status=status)
+
+
+@require_GET
+def target_options(request: HttpRequest) -> HttpResponse:
+    """Suggestions for a target picker's datalist: the typed text arrives under the input's own name,
+    `field` (default `q`)."""
+    field = request.GET.get("field") or "q"
+    text = request.GET.get(field, "").strip()[:100]
+    if "\x00" in text:  # PostgreSQL text cannot hold NUL, so no name has one
+        return HttpResponseBadRequest(f"{field}: no NUL characters.", content_type="text/plain")
+    kinds = [kind for kind in request.GET.getlist("kind") if kind in Target.Kind.values]
+    context = {"targets": target_name_matches(text=text, kinds=kinds)}
+    return render(request, "monitoring/_target_options.html", context)
 
 
 def _edit_form(target: Target) -> TargetForm:
@@ -74,6 +109,8 @@ def _edit_form(target: Target) -> TargetForm:
         "interval_seconds": target.interval_seconds,
         "timeout_seconds": target.timeout_seconds,
         "enabled": target.enabled,
+        "group": target.group,
+        "pinned": target.pinned,
         "options": json.dumps(target.options) if target.options else "",
     }
     return TargetForm(editing=True, initial=initial)

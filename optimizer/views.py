@@ -7,7 +7,7 @@ import json
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -63,11 +63,8 @@ def _queue_unavailable(request: HttpRequest, exc: QueueUnavailable) -> HttpRespo
 
 
 def _tuners_context(**extra) -> dict:
-    return {
-        "tuners": tuner_overview(),
-        "targets": Target.objects.filter(kind__in=[Target.Kind.POSTGRES, Target.Kind.REDIS]).order_by("name"),
-        **extra,
-    }
+    # Each tuner's Run now takes a target by name (a search), not a select of every target.
+    return {"tuners": tuner_overview(), **extra}
 
 
 @require_GET
@@ -137,10 +134,19 @@ def recommendation_dismiss_view(request: HttpRequest, recommendation_id: int) ->
     return redirect("optimizer:index")
 
 
+def _posted_target(value: str) -> Target | None:
+    """The target a form names: by name (the search input), else by id (a form posting one)."""
+    value = value.strip()
+    found = Target.objects.filter(name=value).first() if value and "\x00" not in value else None
+    if found is None and value.isascii() and value.isdigit() and len(value) <= 18:
+        found = Target.objects.filter(pk=int(value)).first()
+    return found
+
+
 @require_POST
 @role_required(OPERATOR)
 def tuner_run(request: HttpRequest, kind: str) -> HttpResponse:
-    target = Target.objects.filter(pk=request.POST.get("target") or 0).first()
+    target = _posted_target(request.POST.get("target", ""))
     try:
         if target is None:
             raise InvalidInput("Choose a target.", field="target")
@@ -198,10 +204,27 @@ def log(request: HttpRequest) -> HttpResponse:
     return render(request, "optimizer/log.html", context)
 
 
+# The database and cache pages show this many targets as chips (built-in and pinned first, and the one
+# shown); with more, a name search opens any other.
+PICKER_CHIPS = 12
+
+
 def _chosen(request: HttpRequest, targets, target_id: int | None) -> Target | None:
     if target_id is not None:
         return get_object_or_404(targets, pk=target_id)
+    name = request.GET.get("target", "").strip()
+    if name:
+        if "\x00" in name:  # PostgreSQL text cannot hold NUL, so no name has one (the query would fail)
+            raise Http404("No target by that name.")
+        return get_object_or_404(targets, name=name)
     return targets.first()
+
+
+def _picker(targets, target: Target | None, *, kind: str) -> dict:
+    shown = list(targets.order_by("-builtin", "-pinned", "name")[:PICKER_CHIPS])
+    if target is not None and target not in shown:
+        shown.append(target)
+    return {"targets": shown, "targets_total": targets.count(), "target": target, "kinds": [kind]}
 
 
 @require_GET
@@ -210,16 +233,19 @@ def database(request: HttpRequest, target_id: int | None = None) -> HttpResponse
     target = _chosen(request, targets, target_id)
     live = has_role(request.user, OPERATOR)  # reading the target live connects out: operators only
     report = database_report(target=target, live=live) if target else None
-    context = {"targets": targets, "target": target, "report": report}
-    return render(request, "optimizer/database.html", context)
+    return render(
+        request, "optimizer/database.html", {**_picker(targets, target, kind=Target.Kind.POSTGRES), "report": report}
+    )
 
 
 @require_GET
 def cache(request: HttpRequest, target_id: int | None = None) -> HttpResponse:
     targets = redis_targets()
     target = _chosen(request, targets, target_id)
-    context = {"targets": targets, "target": target, "report": cache_report(target=target) if target else None}
-    return render(request, "optimizer/cache.html", context)
+    report = cache_report(target=target) if target else None
+    return render(
+        request, "optimizer/cache.html", {**_picker(targets, target, kind=Target.Kind.REDIS), "report": report}
+    )
 
 
 # --- EXPLAIN -----------------------------------------------------------------------------------
@@ -227,7 +253,6 @@ def cache(request: HttpRequest, target_id: int | None = None) -> HttpResponse:
 
 def _explain_context(target: Target, **extra) -> dict:
     return {
-        "targets": postgres_targets(),
         "target": target,
         "recent_runs": list(explain_runs_recent(target=target)),
         "analyze_timeout": settings.EXPLAIN_ANALYZE_TIMEOUT_SECONDS,

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from django import forms
 
+from monitoring.forms import TargetPickerField
 from scaling.models import ScaledService, ScalingRule, SelectPolicy
 
 
@@ -111,7 +112,11 @@ class RuleForm(forms.Form):
     name = forms.SlugField(max_length=100)
     source = forms.ChoiceField(choices=ScalingRule.Source.choices)
     series_id = _id_picker("Series", "For “collected series”: the target and metric it reads.")
-    target_id = _id_picker("Target", "Built-ins: which monitored target; any target when left empty.")
+    target_id = TargetPickerField(
+        required=False,
+        label="Target",
+        help_text="Built-ins: which monitored target (type part of its name); empty: any.",
+    )
     metric_name = forms.CharField(
         required=False,
         max_length=200,
@@ -128,12 +133,10 @@ class RuleForm(forms.Form):
     def __init__(
         self,
         *args,
-        target_choices: Sequence[tuple[int, str]] = (),
         series_choices: Sequence[tuple[int, str]] = (),
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        self.fields["target_id"].choices = [("", "Any target"), *target_choices]
         self.fields["series_id"].choices = [("", "Choose a series"), *series_choices]
 
     def clean_labels(self) -> dict:

@@ -14,7 +14,6 @@ from django.utils import timezone
 
 from monitoring.catalogue import metric_info
 from monitoring.selectors.series import series_get, series_latest, series_query, series_search, series_units
-from monitoring.selectors.targets import target_list
 from scaling.models import ScaledService, ScalingDecision, ScalingRule
 
 # A rule's newest sample older than this is missing data (it cannot cause a scale-down).
@@ -69,14 +68,13 @@ SERIES_CHOICES_LIMIT = 2000
 
 @dataclass(frozen=True)
 class RulePickerChoices:
-    targets: list[tuple[int, str]]
     series: list[tuple[int, str]]
     metric_names: list[str]
 
 
 def rule_picker_choices(*, keep_series_ids: Iterable[int] = ()) -> RulePickerChoices:
-    """What the rule form offers: targets by name, series by target and readable metric, metric names."""
-    targets = [(t.id, f"{t.name} ({t.get_kind_display()})") for t in target_list()]
+    """What the rule form offers: series by target and readable metric, metric names. Targets are not
+    listed: the form's target is a name search (monitoring.forms.TargetPickerField)."""
     found = list(series_search(limit=SERIES_CHOICES_LIMIT))
     listed = {s.id for s in found}
     for series_id in keep_series_ids:
@@ -85,7 +83,7 @@ def rule_picker_choices(*, keep_series_ids: Iterable[int] = ()) -> RulePickerCho
             found.append(kept)
     series = [(s.id, f"{s.target.name if s.target else 'no target'} · {s}") for s in found]
     metric_names = sorted({s.metric for s in found})
-    return RulePickerChoices(targets=targets, series=series, metric_names=metric_names)
+    return RulePickerChoices(series=series, metric_names=metric_names)
 
 
 def _series_matching(*, target_id: int | None, metric: str, labels: dict) -> list:

@@ -107,8 +107,8 @@ def _picker_choices(rules: list[ScalingRule]) -> RulePickerChoices:
 
 
 def _rule_form(*args, choices: RulePickerChoices, **kwargs) -> RuleForm:
-    """A rule form whose target and series are pickers of the monitored targets and series."""
-    return RuleForm(*args, target_choices=choices.targets, series_choices=choices.series, **kwargs)
+    """A rule form whose series is a picker of the monitored series (its target is a name search)."""
+    return RuleForm(*args, series_choices=choices.series, **kwargs)
 
 
 def _rule_forms(

@@ -7,21 +7,24 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
+from http.cookiejar import CookieJar
 from pathlib import Path
 
 import psutil
 
 from core.embedded import EmbeddedPostgres, EmbeddedRedis
 from tests.conftest import control_plane_env, control_plane_spawn, free_port, stop_control_plane
-from tests.core.test_faults import Browser
 
 PASSWORD = "chaos-test-password-1"
 
@@ -37,6 +40,44 @@ LOAD = [
     ("/api/v1/performance/status", False),
     ("/metrics", False),
 ]
+
+
+class Browser:
+    """A signed-in urllib client (session cookie and CSRF), as a person's browser would be."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.jar = CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with self.opener.open(self.base + path, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError:
+            return 0, ""
+
+    def login(self, username: str, password: str) -> None:
+        status, page = self.get("/login/")
+        assert status == 200
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        body = urllib.parse.urlencode({"username": username, "password": password, "csrfmiddlewaretoken": token})
+        request = urllib.request.Request(
+            self.base + "/login/", data=body.encode(), headers={"Referer": self.base + "/login/"}
+        )
+        with self.opener.open(request, timeout=10) as response:
+            assert "/login/" not in response.url, "login failed"
+
+
+def host_last_success(browser: Browser) -> datetime | None:
+    status, body = browser.get("/api/v1/targets?kind=host")
+    if status != 200:
+        return None
+    targets = json.loads(body)
+    stamp = targets[0]["last_success_at"] if targets else None
+    return datetime.fromisoformat(stamp) if stamp else None
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Shared fixtures: real servers, a real Celery worker and beat, and users for each role.
+"""Shared fixtures: real servers, a real Celery worker, beat and scheduler, and users for each role.
 
 The session starts the embedded PostgreSQL and Redis of config.settings_test (under var/test,
 on their own ports) unless DATABASE_URL / REDIS_URL point elsewhere, and stops what it started.
@@ -176,7 +176,9 @@ def _test_database_url() -> str:
     return f"postgresql://{quote(db['USER'])}:{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
-def _spawn(argv: list[str], log_name: str, *, command: list[str] | None = None) -> tuple[subprocess.Popen, Path]:
+def _spawn(
+    argv: list[str], log_name: str, *, command: list[str] | None = None, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, Path]:
     """`celery -A config ARGV` (or `command`) on the test database and Redis, logging to ARTIFACTS."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log_path = ARTIFACTS / log_name
@@ -185,6 +187,7 @@ def _spawn(argv: list[str], log_name: str, *, command: list[str] | None = None) 
         "DJANGO_SETTINGS_MODULE": "config.settings_test",
         "DATABASE_URL": _test_database_url(),
         "REDIS_URL": settings.REDIS_URL,
+        **(env or {}),
     }
     log = log_path.open("w")
     process = subprocess.Popen(
@@ -209,38 +212,133 @@ def _wait_for(predicate, *, timeout: float, what: str, process: subprocess.Popen
     raise RuntimeError(f"{what} did not come up; its log ({log}):\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker):
-    """A real `celery worker` process on the test database and Redis, for the whole session."""
+def _start_worker(name: str, log_name: str, *, concurrency: int, env: dict[str, str] | None = None):
     from core.heartbeat import worker_heartbeats
 
-    with django_db_blocker.unblock():
-        process, log = _spawn(
-            [
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--concurrency",
-                "2",
-                "--queues",
-                ",".join(settings.TASK_QUEUES),
-                "--hostname",
-                f"pytest-{os.getpid()}@%h",
-                "--without-mingle",
-                "--without-gossip",
-            ],
-            "celery-worker.log",
-        )
-    name = f"pytest-{os.getpid()}@"
+    process, log = _spawn(
+        [
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            str(concurrency),
+            "--queues",
+            ",".join(settings.TASK_QUEUES),
+            "--hostname",
+            f"{name}@%h",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        log_name,
+        env=env,
+    )
     _wait_for(
-        lambda: any(b.name.startswith(name) for b in worker_heartbeats()),
+        lambda: any(b.name.startswith(f"{name}@") for b in worker_heartbeats()),
         timeout=60,
-        what="the Celery worker",
+        what=f"the Celery worker {name}",
         process=process,
         log=log,
     )
+    return process
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker):
+    """A real `celery worker` process on the test database and Redis, for the whole session."""
+    with django_db_blocker.unblock():
+        process = _start_worker(f"pytest-{os.getpid()}", "celery-worker.log", concurrency=2)
     yield process
     stop_process_group(process)
+
+
+# --- RabbitMQ as the broker -------------------------------------------------------------------
+
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672"
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url():
+    """An AMQP broker URL on the machine's RabbitMQ, in a virtual host of this session's own (its
+    queues cannot meet another run's workers), deleted with everything in it at the end."""
+    import shutil
+
+    if shutil.which("rabbitmqctl") is None or os.geteuid() != 0:
+        pytest.skip("RabbitMQ tests need rabbitmqctl as root (to give the session its own virtual host)")
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=2).close()
+    except OSError:
+        pytest.skip("no RabbitMQ on 127.0.0.1:5672")
+    vhost = f"perfpilot-test-{os.getpid()}"
+    _rabbitmqctl("add_vhost", vhost)
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield f"{RABBITMQ_URL}/{vhost}"
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process_amqp(django_db_setup, django_db_blocker, rabbitmq_url):
+    """A second real worker, taking its tasks from RabbitMQ (results and heartbeats still in Redis)."""
+    with django_db_blocker.unblock():
+        process = _start_worker(
+            f"pytest-amqp-{os.getpid()}",
+            "celery-worker-amqp.log",
+            concurrency=1,
+            env={"CELERY_BROKER_URL": rabbitmq_url},
+        )
+    yield process
+    stop_process_group(process)
+
+
+@contextlib.contextmanager
+def publishing_to(url: str):
+    """The test process's Celery app publishing to another broker for a while."""
+    from celery import current_app
+
+    app = current_app
+    saved = (app.conf.broker_url, app.conf.broker_transport_options, app._pool, app.amqp._producer_pool)
+    app.conf.broker_url = url
+    if url.startswith("amqp"):
+        from core.broker import AMQP_TRANSPORT_OPTIONS
+
+        app.conf.broker_transport_options = dict(AMQP_TRANSPORT_OPTIONS)
+    app._pool = None
+    app.amqp._producer_pool = None
+    try:
+        yield url
+    finally:
+        # kombu keeps producer and connection pools per broker in process-wide registries: close
+        # and forget this broker's, or the next test on the same URL would get closed ones.
+        from kombu import pools
+        from kombu.utils.collections import eqhash
+
+        key = eqhash(app.connection_for_write())
+        for group in (pools.producers, pools.connections):
+            pool = dict.pop(group, key, None)
+            if pool is not None:
+                pool.force_close_all()
+        if app._pool is not None:
+            app._pool.force_close_all()
+        app.conf.broker_url, app.conf.broker_transport_options, app._pool, app.amqp._producer_pool = saved
+
+
+@pytest.fixture
+def amqp_broker(rabbitmq_url):
+    """This process publishes to the session's RabbitMQ virtual host (as CELERY_BROKER_URL=amqp://…)."""
+    with publishing_to(rabbitmq_url) as url:
+        yield url
+
+
+@pytest.fixture
+def amqp_broker_down():
+    """This process's broker is a RabbitMQ URL on a port nothing listens on."""
+    with publishing_to(f"amqp://guest:guest@127.0.0.1:{free_port()}//") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -255,6 +353,26 @@ def celery_beat_process(django_db_setup, django_db_blocker):
         lambda: (b := beat_heartbeat()) is not None and b.seen_at >= started,
         timeout=60,
         what="Celery beat",
+        process=process,
+        log=log,
+    )
+    yield process
+    stop_process_group(process)
+
+
+@pytest.fixture
+def scheduler_process(django_db_setup, django_db_blocker):
+    """A real `manage.py run_scheduler` process on the test database and broker, for one test: left
+    running, it would claim the due targets of every later test (tests/monitoring/test_scheduling.py
+    claims its own)."""
+    from core.heartbeat import scheduler_heartbeats
+
+    with django_db_blocker.unblock():
+        process, log = _spawn([], "scheduler.log", command=[sys.executable, str(ROOT / "manage.py"), "run_scheduler"])
+    _wait_for(
+        lambda: any(b.name.endswith(f":{process.pid}") for b in scheduler_heartbeats()),
+        timeout=60,
+        what="the scheduler",
         process=process,
         log=log,
     )
@@ -352,16 +470,5 @@ def stop_control_plane(process: subprocess.Popen, env: dict[str, str]) -> None:
 def broker_down():
     """The test process's Celery broker pointed at a port nothing listens on (the session's Redis
     stays up for everything else): publishing meets a real refused connection."""
-    from celery import current_app
-
-    app = current_app
-    saved = (app.conf.broker_url, app._pool, app.amqp._producer_pool)
-    app.conf.broker_url = f"redis://127.0.0.1:{free_port()}/0"
-    app._pool = None
-    app.amqp._producer_pool = None
-    try:
+    with publishing_to(f"redis://127.0.0.1:{free_port()}/0"):
         yield
-    finally:
-        if app._pool is not None:
-            app._pool.force_close_all()
-        app.conf.broker_url, app._pool, app.amqp._producer_pool = saved

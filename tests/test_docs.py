@@ -42,12 +42,15 @@ def test_readme_starts_with_what_perfpilot_is_and_the_two_commands():
     )
 
 
-def test_compose_defines_the_five_services_on_the_same_variables():
+def test_compose_defines_its_services_on_the_same_variables():
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
-    assert set(compose["services"]) == {"postgres", "redis", "web", "worker", "beat"}
-    web_env = compose["services"]["web"]["environment"]
-    for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY"):
+    services = compose["services"]
+    assert set(services) == {"postgres", "redis", "rabbitmq", "web", "worker", "beat", "scheduler"}
+    assert services["rabbitmq"]["profiles"] == ["rabbitmq"]  # only started when asked for
+    web_env = services["web"]["environment"]
+    for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "CELERY_BROKER_URL"):
         assert name in web_env
+        assert all(name in services[s]["environment"] for s in ("worker", "beat", "scheduler"))
     assert "pgvector" in compose["services"]["postgres"]["image"]
     assert "shared_preload_libraries=pg_stat_statements" in compose["services"]["postgres"]["command"]
 

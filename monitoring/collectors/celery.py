@@ -1,12 +1,14 @@
 """The Celery collector: queue backlog, workers, tasks in flight, task rates and runtimes.
 
-target.url is the broker (Redis). Options: {"app": "config", "queues": ["celery", ...],
-"event_window_seconds": 2}. Queue lengths are read from Redis directly; workers are asked through a
-throwaway Celery app (never the project's own, so its configuration cannot leak in), and task rates
-and runtimes come from Celery events captured for a short window on every collection.
+target.url is the broker: Redis (redis://, rediss://) or RabbitMQ (amqp://, amqps://). Options:
+{"app": "config", "queues": ["celery", ...], "event_window_seconds": 2}. Queue lengths are read from
+Redis directly, or on RabbitMQ with a passive queue.declare (messages ready, not those a worker holds
+unacknowledged; core/broker.py); workers are asked through a throwaway Celery app (never the
+project's own, so its configuration cannot leak in), and task rates and runtimes come from Celery
+events captured for a short window on every collection.
 
 Metrics (labels in braces):
-    celery_queue_length{queue}              messages waiting, all kombu priority lists together
+    celery_queue_length{queue}              messages waiting (on Redis all kombu priority lists together)
     celery_workers_online                   workers answering `inspect stats` (0 is not a failure)
     celery_tasks_active, celery_tasks_reserved          over all workers
     celery_tasks_succeeded_per_second, celery_tasks_failed_per_second,
@@ -23,8 +25,10 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
+import amqp
 import redis
 from celery import Celery
 from celery.events.event import get_exchange
@@ -34,6 +38,7 @@ from kombu.exceptions import ConnectionError as KombuConnectionError
 from kombu.transport import redis as kombu_redis
 
 from core import outbound
+from core.broker import amqp_queue_lengths, broker_is_amqp
 from core.conninfo import scrub
 from core.redis_client import celery_queue_lengths
 from monitoring.collectors.base import COUNTER, Collector, CollectorError, CollectResult, Measurement, register
@@ -45,7 +50,15 @@ logger = logging.getLogger(__name__)
 DEFAULT_QUEUES = ("celery",)
 QUANTILES = (0.5, 0.95, 0.99)
 EVENTS_REENABLE_SECONDS = 60.0
-_BROKER_ERRORS = (KombuError, KombuConnectionError, ChannelError, redis.RedisError, OSError)
+_BROKER_ERRORS = (
+    KombuError,
+    KombuConnectionError,
+    ChannelError,
+    redis.RedisError,
+    amqp.exceptions.AMQPError,
+    outbound.OutboundRefused,
+    OSError,
+)
 
 
 @dataclass
@@ -62,6 +75,8 @@ class _WorkerReport:
     runtimes: list[float] = field(default_factory=list)
     window_seconds: float = 0.0
     error: BaseException | None = None
+    queue_lengths: dict[str, int] = field(default_factory=dict)  # RabbitMQ only, read on the session
+    server: str = ""  # RabbitMQ only: product and version
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -137,8 +152,13 @@ class CeleryCollector(Collector):
     def collect(self) -> CollectResult:
         queues = self._queues()
         window = self._event_window()
-        lengths = self._queue_lengths(queues)  # also proves the broker answers before we ask workers
-        report = self._ask_workers(window=window)
+        if self._amqp:
+            # Read on the conversation's own connection, first, within its deadline.
+            report = self._ask_workers(window=window, queues=queues)
+            lengths = report.queue_lengths
+        else:
+            lengths = self._queue_lengths(queues)  # also proves the broker answers before we ask workers
+            report = self._ask_workers(window=window)
         result = CollectResult()
         add = result.measurements.append
         for queue, length in lengths.items():
@@ -173,6 +193,10 @@ class CeleryCollector(Collector):
 
     def test_connection(self) -> str:
         url = self.target.url
+        if self._amqp:
+            report = self._ask_workers(window=0, queues=[])
+            workers = f"{report.online} worker{'' if report.online == 1 else 's'} online"
+            return f"Celery app {self._app_name()}: broker {report.server}, {workers}"
         try:
             with redis_client(url, timeout=self.timeout) as client:
                 version = client.info("server").get("redis_version", "?")
@@ -183,6 +207,10 @@ class CeleryCollector(Collector):
         return f"Celery app {self._app_name()}: broker Redis {version}, {workers}"
 
     # --- options ---------------------------------------------------------------------------------
+
+    @property
+    def _amqp(self) -> bool:
+        return broker_is_amqp(self.target.url)
 
     def _options(self) -> dict:
         options = self.target.options or {}
@@ -222,6 +250,8 @@ class CeleryCollector(Collector):
         exc = cause or exc
         if isinstance(exc, redis.RedisError):
             return redis_error_message(exc, where=where, timeout=self.timeout, url=self.target.url)
+        if isinstance(exc, outbound.OutboundRefused):
+            return scrub(f"{where} is refused: {exc}", self.target.url)
         if isinstance(exc, TimeoutError):
             return f"{where} did not answer within {self.timeout:g} s"
         return scrub(f"{where} could not be used ({exc})", self.target.url)
@@ -235,7 +265,7 @@ class CeleryCollector(Collector):
 
     # --- workers ---------------------------------------------------------------------------------
 
-    def _ask_workers(self, *, window: float) -> _WorkerReport:
+    def _ask_workers(self, *, window: float, queues: list[str] | None = None) -> _WorkerReport:
         """Ping, inspect and listen to the workers, within a hard deadline.
 
         kombu retries a publish forever when the broker drops mid-call, and no option bounds it, so
@@ -243,7 +273,7 @@ class CeleryCollector(Collector):
         """
         report = _WorkerReport()
         thread = threading.Thread(
-            target=self._converse, args=(report, window), name=f"celery-collector-{self.target.pk}", daemon=True
+            target=self._converse, args=(report, window, queues), name=f"celery-collector-{self.target.pk}", daemon=True
         )
         thread.start()
         # Connecting, up to four control round trips of a quarter timeout each, and the window.
@@ -260,35 +290,42 @@ class CeleryCollector(Collector):
             raise report.error  # a bug, not the broker: let the collection service log it
         return report
 
-    def _converse(self, report: _WorkerReport, window: float) -> None:
+    def _converse(self, report: _WorkerReport, window: float, queues: list[str] | None) -> None:
         try:
-            self._ask_on_a_session(report, window)
+            self._ask_on_a_session(report, window, queues)
         except Exception as exc:  # handed to the caller's thread, which raises it
             report.error = exc
 
-    def _ask_on_a_session(self, report: _WorkerReport, window: float) -> None:
+    def _ask_on_a_session(self, report: _WorkerReport, window: float, queues: list[str] | None) -> None:
         target = self.target
         slot, fingerprint = target.pk, (target.url, self._app_name(), self.timeout)
         kept = _kept.take(slot, fingerprint)
         if kept is not None:
             try:
                 with _kept.lent(slot, fingerprint, kept):
-                    self._ask(kept, report, window)
+                    self._ask(kept, report, window, queues)
                 return
             except _BROKER_ERRORS:
                 pass  # a kept connection can have gone stale (a broker restart): ask once more on a new one
         session = self._new_session()
         with _kept.lent(slot, fingerprint, session):
-            self._ask(session, report, window)
+            self._ask(session, report, window, queues)
 
     def _new_session(self) -> _BrokerSession:
         app = self._throwaway_app()
         # An explicit URL, and this connection passed to every call: Celery would otherwise prefer
         # the CELERY_BROKER_URL environment variable (the control plane's own broker) to ours.
+        if self._amqp:
+            url, ssl = _amqp_checked(self.target.url)
+            return _BrokerSession(app, app.connection_for_write(url=url, ssl=ssl))
         return _BrokerSession(app, app.connection_for_write(url=self.target.url, transport=_RedisTransport))
 
-    def _ask(self, session: _BrokerSession, report: _WorkerReport, window: float) -> None:
+    def _ask(self, session: _BrokerSession, report: _WorkerReport, window: float, queues: list[str] | None) -> None:
         app, conn = session.app, session.connection
+        if queues is not None:  # RabbitMQ: the queue lengths, and the connection proved before we ask workers
+            report.queue_lengths = amqp_queue_lengths(conn, queues)
+            properties = conn.connection.server_properties
+            report.server = f"{properties.get('product', 'RabbitMQ')} {properties.get('version', '?')}"
         reply_timeout = min(1.0, self.timeout / 4)
         # No ping: the stats replies name the workers online (waiting out the timeout, as a ping
         # would), and each broadcast costs more CPU than the collection's other work together.
@@ -309,12 +346,16 @@ class CeleryCollector(Collector):
     def _throwaway_app(self) -> Celery:
         timeout = self.timeout
         app = Celery(self._app_name(), broker=self.target.url, fixups=[], set_as_current=False)
+        if self._amqp:
+            transport_options = {"read_timeout": timeout, "write_timeout": timeout}
+        else:
+            # max_retries=0: fail on the first refused connection instead of retrying for ever.
+            transport_options = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "max_retries": 0}
         app.conf.update(
             broker_connection_timeout=timeout,
             broker_connection_retry=False,
             broker_connection_max_retries=0,
-            # max_retries=0: fail on the first refused connection instead of retrying for ever.
-            broker_transport_options={"socket_timeout": timeout, "socket_connect_timeout": timeout, "max_retries": 0},
+            broker_transport_options=transport_options,
             # No broker_pool_limit: kombu keeps producer pools in a process-wide registry keyed by
             # the broker's address, so a different limit here would resize the pool of the app
             # that runs this collector ("Can't shrink pool when in use") when both use one broker.
@@ -326,7 +367,8 @@ class CeleryCollector(Collector):
         app, conn = session.app, session.connection
         channel = conn.default_channel
         # On Redis, events go through a fanout (publish/subscribe) exchange: they reach us only while
-        # subscribed, and nothing is left behind in the broker when we stop listening.
+        # subscribed, and nothing is left behind in the broker when we stop listening. On RabbitMQ the
+        # queue is non-durable and auto-deleted: it goes when our consumer is cancelled.
         queue = Queue(
             f"{app.conf.event_queue_prefix}.{uuid4()}",
             exchange=get_exchange(conn, name=app.conf.event_exchange),
@@ -362,6 +404,19 @@ class CeleryCollector(Collector):
             while (remaining := started + window - time.monotonic()) > 0:
                 _drain(conn, remaining)
         report.window_seconds = time.monotonic() - started
+
+
+def _amqp_checked(url: str) -> tuple[str, dict | bool]:
+    """The URL with its host replaced by an address the outbound policy allows (connect there, no
+    second lookup), and kombu's ssl argument keeping the name for TLS (SNI and the certificate)."""
+    split = urlsplit(url)
+    host, port = split.hostname or "localhost", split.port or (5671 if split.scheme == "amqps" else 5672)
+    ip = outbound.resolve(host, port, what="The Celery broker")[0]
+    credentials = split.netloc.rpartition("@")[0]
+    literal = f"[{ip}]" if ":" in ip else ip
+    netloc = f"{credentials}@{literal}:{port}" if credentials else f"{literal}:{port}"
+    ssl: dict | bool = {"server_hostname": host} if split.scheme == "amqps" else False
+    return urlunsplit(split._replace(netloc=netloc)), ssl
 
 
 def _drain(conn, timeout: float) -> None:

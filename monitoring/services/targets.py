@@ -1,41 +1,36 @@
 """Targets: create, update, delete, test, and the control plane's own built-in targets.
 
-Each target has its own django-celery-beat schedule at its interval, so beat sends one
-collect_target_task per target and per interval; a message that waited longer than one interval
-expires instead of piling up behind a slow worker.
+A target is collected from its own row: the schedulers (monitoring/services/scheduling.py) claim it
+when its `next_due_at` comes. Creating, enabling or editing one makes it due now, so a new target
+(or a changed URL or interval) is collected at once and then every interval from there.
 """
 
 from __future__ import annotations
 
-import json
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import psycopg
 from django.conf import settings
 from django.db import transaction
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django.utils import timezone
 from psycopg.conninfo import conninfo_to_dict
 
 from core import outbound
 from core.errors import InvalidInput
 from core.services import audit_record
 from monitoring.collectors.base import CollectorError, collector_for
-from monitoring.models import Target
+from monitoring.models import DEFAULT_GROUP, GROUP_PATTERN, Target
 
-COLLECT_TASK = "monitoring.tasks.collect_target_task"
 KINDS_WITH_URL = {Target.Kind.POSTGRES, Target.Kind.REDIS, Target.Kind.CELERY, Target.Kind.PROMETHEUS}
 URL_SCHEMES = {
     Target.Kind.POSTGRES: ("postgres://", "postgresql://"),
     Target.Kind.REDIS: ("redis://", "rediss://", "unix://"),
-    Target.Kind.CELERY: ("redis://", "rediss://"),
+    Target.Kind.CELERY: ("redis://", "rediss://", "amqp://", "amqps://"),
     Target.Kind.PROMETHEUS: ("http://", "https://"),
 }
 MIN_INTERVAL, MAX_INTERVAL = 1, 86_400
-
-
-def schedule_name(target: Target) -> str:
-    return f"Collect target #{target.id}"
 
 
 def _validate_url(*, kind: str, url: str) -> None:
@@ -86,6 +81,14 @@ def _validate_timing(*, interval_seconds: int, timeout_seconds: int) -> None:
         raise InvalidInput("The timeout cannot be longer than the interval.", field="timeout_seconds")
 
 
+def _validate_group(group: str) -> None:
+    if not re.fullmatch(GROUP_PATTERN, group):
+        raise InvalidInput(
+            "A collector group is 1 to 40 lowercase letters, digits and inner hyphens (it names a queue).",
+            field="group",
+        )
+
+
 def _validate(*, kind: str, url: str, interval_seconds: int, timeout_seconds: int) -> None:
     _validate_url(kind=kind, url=url)
     _validate_timing(interval_seconds=interval_seconds, timeout_seconds=timeout_seconds)
@@ -110,22 +113,6 @@ def target_input_problems(
     return problems
 
 
-def _sync_schedule(target: Target) -> None:
-    interval, _ = IntervalSchedule.objects.get_or_create(every=target.interval_seconds, period=IntervalSchedule.SECONDS)
-    PeriodicTask.objects.update_or_create(
-        name=schedule_name(target),
-        defaults={
-            "task": COLLECT_TASK,
-            "interval": interval,
-            "args": json.dumps([target.id]),
-            "queue": "collect",
-            "enabled": target.enabled,
-            "expire_seconds": target.interval_seconds,
-            "description": f"Collects metrics of target “{target.name}” ({target.get_kind_display()}).",
-        },
-    )
-
-
 @dataclass(frozen=True)
 class TargetInput:
     name: str
@@ -135,6 +122,8 @@ class TargetInput:
     timeout_seconds: int = 5
     enabled: bool = True
     options: dict | None = None
+    group: str = DEFAULT_GROUP
+    pinned: bool = False
 
 
 @transaction.atomic
@@ -147,6 +136,7 @@ def target_create(*, data: TargetInput, actor, via: str, builtin: bool = False) 
     _validate(
         kind=data.kind, url=data.url, interval_seconds=data.interval_seconds, timeout_seconds=data.timeout_seconds
     )
+    _validate_group(data.group)
     target = Target(
         name=name,
         kind=data.kind,
@@ -154,13 +144,28 @@ def target_create(*, data: TargetInput, actor, via: str, builtin: bool = False) 
         timeout_seconds=data.timeout_seconds,
         enabled=data.enabled,
         options=data.options or {},
+        group=data.group,
         builtin=builtin,
+        next_due_at=timezone.now(),
+        pinned=data.pinned,
     )
     target.url = data.url
     target.save()
-    _sync_schedule(target)
     audit_record(actor=actor, via=via, action="target.create", object_repr=name, detail={"kind": data.kind})
     return target
+
+
+_EDITED_FIELDS = (
+    "name",
+    "group",
+    "pinned",
+    "interval_seconds",
+    "timeout_seconds",
+    "enabled",
+    "options",
+    "url_encrypted",
+    "url_display",
+)
 
 
 @transaction.atomic
@@ -175,16 +180,22 @@ def target_update(*, target: Target, changes: dict, actor, via: str) -> Target:
     interval = changes.get("interval_seconds", target.interval_seconds)
     timeout = changes.get("timeout_seconds", target.timeout_seconds)
     _validate(kind=target.kind, url=url, interval_seconds=interval, timeout_seconds=timeout)
+    group = changes.get("group") or target.group
+    _validate_group(group)
     target.name = name
+    target.group = group
     target.interval_seconds = interval
     target.timeout_seconds = timeout
     target.enabled = changes.get("enabled", target.enabled)
+    target.pinned = changes.get("pinned", target.pinned)
     if "options" in changes and changes["options"] is not None:
         target.options = changes["options"]
     if changes.get("url"):
         target.url = changes["url"]
-    target.save()
-    _sync_schedule(target)
+    # Due now: an enabled (or re-enabled) target, or one with a new URL or interval, is read at once.
+    target.next_due_at = timezone.now()
+    # Only what the edit owns: the health and collected_slot are the collections' to write meanwhile.
+    target.save(update_fields=[*_EDITED_FIELDS, "next_due_at", "updated_at"])
     fields = sorted(k for k in changes if k != "url") + (["url"] if changes.get("url") else [])
     audit_record(actor=actor, via=via, action="target.update", object_repr=name, detail={"fields": fields})
     return target
@@ -195,7 +206,6 @@ def target_delete(*, target: Target, actor, via: str) -> None:
     # First lock the row: a collection writing now (it holds a KEY SHARE lock) finishes before the
     # delete gathers the series it wrote; one starting later finds the target gone.
     Target.objects.select_for_update().filter(pk=target.pk).first()
-    PeriodicTask.objects.filter(name=schedule_name(target)).delete()
     audit_record(actor=actor, via=via, action="target.delete", object_repr=target.name)
     target.delete()
 

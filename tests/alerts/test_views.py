@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from alerts.models import AlertRule, Channel, Silence
 from alerts.services.manage import SilenceInput, alert_ack, silence_create
+from monitoring.models import Target
 from monitoring.storage import SeriesSpec, series_resolve
 from tests.alerts.conftest import make_alert, make_channel, make_rule, write_value
 
@@ -112,6 +113,19 @@ def test_the_rule_editor_shows_field_errors_and_saves(operator_client):
     assert ok.status_code == 302 and rule.labels == {"team": "ops"}
     preview = operator_client.post("/alerts/rules/preview/", {**fields, "metric": "", "warning_threshold": "x"})
     assert "Warning threshold: Enter a number." in preview.content.decode()
+
+
+def test_the_rule_editor_picks_its_target_by_name(operator_client):
+    target = Target.objects.create(name="orders-db", kind="postgres")
+    fields = {"name": "Orders down", "kind": "target_down", "severity": "critical", "window_seconds": "300",
+              "for_seconds": "0", "keep_firing_for_seconds": "0", "eval_interval_seconds": "30"}  # fmt: skip
+    unknown = operator_client.post("/alerts/rules/new/", {**fields, "target_id": "orders"})
+    assert unknown.status_code == 422 and "No target named “orders”" in unknown.content.decode()
+    assert operator_client.post("/alerts/rules/new/", {**fields, "target_id": "orders-db"}).status_code == 302
+    rule = AlertRule.objects.get(name="Orders down")
+    assert rule.target_id == target.id
+    page = operator_client.get(f"/alerts/rules/{rule.id}/").content.decode()
+    assert re.search(r'<input type="text" name="target_id" value="orders-db"[^>]*list="id_target_id-options"', page)
 
 
 NEW_RULE_AS_POSTED_ON_LOAD = {"name": "", "kind": "threshold_above", "metric": "", "severity": "critical",

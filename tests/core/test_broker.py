@@ -1,267 +1,153 @@
-"""The Redis broker transport loses nothing and acknowledges everything across a Redis outage.
+"""RabbitMQ as the broker (CELERY_BROKER_URL=amqp://…): settings, queue lengths, readiness and outages.
 
-The outage is real and placed exactly: the consumer reaches Redis through a TCP relay that goes
-away at the moment the test picks (just after Redis sent a popped message, or while a message is
-held), then comes back. kombu talks to the real Redis of the test session through it.
+The broker is real: the session's RabbitMQ virtual host (tests/conftest.py), or an amqp:// URL on a
+port nothing listens on for an outage. Results, heartbeats and locks stay in the session's Redis.
 """
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
+import json
+import logging
+import os
+import subprocess
+import sys
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-import redis
-from celery.worker import state
-from django.conf import settings
-from kombu import Connection, Consumer, Exchange, Producer, Queue
+from celery import current_app
+from kombu.exceptions import OperationalError
 
-from core.broker import ledger
+from core.broker import broker_component, broker_kind_label, broker_queue_lengths, broker_where
+from core.logfilters import OutageLines
+from core.outages import outage_log_reset, outage_of
+from tests.conftest import ROOT
 
-TRANSPORT_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 2, "retry_on_timeout": False}
-
-
-class Relay:
-    """A TCP relay to Redis that can be cut (every connection closed, new ones refused) and restored."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.upstream = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.cut_when_sent: bytes | None = None  # cut right after Redis sends bytes containing this
-        self._open = threading.Event()
-        self._open.set()
-        self._pairs: list[tuple[socket.socket, socket.socket]] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if not self._open.is_set():
-                client.close()  # Redis is "down": the connection is refused at once
-                continue
-            server = socket.create_connection(self.upstream)
-            with self._lock:
-                self._pairs.append((client, server))
-            threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket, from_redis: bool) -> None:
-        with contextlib.suppress(OSError):
-            while chunk := source.recv(65536):
-                if self._open.is_set():
-                    with contextlib.suppress(OSError):
-                        sink.sendall(chunk)
-                if from_redis and self.cut_when_sent and self.cut_when_sent in chunk:
-                    self.cut()
-        # Close only once the client has hung up: closing a socket with unread data sends a reset,
-        # which could make the client drop a reply it already received.
-        source.close()
-
-    def cut(self) -> None:
-        """Redis goes away: each client gets what was already sent, then end of stream."""
-        self._open.clear()
-        self.cut_when_sent = None
-        with self._lock:
-            pairs, self._pairs = self._pairs, []
-        for client, server in pairs:
-            with contextlib.suppress(OSError):
-                client.shutdown(socket.SHUT_WR)
-            with contextlib.suppress(OSError):
-                server.shutdown(socket.SHUT_RDWR)
-
-    def restore(self) -> None:
-        self._open.set()
-
-    def close(self) -> None:
-        self.cut()
-        self.listener.close()
-
-
-@pytest.fixture
-def redis_url() -> str:
-    return settings.CELERY_BROKER_URL
-
-
-@pytest.fixture
-def relay(redis_url):
-    parts = urlsplit(redis_url)
-    relay = Relay(parts.hostname, parts.port)
-    yield relay
-    relay.close()
+PING_TASK = "core.tasks.ping_task"
 
 
 @pytest.fixture(autouse=True)
-def _empty_ledger():
-    ledger.popped.clear()
-    ledger.reserved.clear()
-    ledger.acked.clear()
+def _fresh_outage_log():
+    outage_log_reset()
     yield
-    ledger.popped.clear()
-    ledger.reserved.clear()
-    ledger.acked.clear()
+    outage_log_reset()
 
 
-@pytest.fixture
-def queue():
-    name = f"broker-test-{uuid.uuid4().hex[:10]}"
-    return Queue(name, Exchange(name), routing_key=name)
-
-
-def _through(relay: Relay, redis_url: str) -> Connection:
-    parts = urlsplit(redis_url)
-    netloc = parts.netloc.rsplit("@", 1)[0] + f"@127.0.0.1:{relay.port}"
-    return Connection(
-        urlunsplit(parts._replace(netloc=netloc)),
-        transport="core.broker:RedisTransport",
-        transport_options=TRANSPORT_OPTIONS,
+def _settings_with(env: dict[str, str]) -> dict:
+    script = (
+        "import json; from django.conf import settings as s; "
+        "print(json.dumps({'options': s.CELERY_BROKER_TRANSPORT_OPTIONS, 'results': s.CELERY_RESULT_BACKEND, "
+        "'redis': s.REDIS_URL}))"
     )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings_test", **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _direct(redis_url: str) -> Connection:
-    return Connection(redis_url, transport="core.broker:RedisTransport", transport_options=TRANSPORT_OPTIONS)
+def test_an_amqp_broker_gets_publisher_confirms_and_no_redis_transport_options():
+    amqp = _settings_with({"CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//"})
+    assert amqp["options"] == {"confirm_publish": True, "read_timeout": 5, "write_timeout": 5}
+    assert amqp["results"] == amqp["redis"]  # results stay in Redis
+    default = _settings_with({})
+    assert "visibility_timeout" in default["options"] and "confirm_publish" not in default["options"]
 
 
-def _publish(redis_url: str, queue: Queue, *bodies: str) -> None:
-    with _direct(redis_url) as connection:
-        producer = Producer(connection.default_channel)
-        for body in bodies:
-            # The body travels base64-encoded; a header shows it to the relay as it is.
-            producer.publish(
-                body, headers={"body": body}, exchange=queue.exchange, routing_key=queue.routing_key, declare=[queue]
-            )
+def test_broker_urls_are_named_without_their_password():
+    assert broker_kind_label("amqps://u:p@mq:5671/v") == "RabbitMQ"
+    assert broker_kind_label("redis://:p@cache:6379/0") == "Redis"
+    where = broker_where("amqp://guest:secret@mq.internal:5672/perfpilot;amqp://guest:secret@mq2:5672/perfpilot")
+    assert where == "the RabbitMQ broker at mq.internal:5672"
 
 
-def _consume(connection: Connection, queue: Queue, *, ack: bool, limit: int) -> list:
-    received = []
-
-    def on_message(body, message):
-        received.append((body, message))
-        if ack:
-            message.ack()
-
-    with Consumer(connection, queues=[queue], callbacks=[on_message], prefetch_count=1):
-        while len(received) < limit:
-            try:
-                connection.drain_events(timeout=3)
-            except TimeoutError:
-                break
-    return received
+def test_with_the_default_broker_an_outage_of_it_is_an_outage_of_redis():
+    assert broker_component() == "redis"
+    assert outage_of(OperationalError("Error 111 connecting")).component == "redis"
 
 
-def _unacked(redis_url: str, tags) -> list:
-    client = redis.Redis.from_url(redis_url)
+@pytest.mark.usefixtures("amqp_broker")
+def test_rabbitmq_queue_lengths_count_waiting_messages_and_an_unknown_queue_as_empty():
+    backlog, never_used = (f"perfpilot-test-{uuid.uuid4().hex[:8]}" for _ in range(2))
     try:
-        return [tag for tag in tags if client.hexists("unacked", tag)]
+        for _ in range(3):
+            current_app.send_task(PING_TASK, args=["waiting"], queue=backlog)
+        assert broker_queue_lengths(queues=[backlog, never_used]) == {backlog: 3, never_used: 0}
     finally:
-        client.close()
+        with current_app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(backlog)
 
 
-def _queue_length(redis_url: str, queue: Queue) -> int:
-    client = redis.Redis.from_url(redis_url)
-    try:
-        return client.llen(queue.name)
-    finally:
-        client.close()
+@pytest.mark.django_db
+@pytest.mark.usefixtures("amqp_broker")
+def test_readyz_checks_rabbitmq_as_its_own_component(anonymous_client, viewer_auth):
+    body = anonymous_client.get("/readyz", **viewer_auth).json()
+    assert body["checks"]["broker"]["ok"] is True, body
+    assert body["checks"]["broker"]["detail"].startswith("RabbitMQ ")
+    assert "broker" not in body["failed"]
 
 
-def test_message_popped_as_redis_goes_away_is_handed_back_and_received_once(relay, redis_url, queue):
-    marker = f"first-{uuid.uuid4().hex}"
-    _publish(redis_url, queue, marker, "second")
-    relay.cut_when_sent = marker.encode()  # Redis goes away just after BRPOP handed this message over
+@pytest.mark.django_db(transaction=True)
+def test_with_rabbitmq_down_readiness_and_queueing_answer_503_naming_the_broker(
+    anonymous_client, operator_auth, amqp_broker_down
+):
+    from django_celery_beat.models import PeriodicTask
 
-    connection = _through(relay, redis_url)
-    with pytest.raises(connection.connection_errors):
-        _consume(connection, queue, ack=True, limit=2)
-    with contextlib.suppress(*connection.connection_errors):
-        connection.release()
-    assert len(ledger.popped) == 1
-    assert _queue_length(redis_url, queue) == 1  # only "second" is left in Redis: the first is in our ledger
+    from core.services import schedule_sync_defaults
 
-    relay.restore()
-    with _through(relay, redis_url) as again:
-        received = _consume(again, queue, ack=True, limit=2)
-    assert [body for body, _ in received] == [marker, "second"]
-    assert ledger.popped == []
-    assert _queue_length(redis_url, queue) == 0
-    assert _unacked(redis_url, [message.delivery_tag for _, message in received]) == []
+    port = amqp_broker_down.rsplit(":", 1)[1].split("/")[0]
+    ready = anonymous_client.get("/readyz", **operator_auth)
+    assert ready.status_code == 503
+    assert "broker" in ready.json()["failed"]
+    assert "RabbitMQ broker at 127.0.0.1:" + port in ready.json()["checks"]["broker"]["detail"]
+    assert ready.json()["checks"]["redis"]["ok"] is True  # Redis is fine; only the broker is down
 
-
-def test_reserved_message_of_a_channel_closed_during_the_outage_is_handed_back(relay, redis_url, queue):
-    _publish(redis_url, queue, "held")
-    connection = _through(relay, redis_url)
-    (_, message), *_ = _consume(connection, queue, ack=False, limit=1)
-    assert _unacked(redis_url, [message.delivery_tag]) == [message.delivery_tag]
-
-    relay.cut()  # the channel closes while Redis is away: it cannot hand the message back itself
-    with contextlib.suppress(*connection.connection_errors):
-        connection.release()
-    assert ledger.reserved == {message.delivery_tag}
-
-    relay.restore()
-    with _through(relay, redis_url) as again:
-        received = _consume(again, queue, ack=True, limit=1)
-    assert [body for body, _ in received] == ["held"]
-    assert _queue_length(redis_url, queue) == 0
-    assert received[0][1].headers.get("redelivered") is True
-    assert ledger.reserved == set()
-    assert _unacked(redis_url, [message.delivery_tag, received[0][1].delivery_tag]) == []
+    schedule_sync_defaults()
+    schedule = PeriodicTask.objects.get(name="Clear expired sessions")
+    response = anonymous_client.post(f"/api/v1/schedules/{schedule.id}/run", **operator_auth)
+    assert response.status_code == 503
+    assert response.json()["component"] == "broker"
+    assert response.json()["detail"].startswith(
+        f"The task queue is unavailable (the RabbitMQ broker at 127.0.0.1:{port}"
+    )
+    assert "guest" not in response.content.decode()
 
 
-def test_acknowledgement_that_could_not_reach_redis_is_completed_on_reconnect(relay, redis_url, queue):
-    _publish(redis_url, queue, "done-during-outage", "next")
-    connection = _through(relay, redis_url)
-    (_, message), *_ = _consume(connection, queue, ack=False, limit=1)
-
-    relay.cut()
-    message.ack()  # the task finished while Redis was away
-    assert ledger.acked == {message.delivery_tag}
-    with contextlib.suppress(*connection.connection_errors):
-        connection.release()
-
-    relay.restore()
-    with _through(relay, redis_url) as again:
-        received = _consume(again, queue, ack=True, limit=1)
-    assert [body for body, _ in received] == ["next"]
-    assert _queue_length(redis_url, queue) == 0  # not run a second time
-    assert ledger.acked == set()
-    assert _unacked(redis_url, [message.delivery_tag]) == []
-
-
-class _Running:
-    def __init__(self, message) -> None:
-        self.message = message
+def test_with_rabbitmq_as_the_broker_its_outage_has_its_own_one_line(amqp_broker_down):
+    error = OperationalError("[Errno 111] Connection refused")
+    assert outage_of(error).component == "broker"
+    assert outage_of(error).subject == "The task broker"
+    lines = OutageLines()
+    retry = logging.LogRecord(
+        "celery.worker.consumer.consumer",
+        logging.ERROR,
+        __file__,
+        1,
+        "consumer: Cannot connect to amqp://guest:**@127.0.0.1:5672//: [Errno 111] Connection refused.",
+        None,
+        None,
+    )
+    assert lines.filter(retry)
+    assert retry.getMessage().startswith("The task broker is unavailable (consumer: Cannot connect to amqp://")
+    assert not lines.filter(retry)  # once per interval
 
 
-def test_task_ending_after_its_channel_closed_acknowledges_through_the_live_channel(redis_url, queue):
-    _publish(redis_url, queue, "long", "after")
-    old = _direct(redis_url)
-    (_, message), *_ = _consume(old, queue, ack=False, limit=1)
-    channel = message.channel
-    running = _Running(message)
-    state.active_requests.add(running)  # as the worker counts a task it is executing
-    try:
-        old.release()
-    finally:
-        state.active_requests.discard(running)
-    assert channel.connection is None
-    assert _unacked(redis_url, [message.delivery_tag]) == [message.delivery_tag]  # not handed back: it runs
-    assert _queue_length(redis_url, queue) == 1
+def test_the_workers_connection_lost_line_with_its_socket_error_is_the_brokers_one_line(amqp_broker_down):
+    from celery.worker.consumer.consumer import CONNECTION_RETRY
 
-    with _direct(redis_url) as live:
-
-        def on_message(body, received):
-            received.ack()
-            message.ack()  # the long task ends now, on its closed channel
-
-        with Consumer(live, queues=[queue], callbacks=[on_message], prefetch_count=1):
-            live.drain_events(timeout=3)
-    assert ledger.acked == set()
-    assert _unacked(redis_url, [message.delivery_tag]) == []
+    # As Celery's consumer says it when RabbitMQ goes away: the text is an argument, the error a bare reset.
+    lost = logging.LogRecord(
+        "celery.worker.consumer.consumer",
+        logging.WARNING,
+        __file__,
+        1,
+        "%s (%r)",
+        (CONNECTION_RETRY, ConnectionResetError(104, "Connection reset by peer")),
+        None,
+    )
+    assert OutageLines().filter(lost)
+    assert lost.getMessage().startswith("The task broker is unavailable (consumer: Connection to broker lost.")

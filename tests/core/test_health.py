@@ -4,7 +4,7 @@ import pytest
 from django.test import override_settings
 
 from core.embedded import EmbeddedRedis
-from core.heartbeat import WORKER_KEY_PREFIX, beat_heartbeat_write, worker_heartbeat_write
+from core.heartbeat import WORKER_KEY_PREFIX, beat_heartbeat_write, scheduler_heartbeat_write, worker_heartbeat_write
 from core.redis_client import get_redis
 from tests.conftest import free_port
 
@@ -29,6 +29,7 @@ def test_healthz_answers_without_login_or_dependencies(anonymous_client):
 def test_readyz_is_green_with_fresh_worker_and_beat_heartbeats(anonymous_client, viewer_auth, no_heartbeats):
     worker_heartbeat_write("w1@host")
     beat_heartbeat_write()
+    scheduler_heartbeat_write("host:1")
     response = anonymous_client.get("/readyz", **viewer_auth)
     assert response.status_code == 200, response.json()
     body = response.json()
@@ -38,10 +39,11 @@ def test_readyz_is_green_with_fresh_worker_and_beat_heartbeats(anonymous_client,
 
 
 @pytest.mark.django_db
-def test_readyz_names_a_missing_worker_and_beat(anonymous_client, viewer_auth, no_heartbeats):
+def test_readyz_names_a_missing_worker_beat_and_scheduler(anonymous_client, viewer_auth, no_heartbeats):
     response = anonymous_client.get("/readyz", **viewer_auth)
     assert response.status_code == 503
-    assert response.json()["failed"] == ["worker", "beat"]
+    assert response.json()["failed"] == ["worker", "beat", "scheduler"]
+    assert response.json()["checks"]["scheduler"]["detail"] == "no scheduler heartbeat"
     assert response.json()["checks"]["worker"]["detail"] == "no worker heartbeat"
 
 
@@ -51,8 +53,14 @@ def test_anonymous_readyz_names_what_is_down_without_versions_or_errors(anonymou
     assert response.status_code == 503
     assert response.json() == {
         "status": "unavailable",
-        "failed": ["worker", "beat"],
-        "checks": {"database": {"ok": True}, "redis": {"ok": True}, "worker": {"ok": False}, "beat": {"ok": False}},
+        "failed": ["worker", "beat", "scheduler"],
+        "checks": {
+            "database": {"ok": True},
+            "redis": {"ok": True},
+            "worker": {"ok": False},
+            "beat": {"ok": False},
+            "scheduler": {"ok": False},
+        },
     }
     assert "PostgreSQL" not in response.content.decode()
     wrong = anonymous_client.get("/readyz", HTTP_AUTHORIZATION="Bearer pp_not-a-token")
@@ -69,6 +77,7 @@ def test_readyz_treats_an_old_heartbeat_as_stale(anonymous_client, viewer_auth, 
         WORKER_KEY_PREFIX + "old@host", json.dumps({"name": "old@host", "seen_at": time.time() - 60, "pid": 1})
     )
     beat_heartbeat_write()
+    scheduler_heartbeat_write("host:1")
     response = anonymous_client.get("/readyz", **viewer_auth)
     assert response.status_code == 503
     assert response.json()["failed"] == ["worker"]
@@ -83,6 +92,7 @@ def test_readyz_with_redis_stopped_answers_503_naming_redis(admin_client, tmp_pa
     with override_settings(REDIS_URL=url, HEALTH_CHECK_TIMEOUT_SECONDS=0.5):
         worker_heartbeat_write("w@h")
         beat_heartbeat_write()
+        scheduler_heartbeat_write("host:1")
         assert admin_client.get("/readyz").status_code == 200
         server.stop()
         response = admin_client.get("/readyz")
@@ -93,6 +103,7 @@ def test_readyz_with_redis_stopped_answers_503_naming_redis(admin_client, tmp_pa
     assert "Connection" in body["checks"]["redis"]["detail"]
     assert body["checks"]["database"]["ok"] is True
     assert body["checks"]["worker"]["detail"] == "unknown: Redis is unreachable"
+    assert body["checks"]["scheduler"]["detail"] == "unknown: Redis is unreachable"
 
 
 @pytest.mark.django_db
@@ -101,19 +112,22 @@ def test_status_api_reports_version_uptime_and_each_component(anonymous_client, 
 
     worker_heartbeat_write("w1@host")
     beat_heartbeat_write()
+    scheduler_heartbeat_write("host:1")
     response = anonymous_client.get("/api/v1/performance/status", **viewer_auth)
     assert response.status_code == 200
     body = response.json()
     assert body["version"] == __version__
     assert body["uptime_seconds"] >= 0
     assert body["healthy"] is True
-    assert set(body["components"]) == {"database", "redis", "worker", "beat"}
+    assert set(body["components"]) == {"database", "redis", "worker", "beat", "scheduler"}
     assert all(c["ok"] and c["latency_ms"] >= 0 for c in body["components"].values())
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.celery_worker
-def test_real_worker_and_beat_make_readyz_green(anonymous_client, celery_worker_process, celery_beat_process):
+def test_real_worker_beat_and_scheduler_make_readyz_green(
+    anonymous_client, celery_worker_process, celery_beat_process, scheduler_process
+):
     response = anonymous_client.get("/readyz")
     assert response.status_code == 200, response.json()
 
@@ -132,6 +146,7 @@ def test_status_checks_are_reused_within_their_max_age_and_rerun_after(no_heartb
 def test_status_api_answers_from_one_set_of_checks_per_second(anonymous_client, viewer_auth, no_heartbeats):
     worker_heartbeat_write("w1@host")
     beat_heartbeat_write()
+    scheduler_heartbeat_write("host:1")
     first = anonymous_client.get("/api/v1/performance/status", **viewer_auth).json()
     get_redis().delete(*get_redis().keys("perfpilot:heartbeat:*"))
     second = anonymous_client.get("/api/v1/performance/status", **viewer_auth).json()

@@ -15,7 +15,7 @@ from django.test import override_settings
 from core.logfilters import OutageLines
 from core.outages import outage_log_reset, outage_of
 from core.redis_client import get_redis
-from tests.conftest import free_port
+from tests.conftest import free_port, publishing_to
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,7 +50,8 @@ def database_down():
 def redis_down():
     dead = f"redis://127.0.0.1:{free_port()}/0"
     caches = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": dead}}
-    with override_settings(REDIS_URL=dead, CACHES=caches, HEALTH_CHECK_TIMEOUT_SECONDS=0.5):
+    # The broker is that Redis too (the default), so it is down with it.
+    with override_settings(REDIS_URL=dead, CACHES=caches, HEALTH_CHECK_TIMEOUT_SECONDS=0.5), publishing_to(dead):
         get_redis.cache_clear()
         yield
     get_redis.cache_clear()

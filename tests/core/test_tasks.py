@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import time
 from datetime import timedelta
@@ -22,15 +23,31 @@ from core.tasks import ping_task
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
 
 
-def test_task_round_trip_through_broker_and_a_real_worker(celery_worker_process):
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker_worker(request) -> str:
+    """Each broker Perfpilot supports, with a real worker taking tasks from it; the node name prefix
+    of that worker. Results come back through Redis either way."""
+    if request.param == "redis":
+        request.getfixturevalue("celery_worker_process")
+        return f"pytest-{os.getpid()}@"
+    request.getfixturevalue("celery_worker_process_amqp")
+    request.getfixturevalue("amqp_broker")  # this process publishes to RabbitMQ for the test
+    return f"pytest-amqp-{os.getpid()}@"
+
+
+def test_task_round_trip_through_broker_and_a_real_worker(broker_worker):
     result = ping_task.delay("hello")
-    assert result.get(timeout=30) == {"payload": "hello", "worker_host": socket.gethostname()}
+    answer = result.get(timeout=30)
+    assert answer["worker"].startswith(broker_worker)  # the worker of that broker took it
+    assert answer == {"payload": "hello", "worker_host": socket.gethostname(), "worker": answer["worker"]}
     assert result.successful()
 
 
-def test_every_queue_is_consumed_by_the_worker(celery_worker_process):
+def test_every_queue_is_consumed_by_the_worker(broker_worker):
     results = [ping_task.apply_async(args=[queue], queue=queue) for queue in settings.TASK_QUEUES]
-    assert [r.get(timeout=30)["payload"] for r in results] == list(settings.TASK_QUEUES)
+    answers = [r.get(timeout=30) for r in results]
+    assert [a["payload"] for a in answers] == list(settings.TASK_QUEUES)
+    assert all(a["worker"].startswith(broker_worker) for a in answers)
 
 
 def test_every_task_of_ours_can_be_sent_on_commit():
@@ -40,7 +57,7 @@ def test_every_task_of_ours_can_be_sent_on_commit():
     assert all(isinstance(task, DjangoTask) for task in ours)
 
 
-def test_a_task_sent_on_commit_is_sent_only_when_the_transaction_commits(celery_worker_process):
+def test_a_task_sent_on_commit_is_sent_only_when_the_transaction_commits(broker_worker):
     rolled_back, committed = uuid(), uuid()
     with contextlib.suppress(RuntimeError), transaction.atomic():
         ping_task.apply_async_on_commit(args=["rolled back"], task_id=rolled_back)

@@ -8,7 +8,7 @@ import pytest
 
 from core.charts import figure_json, health_latency_figure
 from core.health import CheckResult
-from core.heartbeat import beat_heartbeat_write, worker_heartbeat_write
+from core.heartbeat import beat_heartbeat_write, scheduler_heartbeat_write, worker_heartbeat_write
 
 pytestmark = pytest.mark.django_db
 
@@ -16,10 +16,11 @@ pytestmark = pytest.mark.django_db
 def test_overview_shows_each_component_and_the_assets_are_local(viewer_client):
     worker_heartbeat_write("w@h")
     beat_heartbeat_write()
+    scheduler_heartbeat_write("host:1")
     response = viewer_client.get("/")
     assert response.status_code == 200
     html = response.content.decode()
-    for component in ("database", "redis", "worker", "beat"):
+    for component in ("database", "redis", "worker", "beat", "scheduler"):
         assert f'data-component="{component}"' in html
     assert "/static/vendor/plotly.min.js" in html
     assert "/static/django_htmx/htmx-2.min.js" in html

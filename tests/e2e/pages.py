@@ -54,14 +54,25 @@ SEEDED_PLAN = [
 
 
 def seed_every_page(*, actor) -> dict[str, str]:
-    """Create a target with an hour of samples, advice and a run, a scaled service with a rule, an
-    alert rule firing, and a channel; answer each page's name and path."""
+    """Create a pinned target with an hour of samples, advice and a run, sixty more targets (enough to
+    page the targets list, summarise them on the Overview and search them in pickers), a scaled service
+    with a rule, an alert rule firing, and a channel; answer each page's name and path."""
     target = target_create(
         data=TargetInput(name="orders-db", kind="postgres", url="postgresql://app:secret@db.internal:5432/orders"),
         actor=actor,
         via="system",
     )
-    Target.objects.filter(pk=target.pk).update(status=Target.Status.UP, last_success_at=timezone.now())
+    Target.objects.filter(pk=target.pk).update(status=Target.Status.UP, last_success_at=timezone.now(), pinned=True)
+    Target.objects.bulk_create(
+        Target(
+            name=f"edge-{i:02d}",
+            kind=Target.Kind.POSTGRES if i % 3 == 0 else Target.Kind.PROMETHEUS,
+            status=Target.Status.DOWN if i % 7 == 0 else Target.Status.UP,
+            consecutive_failures=i if i % 7 == 0 else 0,
+            last_error="connection refused by edge.internal:9100" if i % 7 == 0 else "",
+        )
+        for i in range(60)
+    )
     now = timezone.now()
     (series_id,) = storage.series_resolve(
         target_id=target.id, specs=[storage.SeriesSpec(metric="postgres_connections_used_percent", labels={})]
@@ -127,6 +138,7 @@ def seed_every_page(*, actor) -> dict[str, str]:
     return {
         "overview": "/",
         "monitoring": "/monitoring/",
+        "monitoring filtered": "/monitoring/?status=down&kind=prometheus&page=1",
         "target": f"/monitoring/targets/{target.id}/",
         "slow queries": f"/monitoring/targets/{target.id}/queries/",
         "explore": f"/monitoring/explore/?series={series_id}&range=1h",

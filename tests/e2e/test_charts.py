@@ -27,7 +27,9 @@ def _hosts_with_history(count: int) -> None:
     now = timezone.now()
     rows = []
     for index in range(count):
-        target = target_create(data=TargetInput(name=f"web-{index}", kind="host"), actor=None, via="system")
+        target = target_create(
+            data=TargetInput(name=f"web-{index}", kind="host", pinned=True), actor=None, via="system"
+        )
         specs = [
             SeriesSpec("host_cpu_percent", {"cpu": "total"}, Series.Kind.RATE, "%"),
             SeriesSpec("host_memory_used_percent", {}, Series.Kind.GAUGE, "%"),
@@ -41,7 +43,7 @@ def _hosts_with_history(count: int) -> None:
 
 @pytest.mark.parametrize("width", [1280, 390])
 def test_chart_toolbars_offer_no_upload_and_are_one_tab_stop_each(live_server, viewer_user, width):
-    _hosts_with_history(3)  # 3 hosts x 3 key charts + the health chart: 10 toolbars of 5 buttons
+    _hosts_with_history(3)  # 3 pinned hosts x 3 key charts + the health chart: 10 toolbars of 5 buttons
     with browser_page(width=width) as page:
         requested = []
         page.on("request", lambda request: requested.append(request.url))

@@ -28,7 +28,7 @@ def _write_cpu(series_id: int, minutes_ago: list[int]) -> None:
 
 
 def test_first_login_lands_on_the_overview_whose_charts_update_without_a_reload(live_server, viewer_user):
-    target = target_create(data=TargetInput(name="web-1", kind="host"), actor=None, via="system")
+    target = target_create(data=TargetInput(name="web-1", kind="host", pinned=True), actor=None, via="system")
     (cpu,) = series_resolve(
         target_id=target.id, specs=[SeriesSpec("host_cpu_percent", {"cpu": "total"}, Series.Kind.RATE, "%")]
     )

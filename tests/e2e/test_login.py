@@ -9,7 +9,9 @@ from tests.e2e.browser import ARTIFACTS, browser_page
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def test_login_then_overview_on_desktop_and_phone(live_server, viewer_user, celery_worker_process, celery_beat_process):
+def test_login_then_overview_on_desktop_and_phone(
+    live_server, viewer_user, celery_worker_process, celery_beat_process, scheduler_process
+):
     with browser_page(width=1280, height=800) as page:
         page.goto(f"{live_server.url}/")
         assert "/login/" in page.url

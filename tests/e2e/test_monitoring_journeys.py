@@ -8,7 +8,7 @@ import pytest
 from monitoring.models import Target
 from monitoring.services.collection import collect_target
 from tests.conftest import PASSWORD, _test_database_url
-from tests.e2e.browser import ARTIFACTS, browser_page, sign_in
+from tests.e2e.browser import ARTIFACTS, browser_page, sign_in, wait_for_js
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean_samples")]
 
@@ -82,3 +82,47 @@ def test_add_target_url_field_shows_the_example_of_the_chosen_kind(live_server, 
         assert page.get_attribute("#id_url", "placeholder") == "http://exporter:9100/metrics"
         page.select_option("#id_kind", "redis")
         assert page.get_attribute("#id_url", "placeholder") == "redis://:password@cache:6379/0"
+
+
+def _no_horizontal_scroll(page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_with_thousands_of_targets_the_pages_summarise_page_and_search_them(live_server, operator_user, width):
+    Target.objects.bulk_create(
+        Target(
+            name=f"fleet-{i:04d}",
+            kind=("postgres", "redis", "prometheus")[i % 3],
+            status=Target.Status.DOWN if i % 50 == 0 else Target.Status.UP,
+            consecutive_failures=i // 50 if i % 50 == 0 else 0,
+            last_error="connection refused by a-rather-long-host-name.fleet.internal:9100" if i % 50 == 0 else "",
+            pinned=i == 7,
+        )
+        for i in range(3000)
+    )
+    with browser_page(width=width) as page:
+        sign_in(page, live_server.url, operator_user.username, PASSWORD)
+        summary = page.locator("[data-testid=target-summary]")
+        assert "2999 enabled, neither built-in nor pinned" in summary.inner_text()
+        assert page.locator(".target-block[data-target=fleet-0007]").count() == 1
+        assert page.locator("[data-testid=worst-down] tbody tr").count() == 10
+        assert _no_horizontal_scroll(page)
+        page.screenshot(path=ARTIFACTS / f"thousands-overview-{width}.png", full_page=True)
+
+        summary.locator("a", has_text="All 60 down targets").click()
+        page.wait_for_selector("[data-testid=target-count] >> text=60 targets match")
+        assert page.locator("[data-testid=targets] tbody tr").count() == 50
+        assert _no_horizontal_scroll(page)
+        page.screenshot(path=ARTIFACTS / f"thousands-targets-down-{width}.png")
+        page.locator("[data-testid=target-pages] a", has_text="Next").click()
+        page.wait_for_selector("text=Page 2 of 2")
+        assert page.locator("[data-testid=targets] tbody tr").count() == 10
+
+        page.goto(f"{live_server.url}/alerts/rules/new/")
+        page.locator("#id_target_id").press_sequentially("fleet-299", delay=30)
+        wait_for_js(page, "document.querySelectorAll('#id_target_id-options option').length === 10")
+        assert page.locator("#id_target_id-options option").first.get_attribute("value") == "fleet-2990"
+        assert _no_horizontal_scroll(page)
+        page.locator("#id_target_id").scroll_into_view_if_needed()
+        page.screenshot(path=ARTIFACTS / f"thousands-rule-target-{width}.png")

@@ -205,3 +205,50 @@ def test_a_broker_restart_costs_no_collection_and_a_stopped_broker_is_an_error(t
         assert "pw-restarted" not in str(caught.value)
     finally:
         server.stop()
+
+
+# --- RabbitMQ as the broker -------------------------------------------------------------------
+
+
+@pytest.mark.celery_worker
+def test_on_rabbitmq_queue_lengths_workers_and_task_rates_are_reported(celery_worker_process_amqp, rabbitmq_url):
+    from celery import Celery
+
+    backlog, never_used = (f"perfpilot-test-backlog-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    sender = Celery("sender", broker=rabbitmq_url, fixups=[], set_as_current=False)
+    try:
+        for _ in range(3):
+            sender.send_task(PING_TASK, args=["waiting"], queue=backlog)
+        queues = [*settings.TASK_QUEUES, backlog, never_used]
+        collector = CeleryCollector(_target(rabbitmq_url, options={"queues": queues}))
+        found = measurements_by_metric(collector.collect())
+        lengths = {m.labels["queue"]: m.value for m in found["celery_queue_length"]}
+        assert set(lengths) == set(queues)
+        assert (lengths[backlog], lengths[never_used]) == (3, 0)
+        assert found["celery_workers_online"][0].value >= 1
+        assert any(
+            m.labels["worker"].startswith("pytest-amqp-") for m in found["celery_worker_tasks_processed_per_second"]
+        )
+        assert "celery_tasks_succeeded_per_second" in found  # the event window works on RabbitMQ too
+        description = collector.test_connection()
+        assert description.startswith("Celery app celery: broker RabbitMQ ") and "0 workers" not in description
+    finally:
+        with sender.connection_for_write() as conn:
+            conn.default_channel.queue_delete(backlog)
+        sender.close()
+
+
+def test_a_closed_rabbitmq_port_is_a_readable_error_without_the_password():
+    url = f"amqp://perfpilot:s3cret-pw@127.0.0.1:{free_port()}/vhost"
+    started = time.monotonic()
+    with pytest.raises(CollectorError) as caught:
+        CeleryCollector(_target(url)).collect()
+    message = str(caught.value)
+    assert message.startswith("The Celery broker at") and "Connection refused" in message
+    assert "s3cret-pw" not in message
+    assert time.monotonic() - started < 5  # the timeout bounds it, no retrying for ever
+
+
+def test_a_rabbitmq_target_is_refused_where_the_outbound_policy_refuses_its_host():
+    with pytest.raises(CollectorError, match="is refused"):
+        CeleryCollector(_target("amqp://guest:guest@169.254.169.254:5672//")).collect()

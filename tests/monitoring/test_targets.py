@@ -1,15 +1,14 @@
 from __future__ import annotations
 
-import json
-
 import pytest
+from django.test import override_settings
+from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from core.models import AuditEvent
 from monitoring.models import Target
 from monitoring.services.targets import (
     TargetInput,
-    schedule_name,
     target_create,
     target_test_connection,
     target_update,
@@ -34,15 +33,30 @@ def test_password_is_stored_encrypted_and_masked_for_display():
     assert Target.objects.get(pk=target.pk).url == PG_URL
 
 
-def test_each_target_gets_its_own_collection_schedule_at_its_interval():
+def test_a_new_target_is_due_at_once_and_needs_no_beat_schedule():
+    before = timezone.now()
     target = _create(interval_seconds=15)
-    task = PeriodicTask.objects.get(name=schedule_name(target))
-    assert task.task == "monitoring.tasks.collect_target_task"
-    assert json.loads(task.args) == [target.id]
-    assert (task.interval.every, task.queue, task.expire_seconds) == (15, "collect", 15)
-    target_update(target=target, changes={"interval_seconds": 60, "enabled": False}, actor=None, via="system")
-    task.refresh_from_db()
-    assert (task.interval.every, task.enabled) == (60, False)
+    assert before <= target.next_due_at <= timezone.now()
+    assert target.group == "default"
+    assert not PeriodicTask.objects.filter(task="monitoring.tasks.collect_target_task").exists()
+
+
+def test_editing_or_enabling_a_target_makes_it_due_now():
+    target = _create(enabled=False)
+    Target.objects.filter(pk=target.pk).update(next_due_at=None)
+    before = timezone.now()
+    target_update(target=target, changes={"enabled": True, "interval_seconds": 60}, actor=None, via="system")
+    target.refresh_from_db()
+    assert target.enabled and target.interval_seconds == 60 and target.next_due_at >= before
+
+
+def test_an_edit_leaves_the_collected_slot_to_the_collections():
+    target = _create()
+    slot = timezone.now()
+    Target.objects.filter(pk=target.pk).update(collected_slot=slot)  # a worker took a slot on meanwhile
+    target_update(target=target, changes={"group": "eu-west"}, actor=None, via="system")
+    target.refresh_from_db()
+    assert (target.group, target.collected_slot) == ("eu-west", slot)
 
 
 def test_update_without_url_keeps_the_stored_password():
@@ -63,6 +77,10 @@ def test_update_without_url_keeps_the_stored_password():
         ({"interval_seconds": 5, "timeout_seconds": 10}, "timeout_seconds"),
         ({"name": "  "}, "name"),
         ({"kind": "oracle"}, "kind"),
+        ({"group": "EU"}, "group"),
+        ({"group": "eu_west"}, "group"),
+        ({"group": "-eu"}, "group"),
+        ({"group": "x" * 41}, "group"),
     ],
 )
 def test_invalid_targets_are_rejected_naming_the_field(overrides, field):
@@ -82,6 +100,14 @@ def test_builtin_targets_are_registered_once():
     ]
     assert targets_register_builtin() == []
     assert Target.objects.filter(builtin=True).count() == 4
+
+
+@override_settings(CELERY_BROKER_URL=f"amqp://perfpilot:{SECRET}@mq.internal:5672/perfpilot")
+def test_with_rabbitmq_as_the_broker_the_builtin_celery_target_reads_it():
+    targets_register_builtin()
+    celery = Target.objects.get(builtin=True, kind=Target.Kind.CELERY)
+    assert celery.url == f"amqp://perfpilot:{SECRET}@mq.internal:5672/perfpilot"
+    assert celery.url_display == "amqp://perfpilot:••••••@mq.internal:5672/perfpilot"
 
 
 def test_an_operator_can_test_a_disabled_target_before_enabling_it():
@@ -120,6 +146,52 @@ def test_api_crud_never_shows_the_password(anonymous_client, operator_auth):
         "target.update",
         "target.delete",
     ]
+
+
+def test_api_lists_targets_a_page_at_a_time_with_the_count_of_all_that_match(anonymous_client, viewer_auth):
+    Target.objects.bulk_create(
+        Target(name=f"node-{i:03d}", kind="prometheus", status="down" if i % 4 == 0 else "up", pinned=i == 7)
+        for i in range(130)
+    )
+    first = anonymous_client.get("/api/v1/targets", **viewer_auth)
+    assert (first["X-Total-Count"], len(first.json())) == ("130", 100)
+    assert first["Link"] == '<http://testserver/api/v1/targets?offset=100&limit=100>; rel="next"'
+    page = anonymous_client.get("/api/v1/targets", {"limit": 50, "offset": 100}, **viewer_auth)
+    assert [t["name"] for t in page.json()] == [f"node-{i:03d}" for i in range(100, 130)]
+    assert page["Link"] == '<http://testserver/api/v1/targets?limit=50&offset=50>; rel="prev"'
+    down = anonymous_client.get("/api/v1/targets", {"status": "down", "q": "NODE-0", "limit": 5}, **viewer_auth)
+    assert (down["X-Total-Count"], len(down.json())) == ("25", 5)
+    assert 'rel="next"' in down["Link"] and "status=down" in down["Link"] and "q=NODE-0" in down["Link"]
+    pinned = anonymous_client.get("/api/v1/targets", {"pinned": "true"}, **viewer_auth)
+    assert [(t["name"], t["pinned"]) for t in pinned.json()] == [("node-007", True)]
+    assert "Link" not in pinned
+
+
+@pytest.mark.parametrize(
+    "query,field",
+    [
+        ({"status": "sideways"}, "status"),
+        ({"kind": "oracle"}, "kind"),
+        ({"enabled": "maybe"}, "enabled"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "501"}, "limit"),
+        ({"offset": "-1"}, "offset"),
+        ({"q": "x" * 101}, "q"),
+    ],
+)
+def test_api_list_filters_are_validated_naming_the_field(anonymous_client, viewer_auth, query, field):
+    response = anonymous_client.get("/api/v1/targets", query, **viewer_auth)
+    assert response.status_code == 422
+    assert [error["loc"] for error in response.json()["detail"]] == [["query", field]]
+
+
+def test_api_patch_pins_a_target(anonymous_client, operator_auth):
+    target = _create()
+    response = anonymous_client.patch(
+        f"/api/v1/targets/{target.id}", {"pinned": True}, content_type="application/json", **operator_auth
+    )
+    assert response.status_code == 200 and response.json()["pinned"] is True
+    assert Target.objects.get(pk=target.pk).pinned
 
 
 def test_api_validation_errors_are_4xx_json(anonymous_client, operator_auth):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
+from monitoring.models import Target
 from optimizer.charts import before_after_data, before_after_figure
 from optimizer.evidence import evidence_table
 from optimizer.models import OptimizationRun, Recommendation
@@ -97,12 +99,27 @@ def test_a_finished_run_stops_the_polling_and_shows_its_before_after_chart(opera
 
 def test_run_now_from_the_page_starts_a_dry_run(operator_client, pg18):
     target = make_target(pg18)
-    response = operator_client.post("/optimizer/tuners/vacuum/run/", {"target": target.id, "dry_run": "on"}, **HTMX)
+    page = operator_client.get("/optimizer/").content.decode()
+    assert 'name="target" id="run-target-vacuum"' in page and "kind=postgres" in page  # a name search
+    response = operator_client.post("/optimizer/tuners/vacuum/run/", {"target": target.name, "dry_run": "on"}, **HTMX)
     assert response.status_code == 200
     run = OptimizationRun.objects.get(target=target)
     assert run.dry_run and run.trigger == "operator" and run.started_by_name == "oscar-operator"
     bad = operator_client.post("/optimizer/tuners/nope/run/", {"target": target.id}, **HTMX)
     assert bad.status_code == 422 and "Unknown tuner" in bad.content.decode()
+
+
+def test_the_database_page_shows_a_dozen_targets_and_opens_any_other_by_name(viewer_client):
+    Target.objects.bulk_create(Target(name=f"db-{i:02d}", kind="postgres") for i in range(20))
+    Target.objects.filter(name="db-15").update(pinned=True)
+    page = viewer_client.get("/optimizer/database/").content.decode()
+    chips = re.findall(r'<a class="chip[^"]*" href="/optimizer/database/\d+/">([^<]+)</a>', page)
+    assert chips == ["db-15", *(f"db-{i:02d}" for i in range(11))]  # pinned first
+    assert 'data-testid="target-search"' in page and 'placeholder="Another of 20 PostgreSQL targets' in page
+    found = viewer_client.get("/optimizer/database/", {"target": "db-17"}).content.decode()
+    assert "<h1>Database: db-17</h1>" in found and 'class="chip active" href' in found
+    assert viewer_client.get("/optimizer/database/", {"target": "nope"}).status_code == 404
+    assert viewer_client.get("/optimizer/database/", {"target": "db\x00"}).status_code == 404
 
 
 def test_the_log_is_searchable(viewer_client, pg18):

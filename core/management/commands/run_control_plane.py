@@ -17,7 +17,10 @@ LOCAL_BIND_HOSTS = ("127.0.0.1", "0.0.0.0", "")  # noqa: S104 (names shown as lo
 
 
 class Command(BaseCommand):
-    help = "Start the whole control plane: embedded servers, web, Celery worker and beat. Ctrl-C stops it."
+    help = (
+        "Start the whole control plane: embedded servers, web, Celery worker, beat and the collection scheduler. "
+        "Ctrl-C stops it."
+    )
 
     def handle(self, *args, **options):
         say = self.stdout.write
@@ -80,6 +83,8 @@ class Command(BaseCommand):
                 "beat",
                 [python, "-m", "celery", "-A", "config", "beat", "--loglevel", settings.LOG_LEVEL, "--pidfile="],
             ),
+            # Sends the targets' collections (monitoring/services/scheduling.py); more may run elsewhere.
+            ChildSpec("scheduler", [python, str(settings.BASE_DIR / "manage.py"), "run_scheduler"]),
         ]
 
     def _server_specs(self, postgres, redis_server) -> list[ServerSpec]:
