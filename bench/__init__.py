@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "scaling": "bench.scaling",
     "alerts": "bench.alerts",
     "faults_runs": "bench.faults_runs",
+    "explain": "bench.explain",
     "pageweight": "bench.pageweight",
     "lighthouse": "bench.lighthouse",
     "faults_outage": "bench.faults_outage",

@@ -304,6 +304,9 @@ OPTIMIZER_PENDING_TIMEOUT_SECONDS = envint("PERFPILOT_OPTIMIZER_PENDING_TIMEOUT"
 # Operators may end a target's backend from the Live activity page (pg_terminate_backend); False
 # leaves them only cancelling queries (pg_cancel_backend), which never closes a client's connection.
 OPTIMIZER_ALLOW_TERMINATE = envbool("PERFPILOT_ALLOW_TERMINATE", True)
+# EXPLAIN ANALYZE runs the query on the target (inside a transaction always rolled back): at most this
+# long, and an operator may ask for less per run.
+EXPLAIN_ANALYZE_TIMEOUT_SECONDS = envint("PERFPILOT_EXPLAIN_ANALYZE_TIMEOUT", 60, minimum=1, maximum=3600)
 # --- scaling ---------------------------------------------------------------------------------
 # How often beat evaluates every scaled service (the HPA's sync period is 15 s too).
 SCALING_INTERVAL_SECONDS = envint("PERFPILOT_SCALING_INTERVAL", 15, minimum=1, maximum=3600)

@@ -16,6 +16,7 @@ from core.roles import OPERATOR, ensure_role, has_role
 from core.schemas import ErrorOut
 from monitoring.models import Target
 from optimizer.activity_selectors import activity_read
+from optimizer.explain_selectors import explain_run_get
 from optimizer.models import OptimizationRun, Recommendation
 from optimizer.schemas import (
     ActivityOut,
@@ -25,6 +26,10 @@ from optimizer.schemas import (
     BenchmarkOut,
     CacheReportOut,
     DatabaseReportOut,
+    ExplainAnalyzeIn,
+    ExplainIn,
+    ExplainOut,
+    ExplainRunOut,
     OptimizationExecuteIn,
     OptimizeIn,
     RecommendationOut,
@@ -34,6 +39,7 @@ from optimizer.schemas import (
 from optimizer.selectors import cache_report, database_report, recommendation_list, run_list, tuner_overview
 from optimizer.services.activity import backend_signal
 from optimizer.services.benchmark import benchmark_run
+from optimizer.services.explain import explain, explain_analyze_cancel, explain_analyze_start, query_text_for
 from optimizer.services.runs import recommendation_apply_start, recommendation_dismiss, runs_start
 from optimizer.tuners.base import all_tuners
 
@@ -334,3 +340,81 @@ def benchmark_list(request, limit: int = 20):
     if not 1 <= limit <= 200:
         raise InvalidInput("limit must be between 1 and 200.", field="limit")
     return list(run_list(action=OptimizationRun.Action.BENCHMARK)[:limit])
+
+
+# --- EXPLAIN -----------------------------------------------------------------------------------
+
+
+def _explain_query(payload, target: Target) -> tuple[str, int | None]:
+    if (payload.query is None) == (payload.queryid is None):
+        raise InvalidInput("Give either query or queryid.", field="query")
+    if payload.query is not None:
+        return payload.query, None
+    return query_text_for(target=target, queryid=payload.queryid), payload.queryid
+
+
+@router.post(
+    "/performance/database/explain",
+    response={200: ExplainOut, 502: ErrorOut, **WRITE_ERRORS},
+    summary="EXPLAIN a query on a PostgreSQL target (plain, or the generic plan of normalized text)",
+)
+def database_explain(request, payload: ExplainIn):
+    """Never runs the query. Connects to the target, so operators only; 502 when the target cannot be asked."""
+    ensure_role(request.auth, OPERATOR)
+    target = _targets([payload.target])[0]
+    query, _ = _explain_query(payload, target)
+    result = explain(target=target, query=query, mode=payload.mode, actor=request.auth, via="api")
+    return {
+        "target_id": target.id,
+        "target": target.name,
+        "mode": result.mode,
+        "method": result.method,
+        "query": result.query,
+        "server_version": result.server_version,
+        "plan": result.plan,
+        "nodes": result.tree.nodes,
+        "worst_node": result.tree.worst.index if result.tree.worst else None,
+        "planning_time_ms": result.tree.planning_time_ms,
+    }
+
+
+@router.post(
+    "/performance/database/explain/runs",
+    response={202: ExplainRunOut, 409: ExplainRunOut, **{k: v for k, v in WRITE_ERRORS.items() if k != 409}},
+    summary="Start EXPLAIN ANALYZE (as a task, always rolled back; follow the returned run)",
+)
+def database_explain_analyze(request, payload: ExplainAnalyzeIn):
+    """One run per (target, query) at a time: while one is live, the answer is 409 with that run."""
+    ensure_role(request.auth, OPERATOR)
+    target = _targets([payload.target])[0]
+    query, queryid = _explain_query(payload, target)
+    run, created = explain_analyze_start(
+        target=target,
+        query=query,
+        queryid=queryid,
+        statement_timeout_seconds=payload.statement_timeout_seconds,
+        actor=request.auth,
+        via="api",
+    )
+    return Status(202 if created else 409, run)
+
+
+@router.get(
+    "/performance/database/explain/runs/{int:run_id}",
+    response={200: ExplainRunOut, **ERRORS},
+    summary="An EXPLAIN ANALYZE run: its status and, once done, the plan",
+)
+def database_explain_run(request, run_id: int):
+    return explain_run_get(run_id=run_id)
+
+
+@router.post(
+    "/performance/database/explain/runs/{int:run_id}/cancel",
+    response={200: ExplainRunOut, **WRITE_ERRORS},
+    summary="Cancel a live EXPLAIN ANALYZE run (pg_cancel_backend of its backend)",
+)
+def database_explain_cancel(request, run_id: int):
+    """409 when the run is over already."""
+    ensure_role(request.auth, OPERATOR)
+    run = explain_analyze_cancel(run=explain_run_get(run_id=run_id), actor=request.auth, via="api")
+    return run

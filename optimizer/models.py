@@ -160,3 +160,66 @@ class OptimizationRun(models.Model):
     @property
     def is_live(self) -> bool:
         return self.status in self.LIVE_STATUSES
+
+
+LIVE_EXPLAIN_STATUSES = ("pending", "running")
+
+
+class ExplainRun(models.Model):
+    """One EXPLAIN ANALYZE of a query on a target, run by a worker inside a transaction always rolled back.
+
+    At most one is live per (target, fingerprint): the partial unique constraint makes a second start
+    while one runs fail atomically in the database, and the caller is given the running one instead.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        INTERRUPTED = "interrupted", "Interrupted"
+
+    LIVE_STATUSES = LIVE_EXPLAIN_STATUSES
+
+    target = models.ForeignKey(Target, on_delete=models.CASCADE, related_name="explain_runs")
+    fingerprint = models.CharField(max_length=64, help_text="sha256 of the query text, whitespace collapsed.")
+    query = models.TextField()
+    queryid = models.BigIntegerField(null=True, blank=True, help_text="pg_stat_statements id it came from, if any.")
+    statement = models.TextField(blank=True, help_text="What runs on the target (EXPLAIN ... the query).")
+    statement_timeout_seconds = models.FloatField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    started_by_name = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    backend_pid = models.IntegerField(null=True, blank=True, help_text="Target backend running the EXPLAIN.")
+    owner = models.JSONField(default=dict, blank=True, help_text="The worker process running it.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_by = models.CharField(max_length=150, blank=True)
+    plan = models.JSONField(null=True, blank=True, help_text="EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) output.")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["target", "fingerprint"],
+                condition=models.Q(status__in=LIVE_EXPLAIN_STATUSES),
+                name="explain_run_single_flight",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["status"], name="explain_run_live", condition=models.Q(status__in=LIVE_EXPLAIN_STATUSES)
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"EXPLAIN ANALYZE on {self.target_id} ({self.status})"
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in self.LIVE_STATUSES

@@ -6,9 +6,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BeforeValidator
 
 from core.schemas import Bool, Id, Int, StrictSchema
+from core.schemas import _json_number as json_number
+from optimizer.plans import plan_tree
 
 TargetName = Annotated[str, Field(min_length=1, max_length=100)]
 
@@ -205,3 +207,95 @@ class BackendSignalOut(Schema):
     username: str
     query: str
     message: str
+
+
+# --- EXPLAIN ---------------------------------------------------------------------------------
+
+ExplainRunStatus = Literal["pending", "running", "done", "failed", "cancelled", "interrupted"]
+QueryText = Annotated[str, Field(min_length=1, max_length=100_000)]
+# Bounds inside the Annotated (before the strict-number check), so openapi.json publishes them on an optional field.
+QueryId = Annotated[int, Field(ge=-(2**63), le=2**63 - 1), BeforeValidator(json_number)]  # a signed bigint
+Timeout = Annotated[float, Field(ge=1, le=3600), BeforeValidator(json_number)]
+
+
+class ExplainIn(StrictSchema):
+    target: Id | TargetName = Field(..., description="The PostgreSQL target, by id or name.")
+    query: QueryText | None = Field(None, description="One statement; normalized text may hold $1, $2 ….")
+    queryid: QueryId | None = Field(None, description="Or a pg_stat_statements query id monitoring recorded.")
+    mode: Literal["auto", "plain", "generic"] = Field(
+        "auto", description="auto: the generic plan when the text has $n parameters, else plain EXPLAIN."
+    )
+
+
+class ExplainAnalyzeIn(StrictSchema):
+    target: Id | TargetName = Field(..., description="The PostgreSQL target, by id or name.")
+    query: QueryText | None = Field(None, description="One statement with constants (it runs, then is rolled back).")
+    queryid: QueryId | None = Field(None, description="Or a recorded query id (its text must have no $n).")
+    statement_timeout_seconds: Timeout | None = Field(
+        None, description="At least 1, at most PERFPILOT_EXPLAIN_ANALYZE_TIMEOUT (the default)."
+    )
+
+
+class PlanNodeOut(Schema):
+    index: int
+    depth: int
+    node_type: str
+    detail: str
+    estimated_rows: float
+    actual_rows: float | None
+    misestimate_factor: float | None = Field(..., description="How many times off the row estimate was, either way.")
+    loops: int | None
+    total_cost: float
+    exclusive_cost: float
+    exclusive_time_ms: float | None = Field(..., description="Time in this node itself, all loops, children excluded.")
+    shared_hit: int | None
+    shared_read: int | None
+    worst: bool
+    notes: list[str]
+
+
+class ExplainOut(Schema):
+    target_id: int
+    target: str
+    mode: Literal["plain", "generic"]
+    method: str = Field(..., description="How the plan was obtained (GENERIC_PLAN, or PREPARE on PostgreSQL < 16).")
+    query: str
+    server_version: int
+    nodes: list[PlanNodeOut]
+    worst_node: int | None
+    planning_time_ms: float | None
+    plan: list[dict[str, Any]] = Field(..., description="EXPLAIN (FORMAT JSON) as the target returned it.")
+
+
+class ExplainRunOut(Schema):
+    id: int
+    target_id: int
+    target: str = Field(..., alias="target.name")
+    query: str
+    queryid: int | None
+    status: ExplainRunStatus = Field(..., description="pending and running are live; every other status is terminal.")
+    statement_timeout_seconds: float
+    started_by: str = Field(..., alias="started_by_name")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    backend_pid: int | None
+    cancel_requested_at: datetime | None
+    error: str
+    plan: list[dict[str, Any]] | None
+    nodes: list[PlanNodeOut] = Field(..., description="The plan tree, once done (empty before).")
+    worst_node: int | None
+    execution_time_ms: float | None
+
+    @staticmethod
+    def resolve_nodes(run) -> list:
+        return plan_tree(run.plan).nodes if run.plan else []
+
+    @staticmethod
+    def resolve_worst_node(run) -> int | None:
+        worst = plan_tree(run.plan).worst if run.plan else None
+        return worst.index if worst else None
+
+    @staticmethod
+    def resolve_execution_time_ms(run) -> float | None:
+        return plan_tree(run.plan).execution_time_ms if run.plan else None

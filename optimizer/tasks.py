@@ -8,7 +8,9 @@ hold dry_run, maintenance_window and the tuner's own parameters.
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
+from optimizer.services.explain import explain_analyze_execute
 from optimizer.services.liveness import runs_reap
 from optimizer.services.runs import run_execute, run_time_limit, scheduled_runs
 from optimizer.services.speedups import speedups_measure_all
@@ -30,6 +32,18 @@ def execute_run_task(self, run_id: int) -> None:
 @shared_task(name=RUN_TUNER_TASK, ignore_result=True, **LIMITS)
 def run_tuner_task(tuner: str, target_id: int | None = None, dry_run: bool = False, **params) -> None:
     scheduled_runs(tuner=tuner, target_id=target_id, dry_run=dry_run, params=params)
+
+
+# EXPLAIN ANALYZE stops at its own statement_timeout (at most PERFPILOT_EXPLAIN_ANALYZE_TIMEOUT); the
+# task's limits leave room for connecting and writing the result.
+@shared_task(
+    name="optimizer.tasks.explain_analyze_task",
+    ignore_result=True,
+    soft_time_limit=settings.EXPLAIN_ANALYZE_TIMEOUT_SECONDS + 60,
+    time_limit=settings.EXPLAIN_ANALYZE_TIMEOUT_SECONDS + 90,
+)
+def explain_analyze_task(run_id: int) -> None:
+    explain_analyze_execute(run_id=run_id)
 
 
 @shared_task(name="optimizer.tasks.measure_speedups_task", ignore_result=True)

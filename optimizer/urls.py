@@ -25,6 +25,9 @@ urlpatterns = [
         {"action": "terminate"},
         name="activity-terminate",
     ),
+    path("database/<int:target_id>/explain/", views.explain_view, name="explain"),
+    path("explain/runs/<int:run_id>/", views.explain_run_view, name="explain-run"),
+    path("explain/runs/<int:run_id>/cancel/", views.explain_run_cancel_view, name="explain-cancel"),
     path("cache/", views.cache, name="cache"),
     path("cache/<int:target_id>/", views.cache, name="cache-target"),
 ]

@@ -3,26 +3,31 @@ Database and Cache pages per target. One URL serves each page and its HTMX fragm
 
 from __future__ import annotations
 
+import json
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_celery_beat.models import PeriodicTask
 from django_htmx.http import HttpResponseStopPolling
 
 from core.errors import InvalidInput
 from core.htmx import render_page, requested_fragment
 from core.queueing import QueueUnavailable
-from core.roles import OPERATOR, has_role, role_required
+from core.roles import OPERATOR, ensure_role, has_role, role_required
 from core.views import section_context
 from monitoring.models import Target
 from optimizer.activity_selectors import activity_read
 from optimizer.charts import before_after_json
 from optimizer.evidence import evidence_table
+from optimizer.explain_selectors import explain_run_activity, explain_run_get, explain_runs_recent
 from optimizer.models import OptimizationRun, Recommendation
+from optimizer.plans import plan_tree
 from optimizer.selectors import (
     cache_report,
     database_report,
@@ -34,6 +39,7 @@ from optimizer.selectors import (
     tuner_overview,
 )
 from optimizer.services.activity import backend_signal
+from optimizer.services.explain import explain, explain_analyze_cancel, explain_analyze_start, query_text_for
 from optimizer.services.runs import recommendation_apply_start, recommendation_dismiss, runs_start
 from optimizer.services.schedules import tuner_schedule_update
 from optimizer.tuners.base import all_tuners
@@ -273,6 +279,87 @@ def _shown_time(request: HttpRequest, name: str, *, required: bool):
     return value
 
 
+# --- EXPLAIN -----------------------------------------------------------------------------------
+
+
+def _explain_context(target: Target, **extra) -> dict:
+    return {
+        "target": target,
+        "recent_runs": list(explain_runs_recent(target=target)),
+        "analyze_timeout": settings.EXPLAIN_ANALYZE_TIMEOUT_SECONDS,
+        **extra,
+    }
+
+
+@require_http_methods(["GET", "POST"])
+def explain_view(request: HttpRequest, target_id: int) -> HttpResponse:
+    """GET: the form (prefilled from ?queryid= of a slow query). POST (operators): EXPLAIN at once,
+    or start EXPLAIN ANALYZE and go to its run (the running one, when this query already runs)."""
+    target = get_object_or_404(postgres_targets(), pk=target_id)
+    queryid = request.GET.get("queryid") or request.POST.get("queryid") or ""
+    query = request.POST.get("query", "")
+    try:
+        if request.method == "GET" and queryid.isdigit():
+            query = query_text_for(target=target, queryid=int(queryid))
+    except InvalidInput as exc:
+        messages.error(request, str(exc))
+    if request.method == "GET":
+        return render(request, "optimizer/explain.html", _explain_context(target, query=query, queryid=queryid))
+    ensure_role(request.user, OPERATOR)
+    mode = request.POST.get("mode", "auto")
+    context = _explain_context(target, query=query, queryid=queryid, mode=mode)
+    try:
+        if mode == "analyze":
+            timeout = request.POST.get("statement_timeout_seconds") or None
+            try:
+                timeout = float(timeout) if timeout is not None else None
+            except ValueError:
+                raise InvalidInput("Give the timeout in seconds.", field="statement_timeout_seconds") from None
+            run, created = explain_analyze_start(
+                target=target,
+                query=query,
+                queryid=int(queryid) if queryid.isdigit() else None,
+                statement_timeout_seconds=timeout,
+                actor=request.user,
+                via="ui",
+            )
+            if not created:
+                messages.info(request, "This query is already being explained on this target: here is that run.")
+            return redirect("optimizer:explain-run", run_id=run.id)
+        if mode not in ("auto", "plain", "generic"):
+            raise InvalidInput("Choose EXPLAIN, the generic plan or EXPLAIN ANALYZE.", field="mode")
+        context["result"] = explain(target=target, query=query, mode=mode, actor=request.user, via="ui")
+        context["result_json"] = json.dumps(context["result"].plan, indent=2)
+    except InvalidInput as exc:
+        context["error"] = exc
+        return render(request, "optimizer/explain.html", context, status=exc.status_code)
+    except QueueUnavailable as exc:
+        context["error"] = exc
+        return render(request, "optimizer/explain.html", context, status=503)
+    return render(request, "optimizer/explain.html", context)
+
+
+def _explain_run_context(request: HttpRequest, run) -> dict:
+    live = has_role(request.user, OPERATOR)  # pg_stat_activity is read on the target: operators only
+    return {
+        "run": run,
+        "tree": plan_tree(run.plan) if run.plan else None,
+        "plan_json": json.dumps(run.plan, indent=2) if run.plan else "",
+        "activity": explain_run_activity(run=run) if live else None,
+        "elapsed": (run.finished_at or timezone.now()) - run.started_at if run.started_at else None,
+    }
+
+
+@require_GET
+def explain_run_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = explain_run_get(run_id=run_id)
+    context = _explain_run_context(request, run)
+    if requested_fragment(request, "run"):
+        response = render(request, "optimizer/explain_run.html#run", context)
+        return response if run.is_live else HttpResponseStopPolling(response.content)
+    return render(request, "optimizer/explain_run.html", context)
+
+
 @require_POST
 @role_required(OPERATOR)
 def activity_signal(request: HttpRequest, target_id: int, action: str) -> HttpResponse:
@@ -303,3 +390,15 @@ def activity_signal(request: HttpRequest, target_id: int, action: str) -> HttpRe
     response = render(request, "optimizer/activity.html#result", {"result": result})
     response["HX-Trigger"] = "activity-changed"  # the live list reads the target again at once
     return response
+
+
+def explain_run_cancel_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = explain_run_get(run_id=run_id)
+    try:
+        run = explain_analyze_cancel(run=run, actor=request.user, via="ui")
+    except InvalidInput as exc:
+        messages.error(request, str(exc))
+    if request.htmx:
+        response = render(request, "optimizer/explain_run.html#run", _explain_run_context(request, run))
+        return response if run.is_live else HttpResponseStopPolling(response.content)
+    return redirect("optimizer:explain-run", run_id=run.id)

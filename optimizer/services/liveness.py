@@ -18,6 +18,8 @@ progress), cancels the statement still running on the target when the recorded b
 ours (`application_name` and query text checked first), drops the INVALID index a cancelled
 CREATE INDEX CONCURRENTLY leaves, says in the run's error which of these happened, gives an apply's
 recommendation back (open, with the error), audits it and sends the tuner-failure event.
+
+The same pass ends the EXPLAIN ANALYZE runs a dead worker left (`explain.explain_runs_reap`).
 """
 
 from __future__ import annotations
@@ -54,11 +56,13 @@ _CREATE_INDEX_CONCURRENTLY = re.compile(
 
 
 class RunHeartbeat:
-    """While the block runs, a thread writes the run's heartbeat_at every HEARTBEAT_SECONDS."""
+    """While the block runs, a thread writes the run's heartbeat_at every HEARTBEAT_SECONDS (an
+    OptimizationRun, or another model with the same status and heartbeat_at, such as ExplainRun)."""
 
-    def __init__(self, run_id: int, *, every: float = HEARTBEAT_SECONDS) -> None:
+    def __init__(self, run_id: int, *, every: float = HEARTBEAT_SECONDS, model: type = OptimizationRun) -> None:
         self.run_id = run_id
         self.every = every
+        self.model = model
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"run {run_id} heartbeat", daemon=True)
 
@@ -66,11 +70,9 @@ class RunHeartbeat:
         try:
             while not self._stop.wait(self.every):
                 try:
-                    OptimizationRun.objects.filter(pk=self.run_id, status=OptimizationRun.Status.RUNNING).update(
-                        heartbeat_at=timezone.now()
-                    )
+                    self.model.objects.filter(pk=self.run_id, status="running").update(heartbeat_at=timezone.now())
                 except Exception as exc:  # the database away for a moment: the next beat tries again
-                    logger.warning("heartbeat of optimizer run %s failed: %s", self.run_id, exc)
+                    logger.warning("heartbeat of %s %s failed: %s", self.model.__name__, self.run_id, exc)
         finally:
             connection.close()  # this thread's own connection
 
@@ -104,6 +106,7 @@ def recommendation_release(run: OptimizationRun) -> None:
 class ReapResult:
     interrupted: list[int] = field(default_factory=list)
     locks_freed: list[str] = field(default_factory=list)
+    explains_interrupted: list[int] = field(default_factory=list)
 
 
 def runs_reap(*, now: datetime | None = None) -> ReapResult:
@@ -137,6 +140,9 @@ def runs_reap(*, now: datetime | None = None) -> ReapResult:
     for key in _optimizer_lock_keys():
         if key not in result.locks_freed and _break(key):
             result.locks_freed.append(key)
+    from optimizer.services.explain import explain_runs_reap  # explain imports this module
+
+    result.explains_interrupted = explain_runs_reap(now=now)
     return result
 
 

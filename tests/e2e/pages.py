@@ -11,9 +11,46 @@ from django.utils import timezone
 from monitoring import storage
 from monitoring.models import Target
 from monitoring.services.targets import TargetInput, target_create
-from optimizer.models import OptimizationRun, Recommendation
+from optimizer.models import ExplainRun, OptimizationRun, Recommendation
 from scaling.services.crud import ServiceInput, rule_upsert, service_create
 from tests.alerts.conftest import make_alert, make_channel, make_rule
+
+# EXPLAIN (ANALYZE, BUFFERS) of the seeded query as PostgreSQL returns it (trimmed): a sort over a
+# sequential scan whose filter the planner under-estimated.
+SEEDED_PLAN = [
+    {
+        "Plan": {
+            "Node Type": "Sort",
+            "Startup Cost": 2041.9,
+            "Total Cost": 2042.2,
+            "Plan Rows": 3,
+            "Actual Total Time": 41.2,
+            "Actual Rows": 1840,
+            "Actual Loops": 1,
+            "Sort Key": ["created_at DESC"],
+            "Shared Hit Blocks": 12,
+            "Shared Read Blocks": 830,
+            "Plans": [
+                {
+                    "Node Type": "Seq Scan",
+                    "Parent Relationship": "Outer",
+                    "Relation Name": "orders",
+                    "Alias": "orders",
+                    "Total Cost": 2041.5,
+                    "Plan Rows": 3,
+                    "Actual Total Time": 39.8,
+                    "Actual Rows": 1840,
+                    "Actual Loops": 1,
+                    "Filter": "((customer_id = 42) AND (status = 'lost'::text))",
+                    "Shared Hit Blocks": 12,
+                    "Shared Read Blocks": 830,
+                }
+            ],
+        },
+        "Planning Time": 0.21,
+        "Execution Time": 41.5,
+    }
+]
 
 
 def seed_every_page(*, actor) -> dict[str, str]:
@@ -65,6 +102,17 @@ def seed_every_page(*, actor) -> dict[str, str]:
         duration_ms=1200,
     )
 
+    explain_run = ExplainRun.objects.create(
+        target=target,
+        fingerprint="seeded-explain",
+        query="SELECT * FROM orders WHERE customer_id = 42 AND status = 'lost' ORDER BY created_at DESC",
+        statement_timeout_seconds=60,
+        status=ExplainRun.Status.DONE,
+        started_at=now - timedelta(seconds=5),
+        finished_at=now - timedelta(seconds=3),
+        plan=SEEDED_PLAN,
+    )
+
     service = service_create(
         data=ServiceInput(
             name="checkout",
@@ -99,6 +147,8 @@ def seed_every_page(*, actor) -> dict[str, str]:
         "optimizer run": f"/optimizer/runs/{run.id}/",
         "database": f"/optimizer/database/{target.id}/",
         "database activity": f"/optimizer/database/{target.id}/activity/",
+        "explain": f"/optimizer/database/{target.id}/explain/",
+        "explain run": f"/optimizer/explain/runs/{explain_run.id}/",
         "cache": "/optimizer/cache/",
         "scaling": "/scaling/",
         "scaled service": f"/scaling/services/{service.name}/",

@@ -223,7 +223,8 @@ def _maintenance_queue_moved_to(queue: str):
     """Send this block's optimizer tasks to `queue` (the chaos worker), not to the session's workers."""
     routes = current_app.amqp.routes
     saved = list(routes)
-    routes.insert(0, MapRoute({"optimizer.tasks.execute_run_task": {"queue": queue}}))
+    tasks = ("optimizer.tasks.execute_run_task", "optimizer.tasks.explain_analyze_task")
+    routes.insert(0, MapRoute({task: {"queue": queue} for task in tasks}))
     try:
         yield
     finally:
@@ -365,3 +366,35 @@ def _race(target) -> None:
         assert "already being applied (status applying)" in str(conflicts[0])
         assert OptimizationRun.objects.filter(recommendation=recommendation).count() == 1
         assert Recommendation.objects.get(pk=recommendation.pk).status == Recommendation.Status.APPLYING
+
+
+# --- (e) SIGKILL during EXPLAIN ANALYZE ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("attempt", range(REPEAT))
+def test_a_worker_killed_during_explain_analyze_leaves_an_interrupted_run_and_a_cancelled_backend(attempt, pg15):
+    from optimizer.models import ExplainRun
+    from optimizer.services.explain import explain_analyze_start
+
+    target = make_target(pg15)
+    worker, queue, _log = _chaos_worker("explain")
+    try:
+        with _maintenance_queue_moved_to(queue):
+            run, _ = explain_analyze_start(target=target, query="SELECT pg_sleep(30)", actor=None, via="api")
+        wait_for(
+            lambda: (
+                (r := ExplainRun.objects.get(pk=run.pk)).backend_pid and _backend_state(pg15, r.backend_pid) == "active"
+            ),
+            timeout=60,
+            what="the EXPLAIN ANALYZE to run on the target",
+        )
+        _sigkill(worker)
+        backend = ExplainRun.objects.get(pk=run.pk).backend_pid
+        result = runs_reap()
+    finally:
+        stop_process_group(worker)
+    run.refresh_from_db()
+    assert result.explains_interrupted == [run.id] and run.status == "interrupted"
+    assert "Asked the target to cancel its EXPLAIN" in run.error
+    wait_for(lambda: _backend_state(pg15, backend) != "active", timeout=10, what="the orphaned EXPLAIN stopped")
+    assert not ExplainRun.objects.filter(target=target, status__in=ExplainRun.LIVE_STATUSES).exists()
