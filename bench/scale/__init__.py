@@ -58,6 +58,10 @@ from monitoring.services.targets import TargetInput, target_create
 SIZES, QUICK_SIZES = (100, 300, 1000, 3000, 5000), (100, 300)
 WINDOW, QUICK_WINDOW = 30.0, 20.0  # three intervals; both designs at full size: ~30 min
 KILL_TARGETS, QUICK_KILL_TARGETS = 1000, 100
+# Beat is measured up to the issue's own baseline table: beyond 1,000 targets it cannot keep up
+# (a 5,000-target run sent 40-50 collections/s of the 500/s needed), and its runs would only
+# lengthen the section.
+BEAT_MAX_TARGETS = 1000
 WORKERS = (1, 2)
 SCHEDULER_AIM_MS = 0.5
 SHARE_AIM = 99.0
@@ -150,6 +154,8 @@ def run() -> BenchResult:
         for size in sizes:
             seeding += _grow(size, port, index)
             for design in designs:
+                if design is BEAT and size > BEAT_MAX_TARGETS and len(designs) > 1:
+                    continue
                 plans = [(workers, 1, False) for workers in WORKERS]
                 if size == kill_size:
                     plans.append((2, 2, True))
@@ -242,7 +248,9 @@ def _result(runs, designs, sizes, window, warmup, kill_size, seeding) -> BenchRe
     measured = " and ".join(f"`{d.key}` ({d.label})" for d in designs)
     setup = (
         f"{', '.join(f'{n:,}' for n in sizes)} Prometheus targets of 100 series each, interval {INTERVAL} s, all "
-        f"scraping one local exporter (its own process); designs measured: {measured}. For each size and design, "
+        f"scraping one local exporter (its own process); designs measured: {measured}"
+        + (f" (beat up to {BEAT_MAX_TARGETS:,} targets)" if len(designs) > 1 and max(sizes) > BEAT_MAX_TARGETS else "")
+        + ". For each size and design, "
         f"1 and 2 worker processes (`celery worker -Q collect... -c 1`, each with its own hostname), "
         f"{warmup:.0f} s of warm-up, then a {window:.0f} s window. Collected within {LATE} s: targets whose every "
         "gap between scrapes in the window (and from its edges) was at most 15 s, from the exporter's log; age: "
