@@ -286,6 +286,9 @@ COLLECT_THREADS = envint("PERFPILOT_COLLECT_THREADS", 8, minimum=1, maximum=64)
 # Kept connections to targets (monitoring/collectors/kept.py) per worker process, over all targets:
 # past this, the least recently used one is closed.
 COLLECTOR_MAX_CONNECTIONS = envint("PERFPILOT_COLLECTOR_MAX_CONNECTIONS", 200, minimum=1, maximum=100_000)
+# Series ids each process remembers (monitoring/storage.py), about 200 bytes each: it should hold every
+# series the process writes (targets x series per target), or each collection looks its series up again.
+SERIES_CACHE_SIZE = envint("PERFPILOT_SERIES_CACHE_SIZE", 1_000_000, minimum=1000, maximum=100_000_000)
 
 # --- optimizer -------------------------------------------------------------------------------
 # Reads of a tuner's analysis and the actions it runs (VACUUM, CREATE INDEX CONCURRENTLY) are bounded apart.

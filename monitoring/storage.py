@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import cache
 
 import numpy as np
+from django.conf import settings
 from django.db import connection, transaction
 
 from monitoring.models import RollupDirtyRange, RollupWatermark, Series
@@ -40,7 +41,7 @@ class SeriesSpec:
 class _SeriesCache:
     """Process-local map of (target_id, metric, labels_key) to series id; ids never change."""
 
-    def __init__(self, limit: int = 200_000) -> None:
+    def __init__(self, limit: int | None = None) -> None:
         self.limit = limit
         self.ids: dict[tuple[int | None, str, str], int] = {}
         self.lock = threading.Lock()
@@ -50,7 +51,8 @@ class _SeriesCache:
 
     def put_many(self, items: dict) -> None:
         with self.lock:
-            if len(self.ids) + len(items) > self.limit:
+            limit = self.limit if self.limit is not None else settings.SERIES_CACHE_SIZE
+            if len(self.ids) + len(items) > limit:
                 self.ids.clear()
             self.ids.update(items)
 
