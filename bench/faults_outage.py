@@ -23,10 +23,11 @@ import threading
 import time
 from collections import Counter
 
+from django.conf import settings
+
 from bench import BenchResult, Figure
 from core.outages import OUTAGE_LOG_INTERVAL_SECONDS
 from tests.chaos import (
-    ROOT,
     all_normal,
     answer_is_a_proper_503,
     control_plane_start,
@@ -91,7 +92,7 @@ def _figures(label: str, statuses: Counter, malformed: int, recovery: float) -> 
 def run() -> BenchResult:
     from celery import Celery
 
-    var = ROOT / "var" / "bench" / "faults-outage"
+    var = settings.BASE_DIR / "var" / "bench" / "faults-outage"
     shutil.rmtree(var, ignore_errors=True)
     var.mkdir(parents=True)
     plane = control_plane_start(var, var / "run.log")
