@@ -50,14 +50,21 @@ class Browser:
         self.jar = CookieJar()
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
 
-    def get(self, path: str) -> tuple[int, str]:
+    def request(self, path: str, *, htmx: bool = False, timeout: float = 10) -> tuple[int, dict, str]:
+        """Status, headers and body of a GET; status 0 (and the error as the body) when nothing answered."""
+        headers = {"HX-Request": "true"} if htmx else {}
+        request = urllib.request.Request(self.base + path, headers=headers)
         try:
-            with self.opener.open(self.base + path, timeout=10) as response:
-                return response.status, response.read().decode()
+            with self.opener.open(request, timeout=timeout) as response:
+                return response.status, dict(response.headers), response.read().decode(errors="replace")
         except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
-        except OSError:
-            return 0, ""
+            return exc.code, dict(exc.headers), exc.read().decode(errors="replace")
+        except OSError as exc:
+            return 0, {}, repr(exc)
+
+    def get(self, path: str) -> tuple[int, str]:
+        status, _, body = self.request(path)
+        return status, body if status else ""
 
     def login(self, username: str, password: str) -> None:
         status, page = self.get("/login/")
@@ -207,18 +214,6 @@ def server_down(server, port: int) -> Iterator[None]:
     raise AssertionError(f"could not keep port {port} down")
 
 
-def request(browser: Browser, path: str, htmx: bool) -> tuple[int, dict, str]:
-    headers = {"HX-Request": "true"} if htmx else {}
-    request = urllib.request.Request(browser.base + path, headers=headers)
-    try:
-        with browser.opener.open(request, timeout=15) as response:
-            return response.status, dict(response.headers), response.read().decode(errors="replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read().decode(errors="replace")
-    except OSError as exc:
-        return 0, {}, repr(exc)
-
-
 def answer_is_a_proper_503(path: str, htmx: bool, headers: dict, body: str) -> bool:
     content_type = headers.get("Content-Type", "")
     if path.startswith("/api/"):
@@ -233,12 +228,12 @@ def answer_is_a_proper_503(path: str, htmx: bool, headers: dict, body: str) -> b
 def load(browser: Browser, stop: threading.Event, answers: list) -> None:
     while not stop.is_set():
         for path, htmx in LOAD:
-            status, headers, body = request(browser, path, htmx)
+            status, headers, body = browser.request(path, htmx=htmx, timeout=15)
             answers.append((time.monotonic(), path, htmx, status, headers, body))
 
 
 def all_normal(browser: Browser) -> bool:
-    return all(request(browser, path, htmx)[0] == 200 for path, htmx in LOAD)
+    return all(browser.request(path, htmx=htmx, timeout=15)[0] == 200 for path, htmx in LOAD)
 
 
 def pid_of(pidfile: Path) -> int:
