@@ -191,6 +191,9 @@ def _result(windows, parent_rows, product_rows, price_calls, found, tuner_run, t
             Figure("tuner run (analysis of the windows, through the run path)", f"{tuner_ms:.0f} ms"),
         ),
         notes=(
-            f"Parent rows per window: {', '.join(map(str, parent_rows))}. Tuner evidence: {tuner_run.evidence_before}."
+            f"Parent rows per window: {', '.join(map(str, parent_rows))}. The tuner compared "
+            f"{tuner_run.evidence_before['children_checked']} lookups by key (those called often enough) "
+            f"with the other queries over {tuner_run.evidence_before['windows']} windows and advised "
+            f"{tuner_run.evidence_before['n_plus_one']}."
         ),
     )
