@@ -132,9 +132,15 @@ class NPlusOneTuner(Tuner):
             return analysis
         database = self.session.query("SELECT current_database()")[0][0]
         children = self._children(data, database)
+        # Parents return rows in enough windows; read once, compared with every child.
+        parents = [
+            queryid
+            for queryid, rows in data.rows.items()
+            if sum(1 for n in rows if n) >= self.params["min_windows"] and self._of_database(data, queryid, database)
+        ]
         analysis.evidence["children_checked"] = len(children)
         for child in children:
-            match = self._best_parent(child, data, database)
+            match = self._best_parent(child, data, parents)
             if match is not None:
                 analysis.findings.append(self._finding(child, match, data))
         analysis.evidence["n_plus_one"] = len(analysis.findings)
@@ -187,15 +193,13 @@ class NPlusOneTuner(Tuner):
             return None
         return r, k, spread
 
-    def _best_parent(self, child: Child, data: StatementWindows, database: str) -> Match | None:
+    def _best_parent(self, child: Child, data: StatementWindows, parents: list[int]) -> Match | None:
         calls = data.calls[child.queryid]
         matches = []
-        for queryid, rows in data.rows.items():
-            if queryid == child.queryid or not self._of_database(data, queryid, database):
-                continue
-            if sum(data.calls[queryid]) >= sum(calls):
+        for queryid in parents:
+            if queryid == child.queryid or sum(data.calls[queryid]) >= sum(calls):
                 continue  # a parent run as often as the child saves no round trip
-            found = self._match(calls, rows)
+            found = self._match(calls, data.rows[queryid])
             if found is not None:
                 matches.append((queryid, *found))
         if not matches:
