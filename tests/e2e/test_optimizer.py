@@ -124,13 +124,18 @@ def _walk_optimizer_pages(base_url: str, user, width: int, *, target, cache) -> 
                 assert page.locator("main input:not([type=hidden]), main textarea").count() == 0, name
 
 
-@pytest.mark.django_db(transaction=True)
-def test_on_a_phone_a_table_inside_advice_is_labelled_by_its_own_header(live_server, operator_user):
-    target = target_create(
+def _unreachable_target(actor):
+    """A PostgreSQL target nothing listens for: its pages show stored advice, and the live parts say so."""
+    return target_create(
         data=TargetInput(name="orders-db", kind="postgres", url="postgresql://app@127.0.0.1:9/orders"),
-        actor=operator_user,
+        actor=actor,
         via="system",
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_a_phone_a_table_inside_advice_is_labelled_by_its_own_header(live_server, operator_user):
+    target = _unreachable_target(operator_user)
     Recommendation.objects.create(
         target=target,
         tuner="pgconfig",
@@ -159,11 +164,7 @@ def test_on_a_phone_a_table_inside_advice_is_labelled_by_its_own_header(live_ser
 
 @pytest.mark.django_db(transaction=True)
 def test_on_a_phone_n_plus_one_advice_shows_both_queries_and_the_rewrite_but_no_apply(live_server, operator_user):
-    target = target_create(
-        data=TargetInput(name="orders-db", kind="postgres", url="postgresql://app@127.0.0.1:9/orders"),
-        actor=operator_user,
-        via="system",
-    )
+    target = _unreachable_target(operator_user)
     seed_n_plus_one(target)
     with browser_page(width=390) as page:
         sign_in(page, live_server.url, operator_user.username, PASSWORD)
