@@ -35,6 +35,7 @@ from optimizer.tuners.base import Analysis, Finding, Tuner, TunerSchedule, regis
 from optimizer.tuners.querytree import Unparseable, query_shape
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+_BATCHED = re.compile(r"=\s*ANY\s*\(|\bIN\s*\(", re.IGNORECASE)
 
 # The tables a single-column foreign key joins to a column, whichever side the column is on.
 _RELATED_SQL = """
@@ -160,8 +161,8 @@ class NPlusOneTuner(Tuner):
             if ran < self.params["min_windows"] or sum(calls) / ran < self.params["min_child_calls"]:
                 continue
             query = self._of_database(data, queryid, database)
-            if not query or not query.lstrip().lower().startswith("select"):
-                continue
+            if not query or not query.lstrip().lower().startswith("select") or _BATCHED.search(query):
+                continue  # not a read, or already batched (= ANY / IN)
             try:
                 shape = query_shape(query)
             except Unparseable:
