@@ -88,6 +88,8 @@ class Analysis:
     actions: list[Action] = field(default_factory=list)
     evidence: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Plans taken (optimizer.tuners.plans.PlanSnapshot); the run stores them and looks for regressions.
+    captures: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
