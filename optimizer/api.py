@@ -17,11 +17,9 @@ from core.schemas import ErrorOut
 from monitoring.models import Target
 from optimizer.activity_selectors import activity_read
 from optimizer.explain_selectors import explain_run_get
-from optimizer.plan_selectors import plan_regression_get, plan_regression_list
 from optimizer.models import OptimizationRun, Recommendation
+from optimizer.plan_selectors import plan_regression_get, plan_regression_list
 from optimizer.schemas import (
-    PlanRegressionDetailOut,
-    PlanRegressionOut,
     ActivityOut,
     BackendSignalIn,
     BackendSignalOut,
@@ -35,6 +33,8 @@ from optimizer.schemas import (
     ExplainRunOut,
     OptimizationExecuteIn,
     OptimizeIn,
+    PlanRegressionDetailOut,
+    PlanRegressionOut,
     RecommendationOut,
     ReportOut,
     RunOut,

@@ -306,7 +306,9 @@ class PlanCaptureOut(Schema):
     captured_at: datetime
     fingerprint: str = Field(..., description="sha256 of the plan's shape (nodes, join order, relations, indexes).")
     mean_time_ms: float = Field(..., description="Mean time since the capture before it (overall, for the first).")
-    settings: dict[str, str] = Field(..., description="The role's settings (pg_db_role_setting) the plan was taken with.")
+    settings: dict[str, str] = Field(
+        ..., description="The role's settings (pg_db_role_setting) the plan was taken with."
+    )
 
 
 class PlanCaptureDetailOut(PlanCaptureOut):

@@ -4,15 +4,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('alerts', '0002_channel_url_display_port'),
+        ("alerts", "0002_channel_url_display_port"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='alertrule',
-            name='kind',
-            field=models.CharField(choices=[('threshold_above', 'Threshold: above'), ('threshold_below', 'Threshold: below'), ('rate_of_change', 'Rate of change (per second) above'), ('absence', 'Absence of data'), ('forecast', 'Forecast: reaches the limit within N days'), ('target_down', 'Event: target down'), ('tuner_failure', 'Event: tuner failure'), ('scaling_failure', 'Event: scaling failure'), ('plan_regression', 'Event: plan regression')], max_length=20),
+            model_name="alertrule",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("threshold_above", "Threshold: above"),
+                    ("threshold_below", "Threshold: below"),
+                    ("rate_of_change", "Rate of change (per second) above"),
+                    ("absence", "Absence of data"),
+                    ("forecast", "Forecast: reaches the limit within N days"),
+                    ("target_down", "Event: target down"),
+                    ("tuner_failure", "Event: tuner failure"),
+                    ("scaling_failure", "Event: scaling failure"),
+                    ("plan_regression", "Event: plan regression"),
+                ],
+                max_length=20,
+            ),
         ),
     ]

@@ -5,58 +5,104 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('monitoring', '0006_collection_scheduling'),
-        ('optimizer', '0005_explain_run'),
+        ("monitoring", "0006_collection_scheduling"),
+        ("optimizer", "0005_explain_run"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='PlanCapture',
+            name="PlanCapture",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('queryid', models.BigIntegerField()),
-                ('role', models.CharField(help_text='The role that runs the query (pg_stat_statements userid).', max_length=200)),
-                ('query', models.TextField()),
-                ('fingerprint', models.CharField(help_text="sha256 of the plan's shape, costs aside.", max_length=64)),
-                ('plan', models.JSONField(help_text='EXPLAIN (FORMAT JSON) of the generic plan.')),
-                ('settings', models.JSONField(blank=True, default=dict, help_text="The role's settings applied (pg_db_role_setting).")),
-                ('captured_at', models.DateTimeField()),
-                ('calls_total', models.BigIntegerField(help_text='pg_stat_statements calls at capture time.')),
-                ('total_time_ms_total', models.FloatField(help_text='pg_stat_statements total_exec_time at capture time.')),
-                ('mean_time_ms', models.FloatField(help_text='Mean time since the previous capture (or overall, for the first).')),
-                ('target', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='plan_captures', to='monitoring.target')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("queryid", models.BigIntegerField()),
+                (
+                    "role",
+                    models.CharField(
+                        help_text="The role that runs the query (pg_stat_statements userid).", max_length=200
+                    ),
+                ),
+                ("query", models.TextField()),
+                ("fingerprint", models.CharField(help_text="sha256 of the plan's shape, costs aside.", max_length=64)),
+                ("plan", models.JSONField(help_text="EXPLAIN (FORMAT JSON) of the generic plan.")),
+                (
+                    "settings",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="The role's settings applied (pg_db_role_setting)."
+                    ),
+                ),
+                ("captured_at", models.DateTimeField()),
+                ("calls_total", models.BigIntegerField(help_text="pg_stat_statements calls at capture time.")),
+                (
+                    "total_time_ms_total",
+                    models.FloatField(help_text="pg_stat_statements total_exec_time at capture time."),
+                ),
+                (
+                    "mean_time_ms",
+                    models.FloatField(help_text="Mean time since the previous capture (or overall, for the first)."),
+                ),
+                (
+                    "target",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="plan_captures",
+                        to="monitoring.target",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-captured_at', '-id'],
+                "ordering": ["-captured_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='PlanRegression',
+            name="PlanRegression",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('queryid', models.BigIntegerField()),
-                ('role', models.CharField(max_length=200)),
-                ('query', models.TextField()),
-                ('mean_before_ms', models.FloatField()),
-                ('mean_after_ms', models.FloatField()),
-                ('detected_at', models.DateTimeField()),
-                ('after', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='regression', to='optimizer.plancapture')),
-                ('before', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='optimizer.plancapture')),
-                ('detected_by', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='optimizer.plancapture')),
-                ('target', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='plan_regressions', to='monitoring.target')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("queryid", models.BigIntegerField()),
+                ("role", models.CharField(max_length=200)),
+                ("query", models.TextField()),
+                ("mean_before_ms", models.FloatField()),
+                ("mean_after_ms", models.FloatField()),
+                ("detected_at", models.DateTimeField()),
+                (
+                    "after",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="regression",
+                        to="optimizer.plancapture",
+                    ),
+                ),
+                (
+                    "before",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="optimizer.plancapture"
+                    ),
+                ),
+                (
+                    "detected_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="optimizer.plancapture"
+                    ),
+                ),
+                (
+                    "target",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="plan_regressions",
+                        to="monitoring.target",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-detected_at', '-id'],
+                "ordering": ["-detected_at", "-id"],
             },
         ),
         migrations.AddIndex(
-            model_name='plancapture',
-            index=models.Index(fields=['target', 'queryid', 'role', '-captured_at'], name='plan_capture_history'),
+            model_name="plancapture",
+            index=models.Index(fields=["target", "queryid", "role", "-captured_at"], name="plan_capture_history"),
         ),
         migrations.AddIndex(
-            model_name='planregression',
-            index=models.Index(fields=['target', '-detected_at'], name='plan_regression_recent'),
+            model_name="planregression",
+            index=models.Index(fields=["target", "-detected_at"], name="plan_regression_recent"),
         ),
     ]

@@ -138,7 +138,9 @@ def capture_plan(conn: psycopg.Connection, *, role: str, query: str) -> tuple[An
 class PlanCaptureTuner(Tuner):
     kind = "plan_capture"
     label = "Plan capture"
-    description = "Captures the generic plans of the top queries per role; a changed plan that got slower is a regression."
+    description = (
+        "Captures the generic plans of the top queries per role; a changed plan that got slower is a regression."
+    )
     # Every 15 minutes: a plan regression is told within two captures (30 min) of the change, and one
     # capture costs one EXPLAIN per top query (planning only, nothing runs).
     schedule = TunerSchedule(

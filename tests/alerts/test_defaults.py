@@ -29,7 +29,12 @@ def test_the_defaults_cover_what_the_issue_asks_for():
                    "postgres_xid_wraparound_percent", "redis_used_memory_bytes", "redis_allocator_frag_bytes",
                    "redis_evicted_keys_per_second", "celery_queue_length"):  # fmt: skip
         assert needed in metrics
-    assert {rule.kind for rule in DEFAULT_RULES.values()} >= {"target_down", "tuner_failure", "scaling_failure", "plan_regression"}
+    assert {rule.kind for rule in DEFAULT_RULES.values()} >= {
+        "target_down",
+        "tuner_failure",
+        "scaling_failure",
+        "plan_regression",
+    }
 
 
 def test_defaults_are_installed_once_and_stay_edited_or_deleted():
