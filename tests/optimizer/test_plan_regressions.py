@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from django.utils import timezone
 from psycopg import sql
 
 from alerts.models import Alert, NotificationItem
@@ -220,3 +221,15 @@ def test_the_api_lists_a_targets_regressions_and_shows_both_plans(db, app, anony
     assert unknown.status_code == 400 and unknown.json()["field"] == "target"
     assert anonymous_client.get(f"{API}/plan-regressions/999999", **viewer_auth).status_code == 404
     assert anonymous_client.get(f"{API}/plan-regressions").status_code == 401
+
+
+def test_the_database_page_lists_plan_changes_and_links_each_to_both_plans(db, app, viewer_client):
+    from tests.e2e.pages import seed_plan_regression
+
+    target = make_target(app)
+    regression = seed_plan_regression(target, now=timezone.now())
+    page = viewer_client.get(f"/optimizer/database/{target.id}/").content.decode()
+    assert f'href="/optimizer/plan-regressions/{regression.id}/"' in page
+    detail = viewer_client.get(f"/optimizer/plan-regressions/{regression.id}/").content.decode()
+    assert detail.count('data-testid="plan-tree"') == 2 and "orders_customer_id_idx" in detail
+    assert "enable_indexscan=off" in detail and "4.000 ms" in detail
