@@ -47,7 +47,8 @@ SHAPE_KEYS = (
     "Scan Direction",
 )
 
-# The heaviest plannable statements of this database, per (query, role), by total time.
+# The heaviest plannable statements of this database, per (query, role), by total time; catalog reads
+# (ours, the collector's, and any tool's) are left out.
 TOP_QUERIES_SQL = """
 SELECT s.queryid, r.rolname::text AS role, s.query, s.calls, s.total_exec_time
 FROM pg_stat_statements s
@@ -55,7 +56,7 @@ JOIN pg_roles r ON r.oid = s.userid
 WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND s.toplevel AND s.calls > 0 AND s.queryid IS NOT NULL
   AND s.query ~* '^\\s*(select|with|insert|update|delete)\\M'
-  AND s.query !~* 'pg_stat_statements|pg_catalog\\.|pg_stat_'
+  AND s.query !~* 'pg_catalog\\.|pg_stat_|pg_extension|pg_db_role_setting|pg_prepared_statements|set_config\\('
 ORDER BY s.total_exec_time DESC
 LIMIT %s
 """
