@@ -4,11 +4,11 @@ A database of its own on the bench's embedded PostgreSQL 18 (pg_stat_statements 
 of 200,000 orders with an index on customer_id, read by a role of its own, `bench_plan_app`. A
 workload thread logs in as that role (a new session every 20 queries, as a pooled application's
 connections come and go) and counts one customer's orders again and again. The plan capture tuner
-runs every CAPTURE_SECONDS (production: every 15 minutes), each time as a scheduled run would; the
+runs every 5 s (2 s with --quick; in production every 15 minutes), each time as a scheduled run would; the
 default alert rules and a channel are installed, so a regression's event goes through the real
 alert path to the notification queue.
 
-1. Baseline: BASELINE_CAPTURES captures with the index (any regression here is a false alarm).
+1. Baseline: three captures with the index (any regression here is a false alarm).
 2. `ALTER ROLE bench_plan_app SET enable_indexscan = off` (and enable_bitmapscan, enable_indexonlyscan:
    otherwise the planner moves to a bitmap scan, which is a change, but hardly slower). Captures
    until a PlanRegression is recorded and the "Plan regression" alert fires with a notification queued.
