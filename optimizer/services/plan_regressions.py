@@ -17,6 +17,8 @@ Each capture of a (target, query, role) is compared with that key's history:
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -27,6 +29,9 @@ from optimizer.models import PlanCapture, PlanRegression
 from optimizer.tuners.plans import PlanSnapshot
 
 HISTORY = 200  # captures of one key looked at to find the last plan change
+# Captures are kept this long (20 queries every 15 minutes is ~2,000 a day per target); those of a
+# recorded regression are kept as long as it is.
+KEEP_CAPTURES = timedelta(days=7)
 
 
 def _mean_since(capture: PlanCapture, *, calls: int, total_ms: float) -> float | None:
@@ -70,7 +75,18 @@ def plan_captures_record(*, target: Target, snapshots: list[PlanSnapshot]) -> li
         regression = _regression(capture, history)
         if regression is not None:
             regressions.append(regression)
+    _prune(target=target, before=now - KEEP_CAPTURES)
     return regressions
+
+
+def _prune(*, target: Target, before) -> int:
+    """Delete the target's captures older than `before` that no regression shows."""
+    shown = PlanRegression.objects.filter(target=target)
+    kept = set()
+    for ids in shown.values_list("before_id", "after_id", "detected_by_id"):
+        kept.update(ids)
+    deleted, _ = PlanCapture.objects.filter(target=target, captured_at__lt=before).exclude(pk__in=kept).delete()
+    return deleted
 
 
 def _regression(capture: PlanCapture, history: list[PlanCapture]) -> PlanRegression | None:

@@ -233,3 +233,26 @@ def test_the_database_page_lists_plan_changes_and_links_each_to_both_plans(db, a
     detail = viewer_client.get(f"/optimizer/plan-regressions/{regression.id}/").content.decode()
     assert detail.count('data-testid="plan-tree"') == 2 and "orders_customer_id_idx" in detail
     assert "enable_indexscan=off" in detail and "4.000 ms" in detail
+
+
+def test_captures_older_than_a_week_are_pruned_unless_a_regression_shows_them(db, pg18):
+    from datetime import timedelta
+
+    from optimizer.services.plan_regressions import plan_captures_record
+    from tests.e2e.pages import seed_plan_regression
+
+    target = make_target(pg18)
+    old = timezone.now() - timedelta(days=8)
+    regression = seed_plan_regression(target, now=old)
+    plain = {"target": target, "queryid": 7, "role": ROLE, "query": QUERY, "plan": regression.before.plan}
+    stale = PlanCapture.objects.create(**plain, fingerprint="c" * 64, captured_at=old, calls_total=1,
+                                       total_time_ms_total=1, mean_time_ms=1)  # fmt: skip
+    recent = PlanCapture.objects.create(**plain, fingerprint="c" * 64, captured_at=timezone.now(), calls_total=2,
+                                        total_time_ms_total=2, mean_time_ms=1)  # fmt: skip
+    assert plan_captures_record(target=target, snapshots=[]) == []
+    assert not PlanCapture.objects.filter(pk=stale.pk).exists()
+    assert set(PlanCapture.objects.filter(target=target).values_list("pk", flat=True)) == {
+        regression.before_id,
+        regression.after_id,
+        recent.pk,
+    }
