@@ -6,10 +6,11 @@ Each capture of a (target, query, role) is compared with that key's history:
   counters (calls, total time) stored on both; the first capture, or one after the statistics were
   reset, takes the overall mean;
 - when the latest plan differs from an earlier one, the change is the first capture with the new
-  fingerprint (`after`), and `before` is the capture just before it. The mean since `before` (the
-  counters' difference up to now) is compared with `before`'s mean: more than
-  PERFPILOT_PLAN_REGRESSION_THRESHOLD percent higher makes a PlanRegression, recorded once per change,
-  and a `plan_regression` event (core.events), which the default alert rule "Plan regression" turns
+  fingerprint (`after`), and `before` is the capture just before it. The mean since the change (the
+  counters' difference up to now from `after`, or from `before` at the first capture of the new
+  plan, when the change happened in the interval that ends there) is compared with `before`'s mean:
+  more than PERFPILOT_PLAN_REGRESSION_THRESHOLD percent higher makes a PlanRegression, recorded once
+  per change, and a `plan_regression` event (core.events), which the default alert rule "Plan regression" turns
   into an alert and a notification. A change that is not (yet) slower is looked at again at each
   capture while the plan stays changed, so a change caught just before the workload moved to it is
   still told at the next capture.
@@ -102,9 +103,12 @@ def _regression(capture: PlanCapture, history: list[PlanCapture]) -> PlanRegress
         return None
     if PlanRegression.objects.filter(after=after).exists():
         return None  # this change was told already
-    if capture.calls_total < before.calls_total:
+    # Since the first capture of the new plan once there is one interval of it only; at that first
+    # capture, since the last one of the old plan (the change happened in between).
+    start = after if after is not capture else before
+    if capture.calls_total < start.calls_total:
         return None  # the statistics were reset since: the counters no longer span the change
-    mean_after = _mean_since(before, calls=capture.calls_total, total_ms=capture.total_time_ms_total)
+    mean_after = _mean_since(start, calls=capture.calls_total, total_ms=capture.total_time_ms_total)
     if mean_after is None:
         return None
     threshold = 1 + settings.PLAN_REGRESSION_THRESHOLD_PERCENT / 100

@@ -151,17 +151,18 @@ class PlanCaptureTuner(Tuner):
     )
     defaults = {"max_queries": 20}
 
-    def top_queries(self) -> list[dict[str, Any]]:
-        installed = self.session.query("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'")
-        if not installed:
-            return []
+    def top_queries(self) -> list[dict[str, Any]] | None:
+        """The heaviest queries per role, or None without pg_stat_statements in this database."""
+        if not self.session.query("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'"):
+            return None
         return self.session.query_dicts(TOP_QUERIES_SQL, [int(self.params["max_queries"])])
 
     def analyze(self) -> Analysis:
         analysis = Analysis()
         queries = self.top_queries()
-        if not queries and not self.session.query("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'"):
+        if queries is None:
             analysis.notes.append("pg_stat_statements is not installed in this database: no plans captured")
+            queries = []
         failed = 0
         for row in queries:
             try:

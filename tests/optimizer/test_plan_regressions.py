@@ -256,3 +256,27 @@ def test_captures_older_than_a_week_are_pruned_unless_a_regression_shows_them(db
         regression.after_id,
         recent.pk,
     }
+
+
+def _snapshot(queryid: int, fingerprint: str, calls: int, total_ms: float):
+    from optimizer.tuners.plans import PlanSnapshot
+
+    plan = [{"Plan": {"Node Type": "Result"}}]
+    return PlanSnapshot(queryid, ROLE, QUERY, calls, total_ms, plan, fingerprint * 64)
+
+
+def test_a_change_not_slower_yet_is_told_at_the_next_capture_and_a_small_rise_never(db, pg18):
+    from optimizer.services.plan_regressions import plan_captures_record
+
+    target = make_target(pg18)
+    record = lambda *snapshots: plan_captures_record(target=target, snapshots=list(snapshots))  # noqa: E731
+    # Query 1: 100 calls at 0.1 ms; the plan changes while the workload still ran the old one; then 5 ms.
+    # Query 2: 1.0 ms, then 1.4 ms on a new plan: under the 50 % threshold.
+    assert record(_snapshot(1, "a", 100, 10.0), _snapshot(2, "a", 100, 100.0)) == []
+    assert record(_snapshot(1, "b", 110, 11.0), _snapshot(2, "b", 110, 114.0)) == []
+    (regression,) = record(_snapshot(1, "b", 120, 61.0), _snapshot(2, "b", 120, 128.0))
+    first, second, third = PlanCapture.objects.filter(target=target, queryid=1).order_by("captured_at", "id")
+    assert (regression.before, regression.after, regression.detected_by) == (first, second, third)
+    assert (regression.mean_before_ms, regression.mean_after_ms) == (0.1, 5.0)
+    assert [c.mean_time_ms for c in (first, second, third)] == [0.1, 0.1, 5.0]
+    assert record(_snapshot(1, "b", 130, 111.0), _snapshot(2, "b", 130, 142.0)) == []  # told once
