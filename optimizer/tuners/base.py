@@ -3,7 +3,8 @@
 A tuner is one module in optimizer/tuners/ with one class registered under its `kind`. It gets a
 `Session` (an open, bounded connection to one target) and implements:
 
-    analyze()            read-only: findings (recommendations), actions it would run itself, evidence numbers
+    analyze()            read-only: findings (recommendations), actions it would run itself, evidence numbers,
+                         plans it captured (the run stores them: optimizer.services.plan_regressions)
     measure(actions)     numbers describing what the actions touch, taken before and after they run
     perform(action)      run one action (default: its statement through the session)
     apply(recommendation)  run a recommendation's statements (default: each one through the session)
