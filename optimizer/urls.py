@@ -26,6 +26,7 @@ urlpatterns = [
         name="activity-terminate",
     ),
     path("database/<int:target_id>/explain/", views.explain_view, name="explain"),
+    path("plan-regressions/<int:regression_id>/", views.plan_regression_view, name="plan-regression"),
     path("explain/runs/<int:run_id>/", views.explain_run_view, name="explain-run"),
     path("explain/runs/<int:run_id>/cancel/", views.explain_run_cancel_view, name="explain-cancel"),
     path("cache/", views.cache, name="cache"),

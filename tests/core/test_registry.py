@@ -28,6 +28,7 @@ def test_every_builtin_plugin_kind_is_registered_once_the_apps_are_ready():
         "vectors",
         "sequences",
         "n_plus_one",
+        "plan_capture",
     }
     assert set(registry.all("executors")) == {"celery", "gunicorn", "webhook", "shell", "kubernetes", "docker"}
     assert set(registry.all("transports")) == {"slack", "webhook"}

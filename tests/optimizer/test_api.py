@@ -270,6 +270,7 @@ def test_database_optimize_starts_every_postgres_tuner_and_refuses_others(anonym
         "indexes",
         "n_plus_one",
         "pgconfig",
+        "plan_capture",
         "sequences",
         "vacuum",
         "vectors",

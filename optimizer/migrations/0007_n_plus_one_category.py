@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("optimizer", "0005_explain_run"),
+        ("optimizer", "0006_plan_captures_and_regressions"),
     ]
 
     operations = [
