@@ -22,6 +22,7 @@ class Recommendation(models.Model):
         CONFIG = "config", "Configuration"
         VECTOR_INDEX = "vector_index", "Vector index"
         SEQUENCE = "sequence", "Sequence near its end"
+        N_PLUS_ONE = "n_plus_one", "N+1 queries"
         CACHE = "cache", "Cache"
 
     class Status(models.TextChoices):

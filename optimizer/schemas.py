@@ -115,6 +115,9 @@ class DatabaseReportOut(Schema):
     config_advice: list[RecommendationOut]
     vector_advice: list[RecommendationOut]
     sequence_advice: list[RecommendationOut] = Field(..., description="Sequences and integer keys near their end.")
+    n_plus_one_advice: list[RecommendationOut] = Field(
+        ..., description="N+1 queries: a lookup by key run once per row of another query (advice only)."
+    )
     vacuum_status: list[dict[str, Any]]
     last_runs: list[RunOut]
 

@@ -155,6 +155,7 @@ DATABASE_SECTIONS = {
     "config_advice": ("config",),
     "vector_advice": ("vector_index",),
     "sequence_advice": ("sequence",),
+    "n_plus_one_advice": ("n_plus_one",),
 }
 
 

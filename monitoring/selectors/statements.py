@@ -81,3 +81,51 @@ def _slow_query(row: dict, text: QueryText | None) -> SlowQuery:
         shared_blks_read=read,
         hit_ratio_percent=100.0 * hit / (hit + read) if hit + read else None,
     )
+
+
+@dataclass(frozen=True)
+class StatementWindows:
+    """The last windows (collections) of a target's statement snapshots, side by side per query.
+
+    `calls[queryid][i]` and `rows[queryid][i]` are the deltas of window `windows[i]` (oldest first);
+    a query absent from a window (not called, or not among the statements kept that interval) has 0.
+    """
+
+    windows: list[datetime]
+    interval_seconds: float  # the windows' mean length
+    calls: dict[int, list[int]]
+    rows: dict[int, list[int]]
+    texts: dict[int, QueryText]
+
+
+def statement_windows(*, target_id: int, windows: int, since: datetime) -> StatementWindows:
+    """The last `windows` collections of statement snapshots of a target collected after `since`."""
+    if windows < 1:
+        raise InvalidInput("The number of windows must be at least 1.", field="windows")
+    stamps = list(
+        QueryStat.objects.filter(target_id=target_id, collected_at__gte=since)
+        .values_list("collected_at", flat=True)
+        .distinct()
+        .order_by("-collected_at")[:windows]
+    )
+    stamps.reverse()
+    position = {stamp: i for i, stamp in enumerate(stamps)}
+    calls: dict[int, list[int]] = {}
+    rows: dict[int, list[int]] = {}
+    lengths: dict[datetime, float] = {}
+    snapshots = QueryStat.objects.filter(target_id=target_id, collected_at__in=stamps).values_list(
+        "queryid", "collected_at", "calls", "rows", "interval_seconds"
+    )
+    for queryid, collected_at, n_calls, n_rows, seconds in snapshots:
+        i = position[collected_at]
+        calls.setdefault(queryid, [0] * len(stamps))[i] = int(n_calls)
+        rows.setdefault(queryid, [0] * len(stamps))[i] = int(n_rows)
+        lengths[collected_at] = float(seconds)
+    texts = {text.queryid: text for text in QueryText.objects.filter(target_id=target_id, queryid__in=list(calls))}
+    return StatementWindows(
+        windows=stamps,
+        interval_seconds=sum(lengths.values()) / len(lengths) if lengths else 0.0,
+        calls=calls,
+        rows=rows,
+        texts=texts,
+    )

@@ -89,6 +89,7 @@ def seed_every_page(*, actor) -> dict[str, str]:
         statement="CREATE INDEX CONCURRENTLY ON orders (customer_id);",
         estimated_impact="-80 % reads",
     )
+    seed_n_plus_one(target)
     run = OptimizationRun.objects.create(
         tuner="indexes",
         target=target,
@@ -166,6 +167,34 @@ def seed_every_page(*, actor) -> dict[str, str]:
         "settings": "/settings/",
         "not found": "/no-such-page/",
     }
+
+
+def seed_n_plus_one(target: Target) -> Recommendation:
+    """N+1 advice as the n_plus_one tuner writes it (advice only: no statement), with long query texts."""
+    child = "SELECT id, sku, quantity, unit_price_cents, currency, warehouse_code FROM order_lines WHERE order_id = $1"
+    return Recommendation.objects.create(
+        target=target,
+        tuner="n_plus_one",
+        fingerprint="n_plus_one:seeded",
+        category=Recommendation.Category.N_PLUS_ONE,
+        title="N+1: a lookup of order_lines by order_id runs per row of a query on public.orders",
+        explanation="Over the last 12 windows the lookup ran 1.00 times per row returned by the orders query.",
+        estimated_impact="123,120 round trips a day saved (86 a window)",
+        effort=Recommendation.Effort.MEDIUM,
+        evidence={
+            "child": {"queryid": 1, "query": child, "table": "order_lines", "column": "order_id"},
+            "parent": {
+                "queryid": 2,
+                "query": "SELECT id, customer_id, placed_at FROM orders WHERE placed_on = $1 ORDER BY id",
+                "tables": ["public.orders"],
+            },
+            "k": 1.0,
+            "r": 0.998,
+            "windows": 12,
+            "rewrite": child.replace("= $1", "= ANY($1)"),
+            "needs_application_change": True,
+        },
+    )
 
 
 def _generic_plan(scan: dict) -> list[dict]:

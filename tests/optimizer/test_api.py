@@ -268,6 +268,7 @@ def test_database_optimize_starts_every_postgres_tuner_and_refuses_others(anonym
     assert response.status_code == 202, response.content
     assert sorted(r["tuner"] for r in response.json()) == [
         "indexes",
+        "n_plus_one",
         "pgconfig",
         "plan_capture",
         "sequences",
