@@ -101,19 +101,24 @@ def plant_workload(target: Target, queries: list[tuple[str, int, float]], *, dat
     for number, (text, calls, total_ms) in enumerate(queries, start=1):
         queryid = 9_000_000 + number * 7 + target.id * 1000
         QueryText.objects.get_or_create(target=target, queryid=queryid, defaults={"query": text, "database": database})
-        QueryStat.objects.create(
-            target=target,
-            queryid=queryid,
-            collected_at=at,
-            interval_seconds=60,
-            calls=calls,
-            total_time_ms=total_ms,
-            rows=calls,
-            shared_blks_hit=0,
-            shared_blks_read=0,
-        )
+        plant_stat(target, queryid, at=at, calls=calls, total_ms=total_ms)
         ids.append(queryid)
     return ids
+
+
+def plant_stat(target: Target, queryid: int, *, at, calls: int, total_ms: float, rows=None, hit=0, read=0) -> None:
+    """One monitoring snapshot (a one-minute QueryStat delta) of a query; rows default to the calls."""
+    QueryStat.objects.create(
+        target=target,
+        queryid=queryid,
+        collected_at=at,
+        interval_seconds=60,
+        calls=calls,
+        total_time_ms=total_ms,
+        rows=calls if rows is None else rows,
+        shared_blks_hit=hit,
+        shared_blks_read=read,
+    )
 
 
 def wait_for(predicate, *, timeout: float = 20, what: str) -> None:
