@@ -437,7 +437,7 @@ def database_explain_cancel(request, run_id: int):
 
 @router.get(
     "/performance/database/{int:target_id}/queries/{queryid}/history",
-    response={200: QueryHistoryOut, **WRITE_ERRORS},
+    response={200: QueryHistoryOut, 400: ErrorOut, **ERRORS},
     summary="One query of a PostgreSQL target over time: calls, mean and total time, rows, blocks; applies marked",
 )
 def database_query_history(

@@ -107,6 +107,35 @@ def seed_every_page(*, actor) -> dict[str, str]:
         duration_ms=1200,
     )
 
+    applied = Recommendation.objects.create(
+        target=target,
+        tuner="indexes",
+        fingerprint="orders-status",
+        category="missing_index",
+        title="Create index on orders (status)",
+        status=Recommendation.Status.APPLIED,
+        evidence={"table": "orders", "queries": [{"queryid": queryid, "query": "SELECT * FROM orders WHERE …"}]},
+    )
+    OptimizationRun.objects.create(
+        tuner="indexes",
+        action=OptimizationRun.Action.APPLY,
+        target=target,
+        target_name=target.name,
+        recommendation=applied,
+        trigger=OptimizationRun.Trigger.OPERATOR,
+        status=OptimizationRun.Status.SUCCEEDED,
+        started_at=now - timedelta(minutes=31),
+        finished_at=now - timedelta(minutes=30),
+        evidence_after={
+            "observed": {
+                "queries": {str(queryid): {"before_ms": 12.0, "after_ms": 3.0, "speedup": 4.0}},
+                "speedup": 4.0,
+                "mean_before_ms": 12.0,
+                "mean_after_ms": 3.0,
+            }
+        },
+    )
+
     explain_run = ExplainRun.objects.create(
         target=target,
         fingerprint="seeded-explain",
