@@ -446,7 +446,7 @@ def database_query_history(
     queryid: int = Path(..., ge=-(2**63), le=2**63 - 1, description="The pg_stat_statements query id (signed)."),
     range: str = Query(DEFAULT_RANGE, description=f"One of {', '.join(HISTORY_RANGES)}."),
 ):
-    """Sums of monitoring's snapshot deltas per bucket, sized from the range (at most 100 buckets, never finer
+    """Sums of monitoring's snapshot deltas per bucket, sized from the range (about 100 buckets at most, never finer
     than the target's interval). 400 naming `range` for another range; 404 for an unknown target or query."""
     target = get_object_or_404(postgres_targets(), pk=target_id)
     history = query_history(target=target, queryid=queryid, range_label=range)

@@ -1,7 +1,7 @@
 """Reads for one query's page: its cost over time from monitoring's windowed pg_stat_statements snapshots,
 and the recommendations applied on its target meanwhile (the markers on its charts).
 
-Buckets are sized from the range so a chart gets at most MAX_BUCKETS points, and never finer than the
+Buckets are sized from the range so a chart gets about MAX_BUCKETS points at most (epoch-aligned: the first and last are partial), and never finer than the
 target's collection interval (a finer bucket would only hold gaps).
 """
 
