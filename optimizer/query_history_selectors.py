@@ -1,8 +1,9 @@
 """Reads for one query's page: its cost over time from monitoring's windowed pg_stat_statements snapshots,
 and the recommendations applied on its target meanwhile (the markers on its charts).
 
-Buckets are sized from the range so a chart gets about MAX_BUCKETS points at most (epoch-aligned: the first and last are partial), and never finer than the
-target's collection interval (a finer bucket would only hold gaps).
+Buckets are sized from the range so a chart gets about MAX_BUCKETS points at most (they are aligned to the
+epoch, so the first and last are partial), and never finer than the target's collection interval (a finer
+bucket would only hold gaps).
 """
 
 from __future__ import annotations
