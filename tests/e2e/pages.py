@@ -14,7 +14,7 @@ from monitoring.services.targets import TargetInput, target_create
 from optimizer.models import ExplainRun, OptimizationRun, Recommendation
 from scaling.services.crud import ServiceInput, rule_upsert, service_create
 from tests.alerts.conftest import make_alert, make_channel, make_rule
-from tests.optimizer.conftest import plant_stat
+from tests.optimizer.conftest import plant_applied, plant_stat
 
 # EXPLAIN (ANALYZE, BUFFERS) of the seeded query as PostgreSQL returns it (trimmed): a sort over a
 # sequential scan whose filter the planner under-estimated.
@@ -107,33 +107,12 @@ def seed_every_page(*, actor) -> dict[str, str]:
         duration_ms=1200,
     )
 
-    applied = Recommendation.objects.create(
-        target=target,
-        tuner="indexes",
-        fingerprint="orders-status",
-        category="missing_index",
-        title="Create index on orders (status)",
-        status=Recommendation.Status.APPLIED,
+    plant_applied(
+        target,
+        at=now - timedelta(minutes=30),
         evidence={"table": "orders", "queries": [{"queryid": queryid, "query": "SELECT * FROM orders WHERE …"}]},
-    )
-    OptimizationRun.objects.create(
-        tuner="indexes",
-        action=OptimizationRun.Action.APPLY,
-        target=target,
-        target_name=target.name,
-        recommendation=applied,
-        trigger=OptimizationRun.Trigger.OPERATOR,
-        status=OptimizationRun.Status.SUCCEEDED,
-        started_at=now - timedelta(minutes=31),
-        finished_at=now - timedelta(minutes=30),
-        evidence_after={
-            "observed": {
-                "queries": {str(queryid): {"before_ms": 12.0, "after_ms": 3.0, "speedup": 4.0}},
-                "speedup": 4.0,
-                "mean_before_ms": 12.0,
-                "mean_after_ms": 3.0,
-            }
-        },
+        title="Create index on orders (status)",
+        observed={queryid: (12.0, 3.0)},
     )
 
     explain_run = ExplainRun.objects.create(

@@ -9,10 +9,9 @@ import pytest
 from django.utils import timezone
 
 from monitoring.models import QueryText, Target
-from optimizer.models import OptimizationRun, Recommendation
 from tests.conftest import PASSWORD
 from tests.e2e.browser import ARTIFACTS, browser_page, sign_in
-from tests.optimizer.conftest import plant_stat
+from tests.optimizer.conftest import plant_applied, plant_stat
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 QUERYID = -4_611_686_018_427_387_904
@@ -30,26 +29,13 @@ def test_a_viewer_follows_a_slow_query_to_its_history_on_a_phone(live_server, vi
         plant_stat(
             target, QUERYID, at=now - timedelta(minutes=minutes), calls=50, total_ms=50 * (40.0 if slow else 2.0)
         )
-    recommendation = Recommendation.objects.create(
-        target=target,
-        tuner="indexes",
-        fingerprint="orders-customer",
-        category="missing_index",
-        title="Create index on orders (customer_id)",
-        status="applied",
+    run = plant_applied(
+        target,
+        at=now - timedelta(minutes=100),
         evidence={"table": "orders", "queries": [{"queryid": QUERYID, "mean_time_ms": 40.0}]},
+        title="Create index on orders (customer_id)",
     )
-    OptimizationRun.objects.create(
-        tuner="indexes",
-        action="apply",
-        target=target,
-        target_name=target.name,
-        recommendation=recommendation,
-        trigger="operator",
-        status="succeeded",
-        started_at=now - timedelta(minutes=101),
-        finished_at=now - timedelta(minutes=100),
-    )
+    recommendation = run.recommendation
     with browser_page(width=390, height=900) as page:
         sign_in(page, live_server.url, viewer_user.username, PASSWORD)
         page.goto(f"{live_server.url}/optimizer/database/{target.id}/")

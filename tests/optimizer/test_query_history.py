@@ -3,23 +3,21 @@
 
 from __future__ import annotations
 
-import itertools
 from datetime import timedelta
 
 import plotly.graph_objects as go
 import pytest
 from django.utils import timezone
 
+from core.errors import InvalidInput
 from monitoring.models import QueryStat, QueryText, Target
-from optimizer.models import OptimizationRun, Recommendation
 from optimizer.query_history_charts import calls_figure, mean_time_figure
 from optimizer.query_history_selectors import history_bucket, query_history
-from tests.optimizer.conftest import plant_stat
+from tests.optimizer.conftest import plant_applied, plant_stat
 
 API = "/api/v1/performance/database"
 QUERYID = -6_917_529_027_641_081_856  # pg_stat_statements ids are signed: half of them are negative
 TEXT = "SELECT * FROM orders WHERE customer_id = $1"
-FINGERPRINTS = itertools.count()
 
 pytestmark = pytest.mark.django_db
 
@@ -40,42 +38,8 @@ def _stat(target, at, *, calls, total_ms, queryid=QUERYID, **blocks) -> None:
     plant_stat(target, queryid, at=at, calls=calls, total_ms=total_ms, **blocks)
 
 
-def _observed(run, *, before_ms: float, after_ms: float) -> None:
-    """What services/speedups.py writes once the query ran again after the apply."""
-    speedup = round(before_ms / after_ms, 2)
-    run.evidence_after = {
-        "observed": {
-            "queries": {str(QUERYID): {"before_ms": before_ms, "after_ms": after_ms, "speedup": speedup}},
-            "speedup": speedup,
-            "mean_before_ms": before_ms,
-            "mean_after_ms": after_ms,
-        }
-    }
-    run.save()
-
-
-def _apply(target, at, *, evidence, dry_run=False, status="succeeded", title="Create index on orders (customer_id)"):
-    recommendation = Recommendation.objects.create(
-        target=target,
-        tuner="indexes",
-        fingerprint=f"fp-{next(FINGERPRINTS)}",
-        category="missing_index",
-        title=title,
-        status="applied",
-        evidence=evidence,
-    )
-    return OptimizationRun.objects.create(
-        tuner="indexes",
-        action="apply",
-        target=target,
-        target_name=target.name,
-        recommendation=recommendation,
-        trigger="operator",
-        status=status,
-        dry_run=dry_run,
-        started_at=at - timedelta(seconds=5),
-        finished_at=at,
-    )
+def _apply(target, at, *, evidence, title="Create index on orders (customer_id)", **kwargs):
+    return plant_applied(target, at=at, evidence=evidence, title=title, **kwargs)
 
 
 def test_snapshots_are_summed_per_bucket_and_other_queries_and_times_left_out(target):
@@ -149,7 +113,7 @@ def test_charts_draw_calls_per_bucket_and_say_so_when_the_range_is_empty(target)
 
 def test_an_unknown_query_has_no_history_and_an_unknown_range_is_refused_naming_it(target):
     assert query_history(target=target, queryid=QUERYID + 1) is None
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(InvalidInput) as refused:
         query_history(target=target, queryid=QUERYID, range_label="2d")
     assert refused.value.field == "range"
 
@@ -171,8 +135,8 @@ def test_a_viewer_opens_the_history_of_a_negative_query_id_and_its_explain_link(
 def test_the_database_page_links_each_slow_query_to_its_history_and_lists_speedups(viewer_client, target):
     now = timezone.now()
     _stat(target, now - timedelta(minutes=30), calls=10, total_ms=20.0)
-    run = _apply(target, now - timedelta(hours=1), evidence={"queries": [{"queryid": QUERYID, "query": TEXT}]})
-    _observed(run, before_ms=40.0, after_ms=2.0)
+    evidence = {"queries": [{"queryid": QUERYID, "query": TEXT}]}
+    _apply(target, now - timedelta(hours=1), evidence=evidence, observed={QUERYID: (40.0, 2.0)})
     page = viewer_client.get(f"/optimizer/database/{target.id}/")
     html = page.content.decode()
     assert f'href="/optimizer/database/{target.id}/queries/{QUERYID}/" data-testid="history-link"' in html
@@ -223,8 +187,8 @@ def test_the_history_api_refuses_a_bad_range_and_answers_404_for_unknown_targets
 
 def test_the_speedups_api_lists_observed_and_waiting_applies_newest_first(anonymous_client, viewer_auth, target):
     now = timezone.now()
-    observed = _apply(target, now - timedelta(hours=2), evidence={"queries": [{"queryid": QUERYID, "query": TEXT}]})
-    _observed(observed, before_ms=30.0, after_ms=3.0)
+    evidence = {"queries": [{"queryid": QUERYID, "query": TEXT}]}
+    observed = _apply(target, now - timedelta(hours=2), evidence=evidence, observed={QUERYID: (30.0, 3.0)})
     waiting = _apply(
         target,
         now - timedelta(minutes=1),
