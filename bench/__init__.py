@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "alerts": "bench.alerts",
     "faults_runs": "bench.faults_runs",
     "explain": "bench.explain",
+    "plan_regression": "bench.plan_regression",
     "pageweight": "bench.pageweight",
     "lighthouse": "bench.lighthouse",
     "faults_outage": "bench.faults_outage",

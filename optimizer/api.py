@@ -19,6 +19,7 @@ from monitoring.models import Target
 from optimizer.activity_selectors import activity_read
 from optimizer.explain_selectors import explain_run_get
 from optimizer.models import OptimizationRun, Recommendation
+from optimizer.plan_selectors import plan_regression_get, plan_regression_list
 from optimizer.query_history_selectors import DEFAULT_RANGE, HISTORY_RANGES, query_history
 from optimizer.schemas import (
     ActivityOut,
@@ -34,6 +35,8 @@ from optimizer.schemas import (
     ExplainRunOut,
     OptimizationExecuteIn,
     OptimizeIn,
+    PlanRegressionDetailOut,
+    PlanRegressionOut,
     QueryHistoryOut,
     RecommendationOut,
     ReportOut,
@@ -307,6 +310,24 @@ def database_activity_cancel(request, payload: BackendSignalIn):
 def database_activity_terminate(request, payload: BackendSignalIn):
     """403 when PERFPILOT_ALLOW_TERMINATE is off; otherwise the same refusals as cancel."""
     return _signal(request, payload, "terminate")
+
+
+@router.get(
+    "/performance/database/plan-regressions",
+    response={200: list[PlanRegressionOut], **WRITE_ERRORS},
+    summary="A PostgreSQL target's plan regressions: queries whose plan changed and got slower, newest first",
+)
+def database_plan_regressions(request, target: str | None = None, limit: int = Query(50, ge=1, le=MAX_LIMIT)):
+    return plan_regression_list(target=_target(target, kind=Target.Kind.POSTGRES), limit=limit)
+
+
+@router.get(
+    "/performance/database/plan-regressions/{int:regression_id}",
+    response={200: PlanRegressionDetailOut, **ERRORS},
+    summary="A plan regression with both plans (before and after the change)",
+)
+def database_plan_regression(request, regression_id: int):
+    return plan_regression_get(regression_id=regression_id)
 
 
 @router.get(

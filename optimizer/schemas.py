@@ -368,3 +368,42 @@ class SpeedupsOut(Schema):
     target_id: int
     target: str
     speedups: list[SpeedupOut]
+
+
+class PlanCaptureOut(Schema):
+    id: int
+    captured_at: datetime
+    fingerprint: str = Field(..., description="sha256 of the plan's shape (nodes, join order, relations, indexes).")
+    mean_time_ms: float = Field(..., description="Mean time since the capture before it (overall, for the first).")
+    settings: dict[str, str] = Field(
+        ..., description="The role's settings (pg_db_role_setting) the plan was taken with."
+    )
+
+
+class PlanCaptureDetailOut(PlanCaptureOut):
+    plan: list[dict[str, Any]] = Field(..., description="EXPLAIN (FORMAT JSON) of the generic plan.")
+    nodes: list[PlanNodeOut]
+
+    @staticmethod
+    def resolve_nodes(capture) -> list:
+        return plan_tree(capture.plan).nodes
+
+
+class PlanRegressionOut(Schema):
+    id: int
+    target_id: int
+    target: str = Field(..., alias="target.name")
+    queryid: int
+    role: str = Field(..., description="The role that runs the query; its plan was taken as that role.")
+    query: str
+    detected_at: datetime
+    mean_before_ms: float
+    mean_after_ms: float = Field(..., description="Mean time since the last capture of the old plan.")
+    slowdown: float | None = Field(..., description="mean_after_ms / mean_before_ms.")
+    before: PlanCaptureOut = Field(..., description="The last capture of the old plan.")
+    after: PlanCaptureOut = Field(..., description="The first capture of the new plan.")
+
+
+class PlanRegressionDetailOut(PlanRegressionOut):
+    before: PlanCaptureDetailOut
+    after: PlanCaptureDetailOut

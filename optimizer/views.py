@@ -28,6 +28,7 @@ from optimizer.converters import queryid_parse
 from optimizer.evidence import evidence_table
 from optimizer.explain_selectors import explain_run_activity, explain_run_get, explain_runs_recent
 from optimizer.models import OptimizationRun, Recommendation
+from optimizer.plan_selectors import plan_regression_get, plan_regression_list
 from optimizer.plans import plan_tree
 from optimizer.query_history_charts import query_history_json
 from optimizer.query_history_selectors import DEFAULT_RANGE, HISTORY_RANGES, query_history
@@ -240,9 +241,25 @@ def database(request: HttpRequest, target_id: int | None = None) -> HttpResponse
     target = _chosen(request, targets, target_id)
     live = has_role(request.user, OPERATOR)  # reading the target live connects out: operators only
     report = database_report(target=target, live=live) if target else None
-    return render(
-        request, "optimizer/database.html", {**_picker(targets, target, kind=Target.Kind.POSTGRES), "report": report}
-    )
+    regressions = list(plan_regression_list(target=target, limit=10)) if target else []
+    context = {**_picker(targets, target, kind=Target.Kind.POSTGRES), "report": report, "regressions": regressions}
+    return render(request, "optimizer/database.html", context)
+
+
+@require_GET
+def plan_regression_view(request: HttpRequest, regression_id: int) -> HttpResponse:
+    """One plan regression: the plan before and after the change side by side (stacked on phones)."""
+    regression = plan_regression_get(regression_id=regression_id)
+    plans = [
+        {
+            "label": label,
+            "capture": capture,
+            "tree": plan_tree(capture.plan),
+            "plan_json": json.dumps(capture.plan, indent=2),
+        }
+        for label, capture in (("Before", regression.before), ("After", regression.after))
+    ]
+    return render(request, "optimizer/plan_regression.html", {"regression": regression, "plans": plans})
 
 
 @require_GET

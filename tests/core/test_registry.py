@@ -20,7 +20,15 @@ class _Plugin:
 
 def test_every_builtin_plugin_kind_is_registered_once_the_apps_are_ready():
     assert set(registry.all("collectors")) == {"host", "postgres", "redis", "celery", "prometheus"}
-    assert set(registry.all("tuners")) == {"vacuum", "indexes", "pgconfig", "cache", "vectors", "sequences"}
+    assert set(registry.all("tuners")) == {
+        "vacuum",
+        "indexes",
+        "pgconfig",
+        "cache",
+        "vectors",
+        "sequences",
+        "plan_capture",
+    }
     assert set(registry.all("executors")) == {"celery", "gunicorn", "webhook", "shell", "kubernetes", "docker"}
     assert set(registry.all("transports")) == {"slack", "webhook"}
     assert list(registry.all("defaults")) == ["monitoring", "alerts"]  # INSTALLED_APPS order

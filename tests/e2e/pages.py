@@ -11,7 +11,7 @@ from django.utils import timezone
 from monitoring import storage
 from monitoring.models import QueryText, Target
 from monitoring.services.targets import TargetInput, target_create
-from optimizer.models import ExplainRun, OptimizationRun, Recommendation
+from optimizer.models import ExplainRun, OptimizationRun, PlanCapture, PlanRegression, Recommendation
 from scaling.services.crud import ServiceInput, rule_upsert, service_create
 from tests.alerts.conftest import make_alert, make_channel, make_rule
 from tests.optimizer.conftest import plant_applied, plant_stat
@@ -126,6 +126,8 @@ def seed_every_page(*, actor) -> dict[str, str]:
         plan=SEEDED_PLAN,
     )
 
+    regression = seed_plan_regression(target, now=now)
+
     service = service_create(
         data=ServiceInput(
             name="checkout",
@@ -163,6 +165,7 @@ def seed_every_page(*, actor) -> dict[str, str]:
         "explain": f"/optimizer/database/{target.id}/explain/",
         "query history": f"/optimizer/database/{target.id}/queries/{queryid}/",
         "explain run": f"/optimizer/explain/runs/{explain_run.id}/",
+        "plan regression": f"/optimizer/plan-regressions/{regression.id}/",
         "cache": "/optimizer/cache/",
         "scaling": "/scaling/",
         "scaled service": f"/scaling/services/{service.name}/",
@@ -177,3 +180,30 @@ def seed_every_page(*, actor) -> dict[str, str]:
         "settings": "/settings/",
         "not found": "/no-such-page/",
     }
+
+
+def _generic_plan(scan: dict) -> list[dict]:
+    """EXPLAIN (GENERIC_PLAN, FORMAT JSON) of the seeded regression's query: an aggregate over a scan."""
+    return [{"Plan": {"Node Type": "Aggregate", "Strategy": "Plain", "Total Cost": scan["Total Cost"] + 1,
+                      "Plan Rows": 1, "Plans": [{"Parent Relationship": "Outer", "Relation Name": "orders",
+                                                 "Alias": "orders", "Plan Rows": 30, **scan}]}}]  # fmt: skip
+
+
+def seed_plan_regression(target: Target, *, now) -> PlanRegression:
+    query = "SELECT count(*) FROM orders WHERE customer_id = $1"
+    common = {"target": target, "queryid": 4242, "role": "shop_app", "query": query}
+    before = PlanCapture.objects.create(
+        **common, fingerprint="a" * 64, captured_at=now - timedelta(minutes=30), calls_total=400,
+        total_time_ms_total=20.0, mean_time_ms=0.05,
+        plan=_generic_plan({"Node Type": "Index Only Scan", "Index Name": "orders_customer_id_idx",
+                            "Index Cond": "(customer_id = $1)", "Total Cost": 4.9}),
+    )  # fmt: skip
+    after = PlanCapture.objects.create(
+        **common, fingerprint="b" * 64, captured_at=now - timedelta(minutes=15), calls_total=800,
+        total_time_ms_total=1620.0, mean_time_ms=4.0, settings={"enable_indexscan": "off", "enable_bitmapscan": "off"},
+        plan=_generic_plan({"Node Type": "Seq Scan", "Filter": "(customer_id = $1)", "Total Cost": 1250.0}),
+    )  # fmt: skip
+    return PlanRegression.objects.create(
+        **common, before=before, after=after, detected_by=after, mean_before_ms=0.05, mean_after_ms=4.0,
+        detected_at=after.captured_at,
+    )  # fmt: skip

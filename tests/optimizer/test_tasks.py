@@ -18,7 +18,7 @@ from tests.optimizer.conftest import dead_tuples, make_dead_tuples, make_invalid
 
 
 def test_the_sync_installs_each_tuners_declared_schedule_as_the_generic_task_naming_the_tuner(db):
-    assert set(all_tuners()) == {"vacuum", "indexes", "pgconfig", "cache", "vectors", "sequences"}
+    assert set(all_tuners()) == {"vacuum", "indexes", "pgconfig", "cache", "vectors", "sequences", "plan_capture"}
     created = schedule_sync_defaults()
     for kind, cls in all_tuners().items():
         assert cls.schedule.name in created, kind
