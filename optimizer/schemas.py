@@ -304,6 +304,75 @@ class ExplainRunOut(Schema):
         return plan_tree(run.plan).execution_time_ms if run.plan else None
 
 
+# --- query history and speed-ups -----------------------------------------------------------------
+
+
+class QueryTotalsOut(Schema):
+    calls: int
+    total_time_ms: float
+    mean_time_ms: float | None = Field(..., description="null when there was no call.")
+    rows: int
+    shared_blks_hit: int
+    shared_blks_read: int
+    hit_ratio_percent: float | None = Field(..., description="null when no shared block was touched.")
+
+
+class QueryBucketOut(QueryTotalsOut):
+    at: datetime = Field(..., description="The bucket's start (buckets are aligned to the Unix epoch).")
+
+
+class AppliedMarkerOut(Schema):
+    run_id: int
+    recommendation_id: int | None
+    title: str
+    category: str
+    applied_at: datetime
+    serves_query: bool = Field(..., description="Advised for this query, or on a table it reads.")
+
+
+class QueryHistoryOut(Schema):
+    target_id: int
+    target: str
+    queryid: int
+    query: str = Field(..., description="The normalized text; empty when monitoring kept none.")
+    database: str
+    range: Literal["1h", "24h", "7d", "30d"]
+    start: datetime
+    end: datetime
+    bucket_seconds: int
+    buckets: list[QueryBucketOut] = Field(..., description="Oldest first; a bucket with no snapshot is left out.")
+    totals: QueryTotalsOut
+    markers: list[AppliedMarkerOut] = Field(..., description="Recommendations applied on the target in the range.")
+
+
+class SpeedupQueryOut(Schema):
+    queryid: int
+    query: str
+    before_ms: float | None
+    after_ms: float | None
+    speedup: float | None
+
+
+class SpeedupOut(Schema):
+    run_id: int
+    recommendation_id: int | None
+    title: str
+    category: str
+    applied_at: datetime | None
+    status: Literal["observed", "waiting", "not_observed"]
+    speedup: float | None = Field(..., description="Mean time before / after over the queries observed.")
+    mean_before_ms: float | None
+    mean_after_ms: float | None
+    note: str
+    queries: list[SpeedupQueryOut]
+
+
+class SpeedupsOut(Schema):
+    target_id: int
+    target: str
+    speedups: list[SpeedupOut]
+
+
 class PlanCaptureOut(Schema):
     id: int
     captured_at: datetime

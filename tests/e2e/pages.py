@@ -9,11 +9,12 @@ from datetime import timedelta
 from django.utils import timezone
 
 from monitoring import storage
-from monitoring.models import Target
+from monitoring.models import QueryText, Target
 from monitoring.services.targets import TargetInput, target_create
 from optimizer.models import ExplainRun, OptimizationRun, PlanCapture, PlanRegression, Recommendation
 from scaling.services.crud import ServiceInput, rule_upsert, service_create
 from tests.alerts.conftest import make_alert, make_channel, make_rule
+from tests.optimizer.conftest import plant_applied, plant_stat
 
 # EXPLAIN (ANALYZE, BUFFERS) of the seeded query as PostgreSQL returns it (trimmed): a sort over a
 # sequential scan whose filter the planner under-estimated.
@@ -78,6 +79,10 @@ def seed_every_page(*, actor) -> dict[str, str]:
         target_id=target.id, specs=[storage.SeriesSpec(metric="postgres_connections_used_percent", labels={})]
     )
     storage.samples_write([(series_id, now - timedelta(minutes=60 - i), 40 + i % 7) for i in range(60)])
+    queryid = -5_764_607_523_034_234_880  # pg_stat_statements ids are signed
+    QueryText.objects.create(target=target, queryid=queryid, query="SELECT * FROM orders WHERE customer_id = $1")
+    for i in range(12):
+        plant_stat(target, queryid, at=now - timedelta(minutes=5 * i + 1), calls=40, total_ms=40 * (2.0 + i % 3))
 
     recommendation = Recommendation.objects.create(
         target=target,
@@ -101,6 +106,14 @@ def seed_every_page(*, actor) -> dict[str, str]:
         started_at=now - timedelta(minutes=2),
         finished_at=now - timedelta(minutes=1),
         duration_ms=1200,
+    )
+
+    plant_applied(
+        target,
+        at=now - timedelta(minutes=30),
+        evidence={"table": "orders", "queries": [{"queryid": queryid, "query": "SELECT * FROM orders WHERE …"}]},
+        title="Create index on orders (status)",
+        observed={queryid: (12.0, 3.0)},
     )
 
     explain_run = ExplainRun.objects.create(
@@ -151,6 +164,7 @@ def seed_every_page(*, actor) -> dict[str, str]:
         "database": f"/optimizer/database/{target.id}/",
         "database activity": f"/optimizer/database/{target.id}/activity/",
         "explain": f"/optimizer/database/{target.id}/explain/",
+        "query history": f"/optimizer/database/{target.id}/queries/{queryid}/",
         "explain run": f"/optimizer/explain/runs/{explain_run.id}/",
         "plan regression": f"/optimizer/plan-regressions/{regression.id}/",
         "cache": "/optimizer/cache/",
