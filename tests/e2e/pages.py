@@ -113,6 +113,23 @@ SEEDED_CACHE_ANALYSIS = {
 }
 
 
+def _succeeded_run(target: Target, tuner: str, summary: str, **fields) -> OptimizationRun:
+    """A run of `tuner` on `target` that finished a minute ago after 1.2 s."""
+    now = timezone.now()
+    return OptimizationRun.objects.create(
+        tuner=tuner,
+        target=target,
+        target_name=target.name,
+        trigger=OptimizationRun.Trigger.choices[0][0],
+        status=OptimizationRun.Status.SUCCEEDED,
+        summary=summary,
+        started_at=now - timedelta(minutes=1, milliseconds=1200),
+        finished_at=now - timedelta(minutes=1),
+        duration_ms=1200,
+        **fields,
+    )
+
+
 def seed_cache_analysis(*, actor) -> Target:
     """A Redis target whose latest cache run holds SEEDED_CACHE_ANALYSIS, with its compression advice."""
     cache = target_create(
@@ -120,19 +137,7 @@ def seed_cache_analysis(*, actor) -> Target:
         actor=actor,
         via="system",
     )
-    now = timezone.now()
-    OptimizationRun.objects.create(
-        tuner="cache",
-        target=cache,
-        target_name=cache.name,
-        trigger=OptimizationRun.Trigger.choices[0][0],
-        status=OptimizationRun.Status.SUCCEEDED,
-        summary="1 open recommendation(s)",
-        started_at=now - timedelta(minutes=3),
-        finished_at=now - timedelta(minutes=2),
-        duration_ms=2400,
-        evidence_before=SEEDED_CACHE_ANALYSIS,
-    )
+    _succeeded_run(cache, "cache", "1 open recommendation(s)", evidence_before=SEEDED_CACHE_ANALYSIS)
     Recommendation.objects.create(
         target=cache,
         tuner="cache",
@@ -182,18 +187,7 @@ def seed_every_page(*, actor) -> dict[str, str]:
         statement="CREATE INDEX CONCURRENTLY ON orders (customer_id);",
         estimated_impact="-80 % reads",
     )
-    run = OptimizationRun.objects.create(
-        tuner="indexes",
-        target=target,
-        target_name=target.name,
-        recommendation=recommendation,
-        trigger=OptimizationRun.Trigger.choices[0][0],
-        status=OptimizationRun.Status.SUCCEEDED,
-        summary="1 index advised.",
-        started_at=now - timedelta(minutes=2),
-        finished_at=now - timedelta(minutes=1),
-        duration_ms=1200,
-    )
+    run = _succeeded_run(target, "indexes", "1 index advised.", recommendation=recommendation)
 
     explain_run = ExplainRun.objects.create(
         target=target,
