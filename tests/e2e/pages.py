@@ -133,7 +133,7 @@ def _succeeded_run(target: Target, tuner: str, summary: str, **fields) -> Optimi
 def seed_cache_analysis(*, actor) -> Target:
     """A Redis target whose latest cache run holds SEEDED_CACHE_ANALYSIS, with its compression advice."""
     cache = target_create(
-        data=TargetInput(name="sessions-cache", kind="redis", url="redis://cache.internal:6379/0"),
+        data=TargetInput(name="lfu-cache", kind="redis", url="redis://cache.internal:6379/0"),
         actor=actor,
         via="system",
     )
