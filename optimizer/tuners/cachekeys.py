@@ -21,7 +21,7 @@ not sampled there and the analysis notes it.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from itertools import chain, zip_longest
 from typing import Any
@@ -159,64 +159,51 @@ def compressible_values(
     no_touch, version = _no_touch(client)
     skipped = set() if no_touch else set(skip_namespaces)
     large = [(k, size) for k, size, _ in sample.keys if size >= min_bytes and sample.namespace(k) not in skipped]
-    strings: list[tuple[bytes, int]] = []
-    complete = True
-    for batch in _batches(large):
-        if sample.expired():
-            complete = False
-            break
-        pipe = client.pipeline(transaction=False)
-        for key, _ in batch:
-            pipe.type(key)  # TYPE never touches the key
-        types = pipe.execute(raise_on_error=False)
-        strings.extend(c for c, kind in zip(batch, types, strict=True) if kind in (b"string", "string"))
-    plan: list[tuple[bytes, int]] = []  # key, bytes to read
-    planned = 0
-    for key, size in _round_robin(strings, sample):
-        want = min(size, value_cap, total_cap - planned)
-        if want < min(min_bytes, value_cap):
-            break
-        plan.append((key, want))
-        planned += want
+    strings, complete = _strings(client, large, sample)
     spaces: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"large_keys": 0, "large_bytes": 0, "sampled_keys": 0, "sampled_bytes": 0, "zstd": 0, "lz4": 0}
     )
     for key, size in strings:
         spaces[sample.namespace(key)]["large_keys"] += 1
         spaces[sample.namespace(key)]["large_bytes"] += size
-    read = 0
+    plan: list[tuple[bytes, int, int]] = []  # key, bytes to read, MEMORY USAGE
+    planned = 0
+    for key, size in _round_robin(strings, sample):
+        want = min(size, value_cap, total_cap - planned)
+        if want < min(min_bytes, value_cap):
+            break
+        plan.append((key, want, size))
+        planned += want
+    touched = 0
     for batch in _batches(plan, 100):
         if sample.expired():
             complete = False
             break
-        pipe = client.pipeline(transaction=False)
-        if no_touch:
-            pipe.execute_command("CLIENT", "NO-TOUCH", "ON")
-        for key, want in batch:
-            pipe.getrange(key, 0, want - 1)
-        if no_touch:
-            pipe.execute_command("CLIENT", "NO-TOUCH", "OFF")
-        values = pipe.execute(raise_on_error=False)[1:-1] if no_touch else pipe.execute(raise_on_error=False)
-        for (key, _), value in zip(batch, values, strict=True):
+        for (key, want, size), value in zip(batch, _read(client, batch, no_touch), strict=True):
             if not isinstance(value, bytes) or not value:
                 continue  # deleted or changed type since TYPE saw it
-            read += 1
+            touched += 1
             entry = spaces[sample.namespace(key)]
+            if len(value) < min(min_bytes, want):  # MEMORY USAGE's overhead made a small value look large
+                entry["large_keys"] -= 1
+                entry["large_bytes"] -= size
+                continue
             entry["sampled_keys"] += 1
             entry["sampled_bytes"] += len(value)
             for codec, compress in CODECS.items():
                 entry[codec] += len(compress(value))
-    namespaces = [_namespace_row(n, v, sample) for n, v in spaces.items() if v["sampled_keys"]]
+    in_sample = Counter(sample.namespace(k) for k, _, _ in sample.keys)
+    namespaces = [_namespace_row(n, v, in_sample[n], sample) for n, v in spaces.items() if v["sampled_keys"]]
     notes = [STRINGS_ONLY]
-    if not no_touch and read:
-        notes.append(TOUCH_NOTE.format(version=version, keys=read))
+    if not no_touch and touched:
+        notes.append(TOUCH_NOTE.format(version=version, keys=touched))
     if skipped:
         notes.append(f"Not sampled (idle-delete policy, reads would reset idle times): {', '.join(sorted(skipped))}.")
     return {
         "min_bytes": min_bytes,
         "value_cap": value_cap,
         "total_cap": total_cap,
-        "sampled_keys": read,
+        "sampled_keys": sum(n["sampled_keys"] for n in namespaces),
         "sampled_bytes": sum(n["sampled_bytes"] for n in namespaces),
         "complete": complete,
         "no_touch": no_touch,
@@ -225,10 +212,36 @@ def compressible_values(
     }
 
 
-def _namespace_row(namespace: str, v: dict[str, Any], sample: Sample) -> dict[str, Any]:
-    in_sample = sum(1 for k, _, _ in sample.keys if sample.namespace(k) == namespace)
+def _strings(client: redis.Redis, large: list[tuple[bytes, int]], sample: Sample):
+    """The string keys among `large` (TYPE, which never touches a key), and whether the deadline let it finish."""
+    strings: list[tuple[bytes, int]] = []
+    for batch in _batches(large):
+        if sample.expired():
+            return strings, False
+        pipe = client.pipeline(transaction=False)
+        for key, _ in batch:
+            pipe.type(key)
+        types = pipe.execute(raise_on_error=False)
+        strings.extend(c for c, kind in zip(batch, types, strict=True) if kind in (b"string", "string"))
+    return strings, True
+
+
+def _read(client: redis.Redis, batch: list[tuple[bytes, int, int]], no_touch: bool) -> list[Any]:
+    """The first `want` bytes of each key, under CLIENT NO-TOUCH when the server has it (one connection)."""
+    pipe = client.pipeline(transaction=False)
+    if no_touch:
+        pipe.execute_command("CLIENT", "NO-TOUCH", "ON")
+    for key, want, _ in batch:
+        pipe.getrange(key, 0, want - 1)
+    if no_touch:
+        pipe.execute_command("CLIENT", "NO-TOUCH", "OFF")
+    values = pipe.execute(raise_on_error=False)
+    return values[1:-1] if no_touch else values
+
+
+def _namespace_row(namespace: str, v: dict[str, Any], in_sample: int, sample: Sample) -> dict[str, Any]:
     scanned = max(sample.scanned_per_namespace.get(namespace, in_sample), in_sample)
-    scale = v["large_bytes"] * scanned / in_sample / v["sampled_bytes"]
+    scale = v["large_bytes"] * scanned / max(in_sample, 1) / v["sampled_bytes"]
     row = {
         "namespace": namespace,
         "keys": scanned,

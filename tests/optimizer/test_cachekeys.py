@@ -225,3 +225,17 @@ def test_the_cache_report_api_has_no_key_fields_before_an_analysis(db, anonymous
     target = target_create(data=data, actor=None, via="system")
     body = anonymous_client.get(f"/api/v1/performance/cache/report?target={target.name}", **viewer_auth).json()
     assert body["key_access"] is None and body["compression"] is None
+
+
+def test_without_client_no_touch_namespaces_with_an_idle_delete_policy_are_not_read(lru):
+    client, target = lru
+    for i in range(5):
+        _restore(client, f"json:{i}", _json_value(i), "IDLETIME", 3 * DAY)
+        client.set(f"page:{i}", _json_value(i))
+
+    compression = _run(target, idle_delete_namespaces={"json": 30 * DAY}).evidence_before["compression"]
+    assert compression["no_touch"] is False  # this machine's Redis 7.0 has no CLIENT NO-TOUCH (7.2+)
+    assert [n["namespace"] for n in compression["namespaces"]] == ["page"]
+    assert any("has no CLIENT NO-TOUCH" in note and "5 sampled values" in note for note in compression["notes"])
+    assert any(note.startswith("Not sampled") and "json" in note for note in compression["notes"])
+    assert client.object("idletime", "json:0") >= 3 * DAY  # never read, so still idle
