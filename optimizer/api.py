@@ -333,11 +333,17 @@ def database_plan_regression(request, regression_id: int):
 @router.get(
     "/performance/cache/report",
     response={200: CacheReportOut, **WRITE_ERRORS},
-    summary="A Redis target: memory by namespace, TTLs, idle keys, fragmentation, advice",
+    summary="A Redis target: memory by namespace, TTLs, idle, hot and cold keys, compressible values, advice",
 )
 def cache_report_get(request, target: str | None = None):
     report = cache_report(target=_target(target, kind=Target.Kind.REDIS))
-    return {**_report_out(report), "analysis": report.analysis, "recommendations": report.recommendations}
+    return {
+        **_report_out(report),
+        "analysis": report.analysis,
+        "key_access": report.key_access,
+        "compression": report.compression,
+        "recommendations": report.recommendations,
+    }
 
 
 @router.post(

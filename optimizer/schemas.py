@@ -122,10 +122,70 @@ class DatabaseReportOut(Schema):
     last_runs: list[RunOut]
 
 
+class CacheKeyOut(Schema):
+    key: str
+    namespace: str
+    bytes: int = Field(..., description="MEMORY USAGE of the key.")
+    freq: int | None = Field(None, description="OBJECT FREQ (LFU policies only).")
+    idle_seconds: int | None = Field(None, description="OBJECT IDLETIME (non-LFU policies only).")
+
+
+class CacheKeyNamespaceOut(Schema):
+    namespace: str
+    keys: int = Field(..., description="Keys of the namespace in the sample.")
+    cold_keys: int
+    cold_bytes: int
+    max_freq: int | None = Field(None, description="Highest OBJECT FREQ in the namespace (LFU policies only).")
+
+
+class CacheKeyAccessOut(Schema):
+    policy: str = Field(..., description="The maxmemory-policy the sample was taken under.")
+    lfu: bool = Field(..., description="Whether Redis counts accesses (an LFU policy); if not, no hot keys.")
+    sampled_keys: int
+    complete: bool = Field(..., description="False when the sample stopped at its time limit.")
+    cold_idle_seconds: int | None = Field(None, description="Idle time from which a key is cold (non-LFU only).")
+    note: str = Field(..., description="Why hot keys are missing (non-LFU policies); empty under LFU.")
+    hot_keys: list[CacheKeyOut]
+    cold_keys: list[CacheKeyOut] = Field(..., description="Largest cold keys: OBJECT FREQ 0, or idle that long.")
+    namespaces: list[CacheKeyNamespaceOut]
+
+
+class CacheCodecOut(Schema):
+    bytes: int = Field(..., description="The sampled values once compressed.")
+    saved: int = Field(..., description="Sampled bytes minus compressed bytes.")
+    ratio: float = Field(..., description="Sampled bytes / compressed bytes.")
+    estimated_saved: int = Field(
+        ..., description="The saving extrapolated to the namespace's large strings (MEMORY USAGE) and its keys."
+    )
+
+
+class CacheCompressionNamespaceOut(Schema):
+    namespace: str
+    keys: int = Field(..., description="Keys of the namespace in the whole scan.")
+    large_keys: int = Field(..., description="String keys of at least min_bytes in the sample.")
+    sampled_keys: int
+    sampled_bytes: int
+    codecs: dict[Literal["zstd", "lz4"], CacheCodecOut] = Field(..., description="What each codec makes of the sample.")
+
+
+class CacheCompressionOut(Schema):
+    min_bytes: int
+    value_cap: int = Field(..., description="Bytes read per value at most.")
+    total_cap: int = Field(..., description="Bytes read in all at most.")
+    sampled_keys: int
+    sampled_bytes: int
+    complete: bool = Field(..., description="False when the sample stopped at its time limit.")
+    no_touch: bool = Field(..., description="Read with CLIENT NO-TOUCH (Redis 7.2+): no access was counted.")
+    notes: list[str]
+    namespaces: list[CacheCompressionNamespaceOut]
+
+
 class CacheReportOut(Schema):
     target_id: int
     target: str
     analysis: dict[str, Any]
+    key_access: CacheKeyAccessOut | None = Field(..., description="Hot and cold keys of the latest analysis.")
+    compression: CacheCompressionOut | None = Field(..., description="Compressible values of the latest analysis.")
     recommendations: list[RecommendationOut]
     last_runs: list[RunOut]
 

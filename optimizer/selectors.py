@@ -245,6 +245,15 @@ class CacheReport:
     recommendations: list[Recommendation]
     last_runs: list[OptimizationRun]
 
+    @property
+    def key_access(self) -> dict[str, Any] | None:
+        """Hot and cold keys of the latest analysis (None before the first one that sampled them)."""
+        return self.analysis.get("key_access")
+
+    @property
+    def compression(self) -> dict[str, Any] | None:
+        return self.analysis.get("compression")
+
 
 def cache_report(*, target: Target) -> CacheReport:
     """The latest cache analysis of a Redis target (from its last run), its advice and its log."""

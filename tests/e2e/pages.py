@@ -54,6 +54,104 @@ SEEDED_PLAN = [
 ]
 
 
+# A cache analysis as the cache tuner records it under allkeys-lfu, with long keys and namespaces (390 px).
+SEEDED_CACHE_ANALYSIS = {
+    "bytes_used": 734_003_200,
+    "fragmentation_ratio": 1.08,
+    "fragmentation_bytes": 4_194_304,
+    "fragmentation_high": False,
+    "maxmemory_policy": "allkeys-lfu",
+    "keys_scanned": 48_210,
+    "idle_supported": False,
+    "namespaces": [{"namespace": "session", "keys": 40_000, "bytes": 520_000_000, "no_ttl": 12}],
+    "top_keys": [{"key": "report:2026-11:customer:81723:monthly-summary", "bytes": 2_400_000, "ttl": -1}],
+    "ttl_buckets": {"no expiry": 12, "< 1 d": 48_198},
+    "idle_buckets": {},
+    "key_access": {
+        "policy": "allkeys-lfu",
+        "lfu": True,
+        "sampled_keys": 10_000,
+        "complete": True,
+        "cold_idle_seconds": None,
+        "note": "",
+        "hot_keys": [{"key": "config:feature-flags:production", "namespace": "config", "bytes": 2_048, "freq": 255}],
+        "cold_keys": [
+            {
+                "key": "report:2026-11:customer:81723:monthly-summary",
+                "namespace": "report",
+                "bytes": 2_400_000,
+                "freq": 0,
+            }
+        ],
+        "namespaces": [
+            {"namespace": "report", "keys": 310, "cold_keys": 220, "cold_bytes": 180_000_000, "max_freq": 3},
+            {"namespace": "session", "keys": 9_690, "cold_keys": 0, "cold_bytes": 0, "max_freq": 40},
+        ],
+    },
+    "compression": {
+        "min_bytes": 1_024,
+        "value_cap": 65_536,
+        "total_cap": 8_388_608,
+        "sampled_keys": 310,
+        "sampled_bytes": 8_388_608,
+        "complete": True,
+        "no_touch": False,
+        "notes": ["Only string values are sampled; hashes, lists, sets, sorted sets and streams are not."],
+        "namespaces": [
+            {
+                "namespace": "report",
+                "keys": 1_480,
+                "large_keys": 310,
+                "sampled_keys": 310,
+                "sampled_bytes": 8_388_608,
+                "codecs": {
+                    "zstd": {"bytes": 1_310_720, "saved": 7_077_888, "ratio": 6.4, "estimated_saved": 152_000_000},
+                    "lz4": {"bytes": 2_516_582, "saved": 5_872_026, "ratio": 3.33, "estimated_saved": 126_000_000},
+                },
+            }
+        ],
+    },
+}
+
+
+def _succeeded_run(target: Target, tuner: str, summary: str, **fields) -> OptimizationRun:
+    """A run of `tuner` on `target` that finished a minute ago after 1.2 s."""
+    now = timezone.now()
+    return OptimizationRun.objects.create(
+        tuner=tuner,
+        target=target,
+        target_name=target.name,
+        trigger=OptimizationRun.Trigger.choices[0][0],
+        status=OptimizationRun.Status.SUCCEEDED,
+        summary=summary,
+        started_at=now - timedelta(minutes=1, milliseconds=1200),
+        finished_at=now - timedelta(minutes=1),
+        duration_ms=1200,
+        **fields,
+    )
+
+
+def seed_cache_analysis(*, actor) -> Target:
+    """A Redis target whose latest cache run holds SEEDED_CACHE_ANALYSIS, with its compression advice."""
+    cache = target_create(
+        data=TargetInput(name="lfu-cache", kind="redis", url="redis://cache.internal:6379/0"),
+        actor=actor,
+        via="system",
+    )
+    _succeeded_run(cache, "cache", "1 open recommendation(s)", evidence_before=SEEDED_CACHE_ANALYSIS)
+    Recommendation.objects.create(
+        target=cache,
+        tuner="cache",
+        fingerprint="compress-report",
+        category="cache",
+        title="Compress the values of namespace report client-side",
+        explanation="310 sampled values (8.0 MB) compress 6.4x with zstd and 3.33x with lz4.",
+        estimated_impact="~145.0 MB less memory",
+        effort="medium",
+    )
+    return cache
+
+
 def seed_every_page(*, actor) -> dict[str, str]:
     """Create a pinned target with an hour of samples, advice and a run, sixty more targets (enough to
     page the targets list, summarise them on the Overview and search them in pickers), a scaled service
@@ -95,18 +193,7 @@ def seed_every_page(*, actor) -> dict[str, str]:
         estimated_impact="-80 % reads",
     )
     seed_n_plus_one(target)
-    run = OptimizationRun.objects.create(
-        tuner="indexes",
-        target=target,
-        target_name=target.name,
-        recommendation=recommendation,
-        trigger=OptimizationRun.Trigger.choices[0][0],
-        status=OptimizationRun.Status.SUCCEEDED,
-        summary="1 index advised.",
-        started_at=now - timedelta(minutes=2),
-        finished_at=now - timedelta(minutes=1),
-        duration_ms=1200,
-    )
+    run = _succeeded_run(target, "indexes", "1 index advised.", recommendation=recommendation)
 
     plant_applied(
         target,
@@ -151,6 +238,7 @@ def seed_every_page(*, actor) -> dict[str, str]:
     alert_rule = make_rule(name="Connections high", critical_threshold=None)
     alert = make_alert(alert_rule, target=target, severity="warning", value=85.0, threshold=80.0)
     channel = make_channel("http://127.0.0.1:9/slack", name="ops")
+    cache = seed_cache_analysis(actor=actor)
     return {
         "overview": "/",
         "monitoring": "/monitoring/",
@@ -168,6 +256,7 @@ def seed_every_page(*, actor) -> dict[str, str]:
         "explain run": f"/optimizer/explain/runs/{explain_run.id}/",
         "plan regression": f"/optimizer/plan-regressions/{regression.id}/",
         "cache": "/optimizer/cache/",
+        "cache target": f"/optimizer/cache/{cache.id}/",
         "scaling": "/scaling/",
         "scaled service": f"/scaling/services/{service.name}/",
         "alerts": "/alerts/",
