@@ -74,4 +74,3 @@ def test_a_foreign_key_led_by_an_advised_index_gets_no_advice_of_its_own(db, sca
     assert [r.evidence["columns"] for r in _advised(target)] == [["shipment_id", "scanned_at"]]
     fk = Recommendation.objects.get(target=target, category="fk_index")
     assert fk.status == Recommendation.Status.OBSOLETE
-

@@ -9,7 +9,7 @@ from optimizer.models import OptimizationRun, Recommendation
 from optimizer.services.runs import run_create, run_execute
 from optimizer.services.sessions import open_session
 from optimizer.tuners import index_values
-from optimizer.tuners.indexes import IndexAdvisor, WorkloadQuery
+from optimizer.tuners.indexes import WorkloadQuery
 from optimizer.tuners.querytree import query_shape
 from tests.optimizer.conftest import make_target, plant_workload
 
