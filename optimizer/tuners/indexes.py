@@ -12,6 +12,13 @@ only when the planner uses it in a plan that costs at most half the query's curr
 query that matters (a share of the window's total time). A final pass with only the advised
 indexes checks that no query plans worse. Without HypoPG the advice comes from pg_stats
 selectivity and is labelled "unverified".
+
+With HypoPG, each query is also planned with the constants learned for its parameters written in
+(index_values: pg_stat_activity samples, pg_stats' rare most-common values), so a partial index on a
+value can win where the generic plan hides it; and the advised indexes are kept as one set for the
+workload (index_sets): an index whose writes cost more than the workload loses without it is left out.
+Each advice names the queries it serves (mean time, plan cost before and after) and its estimated
+size; the reasons to drop one index (invalid, duplicate, unused) make one finding.
 """
 
 from __future__ import annotations
