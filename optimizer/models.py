@@ -83,6 +83,9 @@ class Recommendation(models.Model):
                 "query": " ".join(str(q.get("query", "")).split()),
                 "before_ms": q.get("mean_time_ms"),
                 "after_ms": (observed.get(str(q.get("queryid"))) or {}).get("after_ms"),
+                "cost_before": q.get("cost_before"),
+                "cost_after": q.get("cost_after"),
+                "constant": q.get("constant"),
             }
             for q in self.evidence.get("queries", [])
         ]

@@ -12,6 +12,13 @@ only when the planner uses it in a plan that costs at most half the query's curr
 query that matters (a share of the window's total time). A final pass with only the advised
 indexes checks that no query plans worse. Without HypoPG the advice comes from pg_stats
 selectivity and is labelled "unverified".
+
+With HypoPG, each query is also planned with the constants learned for its parameters written in
+(index_values: pg_stat_activity samples, pg_stats' rare most-common values), so a partial index on a
+value can win where the generic plan hides it; and the advised indexes are kept as one set for the
+workload (index_sets): an index whose writes cost more than the workload loses without it is left out.
+Each advice names the queries it serves (mean time, plan cost before and after) and its estimated
+size; the reasons to drop one index (invalid, duplicate, unused) make one finding.
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ from psycopg import sql
 from monitoring.models import QueryStat
 from monitoring.selectors.statements import SlowQuery, slow_queries
 from optimizer.services.sessions import ActionFailed
+from optimizer.tuners import index_sets, index_values
 from optimizer.tuners.base import Analysis, Finding, Tuner, TunerSchedule, human_size, register
+from optimizer.tuners.index_values import LearnedValue
 from optimizer.tuners.querytree import QueryShape, Unparseable, query_shape
 
 logger = logging.getLogger(__name__)
@@ -43,7 +52,8 @@ class Candidate:
     schema: str
     table: str
     columns: tuple[tuple[str, bool], ...]  # (column, descending)
-    predicate: tuple[str, str] | None = None  # (column, "IS NULL" / "IS NOT NULL" / "IS TRUE" / "IS FALSE")
+    predicate: tuple[str, str] | None = None  # (column, "IS NULL" / "IS NOT NULL" / "IS TRUE" / "IS FALSE" / "=")
+    value: str | None = None  # the constant of an "=" predicate, learned from the target (index_values)
 
     @property
     def qualified(self) -> str:
@@ -52,6 +62,8 @@ class Candidate:
     def describe(self) -> str:
         cols = ", ".join(f"{c}{' DESC' if d else ''}" for c, d in self.columns)
         where = f" WHERE {self.predicate[0]} {self.predicate[1]}" if self.predicate else ""
+        if self.value is not None:
+            where += " '" + self.value.replace("'", "''") + "'"
         return f"{self.qualified} ({cols}){where}"
 
     def name(self) -> str:
@@ -75,6 +87,8 @@ class Candidate:
                 where = sql.SQL(" WHERE {}").format(column)
             elif test == "IS FALSE":
                 where = sql.SQL(" WHERE NOT {}").format(column)
+            elif test == "=":
+                where = sql.SQL(" WHERE {} = {}").format(column, sql.Literal(self.value))
             else:
                 where = sql.SQL(" WHERE {} {}").format(column, sql.SQL(test))
         return sql.SQL("CREATE INDEX {conc}{name} ON {schema}.{table} ({columns}){where}").format(
@@ -98,6 +112,12 @@ class WorkloadQuery:
     base_cost: float | None = None
     best_cost: float | None = None
     winners: set[Candidate] = field(default_factory=set)
+    variant: str = ""  # "status = 'lost'": the query with a learned constant written in (index_values)
+    learned: LearnedValue | None = None
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return (self.queryid, self.variant)
 
 
 @dataclass
@@ -165,6 +185,11 @@ class IndexAdvisor(Tuner):
         "min_share_percent": 1.0,  # of the window's total time: "queries that matter"
         "min_table_rows": 10_000,
         "unused_window_days": 7.0,
+        # What one written row costs each index on its table (index_sets weighs it against read savings).
+        "index_write_us_per_row": 10.0,
+        # pg_stats most-common values rarer than this share of rows are tried as partial-index constants.
+        "rare_value_fraction": 0.05,
+        "activity_samples": 3,  # reads of pg_stat_activity for the constants queries run with
     }
 
     # --- catalog ------------------------------------------------------------------------
@@ -273,10 +298,14 @@ class IndexAdvisor(Tuner):
                 table = self._owner(qualifier, column, resolved, catalog)
                 if table and column not in bucket(table)[kind]:
                     bucket(table)[kind].append(column)
+        for qualifier, column, value in shape.literals:  # a learned constant: a partial index on its value
+            table = self._owner(qualifier, column, resolved, catalog)
+            if table:
+                bucket(table)["pred"].append((column, "=", value))
         for qualifier, column, predicate in shape.constants:
             table = self._owner(qualifier, column, resolved, catalog)
             if table:
-                bucket(table)["pred"].append((column, predicate))
+                bucket(table)["pred"].append((column, predicate, None))
         order_tables = {self._owner(q, c, resolved, catalog) for q, c, _ in shape.order_by}
         if len(order_tables) == 1 and None not in order_tables:
             table = order_tables.pop()
@@ -301,8 +330,10 @@ class IndexAdvisor(Tuner):
             for columns in shapes:
                 for predicate in predicates:
                     cols = tuple(c for c in columns if predicate is None or c[0] != predicate[0])[:MAX_COLUMNS]
-                    if cols:
-                        found.add(Candidate(schema, table, cols, predicate))
+                    if cols and predicate:
+                        found.add(Candidate(schema, table, cols, predicate[:2], predicate[2]))
+                    elif cols:
+                        found.add(Candidate(schema, table, cols))
         return found
 
     # --- costing ------------------------------------------------------------------------
@@ -337,19 +368,22 @@ class IndexAdvisor(Tuner):
         return names
 
     def _hypothetical_pass(self, queries: list[WorkloadQuery], candidates: set[Candidate]) -> dict:
-        """Create candidates as hypothetical indexes; per query: (cost, candidates its plan uses)."""
+        """Create candidates as hypothetical indexes; per query key: (cost, candidates its plan uses)."""
         self.session.query("SELECT hypopg_reset()")
         by_name: dict[str, Candidate] = {}
         for candidate in candidates:
             ddl = self.session.render(candidate.ddl(concurrently=False))
-            rows = self.session.query("SELECT indexname FROM hypopg_create_index(%s)", [ddl])
+            rows = self.session.query(
+                "SELECT indexname, hypopg_relation_size(indexrelid) FROM hypopg_create_index(%s)", [ddl]
+            )
             by_name[rows[0][0]] = candidate
+            self.sizes[candidate] = rows[0][1]
         results = {}
         for query in queries:
             plan = self.plan(query)
             if plan is not None:
                 used = {by_name[n] for n in self._index_names(plan) if n in by_name}
-                results[query.queryid] = (plan["Total Cost"], used)
+                results[query.key] = (plan["Total Cost"], used)
         self.session.query("SELECT hypopg_reset()")
         return results
 
@@ -358,12 +392,12 @@ class IndexAdvisor(Tuner):
         for query in queries:
             plan = self.plan(query)
             query.base_cost = plan["Total Cost"] if plan else None
-        plannable = [q for q in queries if q.base_cost is not None]
+        plannable = [q for q in queries if q.base_cost]
         singles = {c for c in candidates if len(c.columns) == 1 and c.predicate is None}
         passes = [self._hypothetical_pass(plannable, singles), self._hypothetical_pass(plannable, candidates)]
         for query in plannable:
             for result in passes:
-                cost, used = result.get(query.queryid, (None, set()))
+                cost, used = result.get(query.key, (None, set()))
                 if cost is None or not used:
                     continue
                 if query.best_cost is None or cost < query.best_cost:
@@ -377,12 +411,34 @@ class IndexAdvisor(Tuner):
         # Final pass: only the advised indexes; nothing may plan worse than today.
         final = self._hypothetical_pass(plannable, winners) if winners else {}
         for query in plannable:
-            cost, used = final.get(query.queryid, (query.base_cost, set()))
+            cost, used = final.get(query.key, (query.base_cost, set()))
             if cost > query.base_cost * 1.001:
                 notes.append(f"query {query.queryid} would plan worse ({query.base_cost:.0f} → {cost:.0f})")
                 winners -= used
+        # The set for the whole workload: an index whose writes cost more than its reads save leaves it.
+        winners, self.economics, dropped = index_sets.choose(
+            self._hypothetical_pass, plannable, winners, self._write_ms
+        )
+        for candidate, economics in dropped.items():
+            notes.append(
+                f"{candidate.describe()} left out of the set: without it the workload loses "
+                f"{economics.read_saving_ms:.0f} ms over the window, its writes cost {economics.write_cost_ms:.0f} ms"
+            )
+        final = self._hypothetical_pass(plannable, winners) if winners else {}
+        for query in plannable:
+            cost, used = final.get(query.key, (query.base_cost, set()))
             query.best_cost = min(cost, query.base_cost)
+            query.winners = used & winners if query.winners else set()
         return {c: [q for q in plannable if c in q.winners] for c in winners}, notes
+
+    def _write_ms(self, candidate: Candidate) -> float:
+        """What maintaining the index costs the table's writes over the window (index_sets)."""
+        writes = self.writes.get((candidate.schema, candidate.table), 0.0)
+        share = 1.0
+        if candidate.value is not None:
+            share = self.value_shares.get((candidate.schema, candidate.table, candidate.predicate[0], candidate.value))
+            share = 1.0 if share is None else share
+        return writes * share * self.params["index_write_us_per_row"] / 1000.0
 
     @staticmethod
     def _saving(query: WorkloadQuery) -> float:
@@ -435,7 +491,7 @@ class IndexAdvisor(Tuner):
         for query in queries:
             best: dict[tuple[str, str], tuple[float, Candidate]] = {}
             eq_columns = {c for _, c in query.shape.equality + query.shape.joins}
-            for candidate in by_query.get(query.queryid, ()):
+            for candidate in by_query.get(query.key, ()):
                 selectivity = 1.0
                 for column, _ in candidate.columns:
                     n_distinct, rows = stats.get((candidate.schema, candidate.table, column), (None, 0.0))
@@ -464,40 +520,75 @@ class IndexAdvisor(Tuner):
     # --- analysis -----------------------------------------------------------------------
     def analyze(self) -> Analysis:
         analysis = Analysis()
+        self.sizes: dict[Candidate, int] = {}
+        self.economics: dict[Candidate, index_sets.Economics] = {}
+        self.value_shares: dict[tuple, float] = {}
+        self.writes = index_sets.table_writes(self.session, window_s=self.params["window_minutes"] * 60)
         catalog = self._columns()
         search_path = self._search_path()
         existing = self.existing_indexes()
         queries = self.workload()
         total = sum(q.total_time_ms for q in queries) or 1.0
         matter = [q for q in queries if 100.0 * q.total_time_ms / total >= self.params["min_share_percent"]]
-        by_query = {q.queryid: self._uncovered(self.candidates(q, catalog, search_path), existing) for q in matter}
-        all_candidates = set().union(*by_query.values()) if by_query else set()
         verified = self.has_hypopg()
+        # Only HypoPG can show what a partial index on a learned constant saves.
+        planned = matter + (self._variants(matter, catalog, search_path) if verified else [])
+        by_query = {q.key: self._uncovered(self.candidates(q, catalog, search_path), existing) for q in planned}
+        all_candidates = set().union(*by_query.values()) if by_query else set()
         if verified and all_candidates:
-            advised, notes = self._verify(matter, all_candidates)
+            advised, notes = self._verify(planned, all_candidates)
             analysis.notes.extend(notes)
         elif all_candidates:
             advised = self._estimate(matter, by_query)
             analysis.notes.append("HypoPG is not installed in this database: index advice is unverified")
         else:
             advised = {}
+        set_bytes = sum(self.sizes.get(c, 0) for c in advised)
         for candidate, served in advised.items():
-            analysis.findings.append(self._missing_finding(candidate, served, total, verified))
-        analysis.findings.extend(self._unused(existing))
-        analysis.findings.extend(self._duplicates(existing))
-        analysis.findings.extend(self._invalid(existing))
-        analysis.findings.extend(self._foreign_keys(existing))
+            analysis.findings.append(self._missing_finding(candidate, served, total, verified, set_bytes))
+        drops = self._invalid(existing) + self._duplicates(existing) + self._unused(existing)
+        analysis.findings.extend(merge_drops(drops))
+        analysis.findings.extend(self._foreign_keys(existing, set(advised)))
+        if advised and verified:
+            analysis.notes.append(f"advised set: {len(advised)} index(es), {human_size(set_bytes)} in all")
         analysis.evidence = {
             "queries": len(queries),
             "queries_that_matter": len(matter),
+            "learned_variants": len(planned) - len(matter),
             "candidates": len(all_candidates),
             "advised": len(advised),
+            "advised_set_bytes": set_bytes,
+            "left_out_for_writes": sum(1 for note in analysis.notes if "left out of the set" in note),
             "hypopg": int(verified),
             # Queries the final HypoPG pass costs higher with the advised indexes (their indexes are dropped).
             "plans_worse": sum(1 for note in analysis.notes if "would plan worse" in note),
             "workload_time_ms": round(total, 1),
         }
         return analysis
+
+    def _variants(self, queries: list[WorkloadQuery], catalog: dict, search_path: list[str]) -> list[WorkloadQuery]:
+        """The queries again with each constant learned for their parameters written in (index_values)."""
+        owners: dict[int, dict[tuple, tuple[str, str]]] = {}
+        for query in queries:
+            resolved = self._resolve(query.shape, catalog, search_path)
+            for qualifier, column, _ in query.shape.parameters:
+                table = self._owner(qualifier, column, resolved, catalog)
+                if table and catalog[table]["rows"] >= self.params["min_table_rows"]:
+                    owners.setdefault(query.queryid, {})[(qualifier, column)] = table
+        columns = {(*table, column) for per in owners.values() for (_, column), table in per.items()}
+        rare = index_values.rare_values(self.session, columns, rare_fraction=self.params["rare_value_fraction"])
+        samples = index_values.activity_samples(self.session, samples=self.params["activity_samples"], interval_s=0.1)
+        learned_values = index_values.learn(queries, owners, samples, rare)
+        variants = []
+        for query in queries:
+            for learned in learned_values.get(query.queryid, ()):
+                try:
+                    variants.append(index_values.specialize(query, learned))
+                except Unparseable:
+                    continue
+                if learned.frequency is not None:
+                    self.value_shares[(*learned.table, learned.column, learned.value)] = learned.frequency
+        return variants
 
     def _uncovered(self, candidates: set[Candidate], existing: list[ExistingIndex]) -> set[Candidate]:
         def covered(c: Candidate) -> bool:
@@ -515,47 +606,71 @@ class IndexAdvisor(Tuner):
         return {c for c in candidates if not covered(c)}
 
     def _missing_finding(
-        self, candidate: Candidate, served: list[WorkloadQuery], total: float, verified: bool
+        self, candidate: Candidate, served: list[WorkloadQuery], total: float, verified: bool, set_bytes: int = 0
     ) -> Finding:
-        share = 100.0 * sum(q.total_time_ms for q in served) / total
+        share = 100.0 * sum(q.total_time_ms for q in {q.queryid: q for q in served}.values()) / total
+        size = self.sizes.get(candidate)
+        economics = self.economics.get(candidate)
         if verified:
             savings = [self._saving(q) for q in served]
             impact = f"plan cost -{max(savings, default=0):.0f} % on {len(served)} query(ies), {share:.0f} % of load"
+            if size is not None:
+                impact += f", ~{human_size(size)}"
             how = "verified with HypoPG on generic plans"
         else:
             impact = f"unverified: {len(served)} query(ies), {share:.0f} % of load"
             how = "unverified: estimated from pg_stats selectivity (install HypoPG to verify)"
+        learned = sorted({f"{q.variant} (learned from {q.learned.source})" for q in served if q.learned})
+        if learned:
+            how += "; with the constant " + ", ".join(learned)
+        explanation = (
+            f"{len(served)} frequent query(ies) filter, join or sort on these columns without a matching index "
+            f"({how}). Built CONCURRENTLY, so writes continue while it builds."
+        )
+        if size is not None and verified:
+            explanation += f" Estimated size {human_size(size)}; the advised set is {human_size(set_bytes)} in all."
+        if economics is not None and economics.write_cost_ms > 0:
+            explanation += (
+                f" Over the window its reads save ~{economics.read_saving_ms:.0f} ms and its writes cost "
+                f"~{economics.write_cost_ms:.0f} ms."
+            )
         statement = self.session.render(candidate.ddl(concurrently=True))
+        evidence: dict[str, Any] = {
+            "index_name": candidate.name(),
+            "schema": candidate.schema,
+            "table": candidate.table,
+            "columns": [c for c, _ in candidate.columns],
+            "queries": [
+                {
+                    "queryid": q.queryid,
+                    "query": q.text[:500],
+                    "mean_time_ms": round(q.mean_time_ms, 3),
+                    "total_time_ms": round(q.total_time_ms, 1),
+                    "calls": q.calls,
+                    "cost_before": q.base_cost,
+                    "cost_after": q.best_cost,
+                    **({"constant": q.variant, "constant_source": q.learned.source} if q.learned else {}),
+                }
+                for q in served
+            ],
+        }
+        if candidate.value is not None:
+            evidence["predicate"] = f"{candidate.predicate[0]} = {index_values.quote(candidate.value)}"
+        if size is not None:
+            evidence.update(size_bytes=size, size=human_size(size), set_bytes=set_bytes, set_size=human_size(set_bytes))
+        if economics is not None:
+            evidence.update(read_saving_ms=economics.read_saving_ms, write_cost_ms=economics.write_cost_ms)
         return Finding(
             key=f"missing:{candidate.describe()}",
             category="missing_index",
             title=f"Create index on {candidate.describe()}",
-            explanation=(
-                f"{len(served)} frequent query(ies) filter, join or sort on these columns without a matching index "
-                f"({how}). Built CONCURRENTLY, so writes continue while it builds."
-            ),
+            explanation=explanation,
             statements=[statement],
             estimated_impact=impact,
             effort="medium",
             priority=min(95, 50 + round(share / 2)),
             verified=verified,
-            evidence={
-                "index_name": candidate.name(),
-                "schema": candidate.schema,
-                "table": candidate.table,
-                "columns": [c for c, _ in candidate.columns],
-                "queries": [
-                    {
-                        "queryid": q.queryid,
-                        "query": q.text[:500],
-                        "mean_time_ms": round(q.mean_time_ms, 3),
-                        "total_time_ms": round(q.total_time_ms, 1),
-                        "cost_before": q.base_cost,
-                        "cost_after": q.best_cost,
-                    }
-                    for q in served
-                ],
-            },
+            evidence=evidence,
         )
 
     def _drop(self, index: ExistingIndex) -> str:
@@ -692,12 +807,19 @@ class IndexAdvisor(Tuner):
         )
         return [(schema, table, constraint, tuple(columns), rows) for schema, table, constraint, columns, rows in rows]
 
-    def _foreign_keys(self, existing: list[ExistingIndex]) -> list[Finding]:
+    def _foreign_keys(self, existing: list[ExistingIndex], advised: set[Candidate] = frozenset()) -> list[Finding]:
         findings = []
         for schema, table, constraint, columns, reltuples in self._foreign_key_rows():
             if any(
                 e.valid and (e.schema, e.table) == (schema, table) and e.columns[: len(columns)] == columns
                 for e in existing
+            ):
+                continue
+            if any(  # an index advised in this run leads with the key's columns: it serves the key too
+                a.predicate is None
+                and (a.schema, a.table) == (schema, table)
+                and tuple(c for c, _ in a.columns[: len(columns)]) == columns
+                for a in advised
             ):
                 continue
             candidate = Candidate(schema, table, tuple((c, False) for c in columns[:MAX_COLUMNS]))
@@ -754,6 +876,18 @@ class IndexAdvisor(Tuner):
                 target_id=recommendation.target_id, queryids=queryids, since=timezone.now() - timedelta(hours=1)
             )
         return evidence
+
+
+def merge_drops(findings: list[Finding]) -> list[Finding]:
+    """One finding per index: the reasons to drop the same index (invalid, duplicate, unused) in one."""
+    merged: dict[str, Finding] = {}
+    for finding in findings:
+        first = merged.setdefault(finding.statements[0], finding)
+        if first is not finding:
+            first.explanation += f" It is also {finding.category.removesuffix('_index')}: {finding.explanation}"
+            first.evidence.setdefault("also", []).append(finding.category)
+            first.priority = max(first.priority, finding.priority)
+    return list(merged.values())
 
 
 def query_means(*, target_id: int, queryids: list[int], since, until=None) -> dict[str, float]:

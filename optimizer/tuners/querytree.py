@@ -29,6 +29,9 @@ class QueryShape:
     ranges: list[tuple[str | None, str]] = field(default_factory=list)
     joins: list[tuple[str | None, str]] = field(default_factory=list)
     constants: list[tuple[str | None, str, str]] = field(default_factory=list)  # (qualifier, column, predicate)
+    # column = $n (the parameter whose value normalization hid) and column = 'literal' (a value it shows)
+    parameters: list[tuple[str | None, str, int]] = field(default_factory=list)  # (qualifier, column, n)
+    literals: list[tuple[str | None, str, str]] = field(default_factory=list)  # (qualifier, column, value)
     order_by: list[tuple[str | None, str, bool]] = field(default_factory=list)  # (qualifier, column, descending)
     has_limit: bool = False
     params: int = 0  # highest $n
@@ -53,6 +56,24 @@ def _is_value(node) -> bool:
     while isinstance(node, ast.TypeCast):
         node = node.arg
     return isinstance(node, ast.ParamRef | ast.A_Const | ast.FuncCall)
+
+
+def _unwrap(node):
+    while isinstance(node, ast.TypeCast):
+        node = node.arg
+    return node
+
+
+def _literal(node) -> str | None:
+    """The text of a string or number constant (the value a partial-index predicate can name)."""
+    node = _unwrap(node)
+    if not isinstance(node, ast.A_Const) or node.isnull or isinstance(node.val, ast.Boolean):
+        return None
+    value = node.val
+    for attribute in ("sval", "ival", "fval"):
+        if hasattr(value, attribute):
+            return str(getattr(value, attribute))
+    return None
 
 
 def _const_bool(node) -> bool | None:
@@ -106,6 +127,11 @@ def _add_predicate(shape: QueryShape, node) -> None:
                 shape.constants.append((*column, "IS TRUE" if boolean else "IS FALSE"))
             elif node.kind == A_Expr_Kind.AEXPR_IN or _is_value(value):
                 shape.equality.append(column)
+                if node.kind == A_Expr_Kind.AEXPR_OP:
+                    if isinstance(_unwrap(value), ast.ParamRef):
+                        shape.parameters.append((*column, _unwrap(value).number))
+                    elif (literal := _literal(value)) is not None:
+                        shape.literals.append((*column, literal))
         elif op in RANGE_OPERATORS and node.kind == A_Expr_Kind.AEXPR_OP and (left or right):
             if left and right:
                 return

@@ -210,6 +210,9 @@ def test_unused_duplicate_invalid_and_unindexed_foreign_keys_are_reported(db, pg
     _advise(target, unused_window_days=0)
     found = {(r.category, r.title) for r in Recommendation.objects.filter(target=target)}
     assert ("duplicate_index", "Drop public.line_a, covered by line_a_b") in found
+    # line_a is unused too: one finding, one DROP, both reasons.
+    [line_a] = Recommendation.objects.filter(target=target, statement__endswith='"public"."line_a"')
+    assert line_a.evidence["also"] == ["unused_index"] and "It is also unused" in line_a.explanation
     assert ("unused_index", "Drop unused index public.line_a_b") in found
     assert ("invalid_index", "Drop invalid index public.line odd") in found
     assert ("fk_index", "Index foreign key line_head_id_fkey on public.line (head_id)") in found

@@ -21,6 +21,14 @@ def test_equality_range_join_constant_and_order_by_are_told_apart():
     assert shape.has_limit and shape.params == 7
 
 
+def test_parameters_and_constants_compared_by_equality_are_kept_with_their_place():
+    shape = query_shape(
+        "SELECT * FROM t WHERE status = 'lost' AND t.kind = $2::text AND n = 5 AND at > $1 AND z IN ($3)"
+    )
+    assert shape.parameters == [("t", "kind", 2)]  # the range and the IN list are no constant to learn
+    assert shape.literals == [(None, "status", "lost"), (None, "n", "5")]
+
+
 def test_or_branches_are_not_index_candidates_and_any_counts_as_equality():
     shape = query_shape("SELECT 1 FROM t WHERE (a = $1 OR b = $2) AND c = ANY($3) AND NOT archived")
     assert shape.equality == [(None, "c")]

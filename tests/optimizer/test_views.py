@@ -203,12 +203,25 @@ def test_evidence_rows_name_the_queries_and_give_units():
 
 def test_an_index_advice_lists_the_queries_it_serves(viewer_client, pg18):
     target = make_target(pg18)
-    queries = [{"queryid": 7, "query": "SELECT * FROM t WHERE a = $1", "mean_time_ms": 41.5, "total_time_ms": 830}]
-    _recommendation(target, evidence={"queries": queries}, estimated_impact="frees 1.5 MB")
+    queries = [
+        {
+            "queryid": 7,
+            "query": "SELECT * FROM t WHERE a = $1 AND s = 'lost'",
+            "mean_time_ms": 41.5,
+            "total_time_ms": 830,
+            "cost_before": 4210.4,
+            "cost_after": 12.25,
+            "constant": "s = 'lost'",
+        }
+    ]
+    evidence = {"queries": queries, "size": "1.5 MB", "set_size": "4.0 MB"}
+    _recommendation(target, evidence=evidence, estimated_impact="frees 1.5 MB")
     html = viewer_client.get("/optimizer/").content.decode()
     served = html[html.index('data-testid="served-queries"') :]
-    assert "Serves 1 query" in served and "SELECT * FROM t WHERE a = $1" in served
+    assert "Serves 1 query" in served and "SELECT * FROM t WHERE a = $1 AND s = &#x27;lost&#x27;" in served
     assert "41.50 ms" in served and "not applied" in served
+    assert "4210 → 12" in served and "(with s = &#x27;lost&#x27;)" in served
+    assert "Estimated size 1.5 MB; the advised set is 4.0 MB in all." in served
 
 
 def test_schedules_read_as_words_and_the_last_run_says_what_started_it(viewer_client, pg18):
