@@ -91,6 +91,8 @@ class Series(models.Model):
     class Kind(models.TextChoices):
         GAUGE = "gauge", "Gauge"
         RATE = "rate", "Rate (per second)"
+        # A cumulative count stored as sent (remote write, OTLP): rates are computed when it is read.
+        COUNTER = "counter", "Counter (cumulative)"
 
     target = models.ForeignKey(Target, on_delete=models.CASCADE, related_name="series", null=True, blank=True)
     metric = models.CharField(max_length=200)

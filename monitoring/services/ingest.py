@@ -9,14 +9,16 @@ from itertools import chain
 
 import numpy as np
 from django.conf import settings
+from django.db import connection, transaction
 from django.utils import timezone
 
 from core.errors import InvalidInput, UnprocessableInput
 from monitoring.models import Series, Target
-from monitoring.storage import SeriesSpec, samples_write_columns, series_resolve
+from monitoring.storage import SAMPLE_TABLE, SeriesSpec, labels_key, samples_write_columns, series_resolve
 
 MAX_FUTURE = timedelta(minutes=5)
 MAX_SAMPLES_PER_REQUEST = 500_000
+_DELTA_LOCK_SPACE = 0x5050_4444  # advisory lock space for delta accumulation ("PPDD")
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,96 @@ def samples_ingest(*, target: Target | None, batches: list[IngestBatch], now: da
         for index, batch in enumerate(batches):
             _reject_first_bad_point(index, batch, oldest_allowed, newest_allowed)
     specs = [SeriesSpec(b.metric, b.labels, b.kind, b.unit) for b in batches]
+    return _write(
+        target=target, specs=specs, counts=[len(batch.points) for batch in batches], stamps=stamps, values=values
+    )
+
+
+def samples_ingest_columns(
+    *,
+    target: Target | None,
+    specs: list[SeriesSpec],
+    counts: list[int],
+    stamps: np.ndarray,
+    values: np.ndarray,
+    deltas: list[bool] | None = None,
+    now: datetime | None = None,
+) -> IngestResult:
+    """The same validation and write as samples_ingest, for decoders that already hold columns.
+
+    specs[i] owns the next counts[i] samples of stamps (Unix seconds) and values. When deltas[i] is
+    true those values are increments (OTLP delta temporality): they are added to the series' last
+    stored value, under a per-series advisory lock, and stored as the cumulative total. A bad
+    request names the series and sample: `{metric}{labels} sample {n}`.
+    """
+    now = now or timezone.now()
+    oldest_allowed = (now - timedelta(days=settings.RETENTION_RAW_DAYS)).timestamp()
+    newest_allowed = (now + MAX_FUTURE).timestamp()
+    total = len(stamps)
+    if total > MAX_SAMPLES_PER_REQUEST:
+        raise InvalidInput(f"At most {MAX_SAMPLES_PER_REQUEST} samples per request; got {total}.", field="series")
+    if total == 0:
+        return IngestResult(samples=0, series=0)
+    good_stamps = (stamps >= oldest_allowed) & (stamps <= newest_allowed)
+    if not (good_stamps.all() and np.isfinite(values).all()):
+        first = int(np.flatnonzero(~(good_stamps & np.isfinite(values)))[0])
+        starts = np.cumsum([0, *counts])
+        index = int(np.searchsorted(starts, first, side="right")) - 1
+        spec = specs[index]
+        where = f"{spec.metric}{{{labels_key(spec.labels)}}} sample {first - int(starts[index])}"
+        if not good_stamps[first]:
+            raise InvalidInput(
+                f"{where}: timestamp {float(stamps[first])!r} is outside the accepted range (the last "
+                f"{settings.RETENTION_RAW_DAYS} days up to 5 minutes ahead).",
+                field="timestamp",
+            )
+        raise InvalidInput(f"{where}: value must be a finite number.", field="value")
+    return _write(target=target, specs=specs, counts=counts, stamps=stamps, values=values, deltas=deltas)
+
+
+def _write(
+    *,
+    target: Target | None,
+    specs: list[SeriesSpec],
+    counts: list[int],
+    stamps: np.ndarray,
+    values: np.ndarray,
+    deltas: list[bool] | None = None,
+) -> IngestResult:
     ids = series_resolve(target_id=target.id if target else None, specs=specs)
-    series_ids = np.repeat(np.asarray(ids, dtype=np.int64), [len(batch.points) for batch in batches])
-    samples_write_columns(series_ids=series_ids, stamps=stamps, values=values)
-    return IngestResult(samples=total, series=len(set(ids)))
+    series_ids = np.repeat(np.asarray(ids, dtype=np.int64), counts)
+    if deltas and any(deltas):
+        # Read the running totals and write their continuation in one transaction, each delta
+        # series locked, so two requests adding to the same series cannot both start from one total.
+        with transaction.atomic():
+            values = _accumulate(ids=ids, counts=counts, deltas=deltas, values=values)
+            samples_write_columns(series_ids=series_ids, stamps=stamps, values=values)
+    else:
+        samples_write_columns(series_ids=series_ids, stamps=stamps, values=values)
+    return IngestResult(samples=len(stamps), series=len(set(ids)))
+
+
+def _accumulate(*, ids: list[int], counts: list[int], deltas: list[bool], values: np.ndarray) -> np.ndarray:
+    """Turn the delta series' increments into the continuation of their stored cumulative total."""
+    delta_ids = sorted({sid for sid, delta in zip(ids, deltas, strict=True) if delta})
+    with connection.cursor() as cursor:
+        for sid in delta_ids:  # in id order, so that two requests never wait on each other in a cycle
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_DELTA_LOCK_SPACE, sid % 2_147_483_647])
+        cursor.execute(
+            f"SELECT s.id, (SELECT value FROM {SAMPLE_TABLE} WHERE series_id = s.id "  # noqa: S608 - our table
+            "ORDER BY ts DESC LIMIT 1) FROM unnest(%s::bigint[]) AS s(id)",
+            [delta_ids],
+        )
+        totals = {sid: value or 0.0 for sid, value in cursor.fetchall()}
+    values = values.astype(np.float64, copy=True)
+    start = 0
+    for sid, count, delta in zip(ids, counts, deltas, strict=True):
+        if delta:
+            segment = totals[sid] + np.cumsum(values[start : start + count])
+            values[start : start + count] = segment
+            totals[sid] = float(segment[-1]) if count else totals[sid]
+        start += count
+    return values
 
 
 def _reject_first_bad_point(index: int, batch: IngestBatch, oldest_allowed: float, newest_allowed: float) -> None:
