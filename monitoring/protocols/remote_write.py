@@ -43,7 +43,9 @@ def _message_class():
     def message(name: str, *fields: tuple[str, int, int, int, str]) -> None:
         m = proto.message_type.add(name=name)
         for field_name, number, kind, label, type_name in fields:
-            m.field.add(name=field_name, number=number, type=kind, label=label, type_name=type_name)
+            added = m.field.add(name=field_name, number=number, type=kind, label=label)
+            if type_name:
+                added.type_name = type_name
 
     one, many = f.LABEL_OPTIONAL, f.LABEL_REPEATED
     message("Label", ("name", 1, f.TYPE_STRING, one, ""), ("value", 2, f.TYPE_STRING, one, ""))
