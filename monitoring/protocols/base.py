@@ -87,16 +87,16 @@ def snappy_block_decompress(body: bytes) -> bytes:
     """Snappy's block format, its declared length checked against the limit before expanding it."""
     import cramjam
 
+    if not body:
+        raise ProtocolError("The body is empty; remote write sends snappy-compressed protobuf.", field="body")
     length, shift = 0, 0
-    for index, byte in enumerate(body[:10]):
+    for byte in body[:10]:  # the uncompressed length, a varint
         length |= (byte & 0x7F) << shift
         shift += 7
         if not byte & 0x80:
             break
-        if index == 9:
-            raise ProtocolError("The body is not snappy block data: its length header is invalid.", field="body")
     else:
-        raise ProtocolError("The body is empty; remote write sends snappy-compressed protobuf.", field="body")
+        raise ProtocolError("The body is not valid snappy block data: its length header is cut short.", field="body")
     if length > decoded_limit():
         raise DecodedTooLarge(
             f"The body expands to {length:,} bytes, more than the {decoded_limit():,} this endpoint takes.",
