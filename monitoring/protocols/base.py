@@ -120,14 +120,30 @@ def gzip_decompress(body: bytes) -> bytes:
     return data
 
 
+_valid_names: set[str] = set()  # metric and label names already checked, so most series skip the regexes
+_VALID_NAMES_MAX = 100_000
+
+
+def _remember(name: str) -> None:
+    if len(_valid_names) >= _VALID_NAMES_MAX:
+        _valid_names.clear()
+    _valid_names.add(name)
+
+
 def check_series(metric: str, labels: dict[str, str], key: str) -> None:
     """Refuse a series whose metric name or labels Perfpilot cannot store or Prometheus would refuse."""
-    if not METRIC_NAME.fullmatch(metric):
-        raise ProtocolError(f"Invalid metric name {metric!r}.", field="labels")
-    if len(metric) > METRIC_MAX:
-        raise ProtocolError(f"Metric name {metric[:40]!r}... is longer than {METRIC_MAX} characters.", field="labels")
+    if f"\0{metric}" not in _valid_names:  # metric names are kept apart: they may hold ':'
+        if not METRIC_NAME.fullmatch(metric):
+            raise ProtocolError(f"Invalid metric name {metric!r}.", field="labels")
+        if len(metric) > METRIC_MAX:
+            raise ProtocolError(
+                f"Metric name {metric[:40]!r}... is longer than {METRIC_MAX} characters.", field="labels"
+            )
+        _remember(f"\0{metric}")
     for name in labels:
-        if not LABEL_NAME.fullmatch(name):
-            raise ProtocolError(f"{metric}: invalid label name {name!r}.", field="labels")
+        if name not in _valid_names:
+            if not LABEL_NAME.fullmatch(name):
+                raise ProtocolError(f"{metric}: invalid label name {name!r}.", field="labels")
+            _remember(name)
     if len(key) > LABELS_KEY_MAX:
         raise ProtocolError(f"{metric}: the labels are longer than {LABELS_KEY_MAX} characters in all.", field="labels")

@@ -121,11 +121,11 @@ class RemoteWrite(Receiver):
                     labels[name] = value
             if not metric:
                 raise ProtocolError(f"timeseries[{index}]: the label __name__ is missing or empty.", field="labels")
-            key = labels_key(labels)
-            check_series(metric, labels, key)
             samples = ts.samples
             if not samples:
                 continue
+            key = labels_key(labels)
+            check_series(metric, labels, key)
             kind = Series.Kind.COUNTER if metric.endswith(COUNTER_SUFFIXES) else Series.Kind.GAUGE
             specs.append(SeriesSpec(metric, labels, kind))
             counts.append(len(samples))
