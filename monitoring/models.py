@@ -116,6 +116,20 @@ class Series(models.Model):
         return f"{self.metric}{labels}"
 
 
+class SeriesTotal(models.Model):
+    """The running total of a series fed increments (OTLP delta temporality), stored cumulative.
+
+    Each request adds its increments with one upsert, whose row lock orders concurrent requests to
+    the same series: every increment is counted once, whatever the timestamps they carry.
+    """
+
+    series = models.OneToOneField(Series, on_delete=models.CASCADE, primary_key=True, related_name="total")
+    total = models.FloatField(default=0.0)
+
+    def __str__(self) -> str:
+        return f"total of {self.series_id}"
+
+
 class CollectorState(models.Model):
     """What a collector needs from its previous run: counter values for rates and deltas."""
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import struct
 import threading
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 
 import numpy as np
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 
@@ -190,14 +192,29 @@ def _copy_packed(packed: bytes, oldest: datetime, newest: datetime) -> None:
         days.append(day)
         day += timedelta(days=1)
     sample_partitions_ensure(days)
+    try:
+        _copy_rows(packed)
+    except psycopg.errors.CheckViolation:
+        # A partition this process had seen was dropped by another one since (retention, a test's
+        # cleanup): no partition for the rows. Forget, recreate and write them once more.
+        _known_partitions.difference_update(days)
+        sample_partitions_ensure(days)
+        _copy_rows(packed)
+    _mark_dirty_if_rolled_up(oldest, newest)
+
+
+def _copy_rows(packed: bytes) -> None:
+    # Inside a transaction a failed COPY would abort it: a savepoint keeps the retry possible there.
+    # Outside one the COPY is its own transaction, and the savepoint's round trips are saved.
+    guard = transaction.atomic() if connection.in_atomic_block else nullcontext()
     with (
+        guard,
         connection.cursor() as cursor,
         cursor.cursor.copy(f"COPY {SAMPLE_TABLE} (series_id, ts, value) FROM STDIN (FORMAT BINARY)") as copy,
     ):
         copy.write(_COPY_HEADER)
         copy.write(packed)
         copy.write(_COPY_TRAILER)
-    _mark_dirty_if_rolled_up(oldest, newest)
 
 
 def _mark_dirty_if_rolled_up(oldest: datetime, newest: datetime) -> None:

@@ -13,12 +13,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from core.errors import InvalidInput, UnprocessableInput
-from monitoring.models import Series, Target
-from monitoring.storage import SAMPLE_TABLE, SeriesSpec, labels_key, samples_write_columns, series_resolve
+from monitoring.models import Series, SeriesTotal, Target
+from monitoring.storage import SeriesSpec, labels_key, samples_write_columns, series_resolve
 
 MAX_FUTURE = timedelta(minutes=5)
 MAX_SAMPLES_PER_REQUEST = 500_000
-_DELTA_LOCK_SPACE = 0x5050_4444  # advisory lock space for delta accumulation ("PPDD")
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,8 @@ def samples_ingest_columns(
     """The same validation and write as samples_ingest, for decoders that already hold columns.
 
     specs[i] owns the next counts[i] samples of stamps (Unix seconds) and values. When deltas[i] is
-    true those values are increments (OTLP delta temporality): they are added to the series' last
-    stored value, under a per-series advisory lock, and stored as the cumulative total. A bad
+    true those values are increments (OTLP delta temporality): they are added to the series'
+    running total (SeriesTotal, one locked upsert) and stored as the cumulative total. A bad
     request names the series and sample: `{metric}{labels} sample {n}`.
     """
     now = now or timezone.now()
@@ -117,8 +116,8 @@ def _write(
     ids = series_resolve(target_id=target.id if target else None, specs=specs)
     series_ids = np.repeat(np.asarray(ids, dtype=np.int64), counts)
     if deltas and any(deltas):
-        # Read the running totals and write their continuation in one transaction, each delta
-        # series locked, so two requests adding to the same series cannot both start from one total.
+        # Add to the running totals and write their continuation in one transaction: the totals'
+        # row locks hold until the samples are written, and a failed write takes the addition back.
         with transaction.atomic():
             values = _accumulate(ids=ids, counts=counts, deltas=deltas, values=values)
             samples_write_columns(series_ids=series_ids, stamps=stamps, values=values)
@@ -128,24 +127,36 @@ def _write(
 
 
 def _accumulate(*, ids: list[int], counts: list[int], deltas: list[bool], values: np.ndarray) -> np.ndarray:
-    """Turn the delta series' increments into the continuation of their stored cumulative total."""
-    delta_ids = sorted({sid for sid, delta in zip(ids, deltas, strict=True) if delta})
-    with connection.cursor() as cursor:
-        for sid in delta_ids:  # in id order, so that two requests never wait on each other in a cycle
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_DELTA_LOCK_SPACE, sid % 2_147_483_647])
-        cursor.execute(
-            f"SELECT s.id, (SELECT value FROM {SAMPLE_TABLE} WHERE series_id = s.id "  # noqa: S608 - our table
-            "ORDER BY ts DESC LIMIT 1) FROM unnest(%s::bigint[]) AS s(id)",
-            [delta_ids],
-        )
-        totals = {sid: value or 0.0 for sid, value in cursor.fetchall()}
-    values = values.astype(np.float64, copy=True)
+    """Turn the delta series' increments into the continuation of their running totals.
+
+    One upsert adds each series' increments to its SeriesTotal and returns the new totals; its row
+    locks (taken in series id order, so two requests never wait on each other in a cycle) hold
+    until the samples are written, so concurrent requests to one series add up in turn.
+    """
+    sums: dict[int, float] = {}
     start = 0
     for sid, count, delta in zip(ids, counts, deltas, strict=True):
         if delta:
-            segment = totals[sid] + np.cumsum(values[start : start + count])
+            sums[sid] = sums.get(sid, 0.0) + float(values[start : start + count].sum())
+        start += count
+    order = sorted(sums)
+    table = connection.ops.quote_name(SeriesTotal._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (series_id, total) "  # noqa: S608 - our table
+            "SELECT * FROM unnest(%s::bigint[], %s::float8[]) ORDER BY 1 "
+            f"ON CONFLICT (series_id) DO UPDATE SET total = {table}.total + EXCLUDED.total "
+            "RETURNING series_id, total",
+            [order, [sums[sid] for sid in order]],
+        )
+        running = {sid: total - sums[sid] for sid, total in cursor.fetchall()}  # the totals before this request
+    values = values.astype(np.float64, copy=True)
+    start = 0
+    for sid, count, delta in zip(ids, counts, deltas, strict=True):
+        if delta and count:
+            segment = running[sid] + np.cumsum(values[start : start + count])
             values[start : start + count] = segment
-            totals[sid] = float(segment[-1]) if count else totals[sid]
+            running[sid] = float(segment[-1])
         start += count
     return values
 

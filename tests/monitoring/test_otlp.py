@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
+import math
+import threading
 import time
+from urllib.parse import urlsplit
 
 import pytest
 from django.db import connection
@@ -191,3 +195,78 @@ def test_the_receiver_needs_an_operator_token_and_a_known_content_type(anonymous
     assert anonymous_client.post(PATH, body, content_type="application/json", **viewer_auth).status_code == 403
     assert anonymous_client.post(PATH, body, content_type="text/plain", **operator_auth).status_code == 415
     assert not _stored("x")
+
+
+@pytest.mark.parametrize(
+    ("name", "unit", "kind", "expected"),
+    [
+        ("http.server.duration", "ms", "histogram", "http_server_duration_milliseconds"),
+        ("http.server.requests", "{request}", "monotonic", "http_server_requests_total"),
+        ("requests_total", "", "monotonic", "requests_total"),
+        ("system.memory.usage", "By", "sum", "system_memory_usage_bytes"),
+        ("network.io", "By/s", "gauge", "network_io_bytes_per_second"),
+        ("cpu.utilization", "1", "gauge", "cpu_utilization_ratio"),
+        ("process.runtime.uptime_seconds", "s", "gauge", "process_runtime_uptime_seconds"),
+        ("2xx.responses", "", "gauge", "_2xx_responses"),
+    ],
+)
+def test_metric_names_follow_prometheus_otlp_translation(name, unit, kind, expected):
+    from monitoring.protocols.otlp import metric_name
+
+    assert metric_name(name, unit, monotonic_sum=kind == "monotonic", gauge=kind == "gauge") == expected
+
+
+@pytest.mark.parametrize(
+    ("bound", "label"),
+    [
+        (0.005, "0.005"),
+        (5.0, "5"),
+        (2.5, "2.5"),
+        (100_000.0, "100000"),
+        (1e6, "1e+06"),
+        (1e-5, "1e-05"),
+        (-3.0, "-3"),
+        (0.0, "0"),
+        (math.inf, "+Inf"),
+    ],
+)
+def test_le_and_quantile_labels_are_written_as_go_writes_floats(bound, label):
+    from monitoring.protocols.otlp import go_float
+
+    assert go_float(bound) == label
+
+
+def test_concurrent_delta_requests_add_up_under_the_series_lock(web_server_url, otlp_token):
+    """Two clients adding deltas to one series at once: every increment ends up in the total."""
+
+    def body(stamp_ns: int) -> bytes:
+        metric = {
+            "name": "hits",
+            "sum": {
+                "aggregationTemporality": 1,
+                "isMonotonic": True,
+                "dataPoints": [{"timeUnixNano": str(stamp_ns), "asInt": "1"}],
+            },
+        }
+        return json.dumps(_json_request([metric])).encode()
+
+    def client(offset: int, errors: list) -> None:
+        parts = urlsplit(web_server_url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        for n in range(10):
+            headers = {"Authorization": f"Bearer {otlp_token}", "Content-Type": "application/json"}
+            conn.request("POST", PATH, body=body(time.time_ns() + offset + n), headers=headers)
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                errors.append(response.status)
+
+    errors: list = []
+    threads = [threading.Thread(target=client, args=(offset, errors)) for offset in (0, 500)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    totals = sorted(value for *_, value in _stored("hits_total"))
+    assert totals == [float(n) for n in range(1, 21)]
