@@ -51,6 +51,7 @@ def receiver_view(kind: str):
                 stamps=decoded.stamps,
                 values=decoded.values,
                 deltas=decoded.deltas,
+                labels_keys=decoded.labels_keys,
             )
         except InvalidInput as exc:
             return receiver.refused(error=exc, content_type=content_type)

@@ -53,6 +53,7 @@ class Decoded:
     stamps: np.ndarray = field(default_factory=lambda: np.empty(0))
     values: np.ndarray = field(default_factory=lambda: np.empty(0))
     deltas: list[bool] | None = None  # per spec: values are increments (OTLP delta temporality)
+    labels_keys: list[str] | None = None  # per spec, when the decoder computed them
     dropped: int = 0  # samples left out on purpose (stale markers, NaN), not an error
     rejected: int = 0  # data points the receiver could not take (reported back, not an error)
     message: str = ""  # why some were rejected

@@ -102,6 +102,7 @@ class RemoteWrite(Receiver):
         except DecodeError as exc:
             raise ProtocolError(f"The body is not a protobuf WriteRequest: {exc}.", field="body") from None
         specs: list[SeriesSpec] = []
+        keys: list[str] = []
         counts: list[int] = []
         stamps: list[int] = []
         values: list[float] = []
@@ -128,22 +129,26 @@ class RemoteWrite(Receiver):
             check_series(metric, labels, key)
             kind = Series.Kind.COUNTER if metric.endswith(COUNTER_SUFFIXES) else Series.Kind.GAUGE
             specs.append(SeriesSpec(metric, labels, kind))
+            keys.append(key)
             counts.append(len(samples))
             for sample in samples:
                 stamps.append(sample.timestamp)
                 values.append(sample.value)
-        return _finite_only(specs, counts, np.asarray(stamps, dtype=np.float64) / 1000.0, np.asarray(values))
+        return _finite_only(specs, keys, counts, np.asarray(stamps, dtype=np.float64) / 1000.0, np.asarray(values))
 
 
-def _finite_only(specs: list[SeriesSpec], counts: list[int], stamps: np.ndarray, values: np.ndarray) -> Decoded:
+def _finite_only(
+    specs: list[SeriesSpec], keys: list[str], counts: list[int], stamps: np.ndarray, values: np.ndarray
+) -> Decoded:
     """Leave out stale markers and other non-finite values (and the series left with no sample)."""
     keep = np.isfinite(values)
     if keep.all():
-        return Decoded(specs=specs, counts=counts, stamps=stamps, values=values.astype(np.float64))
+        return Decoded(specs=specs, labels_keys=keys, counts=counts, stamps=stamps, values=values.astype(np.float64))
     owner = np.repeat(np.arange(len(specs)), counts)
     kept_counts = np.bincount(owner[keep], minlength=len(specs))
     return Decoded(
         specs=[spec for spec, n in zip(specs, kept_counts, strict=True) if n],
+        labels_keys=[key for key, n in zip(keys, kept_counts, strict=True) if n],
         counts=[int(n) for n in kept_counts if n],
         stamps=stamps[keep],
         values=values[keep].astype(np.float64),

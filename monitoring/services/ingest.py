@@ -70,6 +70,7 @@ def samples_ingest_columns(
     stamps: np.ndarray,
     values: np.ndarray,
     deltas: list[bool] | None = None,
+    labels_keys: list[str] | None = None,
     now: datetime | None = None,
 ) -> IngestResult:
     """The same validation and write as samples_ingest, for decoders that already hold columns.
@@ -77,7 +78,8 @@ def samples_ingest_columns(
     specs[i] owns the next counts[i] samples of stamps (Unix seconds) and values. When deltas[i] is
     true those values are increments (OTLP delta temporality): they are added to the series'
     running total (SeriesTotal, one locked upsert) and stored as the cumulative total. A bad
-    request names the series and sample: `{metric}{labels} sample {n}`.
+    request names the series and sample: `{metric}{labels} sample {n}`. labels_keys, when the
+    decoder computed them, are the specs' labels_key() in order.
     """
     now = now or timezone.now()
     oldest_allowed = (now - timedelta(days=settings.RETENTION_RAW_DAYS)).timestamp()
@@ -101,7 +103,9 @@ def samples_ingest_columns(
                 field="timestamp",
             )
         raise InvalidInput(f"{where}: value must be a finite number.", field="value")
-    return _write(target=target, specs=specs, counts=counts, stamps=stamps, values=values, deltas=deltas)
+    return _write(
+        target=target, specs=specs, counts=counts, stamps=stamps, values=values, deltas=deltas, labels_keys=labels_keys
+    )
 
 
 def _write(
@@ -112,8 +116,9 @@ def _write(
     stamps: np.ndarray,
     values: np.ndarray,
     deltas: list[bool] | None = None,
+    labels_keys: list[str] | None = None,
 ) -> IngestResult:
-    ids = series_resolve(target_id=target.id if target else None, specs=specs)
+    ids = series_resolve(target_id=target.id if target else None, specs=specs, labels_keys=labels_keys)
     series_ids = np.repeat(np.asarray(ids, dtype=np.int64), counts)
     if deltas and any(deltas):
         # Add to the running totals and write their continuation in one transaction: the totals'
