@@ -10,6 +10,7 @@ import subprocess
 import time
 
 import cramjam
+import numpy as np
 import pytest
 from django.db import connection
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
@@ -219,3 +220,17 @@ remote_write:
     assert _stored("shop_queue_depth")[-1][3] == 4.5
     assert _stored("up")[-1][3] == 1.0  # Prometheus's own series about the scrape come too
     assert "non-recoverable error" not in log
+
+
+def test_samples_decode_as_protobuf_decodes_them_on_the_columnar_path_and_off_it():
+    from monitoring.protocols.remote_write import Sample, _samples
+
+    values = [0.0, -0.0, 1.5, -2.25, 1e300, math.nan, STALE_NAN]
+    stamps = [0, 1, 1_700_000_000_123, 2**41 + 5, 2**42 + 7, -5]
+    raw = [Sample(value=v, timestamp=t).SerializeToString() for v in values for t in stamps]
+    assert {len(r) for r in raw} >= {7, 16}  # both columnar layouts are exercised, and others
+    decoded_stamps, decoded_values = _samples(raw)
+    expected = [Sample.FromString(r) for r in raw]
+    assert decoded_stamps.tolist() == [s.timestamp for s in expected]
+    bits = np.array([s.value for s in expected]).view(np.uint64)
+    assert decoded_values.view(np.uint64).tolist() == bits.tolist()  # NaN payloads (stale markers) too
