@@ -23,8 +23,6 @@ from core.services import api_token_create
 from monitoring.models import Series
 from tests.conftest import _make_user
 
-pytestmark = pytest.mark.usefixtures("clean_samples")
-
 PATH = "/otlp/v1/metrics"
 SERVICE = {"service.name": "checkout", "service.namespace": "shop", "service.instance.id": "i-1"}
 JOB = {"job": "shop/checkout", "instance": "i-1"}
@@ -54,6 +52,7 @@ def otlp_token(transactional_db) -> str:
     return api_token_create(user=_make_user("otlp-pusher", OPERATOR), name="otel", via="command").raw
 
 
+@pytest.mark.usefixtures("clean_samples")
 def test_the_sdk_exporter_pushes_gauges_sums_and_histograms_named_as_prometheus_names_them(web_server_url, otlp_token):
     provider = _meter_provider(web_server_url, otlp_token)
     meter = provider.get_meter("shop")
@@ -74,6 +73,7 @@ def test_the_sdk_exporter_pushes_gauges_sums_and_histograms_named_as_prometheus_
     assert _stored("http_server_duration_milliseconds_count") == [("counter", JOB, 4.0)]
 
 
+@pytest.mark.usefixtures("clean_samples")
 def test_delta_sums_from_the_sdk_are_stored_as_their_running_total(web_server_url, otlp_token):
     provider = _meter_provider(
         web_server_url, otlp_token, preferred_temporality={Counter: AggregationTemporality.DELTA}
@@ -104,6 +104,7 @@ def _point(value, **extra) -> dict:
     return {"timeUnixNano": str(time.time_ns()), key: value, **extra}
 
 
+@pytest.mark.usefixtures("clean_samples")
 def test_a_json_body_is_taken_and_answered_in_json(anonymous_client, operator_auth):
     body = _json_request(
         [
@@ -128,6 +129,7 @@ def test_a_json_body_is_taken_and_answered_in_json(anonymous_client, operator_au
     assert [value for *_, value in _stored("balance_bytes")] == [10.0, 6.0]
 
 
+@pytest.mark.usefixtures("clean_samples")
 def test_exponential_histograms_are_rejected_as_a_partial_success(anonymous_client, operator_auth):
     body = _json_request(
         [
@@ -152,6 +154,7 @@ def test_exponential_histograms_are_rejected_as_a_partial_success(anonymous_clie
     assert _stored("temperature") == [("gauge", {"job": "billing"}, 21.5)]
 
 
+@pytest.mark.usefixtures("clean_samples")
 def test_a_gzip_protobuf_body_is_taken(anonymous_client, operator_auth):
     from google.protobuf import json_format
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -172,6 +175,7 @@ def test_a_gzip_protobuf_body_is_taken(anonymous_client, operator_auth):
     assert _stored("disk_free_bytes") == [("gauge", {"job": "billing"}, 1e9)]
 
 
+@pytest.mark.usefixtures("clean_samples")
 def test_a_bad_body_is_a_400_status_in_the_request_format_and_nothing_is_stored(anonymous_client, operator_auth):
     response = anonymous_client.post(PATH, b"\xff\xff\xff", content_type="application/x-protobuf", **operator_auth)
     assert response.status_code == 400
@@ -189,6 +193,7 @@ def test_a_bad_body_is_a_400_status_in_the_request_format_and_nothing_is_stored(
     assert not _stored("fine")
 
 
+@pytest.mark.usefixtures("clean_samples")
 def test_the_receiver_needs_an_operator_token_and_a_known_content_type(anonymous_client, operator_auth, viewer_auth):
     body = json.dumps(_json_request([{"name": "x", "gauge": {"dataPoints": [_point(1.0)]}}]))
     assert anonymous_client.post(PATH, body, content_type="application/json").status_code == 401
@@ -236,6 +241,7 @@ def test_le_and_quantile_labels_are_written_as_go_writes_floats(bound, label):
     assert go_float(bound) == label
 
 
+@pytest.mark.usefixtures("clean_samples")
 def test_concurrent_delta_requests_add_up_under_the_series_lock(web_server_url, otlp_token):
     """Two clients adding deltas to one series at once: every increment ends up in the total."""
 

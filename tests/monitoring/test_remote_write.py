@@ -21,8 +21,6 @@ from monitoring.models import Series
 from monitoring.protocols.remote_write import WriteRequest, write_request_encode
 from tests.conftest import _make_user, free_port
 
-pytestmark = pytest.mark.usefixtures("clean_samples")
-
 PATH = "/prometheus/api/v1/write"
 STALE_NAN = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
 
@@ -52,6 +50,7 @@ def _ms(seconds_ago: float = 0) -> int:
     return int((time.time() - seconds_ago) * 1000)
 
 
+@pytest.mark.usefixtures("clean_samples")
 def test_samples_are_stored_as_sent_with_their_labels(anonymous_client, operator_auth):
     body = write_request_encode(
         [
@@ -76,6 +75,7 @@ def test_samples_are_stored_as_sent_with_their_labels(anonymous_client, operator
     assert Series.objects.get(metric="queue_depth").target is None
 
 
+@pytest.mark.usefixtures("clean_samples")
 def test_stale_markers_and_nan_are_dropped_the_rest_kept(anonymous_client, operator_auth):
     body = write_request_encode(
         [
@@ -98,6 +98,7 @@ def test_stale_markers_and_nan_are_dropped_the_rest_kept(anonymous_client, opera
     ],
     ids=["no-name", "bad-metric-name", "bad-label-name"],
 )
+@pytest.mark.usefixtures("clean_samples")
 def test_a_bad_series_is_a_400_and_nothing_of_the_request_is_stored(anonymous_client, operator_auth, series, reason):
     good = ({"__name__": "fine_metric"}, [(1.0, _ms())])
     stamped = [(labels, [(value, _ms())]) for labels, [(value, _)] in series]
@@ -107,6 +108,7 @@ def test_a_bad_series_is_a_400_and_nothing_of_the_request_is_stored(anonymous_cl
     assert _total_samples() == 0
 
 
+@pytest.mark.usefixtures("clean_samples")
 def test_duplicate_label_names_are_a_400(anonymous_client, operator_auth):
     request = WriteRequest()
     series = request.timeseries.add()
@@ -119,6 +121,7 @@ def test_duplicate_label_names_are_a_400(anonymous_client, operator_auth):
     assert response.json()["detail"] == "timeseries[0]: duplicate label name 'job'."
 
 
+@pytest.mark.usefixtures("clean_samples")
 def test_a_sample_out_of_the_retention_window_is_a_400_naming_it(anonymous_client, operator_auth):
     body = write_request_encode([({"__name__": "old", "job": "j"}, [(1.0, _ms()), (2.0, _ms(400 * 86_400))])])
     response = _post(anonymous_client, operator_auth, body)
@@ -136,12 +139,14 @@ def test_a_sample_out_of_the_retention_window_is_a_400_naming_it(anonymous_clien
     ],
     ids=["snappy", "protobuf", "snappy-header"],
 )
+@pytest.mark.usefixtures("clean_samples")
 def test_an_undecodable_body_is_a_400_saying_why(anonymous_client, operator_auth, body, reason):
     response = _post(anonymous_client, operator_auth, body)
     assert response.status_code == 400
     assert reason in response.json()["detail"]
 
 
+@pytest.mark.usefixtures("clean_samples")
 def test_a_wrong_content_type_or_encoding_is_a_415(anonymous_client, operator_auth):
     body = write_request_encode([({"__name__": "x"}, [(1.0, _ms())])])
     assert _post(anonymous_client, operator_auth, body, content_type="application/json").status_code == 415
@@ -150,6 +155,7 @@ def test_a_wrong_content_type_or_encoding_is_a_415(anonymous_client, operator_au
     assert response.json()["field"] == "Content-Encoding"
 
 
+@pytest.mark.usefixtures("clean_samples")
 def test_a_body_that_expands_past_the_limit_is_a_413(anonymous_client, operator_auth, settings):
     settings.PERFPILOT_MAX_INGEST_BYTES = 1000
     body = write_request_encode([({"__name__": "big", "n": str(n)}, [(1.0, _ms())]) for n in range(100)])
@@ -159,6 +165,7 @@ def test_a_body_that_expands_past_the_limit_is_a_413(anonymous_client, operator_
     assert "expands to" in response.json()["detail"]
 
 
+@pytest.mark.usefixtures("clean_samples")
 def test_writing_needs_an_operator_token(anonymous_client, viewer_auth, operator_user):
     body = write_request_encode([({"__name__": "x"}, [(1.0, _ms())])])
     assert _post(anonymous_client, {}, body).status_code == 401
@@ -167,6 +174,7 @@ def test_writing_needs_an_operator_token(anonymous_client, viewer_auth, operator
     assert _total_samples() == 0
 
 
+@pytest.mark.usefixtures("clean_samples")
 def test_a_real_prometheus_remote_writes_what_it_scrapes(web_server_url, tmp_path):
     prometheus = shutil.which("prometheus")
     if prometheus is None:
