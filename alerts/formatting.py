@@ -41,6 +41,8 @@ def alert_value_text(*, kind: str, value: float | None, unit: str) -> str:
         return f"{failures} collection{'s' if failures != 1 else ''} failed in a row"
     if kind in (AlertRule.Kind.TUNER_FAILURE, AlertRule.Kind.SCALING_FAILURE):
         return "failed" if value is None else number(value)
+    if kind == AlertRule.Kind.PLAN_REGRESSION:
+        return "plan changed, slower" if value is None else number(value)
     if kind == AlertRule.Kind.FORECAST and value is not None:
         return f"limit in {duration(value * DAY_SECONDS)}"
     if value is None:

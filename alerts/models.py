@@ -33,6 +33,7 @@ class AlertRule(models.Model):
         TARGET_DOWN = "target_down", "Event: target down"
         TUNER_FAILURE = "tuner_failure", "Event: tuner failure"
         SCALING_FAILURE = "scaling_failure", "Event: scaling failure"
+        PLAN_REGRESSION = "plan_regression", "Event: plan regression"
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -79,7 +80,12 @@ class AlertRule(models.Model):
         return self.kind in THRESHOLD_KINDS
 
 
-EVENT_KINDS = {AlertRule.Kind.TARGET_DOWN, AlertRule.Kind.TUNER_FAILURE, AlertRule.Kind.SCALING_FAILURE}
+EVENT_KINDS = {
+    AlertRule.Kind.TARGET_DOWN,
+    AlertRule.Kind.TUNER_FAILURE,
+    AlertRule.Kind.SCALING_FAILURE,
+    AlertRule.Kind.PLAN_REGRESSION,
+}
 THRESHOLD_KINDS = {
     AlertRule.Kind.THRESHOLD_ABOVE,
     AlertRule.Kind.THRESHOLD_BELOW,

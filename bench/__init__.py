@@ -23,6 +23,8 @@ BENCHMARKS: dict[str, str] = {
     "alerts": "bench.alerts",
     "faults_runs": "bench.faults_runs",
     "explain": "bench.explain",
+    "nplusone": "bench.nplusone",
+    "plan_regression": "bench.plan_regression",
     "pageweight": "bench.pageweight",
     "lighthouse": "bench.lighthouse",
     "faults_outage": "bench.faults_outage",

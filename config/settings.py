@@ -315,6 +315,9 @@ OPTIMIZER_ALLOW_TERMINATE = envbool("PERFPILOT_ALLOW_TERMINATE", True)
 # EXPLAIN ANALYZE runs the query on the target (inside a transaction always rolled back): at most this
 # long, and an operator may ask for less per run.
 EXPLAIN_ANALYZE_TIMEOUT_SECONDS = envint("PERFPILOT_EXPLAIN_ANALYZE_TIMEOUT", 60, minimum=1, maximum=3600)
+# A query whose generic plan changed is a plan regression when its mean time since the change is this
+# many percent above its mean before it.
+PLAN_REGRESSION_THRESHOLD_PERCENT = envfloat("PERFPILOT_PLAN_REGRESSION_THRESHOLD", 50.0, minimum=0.0)
 # --- scaling ---------------------------------------------------------------------------------
 # How often beat evaluates every scaled service (the HPA's sync period is 15 s too).
 SCALING_INTERVAL_SECONDS = envint("PERFPILOT_SCALING_INTERVAL", 15, minimum=1, maximum=3600)

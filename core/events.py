@@ -7,9 +7,10 @@ so an app that fails never imports alerts.
 
 Receivers get keyword arguments:
 
-- kind: TUNER_FAILURE or SCALING_FAILURE (the event kinds of alert rules);
+- kind: TUNER_FAILURE, SCALING_FAILURE or PLAN_REGRESSION (the event kinds of alert rules);
 - target: the monitoring Target the failure concerns, or None (a scaling service is not a target);
-- labels: what failed, as string label values (tuner and action; service, tier and executor); they
+- labels: what failed, as string label values (tuner and action; service, tier and executor; queryid
+  and role of a plan regression); they
   identify the alert, so one tuner on one target, or one service, has one alert;
 - message: the error, for people.
 """
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 TUNER_FAILURE = "tuner_failure"
 SCALING_FAILURE = "scaling_failure"
+# Not a failure but an event of the same path: a query's plan changed and it got slower (optimizer).
+PLAN_REGRESSION = "plan_regression"
 
 failure_event = Signal()
 

@@ -7,8 +7,9 @@ from collections import Counter
 
 from django.conf import settings
 from django.db.models import Q
+from django.http import Http404
 from django.shortcuts import get_object_or_404
-from ninja import Query, Router, Status
+from ninja import Path, Query, Router, Status
 
 from core.api import ERRORS, section_router
 from core.errors import InvalidInput
@@ -18,6 +19,8 @@ from monitoring.models import Target
 from optimizer.activity_selectors import activity_read
 from optimizer.explain_selectors import explain_run_get
 from optimizer.models import OptimizationRun, Recommendation
+from optimizer.plan_selectors import plan_regression_get, plan_regression_list
+from optimizer.query_history_selectors import DEFAULT_RANGE, HISTORY_RANGES, query_history
 from optimizer.schemas import (
     ActivityOut,
     BackendSignalIn,
@@ -32,15 +35,27 @@ from optimizer.schemas import (
     ExplainRunOut,
     OptimizationExecuteIn,
     OptimizeIn,
+    PlanRegressionDetailOut,
+    PlanRegressionOut,
+    QueryHistoryOut,
     RecommendationOut,
     ReportOut,
     RunOut,
+    SpeedupsOut,
 )
-from optimizer.selectors import cache_report, database_report, recommendation_list, run_list, tuner_overview
+from optimizer.selectors import (
+    cache_report,
+    database_report,
+    postgres_targets,
+    recommendation_list,
+    run_list,
+    tuner_overview,
+)
 from optimizer.services.activity import backend_signal
 from optimizer.services.benchmark import benchmark_run
 from optimizer.services.explain import explain, explain_analyze_cancel, explain_analyze_start, query_text_for
 from optimizer.services.runs import recommendation_apply_start, recommendation_dismiss, runs_start
+from optimizer.speedup_selectors import speedup_list
 from optimizer.tuners.base import all_tuners
 
 router = Router(tags=["optimizer"])
@@ -298,13 +313,37 @@ def database_activity_terminate(request, payload: BackendSignalIn):
 
 
 @router.get(
+    "/performance/database/plan-regressions",
+    response={200: list[PlanRegressionOut], **WRITE_ERRORS},
+    summary="A PostgreSQL target's plan regressions: queries whose plan changed and got slower, newest first",
+)
+def database_plan_regressions(request, target: str | None = None, limit: int = Query(50, ge=1, le=MAX_LIMIT)):
+    return plan_regression_list(target=_target(target, kind=Target.Kind.POSTGRES), limit=limit)
+
+
+@router.get(
+    "/performance/database/plan-regressions/{int:regression_id}",
+    response={200: PlanRegressionDetailOut, **ERRORS},
+    summary="A plan regression with both plans (before and after the change)",
+)
+def database_plan_regression(request, regression_id: int):
+    return plan_regression_get(regression_id=regression_id)
+
+
+@router.get(
     "/performance/cache/report",
     response={200: CacheReportOut, **WRITE_ERRORS},
-    summary="A Redis target: memory by namespace, TTLs, idle keys, fragmentation, advice",
+    summary="A Redis target: memory by namespace, TTLs, idle, hot and cold keys, compressible values, advice",
 )
 def cache_report_get(request, target: str | None = None):
     report = cache_report(target=_target(target, kind=Target.Kind.REDIS))
-    return {**_report_out(report), "analysis": report.analysis, "recommendations": report.recommendations}
+    return {
+        **_report_out(report),
+        "analysis": report.analysis,
+        "key_access": report.key_access,
+        "compression": report.compression,
+        "recommendations": report.recommendations,
+    }
 
 
 @router.post(
@@ -418,3 +457,51 @@ def database_explain_cancel(request, run_id: int):
     ensure_role(request.auth, OPERATOR)
     run = explain_analyze_cancel(run=explain_run_get(run_id=run_id), actor=request.auth, via="api")
     return run
+
+
+# --- query history and speed-ups ----------------------------------------------------------------
+
+
+@router.get(
+    "/performance/database/{int:target_id}/queries/{queryid}/history",
+    response={200: QueryHistoryOut, 400: ErrorOut, **ERRORS},
+    summary="One query of a PostgreSQL target over time: calls, mean and total time, rows, blocks; applies marked",
+)
+def database_query_history(
+    request,
+    target_id: int,
+    queryid: int = Path(..., ge=-(2**63), le=2**63 - 1, description="The pg_stat_statements query id (signed)."),
+    range: str = Query(DEFAULT_RANGE, description=f"One of {', '.join(HISTORY_RANGES)}."),
+):
+    """Sums of monitoring's snapshot deltas per bucket, sized from the range (about 100 buckets at most, never finer
+    than the target's interval). 400 naming `range` for another range; 404 for an unknown target or query."""
+    target = get_object_or_404(postgres_targets(), pk=target_id)
+    history = query_history(target=target, queryid=queryid, range_label=range)
+    if history is None:
+        raise Http404(f"No query {queryid} recorded for {target.name}.")
+    return {
+        "target_id": target.id,
+        "target": target.name,
+        "queryid": history.queryid,
+        "query": history.query,
+        "database": history.database,
+        "range": history.range_label,
+        "start": history.start,
+        "end": history.end,
+        "bucket_seconds": int(history.bucket.total_seconds()),
+        "buckets": history.buckets,
+        "totals": history.totals,
+        "markers": history.markers,
+    }
+
+
+@router.get(
+    "/performance/database/{int:target_id}/speedups",
+    response={200: SpeedupsOut, **ERRORS},
+    summary="Index advice applied on a PostgreSQL target and the speed-up observed afterwards",
+)
+def database_speedups(request, target_id: int, limit: int = Query(20, ge=1, le=MAX_LIMIT)):
+    """Newest first: each applied index with the mean time of the queries it served before and after
+    (`status` observed), `waiting` for their calls, or `not_observed` when none came within 24 hours."""
+    target = get_object_or_404(postgres_targets(), pk=target_id)
+    return {"target_id": target.id, "target": target.name, "speedups": speedup_list(target=target, limit=limit)}

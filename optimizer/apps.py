@@ -11,7 +11,7 @@ class OptimizerConfig(AppConfig):
         from core.registry import registry
         from optimizer.tuners.base import all_tuners, tuner_default_schedule
 
-        registry.discover("tuners", "optimizer.tuners", skip=("base", "querytree"))
+        registry.discover("tuners", "optimizer.tuners", skip=("base", "querytree", "cachekeys"))
         # Each tuner's declared schedule is a default beat entry; core's sync finds it in the registry.
         for tuner in all_tuners().values():
             if tuner.schedule is not None:

@@ -22,6 +22,7 @@ class Recommendation(models.Model):
         CONFIG = "config", "Configuration"
         VECTOR_INDEX = "vector_index", "Vector index"
         SEQUENCE = "sequence", "Sequence near its end"
+        N_PLUS_ONE = "n_plus_one", "N+1 queries"
         CACHE = "cache", "Cache"
 
     class Status(models.TextChoices):
@@ -223,3 +224,57 @@ class ExplainRun(models.Model):
     @property
     def is_live(self) -> bool:
         return self.status in self.LIVE_STATUSES
+
+
+class PlanCapture(models.Model):
+    """The generic plan of one of a target's top queries, as the role that runs it gets it, at one moment.
+
+    `fingerprint` hashes the plan's shape only (node types, join order, relations, indexes), so a
+    change of costs or estimates is not a change of plan. pg_stat_statements' cumulative counters of
+    the (query, role) at capture time let the mean time between two captures be computed exactly.
+    """
+
+    target = models.ForeignKey(Target, on_delete=models.CASCADE, related_name="plan_captures")
+    queryid = models.BigIntegerField()
+    role = models.CharField(max_length=200, help_text="The role that runs the query (pg_stat_statements userid).")
+    query = models.TextField()
+    fingerprint = models.CharField(max_length=64, help_text="sha256 of the plan's shape, costs aside.")
+    plan = models.JSONField(help_text="EXPLAIN (FORMAT JSON) of the generic plan.")
+    settings = models.JSONField(default=dict, blank=True, help_text="The role's settings applied (pg_db_role_setting).")
+    captured_at = models.DateTimeField()
+    calls_total = models.BigIntegerField(help_text="pg_stat_statements calls at capture time.")
+    total_time_ms_total = models.FloatField(help_text="pg_stat_statements total_exec_time at capture time.")
+    mean_time_ms = models.FloatField(help_text="Mean time since the previous capture (or overall, for the first).")
+
+    class Meta:
+        ordering = ["-captured_at", "-id"]
+        indexes = [models.Index(fields=["target", "queryid", "role", "-captured_at"], name="plan_capture_history")]
+
+    def __str__(self) -> str:
+        return f"plan of {self.queryid} ({self.role}) at {self.captured_at}"
+
+
+class PlanRegression(models.Model):
+    """A query whose plan changed and got slower: the captures before and after the change, both means."""
+
+    target = models.ForeignKey(Target, on_delete=models.CASCADE, related_name="plan_regressions")
+    queryid = models.BigIntegerField()
+    role = models.CharField(max_length=200)
+    query = models.TextField()
+    before = models.ForeignKey(PlanCapture, on_delete=models.CASCADE, related_name="+")
+    after = models.OneToOneField(PlanCapture, on_delete=models.CASCADE, related_name="regression")
+    detected_by = models.ForeignKey(PlanCapture, on_delete=models.CASCADE, related_name="+")
+    mean_before_ms = models.FloatField()
+    mean_after_ms = models.FloatField()
+    detected_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-detected_at", "-id"]
+        indexes = [models.Index(fields=["target", "-detected_at"], name="plan_regression_recent")]
+
+    def __str__(self) -> str:
+        return f"plan regression of {self.queryid} ({self.role}) on {self.target_id}"
+
+    @property
+    def slowdown(self) -> float | None:
+        return self.mean_after_ms / self.mean_before_ms if self.mean_before_ms else None

@@ -115,14 +115,77 @@ class DatabaseReportOut(Schema):
     config_advice: list[RecommendationOut]
     vector_advice: list[RecommendationOut]
     sequence_advice: list[RecommendationOut] = Field(..., description="Sequences and integer keys near their end.")
+    n_plus_one_advice: list[RecommendationOut] = Field(
+        ..., description="N+1 queries: a lookup by key run once per row of another query (advice only)."
+    )
     vacuum_status: list[dict[str, Any]]
     last_runs: list[RunOut]
+
+
+class CacheKeyOut(Schema):
+    key: str
+    namespace: str
+    bytes: int = Field(..., description="MEMORY USAGE of the key.")
+    freq: int | None = Field(None, description="OBJECT FREQ (LFU policies only).")
+    idle_seconds: int | None = Field(None, description="OBJECT IDLETIME (non-LFU policies only).")
+
+
+class CacheKeyNamespaceOut(Schema):
+    namespace: str
+    keys: int = Field(..., description="Keys of the namespace in the sample.")
+    cold_keys: int
+    cold_bytes: int
+    max_freq: int | None = Field(None, description="Highest OBJECT FREQ in the namespace (LFU policies only).")
+
+
+class CacheKeyAccessOut(Schema):
+    policy: str = Field(..., description="The maxmemory-policy the sample was taken under.")
+    lfu: bool = Field(..., description="Whether Redis counts accesses (an LFU policy); if not, no hot keys.")
+    sampled_keys: int
+    complete: bool = Field(..., description="False when the sample stopped at its time limit.")
+    cold_idle_seconds: int | None = Field(None, description="Idle time from which a key is cold (non-LFU only).")
+    note: str = Field(..., description="Why hot keys are missing (non-LFU policies); empty under LFU.")
+    hot_keys: list[CacheKeyOut]
+    cold_keys: list[CacheKeyOut] = Field(..., description="Largest cold keys: OBJECT FREQ 0, or idle that long.")
+    namespaces: list[CacheKeyNamespaceOut]
+
+
+class CacheCodecOut(Schema):
+    bytes: int = Field(..., description="The sampled values once compressed.")
+    saved: int = Field(..., description="Sampled bytes minus compressed bytes.")
+    ratio: float = Field(..., description="Sampled bytes / compressed bytes.")
+    estimated_saved: int = Field(
+        ..., description="The saving extrapolated to the namespace's large strings (MEMORY USAGE) and its keys."
+    )
+
+
+class CacheCompressionNamespaceOut(Schema):
+    namespace: str
+    keys: int = Field(..., description="Keys of the namespace in the whole scan.")
+    large_keys: int = Field(..., description="String keys of at least min_bytes in the sample.")
+    sampled_keys: int
+    sampled_bytes: int
+    codecs: dict[Literal["zstd", "lz4"], CacheCodecOut] = Field(..., description="What each codec makes of the sample.")
+
+
+class CacheCompressionOut(Schema):
+    min_bytes: int
+    value_cap: int = Field(..., description="Bytes read per value at most.")
+    total_cap: int = Field(..., description="Bytes read in all at most.")
+    sampled_keys: int
+    sampled_bytes: int
+    complete: bool = Field(..., description="False when the sample stopped at its time limit.")
+    no_touch: bool = Field(..., description="Read with CLIENT NO-TOUCH (Redis 7.2+): no access was counted.")
+    notes: list[str]
+    namespaces: list[CacheCompressionNamespaceOut]
 
 
 class CacheReportOut(Schema):
     target_id: int
     target: str
     analysis: dict[str, Any]
+    key_access: CacheKeyAccessOut | None = Field(..., description="Hot and cold keys of the latest analysis.")
+    compression: CacheCompressionOut | None = Field(..., description="Compressible values of the latest analysis.")
     recommendations: list[RecommendationOut]
     last_runs: list[RunOut]
 
@@ -299,3 +362,111 @@ class ExplainRunOut(Schema):
     @staticmethod
     def resolve_execution_time_ms(run) -> float | None:
         return plan_tree(run.plan).execution_time_ms if run.plan else None
+
+
+# --- query history and speed-ups -----------------------------------------------------------------
+
+
+class QueryTotalsOut(Schema):
+    calls: int
+    total_time_ms: float
+    mean_time_ms: float | None = Field(..., description="null when there was no call.")
+    rows: int
+    shared_blks_hit: int
+    shared_blks_read: int
+    hit_ratio_percent: float | None = Field(..., description="null when no shared block was touched.")
+
+
+class QueryBucketOut(QueryTotalsOut):
+    at: datetime = Field(..., description="The bucket's start (buckets are aligned to the Unix epoch).")
+
+
+class AppliedMarkerOut(Schema):
+    run_id: int
+    recommendation_id: int | None
+    title: str
+    category: str
+    applied_at: datetime
+    serves_query: bool = Field(..., description="Advised for this query, or on a table it reads.")
+
+
+class QueryHistoryOut(Schema):
+    target_id: int
+    target: str
+    queryid: int
+    query: str = Field(..., description="The normalized text; empty when monitoring kept none.")
+    database: str
+    range: Literal["1h", "24h", "7d", "30d"]
+    start: datetime
+    end: datetime
+    bucket_seconds: int
+    buckets: list[QueryBucketOut] = Field(..., description="Oldest first; a bucket with no snapshot is left out.")
+    totals: QueryTotalsOut
+    markers: list[AppliedMarkerOut] = Field(..., description="Recommendations applied on the target in the range.")
+
+
+class SpeedupQueryOut(Schema):
+    queryid: int
+    query: str
+    before_ms: float | None
+    after_ms: float | None
+    speedup: float | None
+
+
+class SpeedupOut(Schema):
+    run_id: int
+    recommendation_id: int | None
+    title: str
+    category: str
+    applied_at: datetime | None
+    status: Literal["observed", "waiting", "not_observed"]
+    speedup: float | None = Field(..., description="Mean time before / after over the queries observed.")
+    mean_before_ms: float | None
+    mean_after_ms: float | None
+    note: str
+    queries: list[SpeedupQueryOut]
+
+
+class SpeedupsOut(Schema):
+    target_id: int
+    target: str
+    speedups: list[SpeedupOut]
+
+
+class PlanCaptureOut(Schema):
+    id: int
+    captured_at: datetime
+    fingerprint: str = Field(..., description="sha256 of the plan's shape (nodes, join order, relations, indexes).")
+    mean_time_ms: float = Field(..., description="Mean time since the capture before it (overall, for the first).")
+    settings: dict[str, str] = Field(
+        ..., description="The role's settings (pg_db_role_setting) the plan was taken with."
+    )
+
+
+class PlanCaptureDetailOut(PlanCaptureOut):
+    plan: list[dict[str, Any]] = Field(..., description="EXPLAIN (FORMAT JSON) of the generic plan.")
+    nodes: list[PlanNodeOut]
+
+    @staticmethod
+    def resolve_nodes(capture) -> list:
+        return plan_tree(capture.plan).nodes
+
+
+class PlanRegressionOut(Schema):
+    id: int
+    target_id: int
+    target: str = Field(..., alias="target.name")
+    queryid: int
+    role: str = Field(..., description="The role that runs the query; its plan was taken as that role.")
+    query: str
+    detected_at: datetime
+    mean_before_ms: float
+    mean_after_ms: float = Field(..., description="Mean time since the last capture of the old plan.")
+    slowdown: float | None = Field(..., description="mean_after_ms / mean_before_ms.")
+    before: PlanCaptureOut = Field(..., description="The last capture of the old plan.")
+    after: PlanCaptureOut = Field(..., description="The first capture of the new plan.")
+
+
+class PlanRegressionDetailOut(PlanRegressionOut):
+    before: PlanCaptureDetailOut
+    after: PlanCaptureDetailOut

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +17,8 @@ from django_celery_beat.models import PeriodicTask
 from core.errors import InvalidInput
 from monitoring.models import Target
 from monitoring.selectors.statements import SlowQuery, slow_queries
-from optimizer.models import OptimizationRun, Recommendation
+from optimizer.models import ExplainRun, OptimizationRun, Recommendation
+from optimizer.speedup_selectors import Speedup, speedup_list
 from optimizer.tuners.base import RUN_TUNER_TASK, TunerError, all_tuners
 
 logger = logging.getLogger(__name__)
@@ -155,6 +156,7 @@ DATABASE_SECTIONS = {
     "config_advice": ("config",),
     "vector_advice": ("vector_index",),
     "sequence_advice": ("sequence",),
+    "n_plus_one_advice": ("n_plus_one",),
 }
 
 
@@ -166,6 +168,14 @@ class DatabaseReport:
     vacuum_status: list[dict[str, Any]]
     last_runs: list[OptimizationRun]
     error: str = ""
+    # The workbench flow: slow query -> explain -> advice -> apply -> the speed-up observed afterwards.
+    recent_explains: list[ExplainRun] = field(default_factory=list)
+    applying: int = 0  # advice being applied now
+    speedups: list[Speedup] = field(default_factory=list)
+
+    @property
+    def speedups_observed(self) -> int:
+        return sum(1 for speedup in self.speedups if speedup.status == "observed")
 
 
 def postgres_targets() -> QuerySet[Target]:
@@ -212,6 +222,9 @@ def database_report(*, target: Target, live: bool, window: timedelta = timedelta
         sections={name: _open_by_category(target, cats) for name, cats in DATABASE_SECTIONS.items()},
         vacuum_status=[],
         last_runs=list(run_list(target_id=target.id)[:10]),
+        recent_explains=list(ExplainRun.objects.filter(target=target).order_by("-created_at", "-id")[:5]),
+        applying=Recommendation.objects.filter(target=target, status=Recommendation.Status.APPLYING).count(),
+        speedups=speedup_list(target=target),
     )
     if not live:
         report.error = LIVE_FOR_OPERATORS
@@ -231,6 +244,15 @@ class CacheReport:
     analysis: dict[str, Any]
     recommendations: list[Recommendation]
     last_runs: list[OptimizationRun]
+
+    @property
+    def key_access(self) -> dict[str, Any] | None:
+        """Hot and cold keys of the latest analysis (None before the first one that sampled them)."""
+        return self.analysis.get("key_access")
+
+    @property
+    def compression(self) -> dict[str, Any] | None:
+        return self.analysis.get("compression")
 
 
 def cache_report(*, target: Target) -> CacheReport:

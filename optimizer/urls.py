@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, register_converter
 
 from optimizer import views
+from optimizer.converters import QueryIdConverter
+
+register_converter(QueryIdConverter, "queryid")
 
 app_name = "optimizer"
 urlpatterns = [
@@ -26,6 +29,8 @@ urlpatterns = [
         name="activity-terminate",
     ),
     path("database/<int:target_id>/explain/", views.explain_view, name="explain"),
+    path("database/<int:target_id>/queries/<queryid:queryid>/", views.query_history_view, name="query-history"),
+    path("plan-regressions/<int:regression_id>/", views.plan_regression_view, name="plan-regression"),
     path("explain/runs/<int:run_id>/", views.explain_run_view, name="explain-run"),
     path("explain/runs/<int:run_id>/cancel/", views.explain_run_cancel_view, name="explain-cancel"),
     path("cache/", views.cache, name="cache"),

@@ -24,10 +24,14 @@ from core.views import section_context
 from monitoring.models import Target
 from optimizer.activity_selectors import activity_read
 from optimizer.charts import before_after_json
+from optimizer.converters import queryid_parse
 from optimizer.evidence import evidence_table
 from optimizer.explain_selectors import explain_run_activity, explain_run_get, explain_runs_recent
 from optimizer.models import OptimizationRun, Recommendation
+from optimizer.plan_selectors import plan_regression_get, plan_regression_list
 from optimizer.plans import plan_tree
+from optimizer.query_history_charts import query_history_json
+from optimizer.query_history_selectors import DEFAULT_RANGE, HISTORY_RANGES, query_history
 from optimizer.selectors import (
     cache_report,
     database_report,
@@ -237,9 +241,25 @@ def database(request: HttpRequest, target_id: int | None = None) -> HttpResponse
     target = _chosen(request, targets, target_id)
     live = has_role(request.user, OPERATOR)  # reading the target live connects out: operators only
     report = database_report(target=target, live=live) if target else None
-    return render(
-        request, "optimizer/database.html", {**_picker(targets, target, kind=Target.Kind.POSTGRES), "report": report}
-    )
+    regressions = list(plan_regression_list(target=target, limit=10)) if target else []
+    context = {**_picker(targets, target, kind=Target.Kind.POSTGRES), "report": report, "regressions": regressions}
+    return render(request, "optimizer/database.html", context)
+
+
+@require_GET
+def plan_regression_view(request: HttpRequest, regression_id: int) -> HttpResponse:
+    """One plan regression: the plan before and after the change side by side (stacked on phones)."""
+    regression = plan_regression_get(regression_id=regression_id)
+    plans = [
+        {
+            "label": label,
+            "capture": capture,
+            "tree": plan_tree(capture.plan),
+            "plan_json": json.dumps(capture.plan, indent=2),
+        }
+        for label, capture in (("Before", regression.before), ("After", regression.after))
+    ]
+    return render(request, "optimizer/plan_regression.html", {"regression": regression, "plans": plans})
 
 
 @require_GET
@@ -264,6 +284,25 @@ def activity(request: HttpRequest, target_id: int) -> HttpResponse:
         "allow_terminate": settings.OPTIMIZER_ALLOW_TERMINATE,
     }
     return render_page(request, "optimizer/activity.html", context, fragment=requested_fragment(request, "activity"))
+
+
+@require_GET
+def query_history_view(request: HttpRequest, target_id: int, queryid: int) -> HttpResponse:
+    """One query of a PostgreSQL target over time: calls, mean time, rows and blocks, the applies marked."""
+    target = get_object_or_404(postgres_targets(), pk=target_id)
+    range_label = request.GET.get("range", DEFAULT_RANGE)
+    history = query_history(
+        target=target, queryid=queryid, range_label=range_label if range_label in HISTORY_RANGES else DEFAULT_RANGE
+    )
+    if history is None:
+        raise Http404("No such query recorded for this target.")
+    context = {
+        "target": target,
+        "history": history,
+        "ranges": list(HISTORY_RANGES),
+        "figures": query_history_json(history),
+    }
+    return render(request, "optimizer/query_history.html", context)
 
 
 def _shown_time(request: HttpRequest, name: str, *, required: bool):
@@ -299,8 +338,8 @@ def explain_view(request: HttpRequest, target_id: int) -> HttpResponse:
     queryid = request.GET.get("queryid") or request.POST.get("queryid") or ""
     query = request.POST.get("query", "")
     try:
-        if request.method == "GET" and queryid.isdigit():
-            query = query_text_for(target=target, queryid=int(queryid))
+        if request.method == "GET" and queryid_parse(queryid) is not None:
+            query = query_text_for(target=target, queryid=queryid_parse(queryid))
     except InvalidInput as exc:
         messages.error(request, str(exc))
     if request.method == "GET":
@@ -318,7 +357,7 @@ def explain_view(request: HttpRequest, target_id: int) -> HttpResponse:
             run, created = explain_analyze_start(
                 target=target,
                 query=query,
-                queryid=int(queryid) if queryid.isdigit() else None,
+                queryid=queryid_parse(queryid),
                 statement_timeout_seconds=timeout,
                 actor=request.user,
                 via="ui",

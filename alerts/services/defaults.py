@@ -109,6 +109,14 @@ DEFAULT_RULES: dict[str, RuleInput] = {
         summary="Scaling evaluation or action failed",
         runbook="Open the service's decisions for the executor's error; check its endpoint and credentials.",
     ),
+    # A plan regression stays firing for a day: the plan capture runs every 15 minutes and finds one
+    # change once, so the alert is there to be seen the next morning.
+    "plan_regression": RuleInput(
+        name="Plan regression", kind=AlertRule.Kind.PLAN_REGRESSION, severity="warning", window_seconds=86400,
+        summary="A query's plan changed and it got slower",
+        runbook="Open the plan regression (Optimizer, Database, Plan changes) to compare both plans; look for a "
+        "dropped index, a role or database setting (ALTER ROLE ... SET), or stale statistics (ANALYZE).",
+    ),
 }  # fmt: skip
 
 

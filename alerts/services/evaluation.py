@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from alerts.models import Alert, AlertRule, AlertState, AlertStateChange
+from alerts.models import EVENT_KINDS, Alert, AlertRule, AlertState, AlertStateChange
 from alerts.services import state as sm
 from alerts.services.matching import fingerprint
 from alerts.services.outbox import notification_enqueue, notification_enqueue_repeats
@@ -288,7 +288,7 @@ def alert_event_emit(
     its labels, which goes pending/firing like any other (for 0 s = at once) and resolves once no
     new event came for the rule's window_seconds. Returns the alerts touched.
     """
-    if kind not in (AlertRule.Kind.TUNER_FAILURE, AlertRule.Kind.SCALING_FAILURE, AlertRule.Kind.TARGET_DOWN):
+    if kind not in EVENT_KINDS:
         from core.errors import InvalidInput
 
         raise InvalidInput(f"Unknown event kind {kind!r}.", field="kind")

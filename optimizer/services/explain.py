@@ -146,7 +146,7 @@ def _prepare(conn: psycopg.Connection, text: str) -> int:
     ).fetchone()[0]
 
 
-def _generic_plan(conn: psycopg.Connection, text: str) -> tuple[Any, str]:
+def generic_plan(conn: psycopg.Connection, text: str) -> tuple[Any, str]:
     count = _prepare(conn, text)
     try:
         if conn.info.server_version >= GENERIC_PLAN_VERSION:
@@ -184,7 +184,7 @@ def explain(
             conn.execute("BEGIN READ ONLY")
             try:
                 if mode == "generic":
-                    plan, method = _generic_plan(conn, text)
+                    plan, method = generic_plan(conn, text)
                 else:
                     plan, method = _json(conn, f"EXPLAIN (FORMAT JSON) {text}"), "EXPLAIN"
             finally:

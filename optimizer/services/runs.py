@@ -30,6 +30,7 @@ from core.services import audit_record
 from monitoring.models import Target
 from optimizer.models import OptimizationRun, Recommendation
 from optimizer.services.liveness import RunHeartbeat, recommendation_release
+from optimizer.services.plan_regressions import plan_captures_record
 from optimizer.services.recommendations import recommendations_sync
 from optimizer.services.sessions import open_session
 from optimizer.tuners.base import LockHeld, TunerError, WindowClosed, check_params, tuner_class
@@ -446,6 +447,10 @@ def _run_tuner(run: OptimizationRun) -> None:
         run.evidence_before = {**analysis.evidence, "recommendations_open": len(recommendations)}
         actions = analysis.actions
         parts = [f"{len(recommendations)} open recommendation(s)", *analysis.notes]
+        if analysis.captures:
+            regressions = plan_captures_record(target=run.target, snapshots=analysis.captures)
+            run.evidence_before["plan_regressions"] = [r.id for r in regressions]
+            parts.append(f"{len(analysis.captures)} plan(s) captured, {len(regressions)} plan regression(s)")
         if actions:
             window_text, window = _window_of(run)
             if not run.dry_run and not window_open(window):

@@ -3,7 +3,8 @@
 A tuner is one module in optimizer/tuners/ with one class registered under its `kind`. It gets a
 `Session` (an open, bounded connection to one target) and implements:
 
-    analyze()            read-only: findings (recommendations), actions it would run itself, evidence numbers
+    analyze()            read-only: findings (recommendations), actions it would run itself, evidence numbers,
+                         plans it captured (the run stores them: optimizer.services.plan_regressions)
     measure(actions)     numbers describing what the actions touch, taken before and after they run
     perform(action)      run one action (default: its statement through the session)
     apply(recommendation)  run a recommendation's statements (default: each one through the session)
@@ -88,6 +89,8 @@ class Analysis:
     actions: list[Action] = field(default_factory=list)
     evidence: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Plans taken (optimizer.tuners.plans.PlanSnapshot); the run stores them and looks for regressions.
+    captures: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,9 @@ Actions (the run's own, like VACUUM for PostgreSQL):
 - EXPIRE on TTL-less keys of the namespaces in `ttl_namespaces` ({namespace: seconds});
 - UNLINK of keys idle longer than `idle_delete_namespaces` allows ({namespace: seconds}).
 Used memory and the bytes of the touched keys are measured before and after.
+
+On a bounded sample of the scan it also reports hot and cold keys and how much client-side compression
+of large string values would save (optimizer.tuners.cachekeys), as advice without Apply.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 import redis
 
+from optimizer.tuners import cachekeys
 from optimizer.tuners.base import (
     Action,
     Analysis,
@@ -72,6 +76,18 @@ class CacheTuner(Tuner):
         "idle_delete_namespaces": {},
         "fragmentation_ratio": FRAGMENTATION_RATIO,
         "fragmentation_bytes": FRAGMENTATION_BYTES,
+        "namespace_separators": ":",
+        # Hot/cold keys and compressible values: on the first sample_keys scanned keys, for sample_seconds at most.
+        "sample_keys": 10_000,
+        "sample_seconds": 10.0,
+        "hot_keys": 10,
+        "cold_keys": 10,
+        "cold_idle_seconds": 7 * 86400,
+        "compress_min_bytes": 1024,
+        "compress_value_cap": 64 * 1024,
+        "compress_total_cap": 8 * 1024 * 1024,
+        "compress_min_saving_bytes": 1024 * 1024,
+        "compress_min_saving_ratio": 0.2,
     }
 
     @property
@@ -117,6 +133,7 @@ class CacheTuner(Tuner):
             time.sleep(self.params["pause_ms"] / 1000)
 
     def analyze(self) -> Analysis:
+        separators = str(self.params["namespace_separators"]) or ":"
         try:
             memory = self._memory()
             policy = memory["maxmemory_policy"]
@@ -129,7 +146,7 @@ class CacheTuner(Tuner):
         namespaces: dict[str, dict[str, int]] = defaultdict(lambda: {"keys": 0, "bytes": 0, "no_ttl": 0})
         ttl_buckets, idle_buckets = Counter(), Counter()
         for key, size, ttl, idle in keys:
-            namespace = _text(key).split(":", 1)[0] if b":" in key else "(none)"
+            namespace = cachekeys.namespace_of(key, separators)
             entry = namespaces[namespace]
             entry["keys"] += 1
             entry["bytes"] += size
@@ -180,8 +197,50 @@ class CacheTuner(Tuner):
                         priority=55,
                     )
                 )
+        self._key_analyses(analysis, keys, policy, separators, {n: v["keys"] for n, v in namespaces.items()})
         self._policy_actions(analysis, keys)
         return analysis
+
+    def _key_analyses(self, analysis: Analysis, keys, policy: str, separators: str, per_namespace) -> None:
+        """Hot/cold keys and compressible values of the first sample_keys keys (cachekeys), with their advice."""
+        p = self.params
+        sample = cachekeys.Sample(
+            keys=[(k, size, idle) for k, size, _, idle in keys[: int(p["sample_keys"])]],
+            separators=separators,
+            deadline=time.monotonic() + float(p["sample_seconds"]),
+            scanned_per_namespace=per_namespace,
+        )
+        try:
+            access = cachekeys.key_access(
+                self.client,
+                sample=sample,
+                policy=policy,
+                hot_keys=int(p["hot_keys"]),
+                cold_keys=int(p["cold_keys"]),
+                cold_idle_seconds=int(p["cold_idle_seconds"]),
+            )
+            compression = cachekeys.compressible_values(
+                self.client,
+                sample=sample,
+                min_bytes=int(p["compress_min_bytes"]),
+                value_cap=int(p["compress_value_cap"]),
+                total_cap=int(p["compress_total_cap"]),
+                skip_namespaces=frozenset(str(n) for n in p["idle_delete_namespaces"]),
+            )
+        except redis.RedisError as exc:
+            raise TunerError(f"Redis at {self.session.target.url_display} failed the key sample: {exc}") from exc
+        analysis.evidence["key_access"] = access
+        analysis.evidence["compression"] = compression
+        if not access["lfu"]:
+            analysis.notes.append(f"no hot keys: {policy or 'this policy'} counts no accesses (LFU needed)")
+        analysis.findings.extend(
+            cachekeys.findings(
+                access=access,
+                compression=compression,
+                min_saving_bytes=int(p["compress_min_saving_bytes"]),
+                min_saving_ratio=float(p["compress_min_saving_ratio"]),
+            )
+        )
 
     def _policy_actions(self, analysis: Analysis, keys) -> None:
         ttl_policy = {str(n): int(s) for n, s in self.params["ttl_namespaces"].items()}

@@ -29,7 +29,12 @@ def test_the_defaults_cover_what_the_issue_asks_for():
                    "postgres_xid_wraparound_percent", "redis_used_memory_bytes", "redis_allocator_frag_bytes",
                    "redis_evicted_keys_per_second", "celery_queue_length"):  # fmt: skip
         assert needed in metrics
-    assert {rule.kind for rule in DEFAULT_RULES.values()} >= {"target_down", "tuner_failure", "scaling_failure"}
+    assert {rule.kind for rule in DEFAULT_RULES.values()} >= {
+        "target_down",
+        "tuner_failure",
+        "scaling_failure",
+        "plan_regression",
+    }
 
 
 def test_defaults_are_installed_once_and_stay_edited_or_deleted():
@@ -52,7 +57,7 @@ def test_an_existing_installation_gets_only_the_rules_added_since_and_never_a_de
     audit_record(actor=None, via="system", action=INSTALLED_ACTION, detail={"rules": ["CPU busy"]})
     installed = rules_install_defaults()
     new_keys = set(DEFAULT_RULES) - FIRST_VERSION_KEYS
-    assert new_keys == {"tuner_failure", "scaling_failure", "pg_sequence_end"}
+    assert new_keys == {"tuner_failure", "scaling_failure", "pg_sequence_end", "plan_regression"}
     assert sorted(installed) == sorted(DEFAULT_RULES[key].name for key in new_keys)
     assert not AlertRule.objects.filter(builtin_key="cpu").exists()  # installed (and deleted) long ago
     rule_delete(rule=AlertRule.objects.get(builtin_key="tuner_failure"), actor=None, via="system")

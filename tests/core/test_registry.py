@@ -12,6 +12,8 @@ import pytest
 from core.registry import Registry, RegistryFrozen, UnknownPlugin, registry
 
 ROOT = Path(__file__).resolve().parents[2]
+# Every tuner shipped (tests/optimizer/test_tasks.py checks each one's schedule is installed).
+BUILTIN_TUNERS = {"vacuum", "indexes", "pgconfig", "cache", "vectors", "sequences", "n_plus_one", "plan_capture"}
 
 
 class _Plugin:
@@ -20,7 +22,7 @@ class _Plugin:
 
 def test_every_builtin_plugin_kind_is_registered_once_the_apps_are_ready():
     assert set(registry.all("collectors")) == {"host", "postgres", "redis", "celery", "prometheus"}
-    assert set(registry.all("tuners")) == {"vacuum", "indexes", "pgconfig", "cache", "vectors", "sequences"}
+    assert set(registry.all("tuners")) == BUILTIN_TUNERS
     assert set(registry.all("executors")) == {"celery", "gunicorn", "webhook", "shell", "kubernetes", "docker"}
     assert set(registry.all("transports")) == {"slack", "webhook"}
     assert list(registry.all("defaults")) == ["monitoring", "alerts"]  # INSTALLED_APPS order

@@ -9,11 +9,12 @@ from datetime import timedelta
 from django.utils import timezone
 
 from monitoring import storage
-from monitoring.models import Target
+from monitoring.models import QueryText, Target
 from monitoring.services.targets import TargetInput, target_create
-from optimizer.models import ExplainRun, OptimizationRun, Recommendation
+from optimizer.models import ExplainRun, OptimizationRun, PlanCapture, PlanRegression, Recommendation
 from scaling.services.crud import ServiceInput, rule_upsert, service_create
 from tests.alerts.conftest import make_alert, make_channel, make_rule
+from tests.optimizer.conftest import plant_applied, plant_stat
 
 # EXPLAIN (ANALYZE, BUFFERS) of the seeded query as PostgreSQL returns it (trimmed): a sort over a
 # sequential scan whose filter the planner under-estimated.
@@ -53,6 +54,104 @@ SEEDED_PLAN = [
 ]
 
 
+# A cache analysis as the cache tuner records it under allkeys-lfu, with long keys and namespaces (390 px).
+SEEDED_CACHE_ANALYSIS = {
+    "bytes_used": 734_003_200,
+    "fragmentation_ratio": 1.08,
+    "fragmentation_bytes": 4_194_304,
+    "fragmentation_high": False,
+    "maxmemory_policy": "allkeys-lfu",
+    "keys_scanned": 48_210,
+    "idle_supported": False,
+    "namespaces": [{"namespace": "session", "keys": 40_000, "bytes": 520_000_000, "no_ttl": 12}],
+    "top_keys": [{"key": "report:2026-11:customer:81723:monthly-summary", "bytes": 2_400_000, "ttl": -1}],
+    "ttl_buckets": {"no expiry": 12, "< 1 d": 48_198},
+    "idle_buckets": {},
+    "key_access": {
+        "policy": "allkeys-lfu",
+        "lfu": True,
+        "sampled_keys": 10_000,
+        "complete": True,
+        "cold_idle_seconds": None,
+        "note": "",
+        "hot_keys": [{"key": "config:feature-flags:production", "namespace": "config", "bytes": 2_048, "freq": 255}],
+        "cold_keys": [
+            {
+                "key": "report:2026-11:customer:81723:monthly-summary",
+                "namespace": "report",
+                "bytes": 2_400_000,
+                "freq": 0,
+            }
+        ],
+        "namespaces": [
+            {"namespace": "report", "keys": 310, "cold_keys": 220, "cold_bytes": 180_000_000, "max_freq": 3},
+            {"namespace": "session", "keys": 9_690, "cold_keys": 0, "cold_bytes": 0, "max_freq": 40},
+        ],
+    },
+    "compression": {
+        "min_bytes": 1_024,
+        "value_cap": 65_536,
+        "total_cap": 8_388_608,
+        "sampled_keys": 310,
+        "sampled_bytes": 8_388_608,
+        "complete": True,
+        "no_touch": False,
+        "notes": ["Only string values are sampled; hashes, lists, sets, sorted sets and streams are not."],
+        "namespaces": [
+            {
+                "namespace": "report",
+                "keys": 1_480,
+                "large_keys": 310,
+                "sampled_keys": 310,
+                "sampled_bytes": 8_388_608,
+                "codecs": {
+                    "zstd": {"bytes": 1_310_720, "saved": 7_077_888, "ratio": 6.4, "estimated_saved": 152_000_000},
+                    "lz4": {"bytes": 2_516_582, "saved": 5_872_026, "ratio": 3.33, "estimated_saved": 126_000_000},
+                },
+            }
+        ],
+    },
+}
+
+
+def _succeeded_run(target: Target, tuner: str, summary: str, **fields) -> OptimizationRun:
+    """A run of `tuner` on `target` that finished a minute ago after 1.2 s."""
+    now = timezone.now()
+    return OptimizationRun.objects.create(
+        tuner=tuner,
+        target=target,
+        target_name=target.name,
+        trigger=OptimizationRun.Trigger.choices[0][0],
+        status=OptimizationRun.Status.SUCCEEDED,
+        summary=summary,
+        started_at=now - timedelta(minutes=1, milliseconds=1200),
+        finished_at=now - timedelta(minutes=1),
+        duration_ms=1200,
+        **fields,
+    )
+
+
+def seed_cache_analysis(*, actor) -> Target:
+    """A Redis target whose latest cache run holds SEEDED_CACHE_ANALYSIS, with its compression advice."""
+    cache = target_create(
+        data=TargetInput(name="lfu-cache", kind="redis", url="redis://cache.internal:6379/0"),
+        actor=actor,
+        via="system",
+    )
+    _succeeded_run(cache, "cache", "1 open recommendation(s)", evidence_before=SEEDED_CACHE_ANALYSIS)
+    Recommendation.objects.create(
+        target=cache,
+        tuner="cache",
+        fingerprint="compress-report",
+        category="cache",
+        title="Compress the values of namespace report client-side",
+        explanation="310 sampled values (8.0 MB) compress 6.4x with zstd and 3.33x with lz4.",
+        estimated_impact="~145.0 MB less memory",
+        effort="medium",
+    )
+    return cache
+
+
 def seed_every_page(*, actor) -> dict[str, str]:
     """Create a pinned target with an hour of samples, advice and a run, sixty more targets (enough to
     page the targets list, summarise them on the Overview and search them in pickers), a scaled service
@@ -78,6 +177,10 @@ def seed_every_page(*, actor) -> dict[str, str]:
         target_id=target.id, specs=[storage.SeriesSpec(metric="postgres_connections_used_percent", labels={})]
     )
     storage.samples_write([(series_id, now - timedelta(minutes=60 - i), 40 + i % 7) for i in range(60)])
+    queryid = -5_764_607_523_034_234_880  # pg_stat_statements ids are signed
+    QueryText.objects.create(target=target, queryid=queryid, query="SELECT * FROM orders WHERE customer_id = $1")
+    for i in range(12):
+        plant_stat(target, queryid, at=now - timedelta(minutes=5 * i + 1), calls=40, total_ms=40 * (2.0 + i % 3))
 
     recommendation = Recommendation.objects.create(
         target=target,
@@ -89,17 +192,15 @@ def seed_every_page(*, actor) -> dict[str, str]:
         statement="CREATE INDEX CONCURRENTLY ON orders (customer_id);",
         estimated_impact="-80 % reads",
     )
-    run = OptimizationRun.objects.create(
-        tuner="indexes",
-        target=target,
-        target_name=target.name,
-        recommendation=recommendation,
-        trigger=OptimizationRun.Trigger.choices[0][0],
-        status=OptimizationRun.Status.SUCCEEDED,
-        summary="1 index advised.",
-        started_at=now - timedelta(minutes=2),
-        finished_at=now - timedelta(minutes=1),
-        duration_ms=1200,
+    seed_n_plus_one(target)
+    run = _succeeded_run(target, "indexes", "1 index advised.", recommendation=recommendation)
+
+    plant_applied(
+        target,
+        at=now - timedelta(minutes=30),
+        evidence={"table": "orders", "queries": [{"queryid": queryid, "query": "SELECT * FROM orders WHERE …"}]},
+        title="Create index on orders (status)",
+        observed={queryid: (12.0, 3.0)},
     )
 
     explain_run = ExplainRun.objects.create(
@@ -112,6 +213,8 @@ def seed_every_page(*, actor) -> dict[str, str]:
         finished_at=now - timedelta(seconds=3),
         plan=SEEDED_PLAN,
     )
+
+    regression = seed_plan_regression(target, now=now)
 
     service = service_create(
         data=ServiceInput(
@@ -135,6 +238,7 @@ def seed_every_page(*, actor) -> dict[str, str]:
     alert_rule = make_rule(name="Connections high", critical_threshold=None)
     alert = make_alert(alert_rule, target=target, severity="warning", value=85.0, threshold=80.0)
     channel = make_channel("http://127.0.0.1:9/slack", name="ops")
+    cache = seed_cache_analysis(actor=actor)
     return {
         "overview": "/",
         "monitoring": "/monitoring/",
@@ -148,8 +252,11 @@ def seed_every_page(*, actor) -> dict[str, str]:
         "database": f"/optimizer/database/{target.id}/",
         "database activity": f"/optimizer/database/{target.id}/activity/",
         "explain": f"/optimizer/database/{target.id}/explain/",
+        "query history": f"/optimizer/database/{target.id}/queries/{queryid}/",
         "explain run": f"/optimizer/explain/runs/{explain_run.id}/",
+        "plan regression": f"/optimizer/plan-regressions/{regression.id}/",
         "cache": "/optimizer/cache/",
+        "cache target": f"/optimizer/cache/{cache.id}/",
         "scaling": "/scaling/",
         "scaled service": f"/scaling/services/{service.name}/",
         "alerts": "/alerts/",
@@ -163,3 +270,58 @@ def seed_every_page(*, actor) -> dict[str, str]:
         "settings": "/settings/",
         "not found": "/no-such-page/",
     }
+
+
+def seed_n_plus_one(target: Target) -> Recommendation:
+    """N+1 advice as the n_plus_one tuner writes it (advice only: no statement), with long query texts."""
+    child = "SELECT id, sku, quantity, unit_price_cents, currency, warehouse_code FROM order_lines WHERE order_id = $1"
+    return Recommendation.objects.create(
+        target=target,
+        tuner="n_plus_one",
+        fingerprint="n_plus_one:seeded",
+        category=Recommendation.Category.N_PLUS_ONE,
+        title="N+1: a lookup of order_lines by order_id runs per row of a query on public.orders",
+        explanation="Over the last 12 windows the lookup ran 1.00 times per row returned by the orders query.",
+        estimated_impact="123,120 round trips a day saved (86 a window)",
+        effort=Recommendation.Effort.MEDIUM,
+        evidence={
+            "child": {"queryid": 1, "query": child, "table": "order_lines", "column": "order_id"},
+            "parent": {
+                "queryid": 2,
+                "query": "SELECT id, customer_id, placed_at FROM orders WHERE placed_on = $1 ORDER BY id",
+                "tables": ["public.orders"],
+            },
+            "k": 1.0,
+            "r": 0.998,
+            "windows": 12,
+            "rewrite": child.replace("= $1", "= ANY($1)"),
+            "needs_application_change": True,
+        },
+    )
+
+
+def _generic_plan(scan: dict) -> list[dict]:
+    """EXPLAIN (GENERIC_PLAN, FORMAT JSON) of the seeded regression's query: an aggregate over a scan."""
+    return [{"Plan": {"Node Type": "Aggregate", "Strategy": "Plain", "Total Cost": scan["Total Cost"] + 1,
+                      "Plan Rows": 1, "Plans": [{"Parent Relationship": "Outer", "Relation Name": "orders",
+                                                 "Alias": "orders", "Plan Rows": 30, **scan}]}}]  # fmt: skip
+
+
+def seed_plan_regression(target: Target, *, now) -> PlanRegression:
+    query = "SELECT count(*) FROM orders WHERE customer_id = $1"
+    common = {"target": target, "queryid": 4242, "role": "shop_app", "query": query}
+    before = PlanCapture.objects.create(
+        **common, fingerprint="a" * 64, captured_at=now - timedelta(minutes=30), calls_total=400,
+        total_time_ms_total=20.0, mean_time_ms=0.05,
+        plan=_generic_plan({"Node Type": "Index Only Scan", "Index Name": "orders_customer_id_idx",
+                            "Index Cond": "(customer_id = $1)", "Total Cost": 4.9}),
+    )  # fmt: skip
+    after = PlanCapture.objects.create(
+        **common, fingerprint="b" * 64, captured_at=now - timedelta(minutes=15), calls_total=800,
+        total_time_ms_total=1620.0, mean_time_ms=4.0, settings={"enable_indexscan": "off", "enable_bitmapscan": "off"},
+        plan=_generic_plan({"Node Type": "Seq Scan", "Filter": "(customer_id = $1)", "Total Cost": 1250.0}),
+    )  # fmt: skip
+    return PlanRegression.objects.create(
+        **common, before=before, after=after, detected_by=after, mean_before_ms=0.05, mean_after_ms=4.0,
+        detected_at=after.captured_at,
+    )  # fmt: skip

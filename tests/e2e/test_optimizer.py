@@ -14,6 +14,7 @@ from optimizer.models import OptimizationRun, Recommendation
 from optimizer.services.runs import run_create, run_execute
 from tests.conftest import PASSWORD
 from tests.e2e.browser import ARTIFACTS, browser_page, sign_in, wait_for_js
+from tests.e2e.pages import seed_n_plus_one
 from tests.optimizer.conftest import make_dead_tuples, make_target
 from tests.optimizer.conftest import pg15 as pg15  # the fixture, shared with tests/optimizer
 
@@ -123,13 +124,18 @@ def _walk_optimizer_pages(base_url: str, user, width: int, *, target, cache) -> 
                 assert page.locator("main input:not([type=hidden]), main textarea").count() == 0, name
 
 
-@pytest.mark.django_db(transaction=True)
-def test_on_a_phone_a_table_inside_advice_is_labelled_by_its_own_header(live_server, operator_user):
-    target = target_create(
+def _unreachable_target(actor):
+    """A PostgreSQL target nothing listens for: its pages show stored advice, and the live parts say so."""
+    return target_create(
         data=TargetInput(name="orders-db", kind="postgres", url="postgresql://app@127.0.0.1:9/orders"),
-        actor=operator_user,
+        actor=actor,
         via="system",
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_a_phone_a_table_inside_advice_is_labelled_by_its_own_header(live_server, operator_user):
+    target = _unreachable_target(operator_user)
     Recommendation.objects.create(
         target=target,
         tuner="pgconfig",
@@ -154,3 +160,18 @@ def test_on_a_phone_a_table_inside_advice_is_labelled_by_its_own_header(live_ser
         outer = page.locator("[data-testid=recommendation] > td")
         assert outer.nth(1).get_attribute("data-label") == "Recommendation"
         page.screenshot(path=ARTIFACTS / "optimizer-phone-settings.png", full_page=True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_a_phone_n_plus_one_advice_shows_both_queries_and_the_rewrite_but_no_apply(live_server, operator_user):
+    target = _unreachable_target(operator_user)
+    seed_n_plus_one(target)
+    with browser_page(width=390) as page:
+        sign_in(page, live_server.url, operator_user.username, PASSWORD)
+        page.goto(f"{live_server.url}/optimizer/database/{target.id}/")
+        card = page.locator("[data-testid=n-plus-one-advice]")
+        card.locator("[data-testid=application-change]").wait_for()
+        assert "order_id = ANY($1)" in card.locator("[data-testid=n-plus-one-rewrite]").inner_text()
+        assert card.locator("[data-testid=apply]").count() == 0 and card.locator("[data-testid=dismiss]").count() == 1
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        page.screenshot(path=ARTIFACTS / "optimizer-phone-n-plus-one.png", full_page=True)

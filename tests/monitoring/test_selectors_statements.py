@@ -1,4 +1,5 @@
-"""slow_queries(): per-interval QueryStat deltas summed over a window, joined to their texts."""
+"""slow_queries(): per-interval QueryStat deltas summed over a window, joined to their texts;
+statement_windows(): the last windows side by side per query."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from django.utils import timezone
 
 from core.errors import InvalidInput
 from monitoring.models import QueryStat, QueryText, Target
-from monitoring.selectors.statements import SlowQuery, slow_queries
+from monitoring.selectors.statements import SlowQuery, slow_queries, statement_windows
 
 pytestmark = pytest.mark.django_db
 
@@ -140,3 +141,15 @@ def test_a_limit_below_one_is_rejected(target):
     with pytest.raises(InvalidInput) as caught:
         slow_queries(target_id=target.id, start=NOW - timedelta(hours=1), end=NOW, limit=0)
     assert caught.value.field == "limit"
+
+
+def test_statement_windows_line_up_the_last_windows_oldest_first_with_zero_where_a_query_is_missing(history):
+    found = statement_windows(target_id=history.id, windows=2, since=NOW - timedelta(hours=2))
+    assert found.windows == [NOW - timedelta(minutes=2), NOW - timedelta(minutes=1)]  # the last two of four
+    assert found.calls == {1: [100, 100], 2: [2, 0], 3: [1000, 1000]}
+    assert found.rows == {1: [100, 100], 2: [2, 0], 3: [5000, 5000]}
+    assert found.interval_seconds == 10 and found.texts[3].database == "shop"
+    older = statement_windows(target_id=history.id, windows=10, since=NOW - timedelta(minutes=30))
+    assert len(older.windows) == 3 and older.calls[2] == [0, 2, 0]  # the snapshot an hour ago is too old
+    with pytest.raises(InvalidInput, match="at least 1"):
+        statement_windows(target_id=history.id, windows=0, since=NOW)

@@ -18,6 +18,7 @@ from psycopg import sql
 
 from monitoring.models import QueryStat, QueryText, Target
 from monitoring.services.targets import TargetInput, target_create
+from optimizer.models import OptimizationRun, Recommendation
 
 LOCAL_PG15_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -101,19 +102,64 @@ def plant_workload(target: Target, queries: list[tuple[str, int, float]], *, dat
     for number, (text, calls, total_ms) in enumerate(queries, start=1):
         queryid = 9_000_000 + number * 7 + target.id * 1000
         QueryText.objects.get_or_create(target=target, queryid=queryid, defaults={"query": text, "database": database})
-        QueryStat.objects.create(
-            target=target,
-            queryid=queryid,
-            collected_at=at,
-            interval_seconds=60,
-            calls=calls,
-            total_time_ms=total_ms,
-            rows=calls,
-            shared_blks_hit=0,
-            shared_blks_read=0,
-        )
+        plant_stat(target, queryid, at=at, calls=calls, total_ms=total_ms)
         ids.append(queryid)
     return ids
+
+
+def plant_stat(target: Target, queryid: int, *, at, calls: int, total_ms: float, rows=None, hit=0, read=0) -> None:
+    """One monitoring snapshot (a one-minute QueryStat delta) of a query; rows default to the calls."""
+    QueryStat.objects.create(
+        target=target,
+        queryid=queryid,
+        collected_at=at,
+        interval_seconds=60,
+        calls=calls,
+        total_time_ms=total_ms,
+        rows=calls if rows is None else rows,
+        shared_blks_hit=hit,
+        shared_blks_read=read,
+    )
+
+
+def plant_applied(
+    target: Target, *, at, evidence: dict, title: str, dry_run: bool = False, status: str = "succeeded", observed=None
+) -> OptimizationRun:
+    """An index recommendation applied on the target (its apply run finished at `at`); `observed`, as
+    services/speedups.py writes it: {queryid: (before_ms, after_ms)}."""
+    recommendation = Recommendation.objects.create(
+        target=target,
+        tuner="indexes",
+        fingerprint=f"applied-{Recommendation.objects.count()}",
+        category="missing_index",
+        title=title,
+        status="applied",
+        evidence=evidence,
+    )
+    after = {}
+    if observed:
+        queries = {
+            str(qid): {"before_ms": b, "after_ms": a, "speedup": round(b / a, 2)} for qid, (b, a) in observed.items()
+        }
+        before_ms = sum(b for b, _ in observed.values()) / len(observed)
+        after_ms = sum(a for _, a in observed.values()) / len(observed)
+        speedup = round(before_ms / after_ms, 2)
+        after = {
+            "observed": {"queries": queries, "speedup": speedup, "mean_before_ms": before_ms, "mean_after_ms": after_ms}
+        }
+    return OptimizationRun.objects.create(
+        tuner="indexes",
+        action="apply",
+        target=target,
+        target_name=target.name,
+        recommendation=recommendation,
+        trigger="operator",
+        status=status,
+        dry_run=dry_run,
+        started_at=at - timedelta(seconds=5),
+        finished_at=at,
+        evidence_after=after,
+    )
 
 
 def wait_for(predicate, *, timeout: float = 20, what: str) -> None:

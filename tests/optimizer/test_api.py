@@ -266,7 +266,15 @@ def test_database_optimize_starts_every_postgres_tuner_and_refuses_others(anonym
     body = {"targets": [target.id], "dry_run": True}
     response = anonymous_client.post(f"{API}/database/optimize", body, "application/json", **operator_auth)
     assert response.status_code == 202, response.content
-    assert sorted(r["tuner"] for r in response.json()) == ["indexes", "pgconfig", "sequences", "vacuum", "vectors"]
+    assert sorted(r["tuner"] for r in response.json()) == [
+        "indexes",
+        "n_plus_one",
+        "pgconfig",
+        "plan_capture",
+        "sequences",
+        "vacuum",
+        "vectors",
+    ]
     assert all(r["status"] == "pending" and r["dry_run"] for r in response.json())
     body = {"targets": [target.id], "tuners": ["cache"]}
     wrong = anonymous_client.post(f"{API}/database/optimize", body, "application/json", **operator_auth)

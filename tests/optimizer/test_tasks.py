@@ -14,11 +14,12 @@ from optimizer.models import OptimizationRun
 from optimizer.selectors import tuner_overview
 from optimizer.tuners.base import all_tuners
 from optimizer.tuners.vacuum import VacuumTuner
+from tests.core.test_registry import BUILTIN_TUNERS
 from tests.optimizer.conftest import dead_tuples, make_dead_tuples, make_invalid_index, make_target, wait_for
 
 
 def test_the_sync_installs_each_tuners_declared_schedule_as_the_generic_task_naming_the_tuner(db):
-    assert set(all_tuners()) == {"vacuum", "indexes", "pgconfig", "cache", "vectors", "sequences"}
+    assert set(all_tuners()) == BUILTIN_TUNERS
     created = schedule_sync_defaults()
     for kind, cls in all_tuners().items():
         assert cls.schedule.name in created, kind
