@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 BENCHMARKS: dict[str, str] = {
     "ingest": "bench.ingest",
+    "remote_write": "bench.remote_write",
     "query": "bench.query",
     "collectors": "bench.collectors",
     "http": "bench.http",

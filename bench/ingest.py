@@ -73,13 +73,15 @@ def _timed_threads(threads: list[threading.Thread]) -> float:
     return time.perf_counter() - started
 
 
-def _copy_baseline(series_ids: list[int], start: float) -> float:
-    """Seconds to COPY all batches over CONNECTIONS parallel connections (rows built beforehand)."""
-    per_series = BATCH // SERIES_PER_BATCH
-    batches = []
-    for batch in range(BATCHES):
+def _copy_baseline(series_ids: list[int], start: float, batches: int = BATCHES) -> float:
+    """Seconds to COPY all batches over CONNECTIONS parallel connections (rows built beforehand).
+
+    Each batch has BATCH rows: BATCH / len(series_ids) consecutive seconds of every series."""
+    per_series = BATCH // len(series_ids)
+    rows_by_batch = []
+    for batch in range(batches):
         base = start + batch * per_series
-        batches.append(
+        rows_by_batch.append(
             [
                 (sid, datetime.fromtimestamp(base + j, UTC), float(j % 97))
                 for sid in series_ids
@@ -103,7 +105,8 @@ def _copy_baseline(series_ids: list[int], start: float) -> float:
                     copy.write_row(row)
 
     threads = [
-        threading.Thread(target=worker, args=(conn, batches[i::CONNECTIONS])) for i, conn in enumerate(connections)
+        threading.Thread(target=worker, args=(conn, rows_by_batch[i::CONNECTIONS]))
+        for i, conn in enumerate(connections)
     ]
     elapsed = _timed_threads(threads)
     for conn in connections:
@@ -111,17 +114,26 @@ def _copy_baseline(series_ids: list[int], start: float) -> float:
     return elapsed
 
 
-def _post_all(port: int, token: str, bodies: list[bytes]) -> float:
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+def _post_all(
+    port: int,
+    token: str,
+    bodies: list[bytes],
+    *,
+    path: str = "/api/v1/metrics",
+    headers: dict[str, str] | None = None,
+    expected: int = 202,
+) -> float:
+    """Seconds to POST all bodies but the first (the warm-up) over CONNECTIONS keep-alive connections."""
+    headers = {"Authorization": f"Bearer {token}", **(headers or {"Content-Type": "application/json"})}
     errors: list[str] = []
 
     def worker(chunk: list[bytes]) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         for body in chunk:
-            conn.request("POST", "/api/v1/metrics", body=body, headers=headers)
+            conn.request("POST", path, body=body, headers=headers)
             response = conn.getresponse()
             payload = response.read()
-            if response.status != 202:
+            if response.status != expected:
                 errors.append(f"{response.status}: {payload[:200]!r}")
 
     # Warm-up: series creation and first partitions happen once, outside the clock.

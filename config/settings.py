@@ -193,7 +193,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # PERFPILOT_MAX_INGEST_BYTES. Django's own limit is the larger, so ours always answers first.
 PERFPILOT_MAX_REQUEST_BYTES = envint("PERFPILOT_MAX_REQUEST_BYTES", 1024 * 1024, minimum=64 * 1024)
 PERFPILOT_MAX_INGEST_BYTES = envint("PERFPILOT_MAX_INGEST_BYTES", 32 * 1024 * 1024, minimum=1024 * 1024)
-REQUEST_BODY_LIMITS = {"/api/v1/metrics": PERFPILOT_MAX_INGEST_BYTES}
+REQUEST_BODY_LIMITS = {
+    "/api/v1/metrics": PERFPILOT_MAX_INGEST_BYTES,
+    # Protocol receivers (monitoring/protocols/); a compressed body may also expand to at most this much.
+    "/prometheus/api/v1/write": PERFPILOT_MAX_INGEST_BYTES,
+    "/otlp/v1/metrics": PERFPILOT_MAX_INGEST_BYTES,
+}
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(PERFPILOT_MAX_REQUEST_BYTES, PERFPILOT_MAX_INGEST_BYTES)
 
 # Django's cache lives in Redis; callers treat it as best effort so a Redis outage never

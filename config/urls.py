@@ -9,6 +9,7 @@ from django.views.generic import RedirectView
 from config.api import api
 from core import views
 from monitoring import views as monitoring_views
+from monitoring.protocol_views import receiver_view
 
 admin.site.site_header = "Perfpilot administration"
 admin.site.site_title = "Perfpilot admin"
@@ -31,6 +32,9 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("metrics", views.metrics, name="metrics"),
     path("api/v1/", api.urls),
+    # Receivers of the ecosystem's push protocols (monitoring/protocols/), at the paths their clients expect.
+    path("prometheus/api/v1/write", receiver_view("remote_write"), name="prometheus-remote-write"),
+    path("otlp/v1/metrics", receiver_view("otlp"), name="otlp-metrics"),
     # The docs themselves check for a session or a token, so a token-only client is not sent to login.
     path(
         "api/docs",

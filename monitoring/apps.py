@@ -12,6 +12,7 @@ class MonitoringConfig(AppConfig):
         from monitoring.exposition import CollectedSeriesCollector, CollectorConnectionsCollector
 
         registry.discover("collectors", "monitoring.collectors", skip=("base", "kept"))
+        registry.discover("protocols", "monitoring.protocols")
         # /metrics (core) asks the registry for what apps expose at scrape time.
         registry.register("metrics", "collected_series", CollectedSeriesCollector)
         registry.register("metrics", "collector_connections", CollectorConnectionsCollector)

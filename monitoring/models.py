@@ -91,6 +91,8 @@ class Series(models.Model):
     class Kind(models.TextChoices):
         GAUGE = "gauge", "Gauge"
         RATE = "rate", "Rate (per second)"
+        # A cumulative count stored as sent (remote write, OTLP): rates are computed when it is read.
+        COUNTER = "counter", "Counter (cumulative)"
 
     target = models.ForeignKey(Target, on_delete=models.CASCADE, related_name="series", null=True, blank=True)
     metric = models.CharField(max_length=200)
@@ -112,6 +114,20 @@ class Series(models.Model):
     def __str__(self) -> str:
         labels = f"{{{self.labels_key}}}" if self.labels_key else ""
         return f"{self.metric}{labels}"
+
+
+class SeriesTotal(models.Model):
+    """The running total of a series fed increments (OTLP delta temporality), stored cumulative.
+
+    Each request adds its increments with one upsert, whose row lock orders concurrent requests to
+    the same series: every increment is counted once, whatever the timestamps they carry.
+    """
+
+    series = models.OneToOneField(Series, on_delete=models.CASCADE, primary_key=True, related_name="total")
+    total = models.FloatField(default=0.0)
+
+    def __str__(self) -> str:
+        return f"total of {self.series_id}"
 
 
 class CollectorState(models.Model):

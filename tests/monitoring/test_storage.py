@@ -58,3 +58,17 @@ def test_columns_and_rows_write_the_same_samples():
 def test_writing_no_columns_writes_nothing():
     empty = np.array([], dtype=np.float64)
     assert storage.samples_write_columns(series_ids=np.array([], dtype=np.int64), stamps=empty, values=empty) == 0
+
+
+@pytest.mark.parametrize("in_transaction", [False, True], ids=["autocommit", "in-transaction"])
+def test_a_partition_dropped_by_another_process_is_recreated_on_the_next_write(in_transaction):
+    from django.db import transaction
+
+    (sid,) = storage.series_resolve(target_id=None, specs=[storage.SeriesSpec("dropped_under_us", {})])
+    now = datetime.now(UTC)
+    storage.samples_write([(sid, now, 1.0)])
+    with connection.cursor() as cursor:  # as retention or a test's cleanup in another process would
+        cursor.execute(f'DROP TABLE "{storage._partition_name(now.date())}"')
+    with transaction.atomic() if in_transaction else connection.cursor():
+        storage.samples_write([(sid, now, 2.0)])
+    assert [value for *_, value in _stored([sid])] == [2.0]
