@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint format install install-dev browser hypopg clean-data help bench bench-tools bench-lighthouse fuzz chaos
+.PHONY: run test lint format install install-dev browser hypopg prometheus clean-data help bench bench-tools bench-lighthouse fuzz chaos
 
 help:
 	@echo "make run    - install and start Perfpilot (web, worker, beat, embedded PostgreSQL and Redis)"
@@ -57,6 +57,18 @@ hypopg:
 		fi; \
 	fi
 
+# Debian's Prometheus (2.42) for the remote-write tests: the real client, started by the tests themselves.
+prometheus:
+	@if ! command -v prometheus >/dev/null; then \
+		if [ "$$(id -u)" = "0" ]; then \
+			echo "installing Debian's prometheus for the remote-write tests…"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
+			systemctl disable --now prometheus >/dev/null 2>&1 || true; \
+		else \
+			echo "The remote-write tests need Debian's prometheus: run 'sudo apt-get install prometheus'." >&2; exit 1; \
+		fi; \
+	fi
+
 run: install
 	@mkdir -p var
 	exec $(PY) manage.py run_control_plane
@@ -70,7 +82,7 @@ format: install-dev
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: install-dev browser hypopg lint
+test: install-dev browser hypopg prometheus lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The long API fuzzing pass (bench/fuzz.py): schemathesis with every check and phase, stateful
