@@ -91,6 +91,8 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
     # Plans taken (optimizer.tuners.plans.PlanSnapshot); the run stores them and looks for regressions.
     captures: list[Any] = field(default_factory=list)
+    # Sizes of tables and indexes read by the run (the space tuner); the run stores them per day.
+    relation_sizes: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
