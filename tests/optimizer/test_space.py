@@ -135,3 +135,60 @@ def test_growth_per_day_and_forecast_come_from_the_daily_sizes(db, pg18):
 
     figure = space_figure(report)
     assert figure["data"][0]["y"][-1] == 6_900_000 and len(figure["data"][0]["x"]) == 10
+
+
+def test_the_space_api_gives_viewers_sizes_growth_forecast_and_bloat(db, anonymous_client, viewer_auth, pg18):
+    target = make_target(pg18)
+    _plant(target, 5, start=2_000_000, per_day=50_000)
+    url = f"/api/v1/performance/database/space?target={target.name}&limit=5&until_bytes=3000000"
+    response = anonymous_client.get(url, **viewer_auth)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["target_id"] == target.id and body["day"] == timezone.localdate().isoformat()
+    assert body["total_bytes"] == 2_200_000 and body["days_until"] == pytest.approx(16.0)
+    assert [t["bytes"] for t in body["totals"]] == [2_000_000, 2_050_000, 2_100_000, 2_150_000, 2_200_000]
+    (relation,) = body["relations"]
+    assert relation["schema_name"] == "public" and relation["name"] == "events" and relation["kind"] == "table"
+    assert relation["growth_per_day"] == pytest.approx(50_000) and relation["bytes_in_30_days"] == pytest.approx(
+        3_700_000
+    )
+    assert relation["bloat_bytes"] is None and relation["bloat_percent"] is None
+
+    assert anonymous_client.get(url).status_code == 401
+    bad = anonymous_client.get(f"/api/v1/performance/database/space?target={target.id}&days=1", **viewer_auth)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "days"]
+
+
+def test_applying_bloat_advice_is_for_operators_and_a_dry_run_only_records_it(
+    db, anonymous_client, viewer_auth, operator_auth, pg18
+):
+    _bloated(pg18, "orders")
+    try:
+        target = make_target(pg18)
+        _, advice = _run(target)
+        found = advice[f"{SCHEMA}.orders"]
+        response = anonymous_client.post(f"/api/v1/performance/recommendations/{found.id}/apply", **viewer_auth)
+        assert response.status_code == 403 and "operator" in response.json()["detail"]
+
+        dry = run_execute(
+            run_id=recommendation_apply_start(recommendation=found, actor=None, trigger="api", dry_run=True).id
+        )
+        assert dry.status == OptimizationRun.Status.SUCCEEDED
+        assert dry.statements == [{"statement": f'VACUUM (ANALYZE) "{SCHEMA}"."orders"', "dry_run": True}]
+        assert pg18.scalar(f"SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = '{SCHEMA}.orders'::regclass") > 0
+    finally:
+        pg18.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+
+
+def test_the_database_page_shows_the_largest_relations_with_growth_bloat_and_the_chart(viewer_client, pg18):
+    target = make_target(pg18)
+    _plant(target, 3, start=3 * 1024 * 1024, per_day=1024 * 1024)
+    RelationSize.objects.filter(target=target, day=timezone.localdate()).update(bloat_bytes=2 * 1024 * 1024)
+    response = viewer_client.get(f"/optimizer/database/{target.id}/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    section = html[html.index('data-testid="space"') :]
+    assert "public.events" in section and "5.0\xa0MB" in section  # size
+    assert "1.0\xa0MB" in section and "35.0\xa0MB" in section  # growth per day, in 30 days
+    assert "2.0\xa0MB (40.0 %" in section  # bloat
+    assert 'data-testid="space-chart"' in section and "vendor/plotly.min.js" in html
