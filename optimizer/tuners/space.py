@@ -21,7 +21,8 @@ Bloat is what a relation occupies beyond what its rows need:
 Advice (category "bloat") when bloat is at least `bloat_percent` of the relation's own size AND at
 least `min_bloat_mb`:
 - a btree index: `REINDEX INDEX CONCURRENTLY`, which builds a new copy beside the old one without
-  blocking writes, then swaps them (PostgreSQL 12+; before that, advice only);
+  blocking writes, then swaps them (PostgreSQL 12+; before that, advice only). One that fails leaves an
+  invalid copy (`..._ccnew`), which the indexes tuner finds and advises dropping;
 - a table with dead tuples (at least 10 % of its rows): `VACUUM (ANALYZE)`, which makes their space
   reusable without blocking anything. Only VACUUM FULL (which rewrites the table under an ACCESS
   EXCLUSIVE lock, blocking reads and writes) or pg_repack (online, an extension) give disk back to the
@@ -289,7 +290,8 @@ class SpaceTuner(Tuner):
             f"Index {name} on {row['parent']} takes {human_size(row['relation_bytes'])}, of which about "
             f"{human_size(row['bloat_bytes'])} ({percent:.0f} %) is empty or dead space ({self._how(row)}). "
             "A bloated index costs reads and cache for nothing. REINDEX INDEX CONCURRENTLY builds a fresh copy "
-            "beside it without blocking writes and swaps them; it needs room for the copy while it runs."
+            "beside it without blocking writes and swaps them; it needs room for the copy while it runs. If it "
+            "fails midway it leaves an invalid copy (named ..._ccnew), which the indexes tuner then advises dropping."
         )
         if not concurrent:
             explanation += " This server is older than PostgreSQL 12: REINDEX blocks writes there, so run it by hand."
