@@ -16,7 +16,7 @@ from django_celery_beat.models import PeriodicTask
 
 from core.errors import InvalidInput
 from monitoring.models import Target
-from monitoring.selectors.forecasts import _least_squares
+from monitoring.selectors.forecasts import least_squares
 from monitoring.selectors.statements import SlowQuery, slow_queries
 from optimizer.models import ExplainRun, OptimizationRun, Recommendation, RelationSize
 from optimizer.speedup_selectors import Speedup, speedup_list
@@ -322,7 +322,7 @@ def _growth(points: list[tuple[date, int]]) -> tuple[float | None, float | None]
     if len(points) < 2:
         return None, None
     first = points[0][0]
-    slope, _intercept, _r2 = _least_squares([(d - first).days for d, _ in points], [b for _, b in points])
+    slope, _intercept, _r2 = least_squares([(d - first).days for d, _ in points], [b for _, b in points])
     return slope, max(0.0, points[-1][1] + slope * FORECAST_DAYS)
 
 
