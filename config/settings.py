@@ -312,6 +312,13 @@ OPTIMIZER_PENDING_TIMEOUT_SECONDS = envint("PERFPILOT_OPTIMIZER_PENDING_TIMEOUT"
 # Operators may end a target's backend from the Live activity page (pg_terminate_backend); False
 # leaves them only cancelling queries (pg_cancel_backend), which never closes a client's connection.
 OPTIMIZER_ALLOW_TERMINATE = envbool("PERFPILOT_ALLOW_TERMINATE", True)
+# The space tuner (optimizer/tuners/space.py): a relation is advised when its bloat is at least this
+# percent of its own size AND at least this many MB (REINDEX CONCURRENTLY for a btree index, VACUUM for a
+# table); pgstattuple measures the largest ones exactly where it is installed. Daily sizes are kept this long.
+SPACE_BLOAT_PERCENT = envfloat("PERFPILOT_SPACE_BLOAT_PERCENT", 30.0, minimum=1.0, maximum=99.0)
+SPACE_BLOAT_MIN_MB = envint("PERFPILOT_SPACE_BLOAT_MIN_MB", 100, minimum=0)
+SPACE_PGSTATTUPLE_RELATIONS = envint("PERFPILOT_SPACE_PGSTATTUPLE_RELATIONS", 20, minimum=0, maximum=1000)
+SPACE_RETENTION_DAYS = envint("PERFPILOT_SPACE_RETENTION_DAYS", 400, minimum=30)
 # EXPLAIN ANALYZE runs the query on the target (inside a transaction always rolled back): at most this
 # long, and an operator may ask for less per run.
 EXPLAIN_ANALYZE_TIMEOUT_SECONDS = envint("PERFPILOT_EXPLAIN_ANALYZE_TIMEOUT", 60, minimum=1, maximum=3600)

@@ -4,6 +4,7 @@ and a latency benchmark. Paths carry their own /performance prefix; mounted at /
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import asdict
 
 from django.conf import settings
 from django.db.models import Q
@@ -41,6 +42,7 @@ from optimizer.schemas import (
     RecommendationOut,
     ReportOut,
     RunOut,
+    SpaceOut,
     SpeedupsOut,
 )
 from optimizer.selectors import (
@@ -49,6 +51,7 @@ from optimizer.selectors import (
     postgres_targets,
     recommendation_list,
     run_list,
+    space_report,
     tuner_overview,
 )
 from optimizer.services.activity import backend_signal
@@ -252,6 +255,38 @@ def database_report_get(request, target: str | None = None):
 )
 def database_optimize(request, payload: OptimizeIn):
     return _optimize(request, payload, Target.Kind.POSTGRES)
+
+
+@router.get(
+    "/performance/database/space",
+    response={200: SpaceOut, **WRITE_ERRORS},
+    summary="A PostgreSQL target's table and index sizes: growth per day, forecast, bloat (stored daily readings)",
+)
+def database_space(
+    request,
+    target: str | None = None,
+    limit: int = Query(20, ge=1, le=MAX_LIMIT, description="The largest relations, tables and indexes together."),
+    days: int = Query(30, ge=2, le=400, description="Days of readings the growth is fitted over."),
+    until_bytes: int | None = Query(None, ge=1, description="A total size to give the days until."),
+):
+    """From the space tuner's daily readings (connects to nothing): the largest relations of the newest one."""
+    report = space_report(
+        target=_target(target, kind=Target.Kind.POSTGRES), limit=limit, days=days, until_bytes=until_bytes
+    )
+    return {
+        "target_id": report.target.id,
+        "target": report.target.name,
+        "day": report.day,
+        "total_bytes": report.total_bytes,
+        "total_growth_per_day": report.total_growth_per_day,
+        "total_in_30_days": report.total_in_30_days,
+        "until_bytes": report.until_bytes,
+        "days_until": report.days_until,
+        "totals": [{"day": day, "bytes": size} for day, size in report.totals],
+        "relations": [
+            {**asdict(r), "schema_name": r.schema, "bloat_percent": r.bloat_percent} for r in report.relations
+        ],
+    }
 
 
 @router.get(

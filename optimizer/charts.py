@@ -1,4 +1,5 @@
-"""Before/after figures of applied fixes, built from a run's evidence (tests check the figure data).
+"""Before/after figures of applied fixes, built from a run's evidence, and a target's total size over time
+(tests check the figure data).
 
 Figures are plain dicts in plotly's figure schema; core/charts.py says why.
 """
@@ -7,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.charts import LEGEND_ABOVE, figure_json, value_axis, value_hover
+from core.charts import LEGEND_ABOVE, figure_json, value_axis, value_hover, with_empty_state
 from optimizer.models import OptimizationRun
+from optimizer.selectors import SpaceReport
 
 BEFORE, AFTER = "#d9822b", "#2f9e6e"
 
@@ -96,3 +98,21 @@ def before_after_figure(data: BeforeAfter) -> dict:
 def before_after_json(run: OptimizationRun) -> str | None:
     data = before_after_data(run)
     return figure_json(before_after_figure(data)) if data else None
+
+
+def space_figure(report: SpaceReport) -> dict:
+    """The target's tables (with their indexes and TOAST) summed per day, from the space tuner's readings."""
+    line = {
+        "type": "scatter",
+        "mode": "lines+markers",
+        "name": "total size",
+        "x": [day.isoformat() for day, _ in report.totals],
+        "y": [size for _, size in report.totals],
+        "hovertemplate": f"%{{x}}: {value_hover('bytes')}<extra>total size</extra>",
+    }
+    layout = {"height": 220, "xaxis": {"type": "date"}, "yaxis": value_axis("bytes"), "showlegend": False}
+    return with_empty_state({"data": [line], "layout": layout}, text="No size readings yet (space tuner, daily)")
+
+
+def space_json(report: SpaceReport) -> str:
+    return figure_json(space_figure(report))

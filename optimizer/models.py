@@ -23,6 +23,7 @@ class Recommendation(models.Model):
         VECTOR_INDEX = "vector_index", "Vector index"
         SEQUENCE = "sequence", "Sequence near its end"
         N_PLUS_ONE = "n_plus_one", "N+1 queries"
+        BLOAT = "bloat", "Bloat"
         CACHE = "cache", "Cache"
 
     class Status(models.TextChoices):
@@ -281,3 +282,41 @@ class PlanRegression(models.Model):
     @property
     def slowdown(self) -> float | None:
         return self.mean_after_ms / self.mean_before_ms if self.mean_before_ms else None
+
+
+class RelationSize(models.Model):
+    """The size of one table or index of a target on one day (the space tuner's daily reading).
+
+    A second reading the same day replaces the first (one row per target, day and relation), so the
+    history is one point a day whatever the schedule; rows older than PERFPILOT_SPACE_RETENTION_DAYS go.
+    """
+
+    class Kind(models.TextChoices):
+        TABLE = "table", "Table"
+        INDEX = "index", "Index"
+
+    class BloatSource(models.TextChoices):
+        ESTIMATE = "estimate", "Estimate from pg_stats"
+        PGSTATTUPLE = "pgstattuple", "Measured by pgstattuple"
+
+    target = models.ForeignKey(Target, on_delete=models.CASCADE, related_name="relation_sizes")
+    day = models.DateField()
+    schema = models.CharField(max_length=63)
+    name = models.CharField(max_length=63)
+    kind = models.CharField(max_length=5, choices=Kind.choices)
+    parent = models.CharField(max_length=63, blank=True, help_text="An index's table (same schema).")
+    bytes = models.BigIntegerField(help_text="A table with its indexes and TOAST; an index alone.")
+    relation_bytes = models.BigIntegerField(help_text="The table's or index's own main fork (what bloat is of).")
+    rows = models.BigIntegerField(help_text="reltuples: the planner's row (or index entry) count.")
+    bloat_bytes = models.BigIntegerField(null=True, blank=True, help_text="None when it could not be estimated.")
+    bloat_source = models.CharField(max_length=11, choices=BloatSource.choices, blank=True)
+
+    class Meta:
+        ordering = ["target", "-day", "-bytes"]
+        constraints = [
+            models.UniqueConstraint(fields=["target", "day", "schema", "name"], name="relation_size_identity")
+        ]
+        indexes = [models.Index(fields=["target", "-day"])]
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name} on {self.day}: {self.bytes} bytes"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
@@ -118,6 +118,7 @@ class DatabaseReportOut(Schema):
     n_plus_one_advice: list[RecommendationOut] = Field(
         ..., description="N+1 queries: a lookup by key run once per row of another query (advice only)."
     )
+    bloat_advice: list[RecommendationOut] = Field(..., description="Bloated tables and indexes (space tuner).")
     vacuum_status: list[dict[str, Any]]
     last_runs: list[RunOut]
 
@@ -178,6 +179,39 @@ class CacheCompressionOut(Schema):
     no_touch: bool = Field(..., description="Read with CLIENT NO-TOUCH (Redis 7.2+): no access was counted.")
     notes: list[str]
     namespaces: list[CacheCompressionNamespaceOut]
+
+
+class RelationSpaceOut(Schema):
+    schema_name: str = Field(..., description="The relation's schema.")
+    name: str
+    kind: Literal["table", "index"]
+    parent: str = Field(..., description="An index's table; empty for a table.")
+    bytes: int = Field(..., description="A table with its indexes and TOAST; an index alone.")
+    relation_bytes: int = Field(..., description="The table's heap or the index itself: what bloat is measured of.")
+    rows: int = Field(..., description="reltuples (the planner's count).")
+    bloat_bytes: int | None = Field(..., description="None when it could not be estimated.")
+    bloat_percent: float | None
+    bloat_source: Literal["estimate", "pgstattuple", ""]
+    growth_per_day: float | None = Field(..., description="Bytes per day (least squares); None with one reading.")
+    bytes_in_30_days: float | None = Field(..., description="Forecast if the growth goes on.")
+
+
+class SpaceTotalOut(Schema):
+    day: date
+    bytes: int
+
+
+class SpaceOut(Schema):
+    target_id: int
+    target: str
+    day: date | None = Field(..., description="Of the newest reading (the space tuner runs daily); None before one.")
+    total_bytes: int = Field(..., description="All tables read, with their indexes and TOAST.")
+    total_growth_per_day: float | None
+    total_in_30_days: float | None
+    until_bytes: int | None
+    days_until: float | None = Field(..., description="Days until the total reaches until_bytes; None if not growing.")
+    totals: list[SpaceTotalOut] = Field(..., description="The total per day, oldest first.")
+    relations: list[RelationSpaceOut] = Field(..., description="The largest tables and indexes, largest first.")
 
 
 class CacheReportOut(Schema):

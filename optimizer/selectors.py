@@ -7,17 +7,18 @@ import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Max, Q, QuerySet, Sum
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from core.errors import InvalidInput
 from monitoring.models import Target
+from monitoring.selectors.forecasts import least_squares
 from monitoring.selectors.statements import SlowQuery, slow_queries
-from optimizer.models import ExplainRun, OptimizationRun, Recommendation
+from optimizer.models import ExplainRun, OptimizationRun, Recommendation, RelationSize
 from optimizer.speedup_selectors import Speedup, speedup_list
 from optimizer.tuners.base import RUN_TUNER_TASK, TunerError, all_tuners
 
@@ -157,6 +158,7 @@ DATABASE_SECTIONS = {
     "vector_advice": ("vector_index",),
     "sequence_advice": ("sequence",),
     "n_plus_one_advice": ("n_plus_one",),
+    "bloat_advice": ("bloat",),
 }
 
 
@@ -167,6 +169,7 @@ class DatabaseReport:
     sections: dict[str, list[Recommendation]]
     vacuum_status: list[dict[str, Any]]
     last_runs: list[OptimizationRun]
+    space: SpaceReport | None = None
     error: str = ""
     # The workbench flow: slow query -> explain -> advice -> apply -> the speed-up observed afterwards.
     recent_explains: list[ExplainRun] = field(default_factory=list)
@@ -225,6 +228,7 @@ def database_report(*, target: Target, live: bool, window: timedelta = timedelta
         recent_explains=list(ExplainRun.objects.filter(target=target).order_by("-created_at", "-id")[:5]),
         applying=Recommendation.objects.filter(target=target, status=Recommendation.Status.APPLYING).count(),
         speedups=speedup_list(target=target),
+        space=space_report(target=target),
     )
     if not live:
         report.error = LIVE_FOR_OPERATORS
@@ -271,3 +275,102 @@ def cache_report(*, target: Target) -> CacheReport:
         recommendations=list(recommendation_list(status="open", target_id=target.id)),
         last_runs=list(run_list(target_id=target.id)[:10]),
     )
+
+
+# --- space ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RelationSpace:
+    schema: str
+    name: str
+    kind: str
+    parent: str
+    bytes: int
+    relation_bytes: int
+    rows: int
+    bloat_bytes: int | None
+    bloat_source: str
+    growth_per_day: float | None  # least squares over the window's daily sizes; None with one day only
+    bytes_in_30_days: float | None
+
+    @property
+    def bloat_percent(self) -> float | None:
+        if self.bloat_bytes is None or not self.relation_bytes:
+            return None
+        return round(100.0 * self.bloat_bytes / self.relation_bytes, 1)
+
+
+@dataclass(frozen=True)
+class SpaceReport:
+    target: Target
+    day: date | None  # of the newest reading
+    relations: list[RelationSpace]  # the largest of that day, largest first
+    totals: list[tuple[date, int]]  # all tables (with their indexes) per day, oldest first
+    total_bytes: int
+    total_growth_per_day: float | None
+    total_in_30_days: float | None
+    until_bytes: int | None
+    days_until: float | None  # until the total reaches until_bytes; None when it is not growing
+
+
+FORECAST_DAYS = 30
+
+
+def _growth(points: list[tuple[date, int]]) -> tuple[float | None, float | None]:
+    """bytes per day (least squares) and the size in FORECAST_DAYS days from the newest point."""
+    if len(points) < 2:
+        return None, None
+    first = points[0][0]
+    slope, _intercept, _r2 = least_squares([(d - first).days for d, _ in points], [b for _, b in points])
+    return slope, max(0.0, points[-1][1] + slope * FORECAST_DAYS)
+
+
+def space_report(*, target: Target, days: int = 30, limit: int = 20, until_bytes: int | None = None) -> SpaceReport:
+    """The target's largest tables and indexes of its newest daily reading (space tuner), with growth per
+    day over the last `days` days, the size forecast in 30 days, and the total's days until `until_bytes`."""
+    if days < 2:
+        raise InvalidInput("days must be at least 2 (growth needs two readings).", field="days")
+    newest = RelationSize.objects.filter(target=target).aggregate(day=Max("day"))["day"]
+    if newest is None:
+        return SpaceReport(target, None, [], [], 0, None, None, until_bytes, None)
+    since = newest - timedelta(days=days - 1)
+    latest = list(RelationSize.objects.filter(target=target, day=newest).order_by("-bytes", "schema", "name")[:limit])
+    history: dict[tuple[str, str], list[tuple[date, int]]] = defaultdict(list)
+    for schema, name, day, size in (
+        RelationSize.objects.filter(target=target, day__gte=since, name__in={r.name for r in latest})
+        .order_by("day")
+        .values_list("schema", "name", "day", "bytes")
+    ):
+        history[schema, name].append((day, size))
+    relations = []
+    for r in latest:
+        growth, forecast = _growth(history[r.schema, r.name])
+        relations.append(
+            RelationSpace(
+                r.schema,
+                r.name,
+                r.kind,
+                r.parent,
+                r.bytes,
+                r.relation_bytes,
+                r.rows,
+                r.bloat_bytes,
+                r.bloat_source,
+                growth,
+                forecast,
+            )
+        )
+    totals = list(
+        RelationSize.objects.filter(target=target, day__gte=since, kind=RelationSize.Kind.TABLE)
+        .values("day")
+        .annotate(total=Sum("bytes"))
+        .order_by("day")
+        .values_list("day", "total")
+    )
+    total = totals[-1][1] if totals else 0
+    growth, forecast = _growth(totals)
+    days_until = None
+    if until_bytes is not None and growth and growth > 0:
+        days_until = max(0.0, (until_bytes - total) / growth)
+    return SpaceReport(target, newest, relations, totals, total, growth, forecast, until_bytes, days_until)

@@ -23,7 +23,7 @@ from core.roles import OPERATOR, ensure_role, has_role, role_required
 from core.views import section_context
 from monitoring.models import Target
 from optimizer.activity_selectors import activity_read
-from optimizer.charts import before_after_json
+from optimizer.charts import before_after_json, space_json
 from optimizer.converters import queryid_parse
 from optimizer.evidence import evidence_table
 from optimizer.explain_selectors import explain_run_activity, explain_run_get, explain_runs_recent
@@ -243,6 +243,8 @@ def database(request: HttpRequest, target_id: int | None = None) -> HttpResponse
     report = database_report(target=target, live=live) if target else None
     regressions = list(plan_regression_list(target=target, limit=10)) if target else []
     context = {**_picker(targets, target, kind=Target.Kind.POSTGRES), "report": report, "regressions": regressions}
+    if report is not None:
+        context["space_figure_json"] = space_json(report.space)
     return render(request, "optimizer/database.html", context)
 
 

@@ -52,7 +52,7 @@ def forecast_series(
         low, high = max(point.ts, start), min(point.ts + step, now)
         xs.append(((low - start) + (high - low) / 2) / DAY)
     ys = [point.avg for point in points]
-    slope, intercept, r_squared = _least_squares(xs, ys)
+    slope, intercept, r_squared = least_squares(xs, ys)
 
     days_to_limit = reaches_at = None
     if slope > 0:
@@ -71,8 +71,9 @@ def forecast_series(
     )
 
 
-def _least_squares(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
-    """slope, intercept and r² of the ordinary least-squares line y = intercept + slope * x."""
+def least_squares(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
+    """slope, intercept and r² of the ordinary least-squares line y = intercept + slope * x (also fits the
+    optimizer's daily table sizes)."""
     n = len(xs)
     mean_x = sum(xs) / n
     mean_y = sum(ys) / n

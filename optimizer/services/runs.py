@@ -33,6 +33,7 @@ from optimizer.services.liveness import RunHeartbeat, recommendation_release
 from optimizer.services.plan_regressions import plan_captures_record
 from optimizer.services.recommendations import recommendations_sync
 from optimizer.services.sessions import open_session
+from optimizer.services.space import relation_sizes_record
 from optimizer.tuners.base import LockHeld, TunerError, WindowClosed, check_params, tuner_class
 
 logger = logging.getLogger(__name__)
@@ -443,6 +444,8 @@ def _run_tuner(run: OptimizationRun) -> None:
         _watch(run, session)
         tuner = cls(session, params=_tuner_params(run))
         analysis = tuner.analyze()
+        if analysis.relation_sizes:  # a reading of the target, not a change to it: kept in dry runs too
+            relation_sizes_record(target=run.target, rows=analysis.relation_sizes)
         recommendations = recommendations_sync(target=run.target, tuner=run.tuner, findings=analysis.findings)
         run.evidence_before = {**analysis.evidence, "recommendations_open": len(recommendations)}
         actions = analysis.actions

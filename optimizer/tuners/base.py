@@ -4,7 +4,8 @@ A tuner is one module in optimizer/tuners/ with one class registered under its `
 `Session` (an open, bounded connection to one target) and implements:
 
     analyze()            read-only: findings (recommendations), actions it would run itself, evidence numbers,
-                         plans it captured (the run stores them: optimizer.services.plan_regressions)
+                         plans it captured (the run stores them: optimizer.services.plan_regressions),
+                         table and index sizes it read (the run stores them: optimizer.services.space)
     measure(actions)     numbers describing what the actions touch, taken before and after they run
     perform(action)      run one action (default: its statement through the session)
     apply(recommendation)  run a recommendation's statements (default: each one through the session)
@@ -91,6 +92,8 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
     # Plans taken (optimizer.tuners.plans.PlanSnapshot); the run stores them and looks for regressions.
     captures: list[Any] = field(default_factory=list)
+    # Sizes of tables and indexes read by the run (the space tuner); the run stores them per day.
+    relation_sizes: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,17 @@ from core.registry import Registry, RegistryFrozen, UnknownPlugin, registry
 
 ROOT = Path(__file__).resolve().parents[2]
 # Every tuner shipped (tests/optimizer/test_tasks.py checks each one's schedule is installed).
-BUILTIN_TUNERS = {"vacuum", "indexes", "pgconfig", "cache", "vectors", "sequences", "n_plus_one", "plan_capture"}
+BUILTIN_TUNERS = {
+    "vacuum",
+    "indexes",
+    "pgconfig",
+    "cache",
+    "vectors",
+    "sequences",
+    "n_plus_one",
+    "plan_capture",
+    "space",
+}
 
 
 class _Plugin:

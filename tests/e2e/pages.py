@@ -12,6 +12,7 @@ from monitoring import storage
 from monitoring.models import QueryText, Target
 from monitoring.services.targets import TargetInput, target_create
 from optimizer.models import ExplainRun, OptimizationRun, PlanCapture, PlanRegression, Recommendation
+from optimizer.services.space import relation_sizes_record
 from scaling.services.crud import ServiceInput, rule_upsert, service_create
 from tests.alerts.conftest import make_alert, make_channel, make_rule
 from tests.optimizer.conftest import plant_applied, plant_stat
@@ -207,6 +208,29 @@ def seed_every_page(*, actor) -> dict[str, str]:
         },
     )
     seed_n_plus_one(target)
+    # A week of daily sizes (the Database page's Space section and chart) and bloat advice.
+    for back in range(7):
+        relation_sizes_record(
+            target=target,
+            day=timezone.localdate() - timedelta(days=6 - back),
+            rows=[
+                {"schema": "public", "name": "orders", "kind": "table", "bytes": 9_000_000_000 + back * 40_000_000}
+                | {"relation_bytes": 6_000_000_000, "rows": 48_000_000, "bloat_bytes": 1_900_000_000}
+                | {"bloat_source": "estimate"},
+                {"schema": "public", "name": "orders_customer_id_idx", "kind": "index", "parent": "orders"}
+                | {"bytes": 2_400_000_000, "relation_bytes": 2_400_000_000, "rows": 48_000_000, "bloat_bytes": None},
+            ],
+        )
+    Recommendation.objects.create(
+        target=target,
+        tuner="space",
+        fingerprint="orders-bloat",
+        category=Recommendation.Category.BLOAT,
+        title="Rebuild bloated index public.orders_customer_id_idx (62 % bloat)",
+        explanation="A bloated index costs reads and cache for nothing.",
+        statement='REINDEX INDEX CONCURRENTLY "public"."orders_customer_id_idx"',
+        estimated_impact="about 1.5 GB back",
+    )
     run = _succeeded_run(target, "indexes", "1 index advised.", recommendation=recommendation)
 
     plant_applied(

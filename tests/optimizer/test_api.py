@@ -272,6 +272,7 @@ def test_database_optimize_starts_every_postgres_tuner_and_refuses_others(anonym
         "pgconfig",
         "plan_capture",
         "sequences",
+        "space",
         "vacuum",
         "vectors",
     ]
