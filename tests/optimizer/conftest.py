@@ -19,6 +19,7 @@ from psycopg import sql
 from monitoring.models import QueryStat, QueryText, Target
 from monitoring.services.targets import TargetInput, target_create
 from optimizer.models import OptimizationRun, Recommendation
+from optimizer.services.runs import run_create, run_execute
 
 LOCAL_PG15_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -210,3 +211,11 @@ def make_dead_tuples(database: Database, schema: str, table: str, *, rows: int, 
         conn.execute("SELECT pg_stat_force_next_flush()")
         conn.execute("SELECT 1")
     wait_for(lambda: dead_tuples(database, schema, table) >= deleted, what=f"{deleted} dead tuples in {table}")
+
+
+def advise_indexes(target: Target, **params) -> OptimizationRun:
+    """One index advisor run (not a dry run) on `target`, asserted to have succeeded."""
+    run = run_create(tuner="indexes", target=target, trigger="operator", actor=None, dry_run=False, params=params)
+    run = run_execute(run_id=run.id)
+    assert run.status == OptimizationRun.Status.SUCCEEDED, run.error
+    return run

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from optimizer.models import OptimizationRun, Recommendation
-from optimizer.services.runs import run_create, run_execute
-from tests.optimizer.conftest import make_target, plant_workload
+from optimizer.models import Recommendation
+from tests.optimizer.conftest import advise_indexes, make_target, plant_workload
 
 # Three shapes on a written table: each has its own best index, one wider index serves them all nearly as well.
 SHAPES = [
@@ -34,13 +33,6 @@ def scans(pg15):
     return pg15
 
 
-def _advise(target, **params):
-    run = run_create(tuner="indexes", target=target, trigger="operator", actor=None, dry_run=False, params=params)
-    run = run_execute(run_id=run.id)
-    assert run.status == OptimizationRun.Status.SUCCEEDED, run.error
-    return run
-
-
 def _advised(target) -> list[Recommendation]:
     return list(Recommendation.objects.filter(target=target, category="missing_index", status="open"))
 
@@ -48,13 +40,13 @@ def _advised(target) -> list[Recommendation]:
 def test_write_cost_leaves_out_an_index_another_advised_one_stands_in_for(db, scans):
     free = make_target(scans)
     plant_workload(free, SHAPES, database=scans.name)
-    run = _advise(free, index_write_us_per_row=0.0)
+    run = advise_indexes(free, index_write_us_per_row=0.0)
     assert run.evidence_before["left_out_for_writes"] == 0
     assert len(_advised(free)) == 2  # one index per shape that wins on its own (the prefix one merged)
 
     written = make_target(scans)
     plant_workload(written, SHAPES, database=scans.name)
-    run = _advise(written)
+    run = advise_indexes(written)
     assert run.evidence_before["left_out_for_writes"] == 1
     assert "left out of the set" in run.summary
     [kept] = _advised(written)
@@ -67,10 +59,10 @@ def test_write_cost_leaves_out_an_index_another_advised_one_stands_in_for(db, sc
 
 def test_a_foreign_key_led_by_an_advised_index_gets_no_advice_of_its_own(db, scans):
     target = make_target(scans)
-    _advise(target)  # no workload: the key is unindexed
+    advise_indexes(target)  # no workload: the key is unindexed
     assert Recommendation.objects.filter(target=target, category="fk_index").count() == 1
     plant_workload(target, SHAPES[:1], database=scans.name)
-    _advise(target)
+    advise_indexes(target)
     assert [r.evidence["columns"] for r in _advised(target)] == [["shipment_id", "scanned_at"]]
     fk = Recommendation.objects.get(target=target, category="fk_index")
     assert fk.status == Recommendation.Status.OBSOLETE

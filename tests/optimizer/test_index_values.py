@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from optimizer.models import OptimizationRun, Recommendation
-from optimizer.services.runs import run_create, run_execute
+from optimizer.models import Recommendation
 from optimizer.services.sessions import open_session
 from optimizer.tuners import index_values
 from optimizer.tuners.indexes import WorkloadQuery
 from optimizer.tuners.querytree import query_shape
-from tests.optimizer.conftest import make_target, plant_workload
+from tests.optimizer.conftest import advise_indexes, make_target, plant_workload
 
 LOST = "SELECT * FROM parcels WHERE status = $1 AND created_at > $2"
 
@@ -28,13 +27,6 @@ def parcels(pg15):
         "ANALYZE parcels",
     )
     return pg15
-
-
-def _advise(target, **params):
-    run = run_create(tuner="indexes", target=target, trigger="operator", actor=None, dry_run=False, params=params)
-    run = run_execute(run_id=run.id)
-    assert run.status == OptimizationRun.Status.SUCCEEDED, run.error
-    return run
 
 
 def test_rare_most_common_values_and_sampled_constants_are_learned(db, parcels):
@@ -65,10 +57,10 @@ def test_a_partial_index_on_a_learned_constant_is_advised_with_its_evidence(db, 
     target = make_target(parcels)
     plant_workload(target, [(LOST, 2000, 80000.0)], database=parcels.name)
     # With the generic plan alone, no candidate saves enough.
-    blind = _advise(target, rare_value_fraction=0.0)
+    blind = advise_indexes(target, rare_value_fraction=0.0)
     assert blind.evidence_before["advised"] == 0 and blind.evidence_before["learned_variants"] == 0
 
-    run = _advise(target)
+    run = advise_indexes(target)
     assert run.evidence_before["learned_variants"] == 1
     advice = Recommendation.objects.get(target=target, category="missing_index", status="open")
     assert advice.verified

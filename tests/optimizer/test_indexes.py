@@ -15,7 +15,7 @@ from monitoring.services.collection import collect_target
 from optimizer.models import OptimizationRun, Recommendation
 from optimizer.services.runs import recommendation_apply_start, run_create, run_execute
 from optimizer.services.speedups import speedups_measure_all
-from tests.optimizer.conftest import make_target, plant_workload
+from tests.optimizer.conftest import advise_indexes, make_target, plant_workload
 
 SCHEMA = "Sales Dept"
 TABLE = "Order Items"
@@ -50,13 +50,6 @@ def _orders(database) -> None:
         conn.execute(sql.SQL("ANALYZE {}").format(table))
 
 
-def _advise(target, **params):
-    run = run_create(tuner="indexes", target=target, trigger="operator", actor=None, dry_run=False, params=params)
-    run = run_execute(run_id=run.id)
-    assert run.status == OptimizationRun.Status.SUCCEEDED, run.error
-    return run
-
-
 def _missing(target) -> dict[str, Recommendation]:
     found = Recommendation.objects.filter(target=target, category="missing_index", status="open")
     return {tuple(r.evidence["columns"]).__repr__(): r for r in found}
@@ -67,7 +60,7 @@ def test_hypopg_verifies_multicolumn_candidates_on_postgres_15(db, pg15):
     _orders(pg15)
     target = make_target(pg15)
     plant_workload(target, WORKLOAD, database=pg15.name)
-    run = _advise(target)
+    run = advise_indexes(target)
     assert run.evidence_before["hypopg"] == 1
     advice = _missing(target)
     assert set(advice) == {repr(('Customer "Id"', "created_at")), repr(("sku", "created_at"))}
@@ -87,11 +80,11 @@ def test_advice_is_deduplicated_across_runs_and_goes_obsolete_when_the_workload_
     _orders(pg15)
     target = make_target(pg15)
     plant_workload(target, WORKLOAD[:1], database=pg15.name)
-    _advise(target)
-    _advise(target)
+    advise_indexes(target)
+    advise_indexes(target)
     first = Recommendation.objects.get(target=target, category="missing_index")
     QueryStat.objects.filter(target=target).delete()
-    _advise(target)
+    advise_indexes(target)
     first.refresh_from_db()
     assert first.status == Recommendation.Status.OBSOLETE
 
@@ -100,7 +93,7 @@ def test_apply_builds_the_index_concurrently_logs_it_and_marks_the_advice_applie
     _orders(pg15)
     target = make_target(pg15)
     queryids = plant_workload(target, WORKLOAD[:1], database=pg15.name)
-    _advise(target)
+    advise_indexes(target)
     advice = Recommendation.objects.get(target=target, category="missing_index")
 
     dry = run_execute(
@@ -144,7 +137,7 @@ def test_a_failed_concurrent_build_leaves_no_invalid_index(db, pg15):
     _orders(pg15)
     target = make_target(pg15)
     plant_workload(target, WORKLOAD[:1], database=pg15.name)
-    _advise(target)
+    advise_indexes(target)
     advice = Recommendation.objects.get(target=target, category="missing_index")
     run = run_create(
         tuner="indexes",
@@ -181,7 +174,7 @@ def test_without_hypopg_advice_comes_from_a_real_workload_and_is_unverified(db, 
             conn.execute("SELECT * FROM events WHERE account = %s", [account])
     outcome = collect_target(target=target)
     assert outcome.ok and outcome.statements > 0
-    run = _advise(target)
+    run = advise_indexes(target)
     assert run.evidence_before["hypopg"] == 0
     assert "unverified" in run.summary
     advice = Recommendation.objects.get(target=target, category="missing_index")
@@ -207,7 +200,7 @@ def test_unused_duplicate_invalid_and_unindexed_foreign_keys_are_reported(db, pg
         with pytest.raises(Exception, match="could not create unique index"):
             conn.execute('CREATE UNIQUE INDEX CONCURRENTLY "line odd" ON line ("Odd Col")')
     target = make_target(pg18)
-    _advise(target, unused_window_days=0)
+    advise_indexes(target, unused_window_days=0)
     found = {(r.category, r.title) for r in Recommendation.objects.filter(target=target)}
     assert ("duplicate_index", "Drop public.line_a, covered by line_a_b") in found
     # line_a is unused too: one finding, one DROP, both reasons.
@@ -221,7 +214,7 @@ def test_unused_duplicate_invalid_and_unindexed_foreign_keys_are_reported(db, pg
     assert not any("line_note_line" in title for _, title in found)
     # With the default window, a server whose statistics are younger than 7 days proves nothing unused.
     fresh = make_target(pg18)
-    _advise(fresh)
+    advise_indexes(fresh)
     assert not Recommendation.objects.filter(target=fresh, category="unused_index").exists()
     invalid = Recommendation.objects.get(target=target, category="invalid_index")
     assert invalid.statement == 'DROP INDEX CONCURRENTLY IF EXISTS "public"."line odd"'
@@ -254,7 +247,7 @@ def test_a_constant_predicate_becomes_a_verified_partial_index(db, pg15):
         conn.execute("ANALYZE jobs")
     target = make_target(pg15)
     plant_workload(target, [("SELECT * FROM jobs WHERE queue = $1 AND NOT done", 1000, 50000.0)], database=pg15.name)
-    _advise(target)
+    advise_indexes(target)
     advice = Recommendation.objects.get(target=target, category="missing_index")
     assert advice.verified
     assert advice.statement.endswith('ON "public"."jobs" ("queue") WHERE NOT "done"')
