@@ -35,6 +35,7 @@ from optimizer.tuners.base import Analysis, Finding, Tuner, TunerSchedule, regis
 from optimizer.tuners.querytree import Unparseable, query_shape
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+_RETURNING = re.compile(r"\breturning\b")
 _BATCHED = re.compile(r"=\s*ANY\s*\(|\bIN\s*\(", re.IGNORECASE)
 
 # The tables a single-column foreign key joins to a column, whichever side the column is on.
@@ -87,6 +88,14 @@ def batched_rewrite(query: str, column: str) -> str:
     return rewritten if count else ""
 
 
+def returns_rows(query: str) -> bool:
+    """Whether the statement's rows reach the client. pg_stat_statements counts the rows an UPDATE or
+    DELETE touched too, but the application can only loop over rows it was sent: a SELECT, or a write
+    with RETURNING."""
+    head = query.lstrip().lower()
+    return head.startswith(("select", "with", "values", "table")) or _RETURNING.search(head) is not None
+
+
 def _correlation(xs: list[int], ys: list[int]) -> float | None:
     try:
         return statistics.correlation(xs, ys)
@@ -137,7 +146,8 @@ class NPlusOneTuner(Tuner):
         parents = [
             queryid
             for queryid, rows in data.rows.items()
-            if sum(1 for n in rows if n) >= self.params["min_windows"] and self._of_database(data, queryid, database)
+            if sum(1 for n in rows if n) >= self.params["min_windows"]
+            and returns_rows(self._of_database(data, queryid, database))
         ]
         analysis.evidence["children_checked"] = len(children)
         for child in children:

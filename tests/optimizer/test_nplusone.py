@@ -12,7 +12,7 @@ from monitoring.models import QueryStat, QueryText
 from monitoring.services.collection import collect_target
 from optimizer.models import OptimizationRun, Recommendation
 from optimizer.services.runs import recommendation_apply_start, run_create, run_execute
-from optimizer.tuners.n_plus_one import batched_rewrite
+from optimizer.tuners.n_plus_one import batched_rewrite, returns_rows
 from tests.optimizer.conftest import make_target
 
 API = "/api/v1/performance"
@@ -167,3 +167,33 @@ def test_batched_rewrite_turns_the_key_equality_into_any():
         "SELECT * FROM t l WHERE l.order_id=ANY($3)"
     )
     assert batched_rewrite("SELECT * FROM t WHERE other_id = $1", "id") == ""
+
+
+def test_a_write_without_returning_is_no_parent_since_its_rows_never_reach_the_application(db, pg18):
+    target = make_target(pg18)
+    rows = [40, 100, 25, 160, 70, 120, 10, 90]
+    _plant(
+        target,
+        {
+            # rows of an UPDATE count the rows it changed: the lookup cannot be looping over them
+            1: ("UPDATE shipments SET seen = true WHERE day = $1", [1] * 8, rows),
+            2: ("SELECT * FROM parcels WHERE shipment_id = $1", [2 * n for n in rows], [2 * n for n in rows]),
+        },
+    )
+    _run(target)
+    assert not Recommendation.objects.filter(target=target, category="n_plus_one").exists()
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("SELECT id FROM orders WHERE day = $1", True),
+        ("  WITH recent AS (SELECT 1) SELECT * FROM recent", True),
+        ("UPDATE t SET slot = $1 WHERE t.id = ANY($2) RETURNING t.id", True),
+        ("UPDATE django_celery_beat_periodictask SET name = $1 WHERE id = $2", False),
+        ("DELETE FROM sessions WHERE expires < $1", False),
+        ("INSERT INTO events (kind) VALUES ($1)", False),
+    ],
+)
+def test_only_statements_that_send_rows_back_can_be_parents(query, expected):
+    assert returns_rows(query) is expected
