@@ -28,8 +28,9 @@ def blocking_violations(page, where: str) -> list[str]:
 
 
 def axe_walk(page, base_url: str, pages: dict[str, str], *, label: str) -> list[str]:
-    """axe's blocking findings on every page, and any error a page wrote to the browser console
-    (htmx, plotly and our scripts report their failures there), other than a 404 page's own status."""
+    """axe's blocking findings on every page, a page wider than the window, and any error a page wrote
+    to the browser console (htmx, plotly and our scripts report their failures there), other than a
+    404 page's own status."""
     found = []
     console_errors: list[str] = []
     page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
@@ -40,6 +41,9 @@ def axe_walk(page, base_url: str, pages: dict[str, str], *, label: str) -> list[
         page.wait_for_timeout(300)  # plotly draws after DOMContentLoaded
         page.screenshot(path=ARTIFACTS / f"a11y-{label}-{name.replace(' ', '-')}.png", full_page=True)
         found += blocking_violations(page, f"{name} ({path}) {label}")
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        if overflow > 0:
+            found.append(f"{name} ({path}) {label}: {overflow} px wider than the window (sideways scroll)")
         own_status = f"status of {response.status}" if response.status >= 400 else None
         found += [
             f"{name} ({path}) {label}: console error: {text}"
