@@ -7,6 +7,7 @@ Figures are plain dicts in plotly's figure schema; core/charts.py says why.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from core.charts import LEGEND_ABOVE, figure_json, value_axis, value_hover, with_empty_state
 from optimizer.models import OptimizationRun
@@ -110,7 +111,14 @@ def space_figure(report: SpaceReport) -> dict:
         "y": [size for _, size in report.totals],
         "hovertemplate": f"%{{x}}: {value_hover('bytes')}<extra>total size</extra>",
     }
-    layout = {"height": 220, "xaxis": {"type": "date"}, "yaxis": value_axis("bytes"), "showlegend": False}
+    # Daily readings: day ticks, never plotly's sub-second ticks around a single reading.
+    xaxis: dict = {"type": "date", "tickformat": "%b %d", "dtick": 86_400_000}
+    if len(report.totals) == 1:
+        day = report.totals[0][0]
+        xaxis["range"] = [(day - timedelta(days=3)).isoformat(), (day + timedelta(days=3)).isoformat()]
+    elif len(report.totals) > 14:
+        del xaxis["dtick"]
+    layout = {"height": 220, "xaxis": xaxis, "yaxis": value_axis("bytes"), "showlegend": False}
     return with_empty_state({"data": [line], "layout": layout}, text="No size readings yet (space tuner, daily)")
 
 

@@ -137,6 +137,15 @@ def test_growth_per_day_and_forecast_come_from_the_daily_sizes(db, pg18):
     assert figure["data"][0]["y"][-1] == 6_900_000 and len(figure["data"][0]["x"]) == 10
 
 
+def test_the_size_chart_of_a_single_reading_spans_days_not_fractions_of_a_second(db, pg18):
+    target = make_target(pg18)
+    _plant(target, 1, start=2_000_000, per_day=0)
+    xaxis = space_figure(space_report(target=target, days=30))["layout"]["xaxis"]
+    today = timezone.localdate()
+    assert xaxis["tickformat"] == "%b %d" and xaxis["dtick"] == 86_400_000
+    assert xaxis["range"] == [(today - timedelta(days=3)).isoformat(), (today + timedelta(days=3)).isoformat()]
+
+
 def test_the_space_api_gives_viewers_sizes_growth_forecast_and_bloat(db, anonymous_client, viewer_auth, pg18):
     target = make_target(pg18)
     _plant(target, 5, start=2_000_000, per_day=50_000)
