@@ -1,0 +1,136 @@
+"""Reading what PromQL selectors ask for: the series whose labels match, and their raw samples.
+
+A series' PromQL labels are its labels plus `__name__` (its metric); a collected series (one with
+a target) also carries `target`, the target's name, unless it has a label of that name already.
+Samples are read from the raw table only (timestamps in milliseconds, as Prometheus counts them).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from django.db import connection
+
+from monitoring.models import Series
+
+
+@dataclass(frozen=True)
+class Matcher:
+    name: str
+    op: str  # "=", "!=", "=~", "!~"
+    value: str
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        actual = labels.get(self.name, "")
+        if self.op == "=":
+            return actual == self.value
+        if self.op == "!=":
+            return actual != self.value
+        found = _anchored(self.value).fullmatch(actual) is not None
+        return found if self.op == "=~" else not found
+
+
+@lru_cache(maxsize=256)
+def _anchored(pattern: str) -> re.Pattern[str]:
+    # Prometheus anchors every matcher regex at both ends; fullmatch does the same.
+    return re.compile(pattern, re.DOTALL)
+
+
+@dataclass
+class StoredSeries:
+    labels: dict[str, str]  # with __name__
+    stamps: np.ndarray  # int64 milliseconds, ascending
+    values: np.ndarray  # float64
+
+
+def series_match(*, matchers: list[Matcher]) -> list[tuple[int, dict[str, str]]]:
+    """(series id, PromQL labels) of every stored series all matchers accept."""
+    queryset = Series.objects.all()
+    for matcher in matchers:
+        if matcher.name == "__name__" and matcher.op == "=":
+            queryset = queryset.filter(metric=matcher.value)
+    found = []
+    for series_id, metric, labels, target_name in queryset.values_list("id", "metric", "labels", "target__name"):
+        full = {**(labels or {}), "__name__": metric}
+        if target_name is not None:
+            full.setdefault("target", target_name)
+        if all(matcher.matches(full) for matcher in matchers):
+            found.append((series_id, full))
+    return found
+
+
+_SAMPLES_SQL = """
+    SELECT series_id, (extract(epoch FROM ts) * 1000)::bigint, value
+    FROM monitoring_sample
+    WHERE series_id = ANY(%s) AND ts >= to_timestamp(%s::float8 / 1000) AND ts <= to_timestamp(%s::float8 / 1000)
+    ORDER BY series_id, ts
+"""
+
+
+def samples_read(*, matchers: list[Matcher], start_ms: int, end_ms: int) -> list[StoredSeries]:
+    """The matching series with their samples in [start_ms, end_ms] (series without any are left out)."""
+    matched = series_match(matchers=matchers)
+    if not matched:
+        return []
+    labels_by_id = dict(matched)
+    with connection.cursor() as cursor:
+        cursor.execute(_SAMPLES_SQL, [list(labels_by_id), start_ms, end_ms])
+        rows = cursor.fetchall()
+    if not rows:
+        return []
+    ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+    stamps = np.fromiter((row[1] for row in rows), dtype=np.int64, count=len(rows))
+    values = np.fromiter((row[2] for row in rows), dtype=np.float64, count=len(rows))
+    bounds = np.flatnonzero(np.diff(ids)) + 1
+    starts = np.concatenate(([0], bounds))
+    ends = np.concatenate((bounds, [len(ids)]))
+    by_labels: dict[tuple, StoredSeries] = {}
+    for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+        labels = labels_by_id[int(ids[lo])]
+        key = tuple(sorted(labels.items()))
+        if key in by_labels:  # the same label set under two targets' namespaces: merged, as one series
+            merged = by_labels[key]
+            order = np.argsort(np.concatenate((merged.stamps, stamps[lo:hi])), kind="stable")
+            merged.stamps = np.concatenate((merged.stamps, stamps[lo:hi]))[order]
+            merged.values = np.concatenate((merged.values, values[lo:hi]))[order]
+            continue
+        by_labels[key] = StoredSeries(labels=labels, stamps=stamps[lo:hi], values=values[lo:hi])
+    return list(by_labels.values())
+
+
+def _with_samples_between(series_ids: list[int], start_ms: int | None, end_ms: int | None) -> set[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT series_id FROM monitoring_sample WHERE series_id = ANY(%s) "
+            "AND ts >= to_timestamp(%s::float8 / 1000) AND ts <= to_timestamp(%s::float8 / 1000)",
+            [series_ids, start_ms if start_ms is not None else -(2**52), end_ms if end_ms is not None else 2**52],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def series_find(
+    *, selectors: list[list[Matcher]] | None, start_ms: int | None = None, end_ms: int | None = None
+) -> list[dict[str, str]]:
+    """The label sets of the series any selector matches (all series without selectors), sorted.
+
+    With a start or an end, only series with a sample between them.
+    """
+    found: dict[int, dict[str, str]] = {}
+    for matchers in selectors if selectors is not None else [[]]:
+        found.update(series_match(matchers=matchers))
+    if found and (start_ms is not None or end_ms is not None):
+        kept = _with_samples_between(list(found), start_ms, end_ms)
+        found = {sid: labels for sid, labels in found.items() if sid in kept}
+    unique = {tuple(sorted(labels.items())): labels for labels in found.values()}
+    return [unique[key] for key in sorted(unique)]
+
+
+def metric_kinds() -> dict[str, set[str]]:
+    """Every metric name with the kinds its series are stored as."""
+    kinds: dict[str, set[str]] = {}
+    for metric, kind in Series.objects.values_list("metric", "kind").distinct():
+        kinds.setdefault(metric, set()).add(kind)
+    return kinds
