@@ -396,43 +396,6 @@ def _agg_simple(reduce):
     return aggregate
 
 
-def _sum(values: list[float]) -> float:
-    total = 0.0
-    for v in values:
-        total += v
-    return total
-
-
-def _avg(values: list[float]) -> float:
-    # Prometheus 2.x: an incremental mean, falling back to a plain one only on overflow.
-    mean, count = 0.0, 0.0
-    for v in values:
-        count += 1
-        if math.isinf(mean):
-            if math.isinf(v) and (mean > 0) == (v > 0):
-                continue
-            if not math.isinf(v) and not math.isnan(v):
-                continue
-        mean += v / count - mean / count
-    return mean
-
-
-def _min(values: list[float]) -> float:
-    result = values[0]
-    for v in values[1:]:
-        if result > v or math.isnan(result):
-            result = v
-    return result
-
-
-def _max(values: list[float]) -> float:
-    result = values[0]
-    for v in values[1:]:
-        if result < v or math.isnan(result):
-            result = v
-    return result
-
-
 def _k(groups, param, *, top: bool) -> Vector:
     if not isinstance(param, float):
         raise PromQLError("expected a scalar parameter for topk/bottomk")
@@ -459,10 +422,10 @@ def _quantile(groups, param) -> Vector:
 
 
 AGGREGATIONS = {
-    "sum": _agg_simple(_sum),
-    "avg": _agg_simple(_avg),
-    "min": _agg_simple(_min),
-    "max": _agg_simple(_max),
+    "sum": _agg_simple(functions.plain_sum),
+    "avg": _agg_simple(lambda values: functions.incremental_mean(values, compensated=False)),
+    "min": _agg_simple(functions.minimum),
+    "max": _agg_simple(functions.maximum),
     "count": _agg_simple(lambda values: float(len(values))),
     "topk": lambda groups, param: _k(groups, param, top=True),
     "bottomk": lambda groups, param: _k(groups, param, top=False),

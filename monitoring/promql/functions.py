@@ -143,7 +143,17 @@ def _deriv(matrix) -> list:
     return out
 
 
-def _avg_over(values: list[float]) -> float:
+def plain_sum(values: list[float]) -> float:
+    """sum(): added in order, as the aggregation does (sum_over_time is compensated)."""
+    total = 0.0
+    for v in values:
+        total += v
+    return total
+
+
+def incremental_mean(values: list[float], *, compensated: bool) -> float:
+    """An incremental mean (no overflow on large values), Kahan-compensated for avg_over_time as
+    Prometheus does there, plain for the avg aggregation as it does there."""
     mean = c = count = 0.0
     for v in values:
         count += 1
@@ -152,7 +162,10 @@ def _avg_over(values: list[float]) -> float:
                 continue
             if not math.isinf(v) and not math.isnan(v):
                 continue
-        mean, c = _kahan_inc(v / count - mean / count, mean, c)
+        if compensated:
+            mean, c = _kahan_inc(v / count - mean / count, mean, c)
+        else:
+            mean += v / count - mean / count
     return mean if math.isinf(mean) else mean + c
 
 
@@ -163,7 +176,7 @@ def _sum_over(values: list[float]) -> float:
     return total if math.isinf(total) else total + c
 
 
-def _min_over(values: list[float]) -> float:
+def minimum(values: list[float]) -> float:
     result = values[0]
     for v in values:
         if v < result or math.isnan(result):
@@ -171,7 +184,7 @@ def _min_over(values: list[float]) -> float:
     return result
 
 
-def _max_over(values: list[float]) -> float:
+def maximum(values: list[float]) -> float:
     result = values[0]
     for v in values:
         if v > result or math.isnan(result):
@@ -180,10 +193,10 @@ def _max_over(values: list[float]) -> float:
 
 
 _OVER_TIME = {
-    "avg_over_time": _avg_over,
+    "avg_over_time": lambda values: incremental_mean(values, compensated=True),
     "sum_over_time": _sum_over,
-    "min_over_time": _min_over,
-    "max_over_time": _max_over,
+    "min_over_time": minimum,
+    "max_over_time": maximum,
     "count_over_time": lambda values: float(len(values)),
     "last_over_time": lambda values: values[-1],
 }
