@@ -332,6 +332,16 @@ def _matrix(result: list) -> dict[tuple, list[tuple[float, float]]]:
     return {tuple(sorted(s["metric"].items())): [(float(t), float(v)) for t, v in s["values"]] for s in result}
 
 
+def _instant(data: dict) -> tuple[str, dict[tuple, list[tuple[float, float]]]]:
+    """An instant query's answer in the shape of a range query's, with its result type."""
+    kind, result = data["resultType"], data["result"]
+    if kind == "scalar":
+        return kind, {(): [(float(result[0]), float(result[1]))]}
+    if kind == "vector":
+        return kind, _matrix([{"metric": s["metric"], "values": [s["value"]]} for s in result])
+    return kind, _matrix(result)
+
+
 def _same(ours: dict, theirs: dict) -> str | None:
     if ours.keys() != theirs.keys():
         return f"labels differ: ours {sorted(ours)} theirs {sorted(theirs)}"
@@ -377,6 +387,18 @@ def test_query_range_answers_as_prometheus_does_over_the_same_remote_written_sam
             problem = _same(_matrix(ours.json()["data"]["result"]), _matrix(theirs["data"]["result"]))
             if problem:
                 mismatches[expression] = problem
+        # The same corpus as instant queries at a time between two samples, and a range selector.
+        at = {"time": (BASE_MS + 1_234_567) / 1000}
+        for expression in [*CORPUS, "http_requests_total[2m]", "node_mem_bytes[1m] offset 2m"]:
+            query = urllib.parse.urlencode({**at, "query": expression})
+            with urllib.request.urlopen(f"{url}/api/v1/query?{query}", timeout=10) as response:
+                their_kind, theirs = _instant(json.load(response)["data"])
+            answer = anonymous_client.get("/prometheus/api/v1/query", {**at, "query": expression}, **viewer_auth)
+            assert answer.status_code == 200, (expression, answer.content)
+            our_kind, ours = _instant(answer.json()["data"])
+            problem = f"{our_kind} is not {their_kind}" if our_kind != their_kind else _same(ours, theirs)
+            if problem:
+                mismatches[f"instant {expression}"] = problem
     finally:
         process.terminate()
         process.wait(timeout=20)
