@@ -2,16 +2,19 @@
 
 A series' PromQL labels are its labels plus `__name__` (its metric); a collected series (one with
 a target) also carries `target`, the target's name, unless it has a label of that name already.
-Samples are read from the raw table only (timestamps in milliseconds, as Prometheus counts them).
+Samples are read in milliseconds, as Prometheus counts them: raw within the raw retention, rollup
+averages before it.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from django.conf import settings
 from django.db import connection
 
 from monitoring.models import Series
@@ -62,12 +65,37 @@ def series_match(*, matchers: list[Matcher]) -> list[tuple[int, dict[str, str]]]
     return found
 
 
+# Older than the raw retention, a rollup bucket stands for one sample: its average, at its middle
+# (hourly buckets before the 1-minute retention, minute buckets after it, raw samples from the raw
+# retention on). docs/api.md says what that means for each function.
 _SAMPLES_SQL = """
-    SELECT series_id, (extract(epoch FROM ts) * 1000)::bigint, value
-    FROM monitoring_sample
-    WHERE series_id = ANY(%s) AND ts >= to_timestamp(%s::float8 / 1000) AND ts <= to_timestamp(%s::float8 / 1000)
-    ORDER BY series_id, ts
+    SELECT series_id, t, value FROM (
+        SELECT series_id, (extract(epoch FROM bucket) * 1000)::bigint + 1800000 AS t, sum / count AS value
+        FROM monitoring_rollup_1h
+        WHERE series_id = ANY(%(ids)s) AND bucket >= to_timestamp(%(start)s::float8 / 1000 - 3600)
+          AND bucket < to_timestamp(%(minute_from)s::float8 / 1000)
+        UNION ALL
+        SELECT series_id, (extract(epoch FROM bucket) * 1000)::bigint + 30000, sum / count
+        FROM monitoring_rollup_1m
+        WHERE series_id = ANY(%(ids)s) AND bucket >= to_timestamp(%(start)s::float8 / 1000 - 60)
+          AND bucket >= to_timestamp(%(minute_from)s::float8 / 1000)
+          AND bucket < to_timestamp(%(raw_from)s::float8 / 1000)
+        UNION ALL
+        SELECT series_id, (extract(epoch FROM ts) * 1000)::bigint, value
+        FROM monitoring_sample
+        WHERE series_id = ANY(%(ids)s) AND ts >= to_timestamp(greatest(%(start)s, %(raw_from)s)::float8 / 1000)
+          AND ts <= to_timestamp(%(end)s::float8 / 1000)
+    ) AS d
+    WHERE t >= %(start)s AND t <= %(end)s
+    ORDER BY series_id, t
 """
+_DAY_MS = 86_400_000
+
+
+def _retention_starts() -> tuple[int, int]:
+    """(ms) where the 1-minute rollups and where the raw samples start being read."""
+    now = round(time.time() * 1000)
+    return now - settings.RETENTION_1M_DAYS * _DAY_MS, now - settings.RETENTION_RAW_DAYS * _DAY_MS
 
 
 def samples_read(*, matchers: list[Matcher], start_ms: int, end_ms: int) -> list[StoredSeries]:
@@ -76,8 +104,18 @@ def samples_read(*, matchers: list[Matcher], start_ms: int, end_ms: int) -> list
     if not matched:
         return []
     labels_by_id = dict(matched)
+    minute_from, raw_from = _retention_starts()
     with connection.cursor() as cursor:
-        cursor.execute(_SAMPLES_SQL, [list(labels_by_id), start_ms, end_ms])
+        cursor.execute(
+            _SAMPLES_SQL,
+            {
+                "ids": list(labels_by_id),
+                "start": start_ms,
+                "end": end_ms,
+                "minute_from": minute_from,
+                "raw_from": raw_from,
+            },
+        )
         rows = cursor.fetchall()
     if not rows:
         return []

@@ -13,7 +13,9 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from django.db import connection
 
+from monitoring.models import Series
 from monitoring.promql.engine import evaluate_instant, evaluate_range
 from monitoring.promql.errors import PromQLError
 from monitoring.protocols.remote_write import write_request_encode
@@ -403,3 +405,18 @@ def test_query_range_answers_as_prometheus_does_over_the_same_remote_written_sam
         process.terminate()
         process.wait(timeout=20)
     assert mismatches == {}
+
+
+@pytest.mark.usefixtures("clean_samples")
+def test_older_than_the_raw_retention_each_rollup_bucket_reads_as_its_average_at_its_middle(settings):
+    series = Series.objects.create(metric="old_gauge", labels={"job": "x"}, labels_key="job=x")
+    minute = (int(time.time()) // 60 - (settings.RETENTION_RAW_DAYS + 1) * 1440) * 60  # a day past the raw retention
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO monitoring_rollup_1m VALUES (%s, to_timestamp(%s), %s, %s, %s, %s)",
+            [(series.id, minute + 60 * i, 0.0, 10.0, 10.0 * i, 2) for i in range(5)],  # averages 0, 5, 10, 15, 20
+        )
+    _, value = evaluate_instant("avg_over_time(old_gauge[5m])", time_ms=(minute + 300) * 1000)
+    assert value == [({"job": "x"}, 10.0)]
+    _, value = evaluate_instant("old_gauge", time_ms=(minute + 95) * 1000)
+    assert value == [({"__name__": "old_gauge", "job": "x"}, 5.0)]  # the second bucket, read at minute + 90 s
