@@ -8,7 +8,6 @@ of (labels, value) with labels as a dict that includes `__name__` while the metr
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -103,9 +102,14 @@ def _ms(delta) -> int:
 
 
 class Evaluator:
-    def __init__(self, expression: str, *, start_ms: int, end_ms: int) -> None:
+    def __init__(self, expression: str, *, start_ms: int, end_ms: int, step_ms: int = 1) -> None:
         self.root = parse(expression)
         self.query = _Query(start_ms=start_ms, end_ms=end_ms)
+        self.step_ms = step_ms
+        self.times = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
+        # Per selector node, where each series' samples are at every step (searched once, not per step).
+        self._positions: dict[int, list] = {}
+        self._keep_alive: list = []
         self._check(self.root)
 
     # -- checking what we support, before reading anything ------------------------------------
@@ -158,7 +162,6 @@ class Evaluator:
                 end_ms=self.query.end_ms - offset,
             )
             self.query.loaded[id(vs)] = cached
-            self._keep_alive = getattr(self, "_keep_alive", [])
             self._keep_alive.append(vs)  # id() stays unique while the node lives
         return cached
 
@@ -187,29 +190,46 @@ class Evaluator:
             return self._binary(node, t)
         raise PromQLError(f"unsupported expression: {node}")
 
+    def _step(self, t: int) -> int:
+        return (t - self.query.start_ms) // self.step_ms
+
     def _instant_vector(self, vs, t: int) -> Vector:
-        offset = _ms(vs.offset)
-        at = t - offset
-        out = []
-        for series in self._selector_data(vs, LOOKBACK_MS):
-            stamps = series.stamps
-            i = bisect_right(stamps, at) - 1
-            if i >= 0 and stamps[i] >= at - LOOKBACK_MS:
-                out.append((series.labels, float(series.values[i])))
-        return out
+        positions = self._positions.get(id(vs))
+        if positions is None:
+            at = self.times - _ms(vs.offset)
+            positions = []
+            for series in self._selector_data(vs, LOOKBACK_MS):
+                index = np.searchsorted(series.stamps, at, side="right") - 1
+                clipped = np.maximum(index, 0)
+                seen = (index >= 0) & (series.stamps[clipped] >= at - LOOKBACK_MS)
+                positions.append((series.labels, seen.tolist(), series.values[clipped].tolist()))
+            self._positions[id(vs)] = positions
+        i = self._step(t)
+        return [(labels, values[i]) for labels, seen, values in positions if seen[i]]
 
     def _matrix(self, node, t: int) -> Matrix:
         vs = node.vector_selector
         range_ms = _ms(node.range)
         offset = _ms(vs.offset)
-        end = t - offset
-        begin = end - range_ms
-        out = []
-        for series in self._selector_data(vs, range_ms):
-            lo = bisect_left(series.stamps, begin)
-            hi = bisect_right(series.stamps, end)
-            if hi > lo:
-                out.append(RangeSeries(series.labels, series.stamps[lo:hi], series.values[lo:hi]))
+        positions = self._positions.get(id(node))
+        if positions is None:
+            end = self.times - offset
+            positions = [
+                (
+                    series,
+                    np.searchsorted(series.stamps, end - range_ms, side="left").tolist(),
+                    np.searchsorted(series.stamps, end, side="right").tolist(),
+                )
+                for series in self._selector_data(vs, range_ms)
+            ]
+            self._positions[id(node)] = positions
+            self._keep_alive.append(node)
+        i = self._step(t)
+        out = [
+            RangeSeries(series.labels, series.stamps[lo[i] : hi[i]], series.values[lo[i] : hi[i]])
+            for series, lo, hi in positions
+            if hi[i] > lo[i]
+        ]
         return Matrix(out, range_ms, offset)
 
     # -- aggregations -------------------------------------------------------------------------
@@ -455,7 +475,7 @@ def evaluate_range(expression: str, *, start_ms: int, end_ms: int, step_ms: int)
             "exceeded maximum resolution of 11,000 points per timeseries. "
             "Try decreasing the query resolution (?step=XX)"
         )
-    evaluator = Evaluator(expression, start_ms=start_ms, end_ms=end_ms)
+    evaluator = Evaluator(expression, start_ms=start_ms, end_ms=end_ms, step_ms=step_ms)
     kind = result_type(evaluator.root)
     if kind not in ("vector", "scalar"):
         raise PromQLError(
@@ -469,11 +489,16 @@ def evaluate_range(expression: str, *, start_ms: int, end_ms: int, step_ms: int)
         if isinstance(value, float):
             series.setdefault((), ({}, []))[1].append((t, value))
         else:
-            _check_unique(value)
-            for labels, v in value:
-                series.setdefault(key_of(labels), (labels, []))[1].append((t, v))
+            keys = [key_of(labels) for labels, _ in value]
+            if len(set(keys)) != len(keys):
+                raise PromQLError(_SAME_LABELSET)
+            for key, (labels, v) in zip(keys, value, strict=True):
+                series.setdefault(key, (labels, []))[1].append((t, v))
         t += step_ms
     return [series[key] for key in sorted(series)]
+
+
+_SAME_LABELSET = "vector cannot contain metrics with the same labelset"
 
 
 def _check_unique(vector: Vector) -> None:
@@ -481,5 +506,5 @@ def _check_unique(vector: Vector) -> None:
     for labels, _ in vector:
         key = key_of(labels)
         if key in seen:
-            raise PromQLError("vector cannot contain metrics with the same labelset")
+            raise PromQLError(_SAME_LABELSET)
         seen.add(key)
