@@ -420,3 +420,51 @@ def test_older_than_the_raw_retention_each_rollup_bucket_reads_as_its_average_at
     assert value == [({"job": "x"}, 10.0)]
     _, value = evaluate_instant("old_gauge", time_ms=(minute + 95) * 1000)
     assert value == [({"__name__": "old_gauge", "job": "x"}, 5.0)]  # the second bucket, read at minute + 90 s
+
+
+@pytest.mark.usefixtures("small_store")
+def test_grafana_datasource_requests_are_answered(anonymous_client, viewer_auth):
+    """What Grafana's Prometheus datasource sends: Save & test, the query builder's lists, a panel."""
+    start, end = str(BASE_MS / 1000 - 60), str(BASE_MS / 1000 + 600)
+    health = anonymous_client.post("/prometheus/api/v1/query", {"query": "1+1", "time": end}, **viewer_auth).json()
+    assert health["data"] == {"resultType": "scalar", "result": [float(end), "2"]}
+    metrics = anonymous_client.get(
+        "/prometheus/api/v1/label/__name__/values", {"start": start, "end": end}, **viewer_auth
+    ).json()
+    assert metrics == {"status": "success", "data": ["lat_bucket", "mem", "req_total"]}
+    labels = anonymous_client.post(
+        "/prometheus/api/v1/labels", {"match[]": "mem", "start": start, "end": end}, **viewer_auth
+    ).json()
+    assert labels["data"] == ["__name__", "instance", "job"]
+    values = anonymous_client.get(
+        "/prometheus/api/v1/label/instance/values", {"match[]": '{__name__="mem"}'}, **viewer_auth
+    ).json()
+    assert values["data"] == ["a", "b"]
+    panel = anonymous_client.post(
+        "/prometheus/api/v1/query_range",
+        {"query": "sum by (instance) (mem)", "start": start, "end": end, "step": "60"},
+        **viewer_auth,
+    ).json()
+    assert [s["metric"] for s in panel["data"]["result"]] == [{"instance": "a"}, {"instance": "b"}]
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ({"query": "mem + on(job) mem", "time": "1"}, "many-to-many matching not allowed"),
+        ({"query": "mem[5m]", "start": "1", "end": "2", "step": "1"}, 'invalid expression type "range vector"'),
+        ({"query": "mem", "start": "1", "end": "2", "step": "x"}, 'invalid parameter "step"'),
+        ({"query": "mem", "start": "0", "end": "100000", "step": "1"}, "exceeded maximum resolution"),
+        ({"query": "rate(mem)", "time": "1"}, "expected type matrix"),
+    ],
+)
+@pytest.mark.usefixtures("small_store")
+def test_bad_queries_are_400s_in_prometheus_error_format(anonymous_client, viewer_auth, params, error):
+    path = "/prometheus/api/v1/query_range" if "step" in params else "/prometheus/api/v1/query"
+    if "time" in params:
+        params = {**params, "time": str(BASE_MS / 1000 + 30)}
+    answer = anonymous_client.get(path, params, **viewer_auth)
+    assert answer.status_code == 400
+    body = answer.json()
+    assert body["status"] == "error" and body["errorType"] == "bad_data"
+    assert error in body["error"]
