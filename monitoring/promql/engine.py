@@ -450,6 +450,9 @@ AGGREGATIONS = {
     "topk": lambda groups, param: _k(groups, param, top=True),
     "bottomk": lambda groups, param: _k(groups, param, top=False),
     "quantile": _quantile,
+    "stdvar": _agg_simple(functions.variance),
+    "stddev": _agg_simple(lambda values: math.sqrt(functions.variance(values))),
+    "group": _agg_simple(lambda values: 1.0),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 
@@ -192,7 +193,45 @@ def maximum(values: list[float]) -> float:
     return result
 
 
+def _changes(values: list[float]) -> float:
+    changed = 0
+    for previous, current in itertools.pairwise(values):
+        if current != previous and not (math.isnan(current) and math.isnan(previous)):
+            changed += 1
+    return float(changed)
+
+
+def _resets(values: list[float]) -> float:
+    return float(sum(1 for previous, current in itertools.pairwise(values) if current < previous))
+
+
+def variance_over(values: list[float]) -> float:
+    """stdvar_over_time: a compensated running mean and sum of squared deviations."""
+    count = mean = c_mean = aux = c_aux = 0.0
+    for v in values:
+        count += 1
+        delta = v - (mean + c_mean)
+        mean, c_mean = _kahan_inc(delta / count, mean, c_mean)
+        aux, c_aux = _kahan_inc(delta * (v - (mean + c_mean)), aux, c_aux)
+    return (aux + c_aux) / count
+
+
+def variance(values: list[float]) -> float:
+    """The stdvar aggregation: Welford's running mean and sum of squared deviations."""
+    mean, total, count = values[0], 0.0, 1.0
+    for v in values[1:]:
+        count += 1
+        delta = v - mean
+        mean += delta / count
+        total += delta * (v - mean)
+    return total / count
+
+
 _OVER_TIME = {
+    "changes": _changes,
+    "resets": _resets,
+    "stdvar_over_time": variance_over,
+    "stddev_over_time": lambda values: math.sqrt(variance_over(values)),
     "avg_over_time": lambda values: incremental_mean(values, compensated=True),
     "sum_over_time": _sum_over,
     "min_over_time": minimum,
@@ -346,6 +385,7 @@ SUPPORTED = {
     "idelta",
     "deriv",
     *_OVER_TIME,
+    "quantile_over_time",
     "abs",
     "ceil",
     "floor",
@@ -401,6 +441,9 @@ def call(name: str, args: list, t: int):
         return _deriv(args[0])
     if name in _OVER_TIME:
         return _over_time(name, args[0])
+    if name == "quantile_over_time":
+        q = args[0]
+        return [(_drop(s.labels), quantile(q, s.values.tolist())) for s in args[1].series if len(s.values)]
     if name == "abs":
         return _simple(args[0], abs)
     if name == "ceil":

@@ -257,6 +257,14 @@ CORPUS = [
     "sqrt(node_mem_bytes)",
     "ceil(node_mem_bytes)",
     "floor(node_mem_bytes)",
+    "changes(temp[5m])",
+    "resets(http_requests_total[10m])",
+    "stddev_over_time(node_mem_bytes[5m])",
+    "stdvar_over_time(node_mem_bytes[5m])",
+    "quantile_over_time(0.9, node_mem_bytes[5m])",
+    "stddev by (instance) (http_requests_total)",
+    "stdvar(node_mem_bytes)",
+    "group by (code) (http_requests_total)",
 ]
 
 
