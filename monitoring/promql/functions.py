@@ -117,30 +117,58 @@ def _instant_value(matrix, *, rate: bool) -> list:
     return out
 
 
+def _linear_regression(stamps: list[int], values: list[float], intercept_time: int) -> tuple[float, float]:
+    """(slope per second, value at intercept_time) of the least-squares line, compensated sums."""
+    if all(v == values[0] for v in values):
+        return (math.nan, math.nan) if math.isinf(values[0]) else (0.0, values[0])
+    n = sum_x = c_x = sum_y = c_y = sum_xy = c_xy = sum_x2 = c_x2 = 0.0
+    for stamp, v in zip(stamps, values, strict=True):
+        n += 1.0
+        x = (stamp - intercept_time) / 1e3
+        sum_x, c_x = _kahan_inc(x, sum_x, c_x)
+        sum_y, c_y = _kahan_inc(v, sum_y, c_y)
+        sum_xy, c_xy = _kahan_inc(x * v, sum_xy, c_xy)
+        sum_x2, c_x2 = _kahan_inc(x * x, sum_x2, c_x2)
+    sum_x, sum_y, sum_xy, sum_x2 = sum_x + c_x, sum_y + c_y, sum_xy + c_xy, sum_x2 + c_x2
+    cov_xy = sum_xy - sum_x * sum_y / n
+    var_x = sum_x2 - sum_x * sum_x / n
+    slope = cov_xy / var_x
+    return slope, sum_y / n - slope * sum_x / n
+
+
 def _deriv(matrix) -> list:
     out = []
     for series in matrix.series:
         if len(series.values) < 2:
             continue
-        values = series.values.tolist()
         stamps = series.stamps.tolist()
-        intercept_time = stamps[0]
-        n = sum_x = c_x = sum_y = c_y = sum_xy = c_xy = sum_x2 = c_x2 = 0.0
-        constant = all(v == values[0] for v in values)
-        if constant:
-            out.append((_drop(series.labels), math.nan if math.isinf(values[0]) else 0.0))
+        slope, _ = _linear_regression(stamps, series.values.tolist(), stamps[0])
+        out.append((_drop(series.labels), slope))
+    return out
+
+
+def _predict_linear(matrix, seconds: float, t: int) -> list:
+    out = []
+    for series in matrix.series:
+        if len(series.values) < 2:
             continue
-        for stamp, v in zip(stamps, values, strict=True):
-            n += 1.0
-            x = (stamp - intercept_time) / 1e3
-            sum_x, c_x = _kahan_inc(x, sum_x, c_x)
-            sum_y, c_y = _kahan_inc(v, sum_y, c_y)
-            sum_xy, c_xy = _kahan_inc(x * v, sum_xy, c_xy)
-            sum_x2, c_x2 = _kahan_inc(x * x, sum_x2, c_x2)
-        sum_x, sum_y, sum_xy, sum_x2 = sum_x + c_x, sum_y + c_y, sum_xy + c_xy, sum_x2 + c_x2
-        cov_xy = sum_xy - sum_x * sum_y / n
-        var_x = sum_x2 - sum_x * sum_x / n
-        out.append((_drop(series.labels), cov_xy / var_x))
+        slope, intercept = _linear_regression(series.stamps.tolist(), series.values.tolist(), t)
+        out.append((_drop(series.labels), slope * seconds + intercept))
+    return out
+
+
+def _label_join(vector: list, dst: str, separator: str, *sources: str) -> list:
+    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", dst):
+        raise PromQLError(f"invalid destination label name in label_join(): {dst}")
+    out = []
+    for labels, value in vector:
+        joined = separator.join(labels.get(source, "") for source in sources)
+        changed = dict(labels)
+        if joined:
+            changed[dst] = joined
+        else:
+            changed.pop(dst, None)
+        out.append((changed, value))
     return out
 
 
@@ -384,6 +412,9 @@ SUPPORTED = {
     "delta",
     "idelta",
     "deriv",
+    "predict_linear",
+    "label_join",
+    "sgn",
     *_OVER_TIME,
     "quantile_over_time",
     "abs",
@@ -439,6 +470,12 @@ def call(name: str, args: list, t: int):
         return _instant_value(args[0], rate=False)
     if name == "deriv":
         return _deriv(args[0])
+    if name == "predict_linear":
+        return _predict_linear(args[0], args[1], t)
+    if name == "label_join":
+        return _label_join(args[0], *args[1:])
+    if name == "sgn":
+        return _simple(args[0], lambda v: v if v == 0 or math.isnan(v) else math.copysign(1.0, v))
     if name in _OVER_TIME:
         return _over_time(name, args[0])
     if name == "quantile_over_time":
