@@ -157,19 +157,27 @@ def _predict_linear(matrix, seconds: float, t: int) -> list:
     return out
 
 
-def _label_join(vector: list, dst: str, separator: str, *sources: str) -> list:
+def _with_label(labels: dict, name: str, value: str) -> dict:
+    """The labels with one set, or removed when the value is empty (as Prometheus's label builder)."""
+    changed = dict(labels)
+    if value:
+        changed[name] = value
+    else:
+        changed.pop(name, None)
+    return changed
+
+
+def _check_destination(dst: str, function: str) -> None:
     if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", dst):
-        raise PromQLError(f"invalid destination label name in label_join(): {dst}")
-    out = []
-    for labels, value in vector:
-        joined = separator.join(labels.get(source, "") for source in sources)
-        changed = dict(labels)
-        if joined:
-            changed[dst] = joined
-        else:
-            changed.pop(dst, None)
-        out.append((changed, value))
-    return out
+        raise PromQLError(f"invalid destination label name in {function}(): {dst}")
+
+
+def _label_join(vector: list, dst: str, separator: str, *sources: str) -> list:
+    _check_destination(dst, "label_join")
+    return [
+        (_with_label(labels, dst, separator.join(labels.get(source, "") for source in sources)), value)
+        for labels, value in vector
+    ]
 
 
 def plain_sum(values: list[float]) -> float:
@@ -377,21 +385,11 @@ def _label_replace(vector: list, dst: str, replacement: str, src: str, regex: st
         pattern = re.compile(f"^(?:{regex})$", re.DOTALL)
     except re.error as exc:
         raise PromQLError(f"invalid regular expression in label_replace(): {regex}: {exc}") from None
-    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", dst):
-        raise PromQLError(f"invalid destination label name in label_replace(): {dst}")
+    _check_destination(dst, "label_replace")
     out = []
     for labels, value in vector:
         match = pattern.match(labels.get(src, ""))
-        if match is None:
-            out.append((labels, value))
-            continue
-        result = _expand(replacement, match)
-        changed = dict(labels)
-        if result:
-            changed[dst] = result
-        else:
-            changed.pop(dst, None)
-        out.append((changed, value))
+        out.append((labels if match is None else _with_label(labels, dst, _expand(replacement, match)), value))
     return out
 
 
