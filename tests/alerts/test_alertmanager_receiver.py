@@ -209,9 +209,15 @@ def test_status_answers_alertmanagers_shape_and_the_probes_answer_anyone(anonymo
         assert (response.status_code, response.content) == (200, b"OK")
 
 
-def test_the_alert_page_shows_the_annotations_and_the_source_link(anonymous_client, operator_auth, viewer_client):
+def test_the_alert_page_and_api_show_the_annotations_and_the_source_link(
+    anonymous_client, operator_auth, viewer_client
+):
     assert _post(anonymous_client, operator_auth, [_alert()]).status_code == 200
     alert = Alert.objects.get()
+    shown = viewer_client.get(f"/api/v1/performance/alerts/{alert.id}").json()
+    assert (shown["source"], shown["generator_url"]) == ("external", GENERATOR)
+    assert shown["annotations"]["runbook_url"] == "https://runbooks.example/instance-down"
+    assert shown["title"] == "web-1 is down"
     page = viewer_client.get(f"/alerts/{alert.id}/").content.decode()
     assert "web-1:9100 has not answered for 5 minutes." in page
     assert 'href="https://runbooks.example/instance-down"' in page
