@@ -181,25 +181,54 @@ def alerts_receive(*, alerts: list[PostedAlert], actor=None, now: datetime | Non
     now = now or timezone.now()
     summary = ReceiveSummary(received=len(alerts))
     rules: dict[str, AlertRule] = {}
-    for posted in alerts:
+    keys = [external_fingerprint(posted.labels) for posted in alerts]
+    # One query for the alerts already known, locked in id order (two requests never deadlock).
+    known = {
+        alert.fingerprint: alert
+        for alert in Alert.objects.select_for_update(of=("self",))
+        .select_related("rule")
+        .filter(fingerprint__in=set(keys))
+        .order_by("id")
+    }
+    resent: dict[datetime, set[int]] = {}  # endsAt -> ids of firing alerts sent again
+    for posted, key in zip(alerts, keys, strict=True):
         rule = rules.get(posted.alertname) or external_rule_for(alertname=posted.alertname, actor=actor)
         rules[posted.alertname] = rule
         ends_at = posted.ends_at or now + RESOLVE_TIMEOUT
         firing = ends_at > now
-        key = external_fingerprint(posted.labels)
-        alert = Alert.objects.select_for_update().select_related("rule").filter(fingerprint=key).first()
+        alert = known.get(key)
         if not rule.enabled or (alert is None and not firing):
             summary.ignored += 1  # nothing to remember about an alert that never fired here
             continue
         if alert is None:
             alert = Alert(rule=rule, fingerprint=key, labels=posted.labels, source=Alert.Source.EXTERNAL, metric="")
-        alert.annotations = posted.annotations
-        alert.generator_url = posted.generator_url
-        alert.starts_at = posted.starts_at or alert.starts_at or now
+        message = posted.annotations.get("description", "")
+        carried = {
+            "annotations": posted.annotations,
+            "generator_url": posted.generator_url,
+            "starts_at": posted.starts_at or alert.starts_at or now,
+            "message": message[:2000],
+        }
+        if firing and alert.state == AlertState.FIRING:
+            # A resend of a firing alert (every evaluation): the state machine would change nothing.
+            # What it carries is written only if it changed; endsAt and the times once per endsAt below.
+            changed = [name for name, value in carried.items() if getattr(alert, name) != value]
+            if changed:
+                Alert.objects.filter(pk=alert.pk).update(**{name: carried[name] for name in changed})
+            resent.setdefault(ends_at, set()).add(alert.pk)
+            continue
+        for ids in resent.values():
+            ids.discard(alert.pk)  # stepped below: the resend's update must not undo it
+        for name, value in carried.items():
+            setattr(alert, name, value)
         alert.ends_at = ends_at
         observation = sm.Observation(posted.severity if firing else None, None)
-        message = posted.annotations.get("description", "")
         summary.changes += _apply(alert, rule=rule, observation=observation, now=now, message=message)
+        known[key] = alert
+    for ends_at, ids in resent.items():
+        Alert.objects.filter(pk__in=ids).update(
+            ends_at=ends_at, last_breach_at=now, last_evaluated_at=now, updated_at=now
+        )
     return summary
 
 

@@ -83,6 +83,12 @@ def test_resends_keep_one_alert_and_an_ends_at_in_the_past_resolves_it(anonymous
         assert _post(anonymous_client, operator_auth, [_alert()]).status_code == 200
     alert = Alert.objects.get()
     assert list(alert.changes.values_list("to_state", flat=True)) == ["firing"]
+    later = {**_alert(ends_in=600), "annotations": {"summary": "web-1 is still down"}}
+    assert _post(anonymous_client, operator_auth, [later]).status_code == 200
+    alert.refresh_from_db()
+    assert alert.title == "web-1 is still down"
+    assert alert.ends_at > timezone.now() + timedelta(seconds=500)
+    assert list(alert.changes.values_list("to_state", flat=True)) == ["firing"]
     assert _post(anonymous_client, operator_auth, [_alert(ends_in=-1)]).status_code == 200
     alert.refresh_from_db()
     assert alert.state == "resolved"
@@ -222,6 +228,9 @@ def test_the_alert_page_and_api_show_the_annotations_and_the_source_link(
     assert "web-1:9100 has not answered for 5 minutes." in page
     assert 'href="https://runbooks.example/instance-down"' in page
     assert 'href="http://prometheus.example:9090/graph?g0.expr=up+%3D%3D+0&amp;g0.tab=1"' in page
+    rule_page = viewer_client.get(f"/alerts/rules/{alert.rule_id}/")
+    assert rule_page.status_code == 200
+    assert "External: sent by Prometheus" in rule_page.content.decode()
 
 
 @pytest.mark.celery_worker
