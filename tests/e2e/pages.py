@@ -276,6 +276,7 @@ def seed_every_page(*, actor) -> dict[str, str]:
     alert_rule = make_rule(name="Connections high", critical_threshold=None)
     alert = make_alert(alert_rule, target=target, severity="warning", value=85.0, threshold=80.0)
     channel = make_channel("http://127.0.0.1:9/slack", name="ops")
+    external = seed_external_alert()
     cache = seed_cache_analysis(actor=actor)
     return {
         "overview": "/",
@@ -299,6 +300,7 @@ def seed_every_page(*, actor) -> dict[str, str]:
         "scaled service": f"/scaling/services/{service.name}/",
         "alerts": "/alerts/",
         "alert": f"/alerts/{alert.id}/",
+        "external alert": f"/alerts/{external.id}/",
         "alert rules": "/alerts/rules/",
         "alert rule": f"/alerts/rules/{alert_rule.id}/",
         "new alert rule": "/alerts/rules/new/",
@@ -308,6 +310,27 @@ def seed_every_page(*, actor) -> dict[str, str]:
         "settings": "/settings/",
         "not found": "/no-such-page/",
     }
+
+
+def seed_external_alert():
+    """An alert a Prometheus sent through the Alertmanager API, with long annotations and source link."""
+    from alerts.models import Alert
+    from alerts.services.external import alerts_parse, alerts_receive
+
+    expression = "sum+by+%28instance%29+%28rate%28node_cpu_seconds_total%7Bmode%21%3D%22idle%22%7D%5B5m%5D%29%29" * 3
+    posted = {
+        "labels": {"alertname": "NodeCpuSaturatedForALongTime", "instance": "web-frontend-7.eu-west.example:9100",
+                   "job": "node", "severity": "critical"},
+        "annotations": {
+            "summary": "CPU saturated on web-frontend-7.eu-west.example:9100",
+            "description": "Above 95 % for 15 minutes on every core.\nLook at the busiest processes.",
+            "runbook_url": "https://runbooks.example.com/node/NodeCpuSaturatedForALongTime/a-very-long-anchor",
+            "dashboard": "https://grafana.example.com/d/node-exporter-full/node-exporter-full?var-instance=web-7",
+        },
+        "generatorURL": f"http://prometheus.eu-west.example:9090/graph?g0.expr={expression}&g0.tab=1",
+    }  # fmt: skip
+    alerts_receive(alerts=alerts_parse([posted]))
+    return Alert.objects.get(source=Alert.Source.EXTERNAL)
 
 
 def seed_n_plus_one(target: Target) -> Recommendation:
