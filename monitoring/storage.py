@@ -19,7 +19,7 @@ import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 
-from monitoring.models import RollupDirtyRange, RollupWatermark, Series
+from monitoring.models import ForwardOutbox, RollupDirtyRange, RollupWatermark, Series
 
 SAMPLE_TABLE = "monitoring_sample"
 _PARTITION_LOCK_KEY = 0x5050_4D4F  # advisory lock id for partition DDL ("PPMO")
@@ -199,15 +199,43 @@ def _copy_packed(packed: bytes, oldest: datetime, newest: datetime) -> None:
         days.append(day)
         day += timedelta(days=1)
     sample_partitions_ensure(days)
-    try:
-        _copy_rows(packed)
-    except psycopg.errors.CheckViolation:
-        # A partition this process had seen was dropped by another one since (retention, a test's
-        # cleanup): no partition for the rows. Forget, recreate and write them once more.
-        _known_partitions.difference_update(days)
-        sample_partitions_ensure(days)
-        _copy_rows(packed)
+    # Forwarding on: the samples and their outbox rows commit together, or neither does.
+    forwarding = bool(settings.FORWARD_REMOTE_WRITE_URL)
+    with transaction.atomic() if forwarding else nullcontext():
+        try:
+            _copy_rows(packed)
+        except psycopg.errors.CheckViolation:
+            # A partition this process had seen was dropped by another one since (retention, a test's
+            # cleanup): no partition for the rows. Forget, recreate and write them once more.
+            _known_partitions.difference_update(days)
+            sample_partitions_ensure(days)
+            _copy_rows(packed)
+        if forwarding:
+            _outbox_append(packed)
     _mark_dirty_if_rolled_up(oldest, newest)
+
+
+COPY_RECORD_SIZE = _COPY_RECORD.itemsize  # 38 bytes; samples_write's struct packs the same layout
+
+
+def _outbox_append(packed: bytes) -> None:
+    """Queue the written records for remote-write forwarding, at most FORWARD_BATCH_SAMPLES per row."""
+    step = settings.FORWARD_BATCH_SAMPLES * COPY_RECORD_SIZE
+    chunks = [packed[start : start + step] for start in range(0, len(packed), step)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _outbox_sql(),
+            [[len(chunk) // COPY_RECORD_SIZE for chunk in chunks], chunks],
+        )
+
+
+@cache
+def _outbox_sql() -> str:
+    quote = connection.ops.quote_name
+    return (
+        f"INSERT INTO {quote(ForwardOutbox._meta.db_table)} ({quote('created_at')}, {quote('samples')}, "  # noqa: S608 - our table
+        f"{quote('rows')}) SELECT now(), n, r FROM unnest(%s::int[], %s::bytea[]) AS u(n, r)"
+    )
 
 
 def _copy_rows(packed: bytes) -> None:
