@@ -209,9 +209,10 @@ class ForwardOutbox(models.Model):
     """Samples stored while remote-write forwarding is on, not yet accepted by the remote end.
 
     Written by monitoring.storage in the same transaction as the samples' COPY (so a sample is in
-    both or neither); `rows` is the COPY's own binary records, at most PERFPILOT_FORWARD_BATCH_SAMPLES
-    per row. The forwarder (monitoring.services.forwarding) sends rows in id order and deletes them once
-    the remote end answered: a queue, not a watermark, so a row committed late with a lower id is sent too.
+    both or neither); `rows` is the COPY's own binary records, LZ4-compressed, at most
+    PERFPILOT_FORWARD_BATCH_SAMPLES per row. The forwarder (monitoring.services.forwarding) sends rows in
+    id order and deletes them once the remote end answered: a queue, not a watermark, so a row committed
+    late with a lower id is sent too.
     """
 
     id = models.BigAutoField(primary_key=True)

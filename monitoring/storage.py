@@ -199,34 +199,56 @@ def _copy_packed(packed: bytes, oldest: datetime, newest: datetime) -> None:
         days.append(day)
         day += timedelta(days=1)
     sample_partitions_ensure(days)
-    # Forwarding on: the samples and their outbox rows commit together, or neither does.
-    forwarding = bool(settings.FORWARD_REMOTE_WRITE_URL)
-    with transaction.atomic() if forwarding else nullcontext():
-        try:
-            _copy_rows(packed)
-        except psycopg.errors.CheckViolation:
-            # A partition this process had seen was dropped by another one since (retention, a test's
-            # cleanup): no partition for the rows. Forget, recreate and write them once more.
-            _known_partitions.difference_update(days)
-            sample_partitions_ensure(days)
-            _copy_rows(packed)
-        if forwarding:
-            _outbox_append(packed)
+    try:
+        _store(packed)
+    except psycopg.errors.CheckViolation:
+        # A partition this process had seen was dropped by another one since (retention, a test's
+        # cleanup): no partition for the rows. Forget, recreate and write them once more.
+        _known_partitions.difference_update(days)
+        sample_partitions_ensure(days)
+        _store(packed)
     _mark_dirty_if_rolled_up(oldest, newest)
+
+
+def _store(packed: bytes) -> None:
+    if not settings.FORWARD_REMOTE_WRITE_URL:
+        _copy_rows(packed)
+        return
+    # Forwarding on: the samples and their outbox rows commit together, or neither does. A failed COPY
+    # rolls this whole block back, so the COPY needs no savepoint of its own.
+    with transaction.atomic():
+        _copy_rows(packed, savepoint=False)
+        _outbox_append(packed)
 
 
 COPY_RECORD_SIZE = _COPY_RECORD.itemsize  # 38 bytes; samples_write's struct packs the same layout
 
 
 def _outbox_append(packed: bytes) -> None:
-    """Queue the written records for remote-write forwarding, at most FORWARD_BATCH_SAMPLES per row."""
+    """Queue the written records for remote-write forwarding, at most FORWARD_BATCH_SAMPLES per row.
+
+    Each row is the COPY's records compressed with LZ4 (block format, with its size): about a fifth of the
+    bytes for some 25 ns a sample, far less than what writing them uncompressed cost (docs/benchmarks.md).
+    """
+    import cramjam
+
     step = settings.FORWARD_BATCH_SAMPLES * COPY_RECORD_SIZE
     chunks = [packed[start : start + step] for start in range(0, len(packed), step)]
     with connection.cursor() as cursor:
         cursor.execute(
             _outbox_sql(),
-            [[len(chunk) // COPY_RECORD_SIZE for chunk in chunks], chunks],
+            [
+                [len(chunk) // COPY_RECORD_SIZE for chunk in chunks],
+                [bytes(cramjam.lz4.compress_block(chunk)) for chunk in chunks],
+            ],
         )
+
+
+def outbox_records(row: bytes) -> np.ndarray:
+    """The COPY records of one outbox row (_outbox_append's LZ4 block), as a record array."""
+    import cramjam
+
+    return np.frombuffer(bytes(cramjam.lz4.decompress_block(row)), dtype=_COPY_RECORD)
 
 
 @cache
@@ -238,10 +260,10 @@ def _outbox_sql() -> str:
     )
 
 
-def _copy_rows(packed: bytes) -> None:
+def _copy_rows(packed: bytes, *, savepoint: bool = True) -> None:
     # Inside a transaction a failed COPY would abort it: a savepoint keeps the retry possible there.
     # Outside one the COPY is its own transaction, and the savepoint's round trips are saved.
-    guard = transaction.atomic() if connection.in_atomic_block else nullcontext()
+    guard = transaction.atomic() if savepoint and connection.in_atomic_block else nullcontext()
     with (
         guard,
         connection.cursor() as cursor,

@@ -50,4 +50,10 @@ class Migration(migrations.Migration):
                 ("rows", models.BinaryField()),
             ],
         ),
+        # Outbox rows are LZ4-compressed by monitoring.storage already: PostgreSQL's pglz would only spend
+        # CPU on every write trying again.
+        migrations.RunSQL(
+            'ALTER TABLE "monitoring_forwardoutbox" ALTER COLUMN "rows" SET STORAGE EXTERNAL',
+            reverse_sql=migrations.RunSQL.noop,
+        ),
     ]

@@ -1,8 +1,8 @@
 """Remote-write forwarding: every sample stored while PERFPILOT_FORWARD_REMOTE_WRITE_URL is set is sent on
 to a Prometheus remote-write endpoint (Mimir, VictoriaMetrics, Thanos, a Prometheus receiver).
 
-The queue is durable: monitoring.storage writes each COPY's records to `ForwardOutbox` in the samples'
-own transaction. `forwarding_run` (beat's `forward_samples_task`, one run at a time under a Redis lock)
+The queue is durable: monitoring.storage writes each COPY's records (LZ4-compressed) to `ForwardOutbox`
+in the samples' own transaction. `forwarding_run` (beat's `forward_samples_task`, one run at a time under a Redis lock)
 takes the oldest rows up to PERFPILOT_FORWARD_BATCH_SAMPLES, encodes one snappy `WriteRequest` (the
 receiver's message definitions), POSTs it through the outbound policy and, on the answer:
 
@@ -43,7 +43,7 @@ from core.conninfo import mask_url
 from core.locks import lock_acquire, lock_break_if_owner_gone, lock_key
 from monitoring.models import ForwardingState, ForwardOutbox, Series
 from monitoring.protocols.remote_write import write_request_encode
-from monitoring.storage import _COPY_RECORD, _PG_EPOCH_UNIX
+from monitoring.storage import _PG_EPOCH_UNIX, outbox_records
 
 logger = logging.getLogger(__name__)
 
@@ -149,15 +149,15 @@ def _batch_next() -> tuple[list[int], np.ndarray] | None:
     if not rows:
         return None
     ids: list[int] = []
-    parts: list[bytes] = []
+    parts: list[np.ndarray] = []
     total = 0
     for row_id, samples, data in rows:
         if ids and total + samples > settings.FORWARD_BATCH_SAMPLES:
             break
         ids.append(row_id)
-        parts.append(bytes(data))
+        parts.append(outbox_records(bytes(data)))
         total += samples
-    return ids, np.frombuffer(b"".join(parts), dtype=_COPY_RECORD)
+    return ids, np.concatenate(parts)
 
 
 def _series_labels(series_ids: list[int]) -> dict[int, dict[str, str]]:
