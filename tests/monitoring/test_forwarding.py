@@ -280,3 +280,12 @@ def _query(base: str, expression: str, at: float) -> list[dict]:
         body = json.load(response)
     assert body["status"] == "success", body
     return body["data"]["result"]
+
+
+def test_the_monitoring_page_shows_how_far_behind_forwarding_is(receiver, viewer_client):
+    _store(count=5)
+    ForwardingState.objects.create(pk=1, rejected_samples=60, last_error="60 samples rejected: HTTP 400 Bad Request")
+    page = viewer_client.get("/monitoring/").content.decode()
+    assert 'data-testid="forwarding"' in page
+    assert "30 samples" in page
+    assert "60 samples rejected: HTTP 400 Bad Request" in page
