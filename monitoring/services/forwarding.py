@@ -145,19 +145,18 @@ def _queue_trim() -> None:
 
 def _batch_next() -> tuple[list[int], np.ndarray] | None:
     """The oldest outbox rows, up to FORWARD_BATCH_SAMPLES samples (always at least one row)."""
-    rows = list(ForwardOutbox.objects.order_by("id").values_list("id", "samples", "rows")[:200])
-    if not rows:
+    heads = list(ForwardOutbox.objects.order_by("id").values_list("id", "samples")[:200])
+    if not heads:
         return None
     ids: list[int] = []
-    parts: list[np.ndarray] = []
     total = 0
-    for row_id, samples, data in rows:
+    for row_id, samples in heads:
         if ids and total + samples > settings.FORWARD_BATCH_SAMPLES:
             break
         ids.append(row_id)
-        parts.append(outbox_records(bytes(data)))
         total += samples
-    return ids, np.concatenate(parts)
+    rows = ForwardOutbox.objects.filter(id__in=ids).order_by("id").values_list("rows", flat=True)
+    return ids, np.concatenate([outbox_records(bytes(data)) for data in rows])
 
 
 def _series_labels(series_ids: list[int]) -> dict[int, dict[str, str]]:
