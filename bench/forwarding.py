@@ -143,8 +143,9 @@ def run() -> BenchResult:
         ),
         figures=tuple(figures),
         notes=(
-            "Forwarding on adds one INSERT of the COPY's own records into the outbox per write, in the same "
-            "transaction. Rounds (samples/s, off / on): "
+            "Forwarding on adds, per write, one statement that inserts the COPY's records (LZ4-compressed) into "
+            "the outbox and marks the rollups' dirty range, in the same "
+            "transaction, plus its COMMIT. Rounds (samples/s, off / on): "
             + "; ".join(
                 f"{size:,}: "
                 + ", ".join(
