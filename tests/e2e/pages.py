@@ -9,7 +9,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from monitoring import storage
-from monitoring.models import QueryText, Target
+from monitoring.models import ForwardingState, ForwardOutbox, QueryText, Target
 from monitoring.services.targets import TargetInput, target_create
 from optimizer.models import ExplainRun, OptimizationRun, PlanCapture, PlanRegression, Recommendation
 from optimizer.services.space import relation_sizes_record
@@ -178,6 +178,20 @@ def seed_every_page(*, actor) -> dict[str, str]:
         target_id=target.id, specs=[storage.SeriesSpec(metric="postgres_connections_used_percent", labels={})]
     )
     storage.samples_write([(series_id, now - timedelta(minutes=60 - i), 40 + i % 7) for i in range(60)])
+    # Remote-write forwarding behind, with a refused batch: its card on the Monitoring page.
+    ForwardOutbox.objects.create(samples=120, rows=b"", created_at=now - timedelta(seconds=90))
+    ForwardingState.objects.create(
+        pk=1,
+        endpoint="https://mimir.example.com/api/v1/push",
+        sent_samples=48_000,
+        sent_requests=24,
+        failed_requests=3,
+        rejected_requests=1,
+        rejected_samples=2000,
+        last_success_at=now,
+        last_error="2000 samples rejected: HTTP 400 Bad Request: out of order sample",
+        last_error_at=now - timedelta(minutes=2),
+    )
     queryid = -5_764_607_523_034_234_880  # pg_stat_statements ids are signed
     QueryText.objects.create(target=target, queryid=queryid, query="SELECT * FROM orders WHERE customer_id = $1")
     for i in range(12):
