@@ -76,6 +76,11 @@ def alert_out(view: AlertView) -> dict:
         "silenced": view.silenced,
         "silence_id": view.silence.id if view.silence else None,
         "inhibited": view.inhibited_by is not None,
+        "source": alert.source,
+        "annotations": alert.annotations,
+        "generator_url": alert.generator_url,
+        "starts_at": alert.starts_at,
+        "ends_at": alert.ends_at,
     }
 
 

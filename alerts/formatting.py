@@ -43,6 +43,8 @@ def alert_value_text(*, kind: str, value: float | None, unit: str) -> str:
         return "failed" if value is None else number(value)
     if kind == AlertRule.Kind.PLAN_REGRESSION:
         return "plan changed, slower" if value is None else number(value)
+    if kind == AlertRule.Kind.EXTERNAL and value is None:
+        return "sent by Prometheus"
     if kind == AlertRule.Kind.FORECAST and value is not None:
         return f"limit in {duration(value * DAY_SECONDS)}"
     if value is None:

@@ -16,11 +16,12 @@ from core.crypto import encrypted_url_property
 
 
 class Severity(models.TextChoices):
+    INFO = "info", "Info"
     WARNING = "warning", "Warning"
     CRITICAL = "critical", "Critical"
 
 
-SEVERITY_RANK = {Severity.WARNING: 1, Severity.CRITICAL: 2}
+SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
 
 class AlertRule(models.Model):
@@ -34,6 +35,9 @@ class AlertRule(models.Model):
         TUNER_FAILURE = "tuner_failure", "Event: tuner failure"
         SCALING_FAILURE = "scaling_failure", "Event: scaling failure"
         PLAN_REGRESSION = "plan_regression", "Event: plan regression"
+        # One per alertname received through the Alertmanager API (alerts.services.external); its
+        # metric is the alertname. Prometheus evaluates these; Perfpilot routes and delivers them.
+        EXTERNAL = "external", "External: sent by Prometheus (Alertmanager API)"
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -104,7 +108,12 @@ class AlertState(models.TextChoices):
 class Alert(models.Model):
     """One alert instance of a rule, identified by the fingerprint of its labels."""
 
+    class Source(models.TextChoices):
+        PERFPILOT = "perfpilot", "Perfpilot"
+        EXTERNAL = "external", "External (Alertmanager API)"
+
     rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="alerts")
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.PERFPILOT)
     fingerprint = models.CharField(max_length=64, unique=True)
     labels = models.JSONField(default=dict)
     target = models.ForeignKey(
@@ -124,6 +133,11 @@ class Alert(models.Model):
     acked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
     acked_at = models.DateTimeField(null=True, blank=True)
     ack_comment = models.TextField(blank=True)
+    # What an external alert came with (the Alertmanager API's postableAlert); empty for Perfpilot's own.
+    annotations = models.JSONField(default=dict, blank=True)
+    generator_url = models.TextField(blank=True)
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True, help_text="An external alert resolves at this time.")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -138,7 +152,18 @@ class Alert(models.Model):
 
     @property
     def title(self) -> str:
-        return self.rule.summary or self.rule.name
+        return self.annotations.get("summary") or self.rule.summary or self.rule.name
+
+    @property
+    def runbook_url(self) -> str:
+        """An external alert's runbook_url annotation, if it is an http(s) link (pages link it)."""
+        url = self.annotations.get("runbook_url", "")
+        return url if url.startswith(("http://", "https://")) else ""
+
+    @property
+    def other_annotations(self) -> list[tuple[str, str]]:
+        shown = ("summary", "description", "runbook_url")
+        return sorted((k, v) for k, v in self.annotations.items() if k not in shown)
 
 
 class AlertStateChange(models.Model):

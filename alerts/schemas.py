@@ -42,6 +42,11 @@ class AlertOut(Schema):
     silenced: bool
     silence_id: int | None
     inhibited: bool
+    source: str = Field(description="perfpilot, or external: sent by Prometheus through the Alertmanager API")
+    annotations: dict = Field(description="An external alert's annotations (summary, description, runbook_url)")
+    generator_url: str = Field(description="An external alert's link to its expression in Prometheus")
+    starts_at: datetime | None
+    ends_at: datetime | None = Field(description="An external alert resolves at this time unless it is resent")
 
 
 class AlertChangeOut(Schema):

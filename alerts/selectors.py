@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,7 +22,7 @@ from alerts.models import (
     Silence,
 )
 from alerts.services.matching import matches
-from alerts.services.outbox import inhibited_by, silence_for
+from alerts.services.outbox import inhibited_by, inhibition_key, silence_for
 from core import humanize
 
 STATE_ORDER = {AlertState.FIRING: 0, AlertState.PENDING: 1, AlertState.RESOLVED: 2, AlertState.INACTIVE: 3}
@@ -113,10 +114,10 @@ def banner_summary(*, now: datetime | None = None) -> BannerSummary:
     now = now or timezone.now()
     firing = list(firing_alerts())
     silences = list(Silence.objects.filter(starts_at__lte=now, ends_at__gt=now))
-    critical_keys = {(a.target_id, a.metric) for a in firing if a.severity == Severity.CRITICAL and a.metric}
+    critical_keys = {inhibition_key(a) for a in firing if a.severity == Severity.CRITICAL} - {None}
     attention, acknowledged, muted = [], 0, 0
     for alert in firing:
-        inhibited = alert.severity == Severity.WARNING and (alert.target_id, alert.metric) in critical_keys
+        inhibited = alert.severity == Severity.WARNING and inhibition_key(alert) in critical_keys
         if alert.acked_at is not None:
             acknowledged += 1
         elif inhibited or any(matches(silence.matchers, alert.labels) for silence in silences):
@@ -209,3 +210,44 @@ def rule_preview(*, data, limit: int = 20) -> list[PreviewRow]:
         quantity = humanize.quantity(value, series.unit or metric_unit(series.metric))
         rows.append(PreviewRow(str(series), series.target.name if series.target else "", value, at, severity, quantity))
     return rows
+
+
+ALERTMANAGER_COMPATIBLE_VERSION = "0.25.0"  # the Alertmanager API v2 this answers like
+
+
+def alertmanager_status() -> dict:
+    """Alertmanager's `GET /api/v2/status` answer (alertmanagerStatus): a single ready node; the
+    config is Perfpilot's routing written as Alertmanager receivers, one per enabled channel."""
+    from datetime import UTC
+    from datetime import datetime as dt
+
+    from core import __version__
+    from core.health import PROCESS_STARTED_AT
+
+    channels = list(Channel.objects.filter(enabled=True).order_by("name").values_list("name", "severities", "group_by"))
+    lines = [
+        "# Perfpilot routes alerts through its channels (Alerts > Channels); this is a summary, not a file.",
+        "route:",
+        "  receiver: perfpilot",
+        "  routes:",
+    ]
+    for name, severities, group_by in channels:
+        lines.append(f"    - receiver: {json.dumps(name)}")
+        if severities:
+            lines.append(f"      matchers: [{json.dumps('severity=~' + '|'.join(severities))}]")
+        if group_by:
+            lines.append(f"      group_by: {json.dumps(group_by)}")
+    lines += ["receivers:", "  - name: perfpilot", *(f"  - name: {json.dumps(c[0])}" for c in channels)]
+    return {
+        "cluster": {"name": "perfpilot", "peers": [], "status": "ready"},
+        "config": {"original": "\n".join(lines) + "\n"},
+        "uptime": dt.fromtimestamp(PROCESS_STARTED_AT, tz=UTC).isoformat().replace("+00:00", "Z"),
+        "versionInfo": {
+            "branch": "perfpilot",
+            "buildDate": "",
+            "buildUser": "perfpilot",
+            "goVersion": "",
+            "revision": __version__,
+            "version": ALERTMANAGER_COMPATIBLE_VERSION,
+        },
+    }

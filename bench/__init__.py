@@ -15,6 +15,7 @@ from dataclasses import dataclass
 BENCHMARKS: dict[str, str] = {
     "ingest": "bench.ingest",
     "remote_write": "bench.remote_write",
+    "forwarding": "bench.forwarding",
     "query": "bench.query",
     "collectors": "bench.collectors",
     "http": "bench.http",

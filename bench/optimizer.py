@@ -503,7 +503,11 @@ def _measure() -> BenchResult:
             passed=vacuum["removed"] >= TARGET_VACUUM,
         ),
     )
-    advised_text = "; ".join(f"{table}({', '.join(columns)})" for table, columns in advised_cols)
+    advised_text = "; ".join(
+        f"{r.evidence['table']}({', '.join(r.evidence['columns'])})"
+        + (f" WHERE {r.evidence['predicate']}" if r.evidence.get("predicate") else "")
+        for r in advised
+    )
     notes = (
         f"Advised: {advised_text}. "
         f"Left out of the set for their write cost: {advise.evidence_before['left_out_for_writes']} "

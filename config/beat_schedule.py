@@ -27,6 +27,17 @@ DEFAULT_SCHEDULES: tuple[DefaultSchedule, ...] = (
         description="Computes 1-minute and 1-hour min/max/avg buckets from new and late raw samples.",
         every_seconds=60,
     ),
+    # Every 5 s: send stored samples on to PERFPILOT_FORWARD_REMOTE_WRITE_URL (returns at once when it is
+    # empty). A run sends until the queue is empty or a send fails (then it waits out the back-off);
+    # one at a time under a lock. On the default queue, away from long maintenance runs.
+    DefaultSchedule(
+        name="Forward samples (remote write)",
+        task="monitoring.tasks.forward_samples_task",
+        description="Sends stored samples to the remote-write endpoint, retrying with back-off.",
+        every_seconds=5,
+        queue="default",
+        expire_seconds=5,
+    ),
     # Daily at 03:41 (quiet, and away from the session cleanup): drop raw day partitions and
     # rollups past their retention (PERFPILOT_RETENTION_RAW_DAYS, _1M_DAYS, _1H_DAYS).
     DefaultSchedule(

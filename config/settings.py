@@ -294,6 +294,18 @@ COLLECTOR_MAX_CONNECTIONS = envint("PERFPILOT_COLLECTOR_MAX_CONNECTIONS", 200, m
 # Series ids each process remembers (monitoring/storage.py), about 200 bytes each: it should hold every
 # series the process writes (targets x series per target), or each collection looks its series up again.
 SERIES_CACHE_SIZE = envint("PERFPILOT_SERIES_CACHE_SIZE", 1_000_000, minimum=1000, maximum=100_000_000)
+# Remote-write forwarding (monitoring/services/forwarding.py): every sample stored while the URL is set is
+# sent on to a Prometheus remote-write endpoint (Mimir, VictoriaMetrics, Thanos, Prometheus); empty: off.
+FORWARD_REMOTE_WRITE_URL = envstr("PERFPILOT_FORWARD_REMOTE_WRITE_URL", "") or ""
+FORWARD_REMOTE_WRITE_TOKEN = envstr("PERFPILOT_FORWARD_REMOTE_WRITE_TOKEN", "") or ""  # Bearer; or _FILE
+FORWARD_REMOTE_WRITE_USER = envstr("PERFPILOT_FORWARD_REMOTE_WRITE_USER", "") or ""  # Basic, with _PASSWORD
+FORWARD_REMOTE_WRITE_PASSWORD = envstr("PERFPILOT_FORWARD_REMOTE_WRITE_PASSWORD", "") or ""
+FORWARD_BATCH_SAMPLES = envint("PERFPILOT_FORWARD_BATCH_SAMPLES", 2000, minimum=1, maximum=100_000)
+FORWARD_TIMEOUT_SECONDS = envfloat("PERFPILOT_FORWARD_TIMEOUT", 30.0, minimum=1.0)
+FORWARD_RETRY_BASE_SECONDS = envfloat("PERFPILOT_FORWARD_RETRY_BASE_SECONDS", 1.0, minimum=0.0)
+FORWARD_RETRY_CAP_SECONDS = envfloat("PERFPILOT_FORWARD_RETRY_CAP_SECONDS", 300.0, minimum=0.0)
+# Samples the queue may hold while the remote end is away; past it the oldest are dropped (and counted).
+FORWARD_MAX_QUEUE = envint("PERFPILOT_FORWARD_MAX_QUEUE", 50_000_000, minimum=1000)
 
 # --- optimizer -------------------------------------------------------------------------------
 # Reads of a tuner's analysis and the actions it runs (VACUUM, CREATE INDEX CONCURRENTLY) are bounded apart.

@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from alerts import alertmanager_views
 from config.api import api
 from core import views
 from monitoring import promql_views
@@ -44,6 +45,11 @@ urlpatterns = [
     path("prometheus/api/v1/label/<str:name>/values", promql_views.label_values, name="prometheus-label-values"),
     path("prometheus/api/v1/metadata", promql_views.metadata, name="prometheus-metadata"),
     path("prometheus/api/v1/status/buildinfo", promql_views.buildinfo, name="prometheus-buildinfo"),
+    # Alertmanager API v2 (alerts/alertmanager_views.py): Prometheus's `alerting` sends its alerts here.
+    path("alertmanager/api/v2/alerts", alertmanager_views.alerts_post, name="alertmanager-alerts"),
+    path("alertmanager/api/v2/status", alertmanager_views.status, name="alertmanager-status"),
+    path("alertmanager/-/healthy", alertmanager_views.probe, name="alertmanager-healthy"),
+    path("alertmanager/-/ready", alertmanager_views.probe, name="alertmanager-ready"),
     # The docs themselves check for a session or a token, so a token-only client is not sent to login.
     path(
         "api/docs",

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from functools import wraps
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, JsonResponse
 from ninja.security import APIKeyCookie, HttpBearer
 
+from core.roles import ensure_role
 from core.services import api_token_authenticate, api_token_user_from_header
 
 
@@ -62,3 +65,20 @@ def docs_require_auth(view):
         return redirect_to_login(request.get_full_path())
 
     return wrapper
+
+
+def bearer_user_or_refusal(request: HttpRequest, *, role: str) -> AbstractBaseUser | JsonResponse:
+    """The protocol receivers' door: the user behind `Authorization: Bearer <token>` holding `role`,
+    else the JSON answer to send back (401 with WWW-Authenticate without a valid token, 403 without the role)."""
+    user = api_token_user_from_header(request.headers.get("Authorization", ""))
+    if user is None:
+        response = JsonResponse(
+            {"detail": "Authentication required: send Authorization: Bearer <API token>.", "field": None}, status=401
+        )
+        response["WWW-Authenticate"] = "Bearer"
+        return response
+    try:
+        ensure_role(user, role)
+    except PermissionDenied as exc:
+        return JsonResponse({"detail": str(exc), "field": None}, status=403)
+    return user

@@ -35,6 +35,18 @@ def check_urls(app_configs, **kwargs):
                 id="config.E004",
             )
         )
+    forward = settings.FORWARD_REMOTE_WRITE_URL
+    if forward and not forward.startswith(("http://", "https://")):
+        errors.append(
+            checks.Error("PERFPILOT_FORWARD_REMOTE_WRITE_URL must start with http:// or https://.", id="config.E006")
+        )
+    if settings.FORWARD_REMOTE_WRITE_TOKEN and settings.FORWARD_REMOTE_WRITE_USER:
+        errors.append(
+            checks.Error(
+                "Set PERFPILOT_FORWARD_REMOTE_WRITE_TOKEN (bearer) or _USER and _PASSWORD (basic), not both.",
+                id="config.E007",
+            )
+        )
     return errors
 
 

@@ -19,6 +19,7 @@ from monitoring.schemas import (
     ConnectionTestOut,
     CurrentValueOut,
     ForecastOut,
+    ForwardingOut,
     IngestIn,
     IngestOut,
     QueryOut,
@@ -279,3 +280,10 @@ def performance_metrics(request, target_id: int | None = None):
         }
         for v in current_values(target=target)
     ]
+
+
+@router.get("/forwarding", response=ForwardingOut, summary="Remote-write forwarding status")
+def forwarding(request):
+    from monitoring.selectors.forwarding import forwarding_status
+
+    return forwarding_status()

@@ -9,13 +9,14 @@ class MonitoringConfig(AppConfig):
 
     def ready(self) -> None:
         from core.registry import registry
-        from monitoring.exposition import CollectedSeriesCollector, CollectorConnectionsCollector
+        from monitoring.exposition import CollectedSeriesCollector, CollectorConnectionsCollector, ForwardingCollector
 
         registry.discover("collectors", "monitoring.collectors", skip=("base", "kept"))
         registry.discover("protocols", "monitoring.protocols")
         # /metrics (core) asks the registry for what apps expose at scrape time.
         registry.register("metrics", "collected_series", CollectedSeriesCollector)
         registry.register("metrics", "collector_connections", CollectorConnectionsCollector)
+        registry.register("metrics", "forwarding", ForwardingCollector)
         registry.register("defaults", "monitoring", _install_defaults)
 
 

@@ -63,3 +63,33 @@ class CollectorConnectionsCollector:
             if "collector_connections" in process:
                 family.add_metric([process["worker"], str(process["pid"])], process["collector_connections"])
         yield family
+
+
+class ForwardingCollector:
+    """Remote-write forwarding's queue and counters (monitoring/services/forwarding.py), when it is on."""
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily
+
+        from monitoring.selectors.forwarding import forwarding_status
+
+        status = forwarding_status()
+        if not status.enabled and not status.sent_requests and not status.lag_samples:
+            return
+        yield GaugeMetricFamily(
+            "perfpilot_forward_lag_samples",
+            "Samples stored but not yet accepted by the remote end.",
+            status.lag_samples,
+        )
+        yield GaugeMetricFamily(
+            "perfpilot_forward_lag_seconds", "Age of the oldest sample not yet forwarded.", status.lag_seconds
+        )
+        for name, help_text, value in (
+            ("sent_samples", "Samples the remote end accepted.", status.sent_samples),
+            ("sent_requests", "Remote-write requests the remote end accepted.", status.sent_requests),
+            ("failed_requests", "Requests retried (5xx, 429, no connection).", status.failed_requests),
+            ("rejected_requests", "Requests the remote end refused with a 4xx (dropped).", status.rejected_requests),
+            ("rejected_samples", "Samples in requests the remote end refused.", status.rejected_samples),
+            ("dropped_samples", "Samples dropped past PERFPILOT_FORWARD_MAX_QUEUE.", status.dropped_samples),
+        ):
+            yield CounterMetricFamily(f"perfpilot_forward_{name}", help_text, value=value)

@@ -203,3 +203,43 @@ class RollupDirtyRange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.start} to {self.end}"
+
+
+class ForwardOutbox(models.Model):
+    """Samples stored while remote-write forwarding is on, not yet accepted by the remote end.
+
+    Written by monitoring.storage in the same transaction as the samples' COPY (so a sample is in
+    both or neither); `rows` is the COPY's own binary records, LZ4-compressed, at most
+    PERFPILOT_FORWARD_BATCH_SAMPLES per row. The forwarder (monitoring.services.forwarding) sends rows in
+    id order and deletes them once the remote end answered: a queue, not a watermark, so a row committed
+    late with a lower id is sent too.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    samples = models.PositiveIntegerField()
+    rows = models.BinaryField()
+
+    def __str__(self) -> str:
+        return f"{self.samples} samples at {self.created_at}"
+
+
+class ForwardingState(models.Model):
+    """The forwarder's one row: what it sent, what the remote end refused, and when it tries again."""
+
+    endpoint = models.CharField(max_length=500, blank=True, help_text="The URL, its password masked.")
+    sent_samples = models.BigIntegerField(default=0)
+    sent_requests = models.BigIntegerField(default=0)
+    failed_requests = models.BigIntegerField(default=0, help_text="Answers retried: 5xx, 429, no connection.")
+    rejected_requests = models.BigIntegerField(default=0, help_text="4xx answers: the batch is dropped.")
+    rejected_samples = models.BigIntegerField(default=0)
+    dropped_samples = models.BigIntegerField(default=0, help_text="Left out past PERFPILOT_FORWARD_MAX_QUEUE.")
+    attempt = models.PositiveIntegerField(default=0, help_text="Failed attempts in a row; 0 after a success.")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"forwarding to {self.endpoint or 'nowhere'}"

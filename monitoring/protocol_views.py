@@ -7,15 +7,14 @@ only authenticate, pass the body on and write the columns through the push API's
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_not_required
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from core.auth import bearer_user_or_refusal
 from core.errors import InvalidInput
 from core.registry import registry
-from core.roles import OPERATOR, ensure_role
-from core.services import api_token_user_from_header
+from core.roles import OPERATOR
 from monitoring.services.ingest import samples_ingest_columns
 
 
@@ -24,18 +23,9 @@ def receiver_view(kind: str):
     @login_not_required
     @require_POST
     def view(request: HttpRequest) -> HttpResponse:
-        user = api_token_user_from_header(request.headers.get("Authorization", ""))
-        if user is None:
-            response = JsonResponse(
-                {"detail": "Authentication required: send Authorization: Bearer <API token>.", "field": None},
-                status=401,
-            )
-            response["WWW-Authenticate"] = "Bearer"
-            return response
-        try:
-            ensure_role(user, OPERATOR)
-        except PermissionDenied as exc:
-            return JsonResponse({"detail": str(exc), "field": None}, status=403)
+        refusal = bearer_user_or_refusal(request, role=OPERATOR)
+        if isinstance(refusal, HttpResponse):
+            return refusal
         receiver = registry.get("protocols", kind)()
         content_type = request.headers.get("Content-Type", "")
         try:

@@ -135,3 +135,21 @@ class ForecastOut(Schema):
     days_to_limit: float | None
     reaches_at: datetime | None
     r_squared: float
+
+
+class ForwardingOut(Schema):
+    enabled: bool
+    endpoint: str
+    lag_samples: int
+    lag_seconds: float
+    sent_samples: int
+    sent_requests: int
+    failed_requests: int
+    rejected_requests: int
+    rejected_samples: int
+    dropped_samples: int
+    attempt: int
+    next_attempt_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str
+    last_error_at: datetime | None

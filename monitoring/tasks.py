@@ -6,6 +6,7 @@ from celery import shared_task
 
 from monitoring.models import Target
 from monitoring.services.collection import collect_target
+from monitoring.services.forwarding import forwarding_run
 from monitoring.services.retention import retention_run
 from monitoring.services.rollups import rollups_run
 from monitoring.services.scheduling import collect_scheduled
@@ -41,3 +42,9 @@ def rollup_task() -> None:
 @shared_task(name="monitoring.tasks.retention_task", ignore_result=True)
 def retention_task() -> None:
     retention_run()
+
+
+# One run at a time (a Redis lock inside the service); a run finding it held returns at once.
+@shared_task(name="monitoring.tasks.forward_samples_task", ignore_result=True, soft_time_limit=120, time_limit=150)
+def forward_samples_task() -> None:
+    forwarding_run()

@@ -21,6 +21,7 @@ from core.selectors import queue_lengths
 from monitoring.dashboards import all_metric_charts, explorer_chart, overview_panels
 from monitoring.forms import TargetFilterForm, TargetForm
 from monitoring.models import Series, Target
+from monitoring.selectors.forwarding import forwarding_status
 from monitoring.selectors.targets import target_forecasts, target_list, target_name_matches, target_summary
 from monitoring.services.targets import (
     TargetInput,
@@ -85,6 +86,7 @@ def index(request: HttpRequest) -> HttpResponse:
         "filtered": any(v is not None for v in filters.filters().values()),
         "form": form,
         "kinds": Target.Kind.choices,
+        "forwarding": forwarding_status(),
     }
     return render(request, "monitoring/index.html", context, status=status)
 

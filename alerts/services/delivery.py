@@ -103,7 +103,7 @@ def message_build(*, notification: Notification) -> Message:
             title=item.alert.title,
             state=item.state,
             severity=item.severity,
-            target=item.alert.labels.get("target", ""),
+            target=item.alert.labels.get("target") or item.alert.labels.get("instance", ""),
             metric=item.alert.metric,
             value=item.value,
             threshold=item.threshold,

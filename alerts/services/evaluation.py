@@ -187,6 +187,10 @@ def alert_apply(*, alert: Alert, transition: sm.Transition, now: datetime, messa
 def rule_evaluate(*, rule: AlertRule, now: datetime | None = None) -> int:
     """Evaluate one rule now; returns the number of state changes."""
     now = now or timezone.now()
+    if rule.kind == AlertRule.Kind.EXTERNAL:
+        from alerts.services.external import external_rule_evaluate
+
+        return external_rule_evaluate(rule=rule, now=now)
     if rule.kind == AlertRule.Kind.TARGET_DOWN:
         observed = _target_down_observations(rule)
     elif rule.is_event:

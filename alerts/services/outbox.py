@@ -30,17 +30,25 @@ def silence_for(*, alert: Alert, now: datetime | None = None) -> Silence | None:
     return None
 
 
+def inhibition_key(alert: Alert) -> tuple | None:
+    """What a critical alert and the warning it mutes share: for Perfpilot's alerts their target and
+    metric; for external ones (Alertmanager API) every label but `severity`, as the usual
+    Alertmanager inhibit rule (`equal` on the other labels) does. None: nothing inhibits it."""
+    if alert.source == Alert.Source.EXTERNAL:
+        rest = tuple(sorted((k, v) for k, v in alert.labels.items() if k != "severity"))
+        return ("external", alert.rule_id, rest)
+    return (alert.target_id, alert.metric) if alert.metric else None
+
+
 def inhibited_by(*, alert: Alert) -> Alert | None:
-    """A firing critical alert of the same target and metric mutes this warning."""
-    if alert.severity != Severity.WARNING or not alert.metric:
+    """A firing critical alert with the same inhibition key mutes this warning."""
+    key = inhibition_key(alert)
+    if alert.severity != Severity.WARNING or key is None:
         return None
-    return (
-        Alert.objects.filter(
-            target_id=alert.target_id, metric=alert.metric, state=AlertState.FIRING, severity=Severity.CRITICAL
-        )
-        .exclude(pk=alert.pk)
-        .first()
-    )
+    critical = Alert.objects.filter(state=AlertState.FIRING, severity=Severity.CRITICAL).exclude(pk=alert.pk)
+    if alert.source == Alert.Source.EXTERNAL:
+        return next((a for a in critical.filter(rule_id=alert.rule_id) if inhibition_key(a) == key), None)
+    return critical.filter(target_id=alert.target_id, metric=alert.metric, source=Alert.Source.PERFPILOT).first()
 
 
 def alert_is_muted(*, alert: Alert, now: datetime | None = None) -> bool:

@@ -93,7 +93,8 @@ class Message:
 
     @property
     def severity(self) -> str:
-        return "critical" if any(a.severity == "critical" for a in self.alerts) else "warning"
+        severities = {a.severity for a in self.alerts}
+        return next((s for s in ("critical", "warning", "info") if s in severities), "warning")
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,14 @@ from urllib.parse import quote
 from alerts.transports.base import Message, MessageAlert, Transport, format_value, register
 
 MAX_ALERTS = 10
-COLOURS = {"critical": "#D7263D", "warning": "#F4A261", "resolved": "#2A9D8F", "test": "#4361EE"}
-EMOJI = {"critical": ":rotating_light:", "warning": ":warning:", "resolved": ":white_check_mark:", "test": ":wave:"}
+COLOURS = {"critical": "#D7263D", "warning": "#F4A261", "info": "#6C757D", "resolved": "#2A9D8F", "test": "#4361EE"}
+EMOJI = {
+    "critical": ":rotating_light:",
+    "warning": ":warning:",
+    "info": ":information_source:",
+    "resolved": ":white_check_mark:",
+    "test": ":wave:",
+}
 
 
 # Characters a URL keeps as they are; "<", ">" and "|" (which would end a link) are percent-encoded.

@@ -72,11 +72,13 @@ class FakeSlack:
                         self.send_header(name, value)
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
+                    # Recorded before the client can read the reply: a test that checks right after its
+                    # sender returned must find it (set after the write, it raced the client).
+                    record.status = reply.status
                     self.wfile.write(body)
                     self.wfile.flush()
-                    record.status = reply.status
                 except OSError:
-                    pass  # the client is gone (timed out or killed): not delivered
+                    record.status = None  # the client is gone (timed out or killed): not delivered
 
             def log_message(self, *args):
                 pass

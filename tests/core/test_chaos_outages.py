@@ -37,8 +37,8 @@ from tests.chaos import (
     server_down,
 )
 
-PG_OUTAGE_SECONDS = float(os.environ.get("PERFPILOT_CHAOS_PG_OUTAGE_SECONDS", "20"))
-REDIS_OUTAGE_SECONDS = float(os.environ.get("PERFPILOT_CHAOS_REDIS_OUTAGE_SECONDS", "30"))
+PG_OUTAGE_SECONDS = float(os.environ.get("PERFPILOT_CHAOS_PG_OUTAGE_SECONDS", "12"))
+REDIS_OUTAGE_SECONDS = float(os.environ.get("PERFPILOT_CHAOS_REDIS_OUTAGE_SECONDS", "15"))
 RECOVERY_BOUND_SECONDS = 60
 
 pytestmark = [

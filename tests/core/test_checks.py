@@ -23,6 +23,13 @@ def test_heartbeat_stale_time_must_exceed_the_interval():
     assert _ids(check_urls(None)) == {"config.E004"}
 
 
+@override_settings(
+    FORWARD_REMOTE_WRITE_URL="mimir:9009/api/v1/push", FORWARD_REMOTE_WRITE_TOKEN="t", FORWARD_REMOTE_WRITE_USER="u"
+)
+def test_forwarding_needs_an_http_url_and_one_kind_of_credentials():
+    assert _ids(check_urls(None)) == {"config.E006", "config.E007"}
+
+
 @override_settings(SECRET_KEY_GENERATED=True)
 def test_generated_secret_key_warns_for_deployments():
     assert _ids(check_secret_key_source(None)) == {"config.W001"}

@@ -9,7 +9,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from monitoring import storage
-from monitoring.models import QueryText, Target
+from monitoring.models import ForwardingState, ForwardOutbox, QueryText, Target
 from monitoring.services.targets import TargetInput, target_create
 from optimizer.models import ExplainRun, OptimizationRun, PlanCapture, PlanRegression, Recommendation
 from optimizer.services.space import relation_sizes_record
@@ -178,6 +178,20 @@ def seed_every_page(*, actor) -> dict[str, str]:
         target_id=target.id, specs=[storage.SeriesSpec(metric="postgres_connections_used_percent", labels={})]
     )
     storage.samples_write([(series_id, now - timedelta(minutes=60 - i), 40 + i % 7) for i in range(60)])
+    # Remote-write forwarding behind, with a refused batch: its card on the Monitoring page.
+    ForwardOutbox.objects.create(samples=120, rows=b"", created_at=now - timedelta(seconds=90))
+    ForwardingState.objects.create(
+        pk=1,
+        endpoint="https://mimir.example.com/api/v1/push",
+        sent_samples=48_000,
+        sent_requests=24,
+        failed_requests=3,
+        rejected_requests=1,
+        rejected_samples=2000,
+        last_success_at=now,
+        last_error="2000 samples rejected: HTTP 400 Bad Request: out of order sample",
+        last_error_at=now - timedelta(minutes=2),
+    )
     queryid = -5_764_607_523_034_234_880  # pg_stat_statements ids are signed
     QueryText.objects.create(target=target, queryid=queryid, query="SELECT * FROM orders WHERE customer_id = $1")
     for i in range(12):
@@ -276,6 +290,7 @@ def seed_every_page(*, actor) -> dict[str, str]:
     alert_rule = make_rule(name="Connections high", critical_threshold=None)
     alert = make_alert(alert_rule, target=target, severity="warning", value=85.0, threshold=80.0)
     channel = make_channel("http://127.0.0.1:9/slack", name="ops")
+    external = seed_external_alert()
     cache = seed_cache_analysis(actor=actor)
     return {
         "overview": "/",
@@ -299,6 +314,7 @@ def seed_every_page(*, actor) -> dict[str, str]:
         "scaled service": f"/scaling/services/{service.name}/",
         "alerts": "/alerts/",
         "alert": f"/alerts/{alert.id}/",
+        "external alert": f"/alerts/{external.id}/",
         "alert rules": "/alerts/rules/",
         "alert rule": f"/alerts/rules/{alert_rule.id}/",
         "new alert rule": "/alerts/rules/new/",
@@ -308,6 +324,27 @@ def seed_every_page(*, actor) -> dict[str, str]:
         "settings": "/settings/",
         "not found": "/no-such-page/",
     }
+
+
+def seed_external_alert():
+    """An alert a Prometheus sent through the Alertmanager API, with long annotations and source link."""
+    from alerts.models import Alert
+    from alerts.services.external import alerts_parse, alerts_receive
+
+    expression = "sum+by+%28instance%29+%28rate%28node_cpu_seconds_total%7Bmode%21%3D%22idle%22%7D%5B5m%5D%29%29" * 3
+    posted = {
+        "labels": {"alertname": "NodeCpuSaturatedForALongTime", "instance": "web-frontend-7.eu-west.example:9100",
+                   "job": "node", "severity": "critical"},
+        "annotations": {
+            "summary": "CPU saturated on web-frontend-7.eu-west.example:9100",
+            "description": "Above 95 % for 15 minutes on every core.\nLook at the busiest processes.",
+            "runbook_url": "https://runbooks.example.com/node/NodeCpuSaturatedForALongTime/a-very-long-anchor",
+            "dashboard": "https://grafana.example.com/d/node-exporter-full/node-exporter-full?var-instance=web-7",
+        },
+        "generatorURL": f"http://prometheus.eu-west.example:9090/graph?g0.expr={expression}&g0.tab=1",
+    }  # fmt: skip
+    alerts_receive(alerts=alerts_parse([posted]))
+    return Alert.objects.get(source=Alert.Source.EXTERNAL)
 
 
 def seed_n_plus_one(target: Target) -> Recommendation:

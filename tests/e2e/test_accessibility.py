@@ -39,17 +39,19 @@ def axe_walk(page, base_url: str, pages: dict[str, str], *, label: str) -> list[
         response = page.goto(f"{base_url}{path}")
         page.wait_for_load_state("load")
         page.wait_for_timeout(300)  # plotly draws after DOMContentLoaded
-        page.screenshot(path=ARTIFACTS / f"a11y-{label}-{name.replace(' ', '-')}.png", full_page=True)
-        found += blocking_violations(page, f"{name} ({path}) {label}")
+        on_page = blocking_violations(page, f"{name} ({path}) {label}")
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         if overflow > 0:
-            found.append(f"{name} ({path}) {label}: {overflow} px wider than the window (sideways scroll)")
+            on_page.append(f"{name} ({path}) {label}: {overflow} px wider than the window (sideways scroll)")
         own_status = f"status of {response.status}" if response.status >= 400 else None
-        found += [
+        on_page += [
             f"{name} ({path}) {label}: console error: {text}"
             for text in console_errors
             if not (own_status and own_status in text)
         ]
+        if on_page:  # the picture of what was found; a full-page shot of every page cost a minute a run
+            page.screenshot(path=ARTIFACTS / f"a11y-{label}-{name.replace(' ', '-')}.png", full_page=True)
+        found += on_page
     return found
 
 

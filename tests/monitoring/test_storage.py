@@ -60,9 +60,14 @@ def test_writing_no_columns_writes_nothing():
     assert storage.samples_write_columns(series_ids=np.array([], dtype=np.int64), stamps=empty, values=empty) == 0
 
 
+@pytest.mark.parametrize("forwarding", [False, True], ids=["", "forwarding"])
 @pytest.mark.parametrize("in_transaction", [False, True], ids=["autocommit", "in-transaction"])
-def test_a_partition_dropped_by_another_process_is_recreated_on_the_next_write(in_transaction):
+def test_a_partition_dropped_by_another_process_is_recreated_on_the_next_write(in_transaction, forwarding, settings):
     from django.db import transaction
+
+    from monitoring.models import ForwardOutbox
+
+    settings.FORWARD_REMOTE_WRITE_URL = "http://127.0.0.1:9/api/v1/write" if forwarding else ""
 
     (sid,) = storage.series_resolve(target_id=None, specs=[storage.SeriesSpec("dropped_under_us", {})])
     now = datetime.now(UTC)
@@ -72,3 +77,9 @@ def test_a_partition_dropped_by_another_process_is_recreated_on_the_next_write(i
     with transaction.atomic() if in_transaction else connection.cursor():
         storage.samples_write([(sid, now, 2.0)])
     assert [value for *_, value in _stored([sid])] == [2.0]
+    # Queued once per stored write: the failed first try of the second write left nothing behind.
+    queued = [
+        storage.outbox_records(bytes(row))["value"].tolist()
+        for row in ForwardOutbox.objects.order_by("id").values_list("rows", flat=True)
+    ]
+    assert queued == ([[1.0], [2.0]] if forwarding else [])
