@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
 import subprocess
 import time
 import urllib.parse
@@ -19,7 +18,7 @@ from monitoring.models import Series
 from monitoring.promql.engine import evaluate_instant, evaluate_range
 from monitoring.promql.errors import PromQLError
 from monitoring.protocols.remote_write import write_request_encode
-from tests.conftest import free_port
+from tests.conftest import prometheus_start
 
 WRITE = "/prometheus/api/v1/write"
 BASE_MS = (int(time.time()) // 3600 - 2) * 3600 * 1000  # a whole hour, two to three hours ago
@@ -313,22 +312,7 @@ def _conformance_series() -> list:
 
 
 def _start_prometheus(tmp_path) -> tuple[subprocess.Popen, str]:
-    prometheus = shutil.which("prometheus")
-    if prometheus is None:
-        pytest.fail("Debian's prometheus package (2.42) is needed: /usr/bin/prometheus")
-    (tmp_path / "prometheus.yml").write_text("global: {scrape_interval: 1h}\n")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            prometheus,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--web.enable-remote-write-receiver",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "prometheus.log").open("wb"),
-    )
+    process, port = prometheus_start(tmp_path, "global: {scrape_interval: 1h}\n", "--web.enable-remote-write-receiver")
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:
