@@ -9,6 +9,7 @@ from django.views.generic import RedirectView
 from alerts import alertmanager_views
 from config.api import api
 from core import views
+from monitoring import promql_views
 from monitoring import views as monitoring_views
 from monitoring.protocol_views import receiver_view
 
@@ -36,6 +37,14 @@ urlpatterns = [
     # Receivers of the ecosystem's push protocols (monitoring/protocols/), at the paths their clients expect.
     path("prometheus/api/v1/write", receiver_view("remote_write"), name="prometheus-remote-write"),
     path("otlp/v1/metrics", receiver_view("otlp"), name="otlp-metrics"),
+    # Prometheus's query API (monitoring/promql/), for Grafana's stock Prometheus datasource.
+    path("prometheus/api/v1/query", promql_views.query, name="prometheus-query"),
+    path("prometheus/api/v1/query_range", promql_views.query_range, name="prometheus-query-range"),
+    path("prometheus/api/v1/series", promql_views.series, name="prometheus-series"),
+    path("prometheus/api/v1/labels", promql_views.labels, name="prometheus-labels"),
+    path("prometheus/api/v1/label/<str:name>/values", promql_views.label_values, name="prometheus-label-values"),
+    path("prometheus/api/v1/metadata", promql_views.metadata, name="prometheus-metadata"),
+    path("prometheus/api/v1/status/buildinfo", promql_views.buildinfo, name="prometheus-buildinfo"),
     # Alertmanager API v2 (alerts/alertmanager_views.py): Prometheus's `alerting` sends its alerts here.
     path("alertmanager/api/v2/alerts", alertmanager_views.alerts_post, name="alertmanager-alerts"),
     path("alertmanager/api/v2/status", alertmanager_views.status, name="alertmanager-status"),

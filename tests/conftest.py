@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -74,6 +75,28 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def prometheus_start(tmp_path: Path, config: str, *flags: str) -> tuple[subprocess.Popen, int]:
+    """Debian's Prometheus 2.42 with this prometheus.yml, a data directory and its log
+    (prometheus.log) under tmp_path, on a free loopback port: (process, port). The caller stops it."""
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        pytest.fail("Debian's prometheus package (2.42) is needed: /usr/bin/prometheus")
+    (tmp_path / "prometheus.yml").write_text(config)
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            prometheus,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            *flags,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "prometheus.log").open("wb"),
+    )
+    return process, port
 
 
 def _make_user(username: str, role: str):

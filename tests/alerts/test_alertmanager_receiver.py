@@ -4,8 +4,6 @@ groups, silences, inhibits and delivers; a real Prometheus 2.42 sends one throug
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -18,7 +16,7 @@ from alerts.services.outbox import inhibited_by
 from core.roles import OPERATOR
 from core.services import api_token_create
 from tests.alerts.conftest import make_channel
-from tests.conftest import _make_user, free_port
+from tests.conftest import _make_user, prometheus_start
 
 PATH = "/alertmanager/api/v2/alerts"
 GENERATOR = "http://prometheus.example:9090/graph?g0.expr=up+%3D%3D+0&g0.tab=1"
@@ -238,9 +236,6 @@ def test_the_alert_page_and_api_show_the_annotations_and_the_source_link(
 def test_a_real_prometheus_sends_its_alert_through_to_the_fake_slack(
     web_server_url, celery_worker_process, fake_slack, tmp_path
 ):
-    prometheus = shutil.which("prometheus")
-    if prometheus is None:
-        pytest.fail("Debian's prometheus package (2.42) is needed: /usr/bin/prometheus")
     make_channel(fake_slack.url, group_wait_seconds=0)
     token = api_token_create(user=_make_user("prometheus-alerts", OPERATOR), name="prometheus", via="command").raw
     (tmp_path / "rules.yml").write_text(
@@ -256,7 +251,8 @@ groups:
 """
     )
     host = web_server_url.removeprefix("http://")
-    (tmp_path / "prometheus.yml").write_text(
+    process, _port = prometheus_start(
+        tmp_path,
         f"""
 global: {{evaluation_interval: 1s}}
 rule_files: ["{tmp_path / "rules.yml"}"]
@@ -266,20 +262,10 @@ alerting:
       path_prefix: /alertmanager
       api_version: v2
       authorization: {{credentials: "{token}"}}
-"""
-    )
-    process = subprocess.Popen(
-        [
-            prometheus,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{free_port()}",
-            # Alerts that fire before the notifier knows its Alertmanagers (discovery syncs after ~5 s)
-            # are dropped and sent again only after the resend delay, a minute by default.
-            "--rules.alert.resend-delay=1s",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "prometheus.log").open("wb"),
+""",
+        # Alerts that fire before the notifier knows its Alertmanagers (discovery syncs after ~5 s)
+        # are dropped and sent again only after the resend delay, a minute by default.
+        "--rules.alert.resend-delay=1s",
     )
     try:
         deadline = time.monotonic() + 45

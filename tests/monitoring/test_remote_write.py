@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import struct
-import subprocess
 import time
 
 import cramjam
@@ -19,7 +17,7 @@ from core.roles import OPERATOR
 from core.services import api_token_create
 from monitoring.models import Series
 from monitoring.protocols.remote_write import WriteRequest, write_request_encode
-from tests.conftest import _make_user, free_port
+from tests.conftest import _make_user, free_port, prometheus_start
 
 PATH = "/prometheus/api/v1/write"
 STALE_NAN = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
@@ -176,9 +174,6 @@ def test_writing_needs_an_operator_token(anonymous_client, viewer_auth, operator
 
 @pytest.mark.usefixtures("clean_samples")
 def test_a_real_prometheus_remote_writes_what_it_scrapes(web_server_url, tmp_path):
-    prometheus = shutil.which("prometheus")
-    if prometheus is None:
-        pytest.fail("Debian's prometheus package (2.42) is needed: /usr/bin/prometheus")
     token = api_token_create(user=_make_user("remote-writer", OPERATOR), name="prometheus", via="command").raw
     registry = CollectorRegistry()
     requests = Counter("shop_requests", "Requests.", ["code"], registry=registry)
@@ -187,7 +182,8 @@ def test_a_real_prometheus_remote_writes_what_it_scrapes(web_server_url, tmp_pat
     exporter_port = free_port()
     server, _thread = start_http_server(exporter_port, addr="127.0.0.1", registry=registry)
     (tmp_path / "token").write_text(token)
-    (tmp_path / "prometheus.yml").write_text(
+    process, _port = prometheus_start(
+        tmp_path,
         f"""
 global: {{scrape_interval: 1s, evaluation_interval: 1s}}
 scrape_configs:
@@ -197,17 +193,7 @@ remote_write:
   - url: {web_server_url}{PATH}
     authorization: {{credentials_file: {tmp_path / "token"}}}
     queue_config: {{batch_send_deadline: 1s, min_backoff: 100ms, max_backoff: 1s}}
-"""
-    )
-    process = subprocess.Popen(
-        [
-            prometheus,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{free_port()}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "prometheus.log").open("wb"),
+""",
     )
     try:
         deadline = time.monotonic() + 45

@@ -1,0 +1,163 @@
+"""Reading what PromQL selectors ask for: the series whose labels match, and their raw samples.
+
+A series' PromQL labels are its labels plus `__name__` (its metric); a collected series (one with
+a target) also carries `target`, the target's name, unless it has a label of that name already.
+Samples are read in milliseconds, as Prometheus counts them: raw within the raw retention, rollup
+averages before it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from django.conf import settings
+from django.db import connection
+
+from monitoring.models import Series
+
+
+@dataclass(frozen=True)
+class Matcher:
+    name: str
+    op: str  # "=", "!=", "=~", "!~"
+    value: str
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        actual = labels.get(self.name, "")
+        if self.op == "=":
+            return actual == self.value
+        if self.op == "!=":
+            return actual != self.value
+        found = _anchored(self.value).fullmatch(actual) is not None
+        return found if self.op == "=~" else not found
+
+
+@lru_cache(maxsize=256)
+def _anchored(pattern: str) -> re.Pattern[str]:
+    # Prometheus anchors every matcher regex at both ends; fullmatch does the same.
+    return re.compile(pattern, re.DOTALL)
+
+
+@dataclass
+class StoredSeries:
+    labels: dict[str, str]  # with __name__
+    stamps: np.ndarray  # int64 milliseconds, ascending
+    values: np.ndarray  # float64
+
+
+def series_match(*, matchers: list[Matcher]) -> list[tuple[int, dict[str, str]]]:
+    """(series id, PromQL labels) of every stored series all matchers accept."""
+    queryset = Series.objects.all()
+    for matcher in matchers:
+        if matcher.name == "__name__" and matcher.op == "=":
+            queryset = queryset.filter(metric=matcher.value)
+    found = []
+    for series_id, metric, labels, target_name in queryset.values_list("id", "metric", "labels", "target__name"):
+        full = {**(labels or {}), "__name__": metric}
+        if target_name is not None:
+            full.setdefault("target", target_name)
+        if all(matcher.matches(full) for matcher in matchers):
+            found.append((series_id, full))
+    return found
+
+
+# Older than the raw retention, a rollup bucket stands for one sample: its average, at its middle
+# (hourly buckets before the 1-minute retention, minute buckets after it, raw samples from the raw
+# retention on). docs/api.md says what that means for each function.
+# Each series' samples come back as two binary strings (big-endian int8 and float8), read as numpy
+# arrays: several times cheaper than a Python tuple per sample, the bulk of a long range otherwise.
+_SAMPLES_SQL = """
+    SELECT series_id, string_agg(int8send(t), '' ORDER BY t), string_agg(float8send(value), '' ORDER BY t) FROM (
+        SELECT series_id, (extract(epoch FROM bucket) * 1000)::bigint + 1800000 AS t, sum / count AS value
+        FROM monitoring_rollup_1h
+        WHERE series_id = ANY(%(ids)s) AND bucket >= to_timestamp(%(start)s::float8 / 1000 - 3600)
+          AND bucket < to_timestamp(%(minute_from)s::float8 / 1000)
+        UNION ALL
+        SELECT series_id, (extract(epoch FROM bucket) * 1000)::bigint + 30000, sum / count
+        FROM monitoring_rollup_1m
+        WHERE series_id = ANY(%(ids)s) AND bucket >= to_timestamp(%(start)s::float8 / 1000 - 60)
+          AND bucket >= to_timestamp(%(minute_from)s::float8 / 1000)
+          AND bucket < to_timestamp(%(raw_from)s::float8 / 1000)
+        UNION ALL
+        SELECT series_id, (extract(epoch FROM ts) * 1000)::bigint, value
+        FROM monitoring_sample
+        WHERE series_id = ANY(%(ids)s) AND ts >= to_timestamp(greatest(%(start)s, %(raw_from)s)::float8 / 1000)
+          AND ts <= to_timestamp(%(end)s::float8 / 1000)
+    ) AS d
+    WHERE t >= %(start)s AND t <= %(end)s
+    GROUP BY series_id
+"""
+_DAY_MS = 86_400_000
+
+
+def _retention_starts() -> tuple[int, int]:
+    """(ms) where the 1-minute rollups and where the raw samples start being read."""
+    now = round(time.time() * 1000)
+    return now - settings.RETENTION_1M_DAYS * _DAY_MS, now - settings.RETENTION_RAW_DAYS * _DAY_MS
+
+
+def samples_read(*, matchers: list[Matcher], start_ms: int, end_ms: int) -> list[StoredSeries]:
+    """The matching series with their samples in [start_ms, end_ms] (series without any are left out)."""
+    matched = series_match(matchers=matchers)
+    if not matched:
+        return []
+    labels_by_id = dict(matched)
+    minute_from, raw_from = _retention_starts()
+    params = {"ids": list(labels_by_id), "start": start_ms, "end": end_ms, "minute_from": minute_from}
+    params["raw_from"] = raw_from
+    with connection.cursor() as cursor:
+        cursor.execute(_SAMPLES_SQL, params)
+        rows = cursor.fetchall()
+    by_labels: dict[tuple, StoredSeries] = {}
+    for series_id, raw_stamps, raw_values in sorted(rows):
+        labels = labels_by_id[series_id]
+        stamps = np.frombuffer(raw_stamps, dtype=">i8").astype(np.int64)
+        values = np.frombuffer(raw_values, dtype=">f8").astype(np.float64)
+        key = tuple(sorted(labels.items()))
+        if key in by_labels:  # the same label set under two targets' namespaces: merged, as one series
+            merged = by_labels[key]
+            order = np.argsort(np.concatenate((merged.stamps, stamps)), kind="stable")
+            merged.stamps = np.concatenate((merged.stamps, stamps))[order]
+            merged.values = np.concatenate((merged.values, values))[order]
+            continue
+        by_labels[key] = StoredSeries(labels=labels, stamps=stamps, values=values)
+    return list(by_labels.values())
+
+
+def _with_samples_between(series_ids: list[int], start_ms: int | None, end_ms: int | None) -> set[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT series_id FROM monitoring_sample WHERE series_id = ANY(%s) "
+            "AND ts >= to_timestamp(%s::float8 / 1000) AND ts <= to_timestamp(%s::float8 / 1000)",
+            [series_ids, start_ms if start_ms is not None else -(2**52), end_ms if end_ms is not None else 2**52],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def series_find(
+    *, selectors: list[list[Matcher]] | None, start_ms: int | None = None, end_ms: int | None = None
+) -> list[dict[str, str]]:
+    """The label sets of the series any selector matches (all series without selectors), sorted.
+
+    With a start or an end, only series with a sample between them.
+    """
+    found: dict[int, dict[str, str]] = {}
+    for matchers in selectors if selectors is not None else [[]]:
+        found.update(series_match(matchers=matchers))
+    if found and (start_ms is not None or end_ms is not None):
+        kept = _with_samples_between(list(found), start_ms, end_ms)
+        found = {sid: labels for sid, labels in found.items() if sid in kept}
+    unique = {tuple(sorted(labels.items())): labels for labels in found.values()}
+    return [unique[key] for key in sorted(unique)]
+
+
+def metric_kinds() -> dict[str, set[str]]:
+    """Every metric name with the kinds its series are stored as."""
+    kinds: dict[str, set[str]] = {}
+    for metric, kind in Series.objects.values_list("metric", "kind").distinct():
+        kinds.setdefault(metric, set()).add(kind)
+    return kinds

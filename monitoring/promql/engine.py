@@ -1,0 +1,513 @@
+"""Evaluating a parsed PromQL expression over Perfpilot's store, with Prometheus 2.x semantics.
+
+A range query is evaluated step by step: each selector reads its samples once for the whole range
+(monitoring.promql.data), and every step slices them. Values are Python floats; a vector is a list
+of (labels, value) with labels as a dict that includes `__name__` while the metric name is kept.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import promql_parser as pp
+
+from monitoring.promql import functions
+from monitoring.promql.data import Matcher, StoredSeries, samples_read
+from monitoring.promql.errors import PromQLError
+
+LOOKBACK_MS = 5 * 60 * 1000
+MAX_POINTS = 11_000
+
+Labels = dict[str, str]
+Sample = tuple[Labels, float]
+Vector = list[Sample]
+
+
+@dataclass
+class RangeSeries:
+    """A range selector's window of one series at one step: what functions over ranges read."""
+
+    labels: Labels
+    stamps: np.ndarray
+    values: np.ndarray
+
+
+@dataclass
+class Matrix:
+    series: list[RangeSeries]
+    range_ms: int
+    offset_ms: int
+
+
+@dataclass
+class _Query:
+    start_ms: int
+    end_ms: int
+    loaded: dict[int, list[StoredSeries]] = field(default_factory=dict)
+
+
+_MATCH_OPS = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~", "MatchOp.NotRe": "!~"}
+ARITHMETIC = {"+", "-", "*", "/", "%", "^", "atan2"}
+COMPARISON = {"==", "!=", ">", "<", ">=", "<="}
+SET_OPS = {"and", "or", "unless"}
+
+
+def parse(expression: str):
+    try:
+        return pp.parse(expression)
+    except (ValueError, RuntimeError) as exc:
+        raise PromQLError(f'invalid parameter "query": {exc}') from None
+
+
+def key_of(labels: Labels) -> tuple:
+    return tuple(sorted(labels.items()))
+
+
+def drop_name(labels: Labels) -> Labels:
+    if "__name__" not in labels:
+        return labels
+    return {k: v for k, v in labels.items() if k != "__name__"}
+
+
+def result_type(node) -> str:
+    node = _unwrap(node)
+    if isinstance(node, pp.NumberLiteral):
+        return "scalar"
+    if isinstance(node, pp.StringLiteral):
+        return "string"
+    if isinstance(node, pp.MatrixSelector):
+        return "matrix"
+    if isinstance(node, pp.Call):
+        return "scalar" if node.func.name in ("time", "scalar") else "vector"
+    if isinstance(node, pp.UnaryExpr):
+        return result_type(node.expr)
+    if isinstance(node, pp.BinaryExpr):
+        types = {result_type(node.lhs), result_type(node.rhs)}
+        return "scalar" if types == {"scalar"} else "vector"
+    return "vector"
+
+
+def _unwrap(node):
+    while isinstance(node, pp.ParenExpr):
+        node = node.expr
+    return node
+
+
+def _ms(delta) -> int:
+    if delta is None:
+        return 0
+    return round(delta.total_seconds() * 1000)
+
+
+class Evaluator:
+    def __init__(self, expression: str, *, start_ms: int, end_ms: int, step_ms: int = 1) -> None:
+        self.root = parse(expression)
+        self.query = _Query(start_ms=start_ms, end_ms=end_ms)
+        self.step_ms = step_ms
+        self.times = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
+        # Per selector node, where each series' samples are at every step (searched once, not per step).
+        self._positions: dict[int, list] = {}
+        self._keep_alive: list = []
+        self._check(self.root)
+
+    # -- checking what we support, before reading anything ------------------------------------
+    def _check(self, node) -> None:
+        node = _unwrap(node)
+        if isinstance(node, pp.SubqueryExpr):
+            raise PromQLError("subqueries are not supported")
+        if isinstance(node, pp.VectorSelector | pp.MatrixSelector):
+            vs = node if isinstance(node, pp.VectorSelector) else node.vector_selector
+            if vs.at is not None:
+                raise PromQLError("the @ modifier is not supported")
+            if vs.matchers.or_matchers:
+                raise PromQLError("'or' inside label matchers is not supported")
+            return
+        if isinstance(node, pp.Call):
+            if node.func.name not in functions.SUPPORTED:
+                raise PromQLError(f"function {node.func.name!r} is not supported")
+            for arg in node.args:
+                self._check(arg)
+            return
+        if isinstance(node, pp.AggregateExpr):
+            if str(node.op) not in AGGREGATIONS:
+                raise PromQLError(f"aggregation {str(node.op)!r} is not supported")
+            self._check(node.expr)
+            return
+        if isinstance(node, pp.BinaryExpr):
+            if str(node.op) not in ARITHMETIC | COMPARISON | SET_OPS:
+                raise PromQLError(f"operator {str(node.op)!r} is not supported")
+            if node.modifier is not None and node.modifier.fill_values is not None:
+                fill = node.modifier.fill_values
+                if getattr(fill, "lhs", None) is not None or getattr(fill, "rhs", None) is not None:
+                    raise PromQLError("fill modifiers are not supported")
+            self._check(node.lhs)
+            self._check(node.rhs)
+            return
+        if isinstance(node, pp.UnaryExpr):
+            self._check(node.expr)
+
+    # -- data -----------------------------------------------------------------------------------
+    def _selector_data(self, vs, extra_ms: int) -> list[StoredSeries]:
+        cached = self.query.loaded.get(id(vs))
+        if cached is None:
+            offset = _ms(vs.offset)
+            matchers = [Matcher(m.name, _MATCH_OPS[str(m.op)], m.value) for m in vs.matchers.matchers]
+            if vs.name and not any(m.name == "__name__" for m in matchers):
+                matchers.insert(0, Matcher("__name__", "=", vs.name))
+            cached = samples_read(
+                matchers=matchers,
+                start_ms=self.query.start_ms - offset - extra_ms,
+                end_ms=self.query.end_ms - offset,
+            )
+            self.query.loaded[id(vs)] = cached
+            self._keep_alive.append(vs)  # id() stays unique while the node lives
+        return cached
+
+    # -- evaluation -----------------------------------------------------------------------------
+    def eval(self, node, t: int):
+        node = _unwrap(node)
+        if isinstance(node, pp.NumberLiteral):
+            return float(node.val)
+        if isinstance(node, pp.StringLiteral):
+            return node.val
+        if isinstance(node, pp.VectorSelector):
+            return self._instant_vector(node, t)
+        if isinstance(node, pp.MatrixSelector):
+            return self._matrix(node, t)
+        if isinstance(node, pp.UnaryExpr):
+            value = self.eval(node.expr, t)
+            if isinstance(value, float):
+                return -value
+            return [(drop_name(labels), -v) for labels, v in value]
+        if isinstance(node, pp.Call):
+            args = [self.eval(arg, t) for arg in node.args]
+            return functions.call(node.func.name, args, t)
+        if isinstance(node, pp.AggregateExpr):
+            return self._aggregate(node, t)
+        if isinstance(node, pp.BinaryExpr):
+            return self._binary(node, t)
+        raise PromQLError(f"unsupported expression: {node}")
+
+    def _step(self, t: int) -> int:
+        return (t - self.query.start_ms) // self.step_ms
+
+    def _instant_vector(self, vs, t: int) -> Vector:
+        positions = self._positions.get(id(vs))
+        if positions is None:
+            at = self.times - _ms(vs.offset)
+            positions = []
+            for series in self._selector_data(vs, LOOKBACK_MS):
+                index = np.searchsorted(series.stamps, at, side="right") - 1
+                clipped = np.maximum(index, 0)
+                seen = (index >= 0) & (series.stamps[clipped] >= at - LOOKBACK_MS)
+                positions.append((series.labels, seen.tolist(), series.values[clipped].tolist()))
+            self._positions[id(vs)] = positions
+        i = self._step(t)
+        return [(labels, values[i]) for labels, seen, values in positions if seen[i]]
+
+    def _matrix(self, node, t: int) -> Matrix:
+        vs = node.vector_selector
+        range_ms = _ms(node.range)
+        offset = _ms(vs.offset)
+        positions = self._positions.get(id(node))
+        if positions is None:
+            end = self.times - offset
+            positions = [
+                (
+                    series,
+                    np.searchsorted(series.stamps, end - range_ms, side="left").tolist(),
+                    np.searchsorted(series.stamps, end, side="right").tolist(),
+                )
+                for series in self._selector_data(vs, range_ms)
+            ]
+            self._positions[id(node)] = positions
+            self._keep_alive.append(node)
+        i = self._step(t)
+        out = [
+            RangeSeries(series.labels, series.stamps[lo[i] : hi[i]], series.values[lo[i] : hi[i]])
+            for series, lo, hi in positions
+            if hi[i] > lo[i]
+        ]
+        return Matrix(out, range_ms, offset)
+
+    # -- aggregations -------------------------------------------------------------------------
+    def _aggregate(self, node, t: int) -> Vector:
+        op = str(node.op)
+        vector = self.eval(node.expr, t)
+        param = self.eval(node.param, t) if node.param is not None else None
+        modifier = node.modifier
+        without = modifier is not None and str(modifier.type).endswith("Without")
+        names = set(modifier.labels) if modifier is not None else set()
+
+        def group_labels(labels: Labels) -> Labels:
+            if without:
+                return {k: v for k, v in labels.items() if k not in names and k != "__name__"}
+            return {k: v for k, v in labels.items() if k in names}
+
+        groups: dict[tuple, tuple[Labels, list[Sample]]] = {}
+        for labels, value in vector:
+            grouping = group_labels(labels)
+            groups.setdefault(key_of(grouping), (grouping, []))[1].append((labels, value))
+        return AGGREGATIONS[op](groups, param)
+
+    # -- binary operators -------------------------------------------------------------------------
+    def _binary(self, node, t: int):
+        op = str(node.op)
+        modifier = node.modifier
+        return_bool = bool(modifier is not None and modifier.return_bool)
+        lhs = self.eval(node.lhs, t)
+        rhs = self.eval(node.rhs, t)
+        if isinstance(lhs, float) and isinstance(rhs, float):
+            value, keep = _elem(op, lhs, rhs)
+            if op in COMPARISON:
+                return 1.0 if keep else 0.0
+            return value
+        if isinstance(lhs, float) or isinstance(rhs, float):
+            return _vector_scalar(op, lhs, rhs, return_bool)
+        return _vector_vector(op, lhs, rhs, modifier, return_bool)
+
+
+def _elem(op: str, lhs: float, rhs: float) -> tuple[float, bool]:
+    if op == "+":
+        return lhs + rhs, True
+    if op == "-":
+        return lhs - rhs, True
+    if op == "*":
+        return lhs * rhs, True
+    if op == "/":
+        return functions.divide(lhs, rhs), True
+    if op == "%":
+        return functions.go_mod(lhs, rhs), True
+    if op == "^":
+        return functions.go_pow(lhs, rhs), True
+    if op == "atan2":
+        return math.atan2(lhs, rhs), True
+    if op == "==":
+        return lhs, lhs == rhs
+    if op == "!=":
+        return lhs, lhs != rhs
+    if op == ">":
+        return lhs, lhs > rhs
+    if op == "<":
+        return lhs, lhs < rhs
+    if op == ">=":
+        return lhs, lhs >= rhs
+    if op == "<=":
+        return lhs, lhs <= rhs
+    raise PromQLError(f"operator {op!r} is not supported between a vector and a scalar")
+
+
+def _vector_scalar(op: str, lhs, rhs, return_bool: bool) -> Vector:
+    if op in SET_OPS:
+        raise PromQLError(f"set operator {op!r} not allowed in binary scalar expression")
+    swap = isinstance(lhs, float)
+    vector, scalar = (rhs, lhs) if swap else (lhs, rhs)
+    out = []
+    for labels, v in vector:
+        left, right = (scalar, v) if swap else (v, scalar)
+        value, keep = _elem(op, left, right)
+        if op in COMPARISON and not return_bool:
+            value = v  # the vector's own value, whichever side it is on
+        if return_bool:
+            value, keep = (1.0 if keep else 0.0), True
+        if not keep:
+            continue
+        if op in ARITHMETIC or return_bool:
+            labels = drop_name(labels)
+        out.append((labels, value))
+    return out
+
+
+def _signature(modifier):
+    matching = modifier.matching if modifier is not None else None
+    if matching is None:
+        return lambda labels: key_of(drop_name(labels)), False, []
+    names = list(matching.labels)
+    if str(matching.type).endswith("Include"):  # on(...)
+        wanted = set(names)
+        return lambda labels: tuple(sorted((k, v) for k, v in labels.items() if k in wanted)), True, names
+    ignored = set(names) | {"__name__"}
+    return lambda labels: tuple(sorted((k, v) for k, v in labels.items() if k not in ignored)), False, names
+
+
+def _vector_vector(op: str, lhs: Vector, rhs: Vector, modifier, return_bool: bool) -> Vector:
+    sig, on, matching_names = _signature(modifier)
+    if op in SET_OPS:
+        rhs_sigs = {sig(labels) for labels, _ in rhs}
+        if op == "and":
+            return [(labels, v) for labels, v in lhs if sig(labels) in rhs_sigs]
+        if op == "unless":
+            return [(labels, v) for labels, v in lhs if sig(labels) not in rhs_sigs]
+        lhs_sigs = {sig(labels) for labels, _ in lhs}
+        return list(lhs) + [(labels, v) for labels, v in rhs if sig(labels) not in lhs_sigs]
+    card = str(modifier.card) if modifier is not None else "VectorMatchCardinality.OneToOne"
+    one_to_many = card.endswith("OneToMany")
+    one_to_one = card.endswith("OneToOne")
+    include = list(modifier.group_labels or []) if modifier is not None and not one_to_one else []
+    if one_to_many:
+        lhs, rhs = rhs, lhs
+    right: dict[tuple, Sample] = {}
+    for labels, v in rhs:
+        s = sig(labels)
+        if s in right:
+            side = "left" if one_to_many else "right"
+            raise PromQLError(
+                f"found duplicate series for the match group {dict(s)} on the {side} hand-side of the operation: "
+                f"[{_fmt(labels)}, {_fmt(right[s][0])}];many-to-many matching not allowed: "
+                "matching labels must be unique on one side"
+            )
+        right[s] = (labels, v)
+    matched: dict[tuple, set | None] = {}
+    out = []
+    for labels, v in lhs:
+        s = sig(labels)
+        found = right.get(s)
+        if found is None:
+            continue
+        r_labels, rv = found
+        vl, vr = (rv, v) if one_to_many else (v, rv)
+        value, keep = _elem(op, vl, vr)
+        if return_bool:
+            value, keep = (1.0 if keep else 0.0), True
+        if not keep:
+            continue
+        metric = dict(labels)
+        if op in ARITHMETIC or return_bool:
+            metric.pop("__name__", None)
+        if one_to_one:
+            if on:
+                metric = {k: val for k, val in metric.items() if k in set(matching_names)}
+            else:
+                metric = {k: val for k, val in metric.items() if k not in set(matching_names)}
+        for name in include:
+            if r_labels.get(name, ""):
+                metric[name] = r_labels[name]
+            else:
+                metric.pop(name, None)
+        if one_to_one:
+            if s in matched:
+                raise PromQLError(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
+                )
+            matched[s] = None
+        else:
+            inserted = matched.setdefault(s, set())
+            metric_key = key_of(metric)
+            if metric_key in inserted:
+                raise PromQLError("multiple matches for labels: grouping labels must ensure unique matches")
+            inserted.add(metric_key)
+        out.append((metric, value))
+    return out
+
+
+def _fmt(labels: Labels) -> str:
+    name = labels.get("__name__", "")
+    rest = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")
+    return f"{name}{{{rest}}}"
+
+
+# -- aggregation operators ----------------------------------------------------------------------
+def _agg_simple(reduce):
+    def aggregate(groups, _param):
+        return [(grouping, reduce([v for _, v in samples])) for grouping, samples in groups.values()]
+
+    return aggregate
+
+
+def _k(groups, param, *, top: bool) -> Vector:
+    if not isinstance(param, float):
+        raise PromQLError("expected a scalar parameter for topk/bottomk")
+    k = int(param) if not math.isnan(param) else 0
+    out = []
+    if k < 1:
+        return out
+    for _grouping, samples in groups.values():
+
+        def rank(sample, top=top):
+            v = sample[1]
+            if math.isnan(v):
+                return (1, 0.0)
+            return (0, -v if top else v)
+
+        out.extend(sorted(samples, key=rank)[:k])
+    return out
+
+
+def _quantile(groups, param) -> Vector:
+    if not isinstance(param, float):
+        raise PromQLError("expected a scalar parameter for quantile")
+    return [(grouping, functions.quantile(param, [v for _, v in samples])) for grouping, samples in groups.values()]
+
+
+AGGREGATIONS = {
+    "sum": _agg_simple(functions.plain_sum),
+    "avg": _agg_simple(lambda values: functions.incremental_mean(values, compensated=False)),
+    "min": _agg_simple(functions.minimum),
+    "max": _agg_simple(functions.maximum),
+    "count": _agg_simple(lambda values: float(len(values))),
+    "topk": lambda groups, param: _k(groups, param, top=True),
+    "bottomk": lambda groups, param: _k(groups, param, top=False),
+    "quantile": _quantile,
+    "stdvar": _agg_simple(functions.variance),
+    "stddev": _agg_simple(lambda values: math.sqrt(functions.variance(values))),
+    "group": _agg_simple(lambda values: 1.0),
+}
+
+
+# -- running a query --------------------------------------------------------------------------------
+def evaluate_instant(expression: str, *, time_ms: int):
+    """(result type, value) of the expression at one time: a float, a string or a vector."""
+    evaluator = Evaluator(expression, start_ms=time_ms, end_ms=time_ms)
+    kind = result_type(evaluator.root)
+    value = evaluator.eval(evaluator.root, time_ms)
+    if isinstance(value, Matrix):
+        return "matrix", value
+    if kind == "vector":
+        _check_unique(value)
+    return kind, value
+
+
+def evaluate_range(expression: str, *, start_ms: int, end_ms: int, step_ms: int) -> list[tuple[Labels, list]]:
+    """[(labels, [(t ms, value)])] of the expression at every step from start to end."""
+    if step_ms <= 0:
+        raise PromQLError("zero or negative query resolution step widths are not accepted. Try a positive integer")
+    if (end_ms - start_ms) // step_ms >= MAX_POINTS:
+        raise PromQLError(
+            "exceeded maximum resolution of 11,000 points per timeseries. "
+            "Try decreasing the query resolution (?step=XX)"
+        )
+    evaluator = Evaluator(expression, start_ms=start_ms, end_ms=end_ms, step_ms=step_ms)
+    kind = result_type(evaluator.root)
+    if kind not in ("vector", "scalar"):
+        raise PromQLError(
+            f'invalid expression type "{"range vector" if kind == "matrix" else kind}" for range query, '
+            "must be Scalar or instant Vector"
+        )
+    series: dict[tuple, tuple[Labels, list]] = {}
+    t = start_ms
+    while t <= end_ms:
+        value = evaluator.eval(evaluator.root, t)
+        if isinstance(value, float):
+            series.setdefault((), ({}, []))[1].append((t, value))
+        else:
+            keys = [key_of(labels) for labels, _ in value]
+            if len(set(keys)) != len(keys):
+                raise PromQLError(_SAME_LABELSET)
+            for key, (labels, v) in zip(keys, value, strict=True):
+                series.setdefault(key, (labels, []))[1].append((t, v))
+        t += step_ms
+    return [series[key] for key in sorted(series)]
+
+
+_SAME_LABELSET = "vector cannot contain metrics with the same labelset"
+
+
+def _check_unique(vector: Vector) -> None:
+    seen = set()
+    for labels, _ in vector:
+        key = key_of(labels)
+        if key in seen:
+            raise PromQLError(_SAME_LABELSET)
+        seen.add(key)

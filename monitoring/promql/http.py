@@ -1,0 +1,94 @@
+"""Prometheus's HTTP API formats: parameter parsing and the JSON shapes of results and errors."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+
+import numpy as np
+
+from monitoring.promql.errors import PromQLError
+
+_DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
+_DURATION_MS = (365 * 86_400_000, 7 * 86_400_000, 86_400_000, 3_600_000, 60_000, 1000, 1)
+
+
+def time_param(value: str | None, *, name: str, default_ms: int | None = None) -> int:
+    """A Prometheus time parameter (Unix seconds, possibly fractional, or RFC 3339) in milliseconds."""
+    if value is None or value == "":
+        if default_ms is None:
+            raise PromQLError(f'invalid parameter "{name}": missing')
+        return default_ms
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            return round(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+        except ValueError:
+            raise PromQLError(f'invalid parameter "{name}": cannot parse "{value}" to a valid timestamp') from None
+    if not math.isfinite(seconds):
+        raise PromQLError(f'invalid parameter "{name}": cannot parse "{value}" to a valid timestamp')
+    return round(seconds * 1000)
+
+
+def duration_param(value: str | None, *, name: str) -> int:
+    """A Prometheus duration parameter (float seconds or 1m30s) in milliseconds."""
+    if not value:
+        raise PromQLError(f'invalid parameter "{name}": missing')
+    try:
+        seconds = float(value)
+    except ValueError:
+        match = _DURATION.match(value)
+        if match is None or not any(match.groups()):
+            raise PromQLError(f'invalid parameter "{name}": cannot parse "{value}" to a valid duration') from None
+        return sum(int(g) * unit for g, unit in zip(match.groups(), _DURATION_MS, strict=True) if g)
+    if not math.isfinite(seconds):
+        raise PromQLError(f'invalid parameter "{name}": cannot parse "{value}" to a valid duration')
+    return round(seconds * 1000)
+
+
+def format_value(value: float) -> str:
+    """A float as Prometheus writes it (Go's strconv 'f', -1: shortest, never an exponent)."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return np.format_float_positional(value, unique=True, trim="-")
+
+
+def _stamp(ms: int) -> float | int:
+    return ms // 1000 if ms % 1000 == 0 else ms / 1000
+
+
+def instant_data(kind: str, value, time_ms: int) -> dict:
+    if kind == "scalar":
+        return {"resultType": "scalar", "result": [_stamp(time_ms), format_value(value)]}
+    if kind == "string":
+        return {"resultType": "string", "result": [_stamp(time_ms), value]}
+    if kind == "matrix":
+        return {
+            "resultType": "matrix",
+            "result": [
+                {
+                    "metric": s.labels,
+                    "values": [
+                        [_stamp(int(t)), format_value(float(v))] for t, v in zip(s.stamps, s.values, strict=True)
+                    ],
+                }
+                for s in value.series
+            ],
+        }
+    return {
+        "resultType": "vector",
+        "result": [{"metric": labels, "value": [_stamp(time_ms), format_value(v)]} for labels, v in value],
+    }
+
+
+def range_data(series) -> dict:
+    return {
+        "resultType": "matrix",
+        "result": [
+            {"metric": labels, "values": [[_stamp(t), format_value(v)] for t, v in points]} for labels, points in series
+        ],
+    }
