@@ -306,6 +306,11 @@ FORWARD_RETRY_BASE_SECONDS = envfloat("PERFPILOT_FORWARD_RETRY_BASE_SECONDS", 1.
 FORWARD_RETRY_CAP_SECONDS = envfloat("PERFPILOT_FORWARD_RETRY_CAP_SECONDS", 300.0, minimum=0.0)
 # Samples the queue may hold while the remote end is away; past it the oldest are dropped (and counted).
 FORWARD_MAX_QUEUE = envint("PERFPILOT_FORWARD_MAX_QUEUE", 50_000_000, minimum=1000)
+# The Prometheus query API (monitoring/promql/): like Prometheus's --query.timeout and --query.max-samples,
+# a query's reads of the samples stop after this long (503 "timeout"), and a selector may load at most
+# this many series (422 "execution"), so one query cannot hold a web worker or its memory.
+PROMQL_TIMEOUT_SECONDS = envint("PERFPILOT_PROMQL_TIMEOUT", 30, minimum=1, maximum=600)
+PROMQL_MAX_SERIES = envint("PERFPILOT_PROMQL_MAX_SERIES", 20_000, minimum=100)
 
 # --- optimizer -------------------------------------------------------------------------------
 # Reads of a tuner's analysis and the actions it runs (VACUUM, CREATE INDEX CONCURRENTLY) are bounded apart.

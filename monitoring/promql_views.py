@@ -67,10 +67,14 @@ def prometheus_view(handler: Callable[[HttpRequest, dict], object]):
         try:
             return _success(handler(params, **kwargs))
         except PromQLError as exc:
-            return _error(str(exc), error_type=exc.error_type)
+            return _error(str(exc), error_type=exc.error_type, status=ERROR_STATUS.get(exc.error_type, 400))
 
     view.__name__ = handler.__name__
     return view
+
+
+# Prometheus's statuses per errorType (web/api/v1): bad_data 400, execution 422, timeout 503.
+ERROR_STATUS = {"bad_data": 400, "execution": 422, "timeout": 503}
 
 
 def _now_ms() -> int:

@@ -15,9 +15,11 @@ from functools import lru_cache
 
 import numpy as np
 from django.conf import settings
-from django.db import connection
+from django.db import OperationalError, connection, transaction
+from psycopg.errors import QueryCanceled
 
 from monitoring.models import Series
+from monitoring.promql.errors import PromQLError
 
 
 @dataclass(frozen=True)
@@ -105,13 +107,28 @@ def samples_read(*, matchers: list[Matcher], start_ms: int, end_ms: int) -> list
     matched = series_match(matchers=matchers)
     if not matched:
         return []
+    if len(matched) > settings.PROMQL_MAX_SERIES:
+        raise PromQLError(
+            f"the selector matches {len(matched)} series, more than the {settings.PROMQL_MAX_SERIES} a query may "
+            "load (PERFPILOT_PROMQL_MAX_SERIES): narrow its label matchers",
+            error_type="execution",
+        )
     labels_by_id = dict(matched)
     minute_from, raw_from = _retention_starts()
     params = {"ids": list(labels_by_id), "start": start_ms, "end": end_ms, "minute_from": minute_from}
     params["raw_from"] = raw_from
-    with connection.cursor() as cursor:
-        cursor.execute(_SAMPLES_SQL, params)
-        rows = cursor.fetchall()
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{settings.PROMQL_TIMEOUT_SECONDS}s"])
+            cursor.execute(_SAMPLES_SQL, params)
+            rows = cursor.fetchall()
+    except OperationalError as exc:
+        if not isinstance(exc.__cause__, QueryCanceled):
+            raise
+        raise PromQLError(
+            f"query timed out reading samples (PERFPILOT_PROMQL_TIMEOUT={settings.PROMQL_TIMEOUT_SECONDS} s)",
+            error_type="timeout",
+        ) from exc
     by_labels: dict[tuple, StoredSeries] = {}
     for series_id, raw_stamps, raw_values in sorted(rows):
         labels = labels_by_id[series_id]

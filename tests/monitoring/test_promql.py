@@ -465,3 +465,29 @@ def test_bad_queries_are_400s_in_prometheus_error_format(anonymous_client, viewe
     body = answer.json()
     assert body["status"] == "error" and body["errorType"] == "bad_data"
     assert error in body["error"]
+
+
+@pytest.mark.usefixtures("small_store")
+def test_a_selector_over_too_many_series_is_a_422_execution_error(anonymous_client, viewer_auth, settings):
+    settings.PROMQL_MAX_SERIES = 1  # mem has two series (instances a and b)
+    params = {"query": "sum(mem)", "time": str((BASE_MS + 30_000) / 1000)}
+    answer = anonymous_client.get("/prometheus/api/v1/query", params, **viewer_auth)
+    assert answer.status_code == 422 and answer.json()["errorType"] == "execution"
+    assert "PERFPILOT_PROMQL_MAX_SERIES" in answer.json()["error"]
+    one = anonymous_client.get("/prometheus/api/v1/query", {**params, "query": 'mem{instance="a"}'}, **viewer_auth)
+    assert one.status_code == 200
+
+
+@pytest.mark.usefixtures("small_store")
+def test_a_query_reading_samples_past_the_timeout_is_a_503_timeout(
+    anonymous_client, viewer_auth, settings, monkeypatch
+):
+    from monitoring.promql import data
+
+    settings.PROMQL_TIMEOUT_SECONDS = 1
+    # The same read, made to outlast the timeout as a read over months of samples would.
+    monkeypatch.setattr(data, "_SAMPLES_SQL", f"SELECT q.* FROM ({data._SAMPLES_SQL}) q, pg_sleep(3)")
+    answer = anonymous_client.get(
+        "/prometheus/api/v1/query", {"query": "mem", "time": str((BASE_MS + 30_000) / 1000)}, **viewer_auth
+    )
+    assert answer.status_code == 503 and answer.json()["errorType"] == "timeout"
