@@ -29,6 +29,7 @@ import http
 import http.client
 import ipaddress
 import socket
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from functools import lru_cache
@@ -295,6 +296,17 @@ def http_open(request: urllib.request.Request | str, *, timeout: float, follow_r
     """urllib.request.urlopen through the policy. Raises OutboundRefused, urllib.error.HTTPError (any status
     that is not 2xx, including a 3xx when redirects are not followed), urllib.error.URLError, OSError."""
     return _opener(follow_redirects=follow_redirects).open(request, timeout=timeout)
+
+
+def http_error_head(exc: urllib.error.HTTPError, *, limit: int) -> str:
+    """The first `limit` characters of an error answer's body (empty when it cannot be read), and the
+    answer closed: enough to say why a server refused, never a whole body held in memory."""
+    try:
+        return exc.read(limit).decode(errors="replace") if exc.fp else ""
+    except (OSError, http.client.HTTPException):
+        return ""
+    finally:
+        exc.close()
 
 
 def http_status_text(status: int) -> str:

@@ -161,12 +161,7 @@ def post_json(*, url: str, payload: dict, timeout: float) -> SendResult:
     except outbound.OutboundRefused as exc:
         raise TransportError(f"refused: {exc}", permanent=True) from exc
     except urllib.error.HTTPError as exc:
-        try:
-            head = exc.read(RESPONSE_HEAD_CHARS).decode(errors="replace") if exc.fp else ""
-        except (OSError, http.client.HTTPException):
-            head = ""
-        finally:
-            exc.close()
+        head = outbound.http_error_head(exc, limit=RESPONSE_HEAD_CHARS)
         raise _classify(exc.code, head, exc.headers.get("Retry-After")) from exc
     except TimeoutError as exc:
         raise TransportError(f"timed out after {timeout:g} s") from exc

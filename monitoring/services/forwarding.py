@@ -221,12 +221,7 @@ def forward_post(*, body: bytes, url: str | None = None) -> int:
     except outbound.OutboundRefused as exc:
         raise ForwardError(f"refused: {exc}") from exc  # retried: the operator may change the policy
     except urllib.error.HTTPError as exc:
-        try:
-            head = exc.read(ERROR_HEAD_CHARS).decode(errors="replace") if exc.fp else ""
-        except (OSError, http.client.HTTPException):
-            head = ""
-        finally:
-            exc.close()
+        head = outbound.http_error_head(exc, limit=ERROR_HEAD_CHARS)
         raise _classify(exc.code, _PRINTABLE.sub(" ", head).strip(), exc.headers.get("Retry-After")) from exc
     except TimeoutError as exc:
         raise ForwardError(f"timed out after {timeout:g} s") from exc
