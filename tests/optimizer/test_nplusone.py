@@ -197,3 +197,22 @@ def test_a_write_without_returning_is_no_parent_since_its_rows_never_reach_the_a
 )
 def test_only_statements_that_send_rows_back_can_be_parents(query, expected):
     assert returns_rows(query) is expected
+
+
+def test_postgresqls_own_foreign_key_checks_are_no_lookups_of_the_application(db, pg18):
+    target = make_target(pg18)
+    rows = [40, 100, 25, 160, 70, 120, 10, 90]
+    _plant(
+        target,
+        {
+            1: ("INSERT INTO lines (order_id, sku) VALUES ($1, $2), ($3, $4) RETURNING id", [1] * 8, rows),
+            # what ri_triggers.c runs per inserted row, as pg_stat_statements (track = all) shows it
+            2: (
+                'SELECT $2 FROM ONLY "public"."orders" x WHERE "id" OPERATOR(pg_catalog.=) $1 FOR KEY SHARE OF x',
+                rows,
+                rows,
+            ),
+        },
+    )
+    _run(target)
+    assert not Recommendation.objects.filter(target=target, category="n_plus_one").exists()
