@@ -34,7 +34,7 @@ from tests.optimizer.conftest import dead_tuples, make_dead_tuples, make_target,
 pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
 
 REPEAT = int(os.environ.get("PERFPILOT_CHAOS_REPEAT", "1"))
-OUTAGE_SECONDS = float(os.environ.get("PERFPILOT_CHAOS_OUTAGE_SECONDS", "30"))
+OUTAGE_SECONDS = float(os.environ.get("PERFPILOT_CHAOS_OUTAGE_SECONDS", "15"))
 SCHEMA, TABLE = "chaos", "bloated"
 API = "/api/v1/performance"
 
