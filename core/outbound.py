@@ -309,6 +309,17 @@ def http_error_head(exc: urllib.error.HTTPError, *, limit: int) -> str:
         exc.close()
 
 
+def retry_after_seconds(header: str | None) -> float | None:
+    """A Retry-After header's delay in seconds, or None when absent or an HTTP date (rare from the
+    endpoints we call; the caller's back-off applies instead)."""
+    if not header:
+        return None
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        return None
+
+
 def http_status_text(status: int) -> str:
     """A short, sanitised reason for an HTTP answer: the code and its standard phrase, never what the server
     sent (its reason phrase and body are the server's text and may carry anything)."""

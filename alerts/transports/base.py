@@ -135,15 +135,6 @@ def format_value(value: float | None) -> str:
     return f"{value:.4g}"
 
 
-def _retry_after(header: str | None) -> float | None:
-    if not header:
-        return None
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        return None  # an HTTP date: rare for webhooks; the back-off applies instead
-
-
 def post_json(*, url: str, payload: dict, timeout: float) -> SendResult:
     """POST payload as JSON; classify every outcome that is not a 2xx into a TransportError.
 
@@ -186,7 +177,7 @@ def _classify(status: int, head: str, retry_after: str | None) -> TransportError
             response_head=reason,
         )
     if status == 429:
-        seconds = _retry_after(retry_after)
+        seconds = outbound.retry_after_seconds(retry_after)
         return TransportError(
             f"HTTP 429 rate limited{f', retry after {seconds:g} s' if seconds is not None else ''}",
             retry_after=seconds,

@@ -236,17 +236,8 @@ def forward_post(*, body: bytes, url: str | None = None) -> int:
 def _classify(status: int, head: str, retry_after: str | None) -> ForwardError:
     reason = f"HTTP {outbound.http_status_text(status)}" + (f": {head}" if head else "")
     if status == 429 or status >= 500:
-        return ForwardError(reason, retry_after=_retry_after(retry_after))
+        return ForwardError(reason, retry_after=outbound.retry_after_seconds(retry_after))
     return ForwardError(reason, permanent=True)
-
-
-def _retry_after(header: str | None) -> float | None:
-    if not header:
-        return None
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        return None  # an HTTP date: the back-off applies instead
 
 
 def backoff_seconds(*, attempt: int) -> float:
