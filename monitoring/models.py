@@ -13,7 +13,7 @@ from django.db import models
 from django.utils import timezone
 
 from core.conninfo import mask_url
-from core.crypto import encrypted_url_property
+from core.crypto import decrypt, encrypt, encrypted_url_property
 
 # A collector group names the Celery queue its collections go to (monitoring/services/scheduling.py),
 # so it must be a valid part of a queue name on Redis and RabbitMQ alike.
@@ -243,3 +243,32 @@ class ForwardingState(models.Model):
 
     def __str__(self) -> str:
         return f"forwarding to {self.endpoint or 'nowhere'}"
+
+
+class PromQLSource(models.Model):
+    """An external Prometheus-compatible query API (Prometheus, Thanos, Mimir, VictoriaMetrics) that
+    PromQL alert and scaling rules may read instead of Perfpilot's own store, as KEDA's Prometheus
+    scaler does. Requests go through core.outbound's policy; the bearer token is stored encrypted."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    # The base the API paths hang off, e.g. http://prometheus:9090 (queries go to <url>/api/v1/query).
+    url = models.URLField(max_length=500)
+    token_encrypted = models.TextField(blank=True)
+    timeout_seconds = models.FloatField(default=10.0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def token(self) -> str:
+        """The bearer token, decrypted. Never render it."""
+        return decrypt(self.token_encrypted) if self.token_encrypted else ""
+
+    @token.setter
+    def token(self, value: str) -> None:
+        self.token_encrypted = encrypt(value) if value else ""
