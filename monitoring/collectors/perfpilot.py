@@ -31,8 +31,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, F, Q, QuerySet
-from django.db.models.functions import Coalesce
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -63,7 +62,7 @@ def _counted() -> tuple[_Counted, ...]:
         _Counted(
             "perfpilot_optimizer_runs_total",
             lambda: OptimizationRun.objects.filter(status__in=ended),
-            Coalesce("finished_at", "created_at"),
+            F("finished_at"),  # every way a run ends sets it
             {"tuner": "tuner", "action": "action", "target": "target_name", "status": "status"},
         ),
         _Counted(
@@ -195,10 +194,10 @@ def _scaling() -> list[Measurement]:
     their target, as the last decision read it."""
     from scaling.models import ScaledService, ScalingDecision, ScalingRule
 
-    latest = {
-        d.service_id: d
-        for d in ScalingDecision.objects.order_by("service_id", "-created_at", "-id").distinct("service_id")
-    }
+    # One index lookup per service ((service, -created_at)), not a scan of every decision kept.
+    newest = ScalingDecision.objects.filter(service=OuterRef("pk")).order_by("-created_at", "-id").values("pk")[:1]
+    latest_ids = ScaledService.objects.annotate(latest=Subquery(newest)).values_list("latest", flat=True)
+    latest = {d.service_id: d for d in ScalingDecision.objects.filter(pk__in=[i for i in latest_ids if i])}
     out: list[Measurement] = []
     for service in ScaledService.objects.order_by("name"):
         labels = {"service": service.name}
