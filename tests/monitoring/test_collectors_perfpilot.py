@@ -13,6 +13,7 @@ from monitoring.collectors import collector_for
 from monitoring.collectors.perfpilot import COUNT_LAG
 from monitoring.models import Series, Target
 from monitoring.services.collection import collect_target
+from monitoring.services.targets import targets_register_builtin
 from optimizer.models import OptimizationRun, Recommendation
 from scaling.models import ScaledService, ScalingDecision, ScalingRule
 from scaling.services.evaluation import decisions_prune
@@ -157,3 +158,17 @@ def test_metrics_exposes_the_events_under_their_own_names_and_target_label(anony
     line = 'perfpilot_optimizer_runs_total{action="run",status="succeeded",target="shop-db",tuner="vacuum"} 1.0'
     assert line in text
     assert "perfpilot_perfpilot_" not in text
+
+
+def test_the_builtin_target_of_its_own_events_has_a_page_and_charts_on_the_overview(viewer_client):
+    targets_register_builtin()
+    own = Target.objects.get(builtin=True, kind=Target.Kind.PERFPILOT)
+    rule = AlertRule.objects.create(
+        name="Disk full", kind=AlertRule.Kind.THRESHOLD_ABOVE, metric="host_disk_used_percent"
+    )
+    Alert.objects.create(rule=rule, fingerprint="a", labels={}, state="firing", severity="critical")
+    assert collect_target(target=own).ok
+    page = viewer_client.get(f"/monitoring/targets/{own.id}/")
+    assert page.status_code == 200 and "Alerts firing" in page.content.decode()
+    overview = viewer_client.get("/").content.decode()
+    assert 'data-target="perfpilot"' in overview and "Alerts firing" in overview
