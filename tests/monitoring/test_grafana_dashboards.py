@@ -148,7 +148,7 @@ def _activity(pg_url: str) -> None:
         client.get("grafana-test:key")
         client.get("grafana-test:missing")
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS grafana_test_rows (id int)")
+        conn.execute("CREATE TABLE IF NOT EXISTS grafana_test_rows (id int) WITH (autovacuum_enabled = false)")
         conn.execute("INSERT INTO grafana_test_rows SELECT generate_series(1, 100)")
         conn.execute("DELETE FROM grafana_test_rows WHERE id <= 50")
         conn.execute("SELECT pg_stat_force_next_flush()")  # counted now, not at this backend's next report
@@ -201,11 +201,18 @@ def _alert_events(slack_url: str) -> None:
     assert DeliveryAttempt.objects.filter(outcome="sent").exists()
 
 
+@pytest.fixture
+def pg_url():
+    url = _test_database_url()
+    yield url
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS grafana_test_rows")
+
+
 @pytest.mark.usefixtures("clean_samples")
-def test_every_panel_query_answers_with_data_from_a_perfpilot_that_collected(monkeypatch, viewer_user):
+def test_every_panel_query_answers_with_data_from_a_perfpilot_that_collected(monkeypatch, viewer_user, pg_url):
     # Events in this test are seconds old: count them at once instead of after the writers' grace time.
     monkeypatch.setattr(perfpilot, "COUNT_LAG", timedelta(0))
-    pg_url = _test_database_url()
     host = _target("this-host", "host")
     database = _target("perfpilot-postgres", "postgres", pg_url)
     cache = _target("perfpilot-redis", "redis", settings.REDIS_URL)
@@ -213,7 +220,6 @@ def test_every_panel_query_answers_with_data_from_a_perfpilot_that_collected(mon
     targets = (host, database, cache, own)
     _collect(*targets)  # the baseline of every counter
     _activity(pg_url)
-    time.sleep(1.1)
     _collect(host, database, cache)
     cpu = Series.objects.get(target=host, metric="host_cpu_percent", labels={"cpu": "total"})
     _optimizer_events(database)
@@ -225,7 +231,6 @@ def test_every_panel_query_answers_with_data_from_a_perfpilot_that_collected(mon
     finally:
         slack.stop()
     _collect(own)
-    time.sleep(1.1)
     _activity(pg_url)
     _collect(*targets)
 
