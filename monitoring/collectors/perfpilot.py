@@ -196,12 +196,12 @@ def _scaling() -> list[Measurement]:
 
     # One index lookup per service ((service, -created_at)), not a scan of every decision kept.
     newest = ScalingDecision.objects.filter(service=OuterRef("pk")).order_by("-created_at", "-id").values("pk")[:1]
-    latest_ids = ScaledService.objects.annotate(latest=Subquery(newest)).values_list("latest", flat=True)
-    latest = {d.service_id: d for d in ScalingDecision.objects.filter(pk__in=[i for i in latest_ids if i])}
+    services = list(ScaledService.objects.annotate(latest_id=Subquery(newest)).order_by("name"))
+    latest = ScalingDecision.objects.in_bulk([s.latest_id for s in services if s.latest_id is not None])
     out: list[Measurement] = []
-    for service in ScaledService.objects.order_by("name"):
+    for service in services:
         labels = {"service": service.name}
-        decision = latest.get(service.id)
+        decision = latest.get(service.latest_id)
         current = service.observed_replicas
         if current is None and decision is not None:
             current = (
