@@ -178,6 +178,8 @@ class AlertStateChange(models.Model):
 
     class Meta:
         ordering = ["-at", "-id"]
+        # monitoring/collectors/perfpilot.py counts the alerts that started firing since its last collection.
+        indexes = [models.Index(fields=["at"], name="alerts_change_at")]
 
     def __str__(self) -> str:
         return f"{self.from_state} → {self.to_state}"
@@ -304,7 +306,8 @@ class DeliveryAttempt(models.Model):
 
     class Meta:
         ordering = ["-at", "-id"]
-        indexes = [models.Index(fields=["channel", "-at"])]
+        # The second: monitoring/collectors/perfpilot.py counts the attempts since its last collection.
+        indexes = [models.Index(fields=["channel", "-at"]), models.Index(fields=["at"], name="alerts_attempt_at")]
 
     def __str__(self) -> str:
         return f"attempt {self.attempt} of {self.notification_id}: {self.outcome}"

@@ -13,6 +13,7 @@ URL_EXAMPLES = {
     Target.Kind.CELERY: "redis://:password@broker:6379/0 or amqp://user:password@rabbitmq:5672/vhost",
     Target.Kind.PROMETHEUS: "http://exporter:9100/metrics",
     Target.Kind.HOST: "none: a host target reads this machine",
+    Target.Kind.PERFPILOT: "none: reads this control plane's own database",
 }
 
 
