@@ -5,6 +5,7 @@ core.outbound's policy.
 Alert rules and scaling rules call only these two functions, so both read every source the same way:
     instant_vector(expression, time_ms=..., source=None) -> [(labels, value)]
     range_matrix(expression, start_ms=..., end_ms=..., step_ms=..., source=None) -> [(labels, [(t ms, value)])]
+and check an expression when it is saved with expression_check(expression, source=None).
 A scalar result comes back as one element with empty labels. A query the expression's author got wrong
 raises PromQLError (a 4xx for the API); a source that cannot answer raises SourceUnavailable.
 """
@@ -18,7 +19,7 @@ import urllib.parse
 import urllib.request
 
 from core.outbound import OutboundRefused, http_error_head, http_open
-from monitoring.promql.engine import evaluate_instant, evaluate_range
+from monitoring.promql.engine import Evaluator, evaluate_instant, evaluate_range, parse, result_type
 from monitoring.promql.errors import PromQLError
 
 Labels = dict[str, str]
@@ -28,6 +29,18 @@ MAX_ANSWER_BYTES = 32 * 1024 * 1024
 
 class SourceUnavailable(Exception):
     """The external server did not answer, or answered with something that is not a query result."""
+
+
+def expression_check(expression: str, *, source=None) -> None:
+    """Raise PromQLError unless the expression parses and gives an instant vector or a scalar (what a
+    rule compares). For Perfpilot's store also unless this engine evaluates every part of it (an
+    external server may know functions this engine lacks; its own answer tells at evaluation)."""
+    kind = result_type(parse(expression))
+    if kind not in ("vector", "scalar"):
+        shown = "range vector" if kind == "matrix" else kind
+        raise PromQLError(f"the expression must give an instant vector or a scalar, not a {shown}")
+    if source is None:
+        Evaluator(expression, start_ms=0, end_ms=0)  # checks what the engine supports; reads nothing
 
 
 def instant_vector(expression: str, *, time_ms: int, source=None) -> list[tuple[Labels, float]]:
