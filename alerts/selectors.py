@@ -136,7 +136,7 @@ def silence_list(*, include_expired: bool = True) -> QuerySet[Silence]:
 
 
 def rule_list() -> QuerySet[AlertRule]:
-    return AlertRule.objects.select_related("target").order_by("name")
+    return AlertRule.objects.select_related("target", "promql_source").order_by("name")
 
 
 def channel_list() -> QuerySet[Channel]:
