@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from alerts.models import EVENT_KINDS, Alert, AlertRule, AlertState, AlertStateChange
@@ -37,6 +39,10 @@ FORECAST_WINDOW = timedelta(days=7)
 # One alert per element: an expression answering more than this many is a mistake, not an incident
 # (Prometheus's rule group `limit` does the same); the rule fails with last_error and stays as it was.
 MAX_PROMQL_ALERTS = 1000
+# Rules reading an external PromQL source go last, longest unevaluated first, and only while a run
+# has spent less than this: a slow source (up to its timeout per query) then delays only other such
+# rules, which stay due for the next run, and evaluate_rules_task stays within its 100 s soft limit.
+EXTERNAL_BUDGET_SECONDS = 60
 
 
 class RuleQueryFailed(Exception):
@@ -66,6 +72,7 @@ class EvaluationSummary:
     repeats: int = 0
     errors: dict[str, str] = field(default_factory=dict)
     skipped: bool = False
+    deferred: int = 0  # rules reading an external source left for the next run (EXTERNAL_BUDGET_SECONDS)
 
 
 def classify(*, rule: AlertRule, value: float | None) -> sm.Observation:
@@ -335,12 +342,21 @@ def rules_evaluate_due(*, now: datetime | None = None, force: bool = False) -> E
     if lock is None:
         summary.skipped = True
         return summary
+    started = time.monotonic()
+    rules = (
+        AlertRule.objects.filter(enabled=True)
+        .select_related("target", "promql_source")
+        .order_by(F("promql_source_id").asc(nulls_first=True), F("last_evaluated_at").asc(nulls_first=True), "id")
+    )
     with lock:
-        for rule in AlertRule.objects.filter(enabled=True).select_related("target", "promql_source"):
+        for rule in rules:
             due = rule.last_evaluated_at is None or (
                 now - rule.last_evaluated_at >= timedelta(seconds=rule.eval_interval_seconds) - timedelta(seconds=0.5)
             )
             if not (due or force):
+                continue
+            if rule.promql_source_id is not None and time.monotonic() - started > EXTERNAL_BUDGET_SECONDS:
+                summary.deferred += 1
                 continue
             summary.rules += 1
             try:

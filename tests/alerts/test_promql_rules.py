@@ -198,3 +198,21 @@ def test_an_external_source_may_use_what_this_engine_lacks_and_the_rule_reads_ba
     assert answer.status_code == 201, answer.content
     out = answer.json()
     assert (out["expression"], out["promql_source_id"], out["metric"]) == ("absent(up)", source.id, "")
+
+
+def test_rules_reading_an_external_source_go_last_and_wait_for_the_next_run_once_the_budget_is_spent(
+    target, monkeypatch
+):
+    from alerts.services import evaluation
+
+    source = PromQLSource.objects.create(name="slow", url=f"http://127.0.0.1:{free_port()}", timeout_seconds=2)
+    write_value(target, "jobs_queued", 50.0, labels={"queue": "mail"})
+    local = _promql_rule("jobs_queued > 10")
+    external = _promql_rule("jobs_queued > 10", name="Queue long elsewhere", promql_source_id=source.id)
+    monkeypatch.setattr(evaluation, "EXTERNAL_BUDGET_SECONDS", -1)  # spent before the first external rule
+
+    summary = evaluation.rules_evaluate_due(force=True)
+    assert (summary.rules, summary.deferred) == (1, 1)
+    assert AlertRule.objects.get(pk=local.pk).last_evaluated_at is not None
+    assert AlertRule.objects.get(pk=external.pk).last_evaluated_at is None  # still due
+    assert _alerts(local) == {"mail": ("firing", "warning", 50.0)}
