@@ -12,6 +12,7 @@ raises PromQLError (a 4xx for the API); a source that cannot answer raises Sourc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import urllib.error
@@ -48,11 +49,12 @@ def instant_vector(expression: str, *, time_ms: int, source=None) -> list[tuple[
         kind, value = evaluate_instant(expression, time_ms=time_ms)
         return _instant_elements(kind, value)
     data = _external(source, "query", {"query": expression, "time": _seconds(time_ms)})
-    kind, result = data.get("resultType"), data.get("result")
-    if kind == "scalar":
-        return [({}, _float(result[1]))]
-    if kind == "vector":
-        return [(dict(item["metric"]), _float(item["value"][1])) for item in result]
+    with _answer_shape(source):
+        kind, result = data.get("resultType"), data.get("result")
+        if kind == "scalar":
+            return [({}, _float(result[1]))]
+        if kind == "vector":
+            return [(dict(item["metric"]), _float(item["value"][1])) for item in result]
     raise PromQLError(f"the expression must give an instant vector or a scalar, not {kind}")
 
 
@@ -66,12 +68,22 @@ def range_matrix(
         "query_range",
         {"query": expression, "start": _seconds(start_ms), "end": _seconds(end_ms), "step": _seconds(step_ms)},
     )
-    if data.get("resultType") != "matrix":
-        raise SourceUnavailable(f"{source.name}: query_range answered {data.get('resultType')!r}, not a matrix")
-    return [
-        (dict(item["metric"]), [(round(float(t) * 1000), _float(v)) for t, v in item["values"]])
-        for item in data["result"]
-    ]
+    with _answer_shape(source):
+        if data.get("resultType") != "matrix":
+            raise SourceUnavailable(f"{source.name}: query_range answered {data.get('resultType')!r}, not a matrix")
+        return [
+            (dict(item["metric"]), [(round(float(t) * 1000), _float(v)) for t, v in item["values"]])
+            for item in data["result"]
+        ]
+
+
+@contextlib.contextmanager
+def _answer_shape(source):
+    """A `data` that is not shaped as Prometheus's is the server's fault (it is not such an API), not a 500."""
+    try:
+        yield
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+        raise SourceUnavailable(f"{source.name}: the answer is not a Prometheus query result") from exc
 
 
 def _instant_elements(kind: str, value) -> list[tuple[Labels, float]]:

@@ -128,6 +128,32 @@ def test_a_server_that_does_not_answer_is_source_unavailable():
 
 
 @pytest.mark.django_db
+def test_a_server_that_is_not_a_prometheus_api_is_source_unavailable_not_an_error_of_ours():
+    class NotPrometheus(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = b'{"status": "success", "data": ["not", "a", "result"]}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotPrometheus)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        source = _source(f"http://127.0.0.1:{server.server_address[1]}")
+        with pytest.raises(SourceUnavailable, match="not a Prometheus query result"):
+            instant_vector("up", time_ms=int(time.time() * 1000), source=source)
+        with pytest.raises(SourceUnavailable, match="not a Prometheus query result"):
+            range_matrix("up", start_ms=0, end_ms=60_000, step_ms=15_000, source=source)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.django_db
 @override_settings(OUTBOUND_DENY=["loopback"])
 def test_the_outbound_policy_refuses_a_source_it_denies_before_connecting(proxied_prometheus):
     proxy, now_ms = proxied_prometheus
