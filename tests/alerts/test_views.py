@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from alerts.models import AlertRule, Channel, Silence
+from alerts.models import Alert, AlertRule, Channel, Silence
 from alerts.services.manage import SilenceInput, alert_ack, silence_create
 from monitoring.models import Target
 from monitoring.storage import SeriesSpec, series_resolve
@@ -359,3 +359,19 @@ def test_the_rule_editor_saves_a_promql_rule_and_previews_its_elements(clean_sam
     assert (rule.kind, rule.expression, rule.promql_source_id) == ("promql", "jobs_queued > 10", None)
     page = operator_client.get(f"/alerts/rules/{rule.id}/").content.decode()
     assert MAIL_ELEMENT in page  # the saved rule's preview
+
+
+def test_a_promql_alert_reads_on_the_alert_pages_with_its_element_labels(clean_samples, viewer_client, target):
+    from alerts.services.evaluation import rule_evaluate
+
+    write_value(target, "jobs_queued", 1234.5, labels={"queue": "mail"})
+    rule = make_rule(name="Queue long", kind="promql", metric="", expression="jobs_queued > 10",
+                     warning_threshold=None, critical_threshold=None)  # fmt: skip
+    rule_evaluate(rule=rule)
+    alert = Alert.objects.get(rule=rule)
+    index = viewer_client.get("/alerts/").content.decode()
+    assert "Queue long" in index and "queue=mail" in index
+    page = viewer_client.get(f"/alerts/{alert.id}/")
+    assert page.status_code == 200 and ">1,234<" in page.content.decode()  # the value, as numbers read
+    definition = viewer_client.get(f"/alerts/rules/{rule.id}/").content.decode()
+    assert 'data-testid="rule-expression">jobs_queued &gt; 10<' in definition and "Perfpilot's store" in definition
