@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,59 @@ def prometheus_start(tmp_path: Path, config: str, *flags: str) -> tuple[subproce
         stderr=(tmp_path / "prometheus.log").open("wb"),
     )
     return process, port
+
+
+def prometheus_ready(tmp_path: Path, config: str, *flags: str) -> tuple[subprocess.Popen, str]:
+    """prometheus_start, then wait (up to 20 s) until it answers /-/ready: (process, base URL)."""
+    process, port = prometheus_start(tmp_path, config, *flags)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        assert process.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
+        try:
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
+                if response.status == 200:
+                    return process, url
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "Prometheus did not become ready in 20 s"
+        time.sleep(0.2)
+
+
+class RunningPrometheus:
+    """A real Prometheus 2.42 taking remote-written samples (the `real_prometheus` fixture)."""
+
+    def __init__(self, process: subprocess.Popen, url: str) -> None:
+        self.process, self.url = process, url
+
+    def write(self, series: list[tuple[dict[str, str], list[tuple[float, int]]]]) -> None:
+        """Remote-write [(labels with __name__, [(value, t ms)])] into it."""
+        from monitoring.protocols.remote_write import write_request_encode
+
+        request = urllib.request.Request(
+            f"{self.url}/api/v1/write",
+            data=write_request_encode(series),
+            headers={
+                "Content-Type": "application/x-protobuf",
+                "Content-Encoding": "snappy",
+                "X-Prometheus-Remote-Write-Version": "0.1.0",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 204
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+
+
+@pytest.fixture
+def real_prometheus(tmp_path):
+    process, url = prometheus_ready(tmp_path, "global: {scrape_interval: 1h}\n", "--web.enable-remote-write-receiver")
+    running = RunningPrometheus(process, url)
+    yield running
+    running.stop()
 
 
 def _make_user(username: str, role: str):
