@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "ingest": "bench.ingest",
     "remote_write": "bench.remote_write",
     "forwarding": "bench.forwarding",
+    "remote_write_e2e": "bench.remote_write_e2e",
     "query": "bench.query",
     "collectors": "bench.collectors",
     "http": "bench.http",
