@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -18,7 +17,7 @@ from monitoring.models import Series
 from monitoring.promql.engine import evaluate_instant, evaluate_range
 from monitoring.promql.errors import PromQLError
 from monitoring.protocols.remote_write import write_request_encode
-from tests.conftest import prometheus_start
+from tests.conftest import prometheus_receiving, prometheus_remote_write
 
 WRITE = "/prometheus/api/v1/write"
 BASE_MS = (int(time.time()) // 3600 - 2) * 3600 * 1000  # a whole hour, two to three hours ago
@@ -311,22 +310,6 @@ def _conformance_series() -> list:
     return series
 
 
-def _start_prometheus(tmp_path) -> tuple[subprocess.Popen, str]:
-    process, port = prometheus_start(tmp_path, "global: {scrape_interval: 1h}\n", "--web.enable-remote-write-receiver")
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        assert process.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
-                if response.status == 200:
-                    return process, url
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, "Prometheus did not become ready in 20 s"
-        time.sleep(0.2)
-
-
 def _matrix(result: list) -> dict[tuple, list[tuple[float, float]]]:
     return {tuple(sorted(s["metric"].items())): [(float(t), float(v)) for t, v in s["values"]] for s in result}
 
@@ -359,19 +342,9 @@ def test_query_range_answers_as_prometheus_does_over_the_same_remote_written_sam
 ):
     series = _conformance_series()
     _write(anonymous_client, operator_auth, series)
-    process, url = _start_prometheus(tmp_path)
+    process, url = prometheus_receiving(tmp_path)
     try:
-        request = urllib.request.Request(
-            f"{url}/api/v1/write",
-            data=write_request_encode(series),
-            headers={
-                "Content-Type": "application/x-protobuf",
-                "Content-Encoding": "snappy",
-                "X-Prometheus-Remote-Write-Version": "0.1.0",
-            },
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 204
+        prometheus_remote_write(url, series)
         params = {"start": (BASE_MS + 300_000) / 1000, "end": (BASE_MS + 2_700_000) / 1000, "step": "60"}
         mismatches = {}
         for expression in CORPUS:
