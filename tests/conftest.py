@@ -135,6 +135,20 @@ def prometheus_remote_write(url: str, series: list) -> None:
         assert response.status == 204
 
 
+def perfpilot_remote_write(client: Client, auth: dict, series: list) -> None:
+    """The same series into Perfpilot through its remote-write receiver (the ingest path Prometheus uses)."""
+    from monitoring.protocols.remote_write import write_request_encode
+
+    response = client.post(
+        "/prometheus/api/v1/write",
+        write_request_encode(series),
+        content_type="application/x-protobuf",
+        HTTP_CONTENT_ENCODING="snappy",
+        **auth,
+    )
+    assert response.status_code == 204, response.content
+
+
 def _make_user(username: str, role: str):
     user = get_user_model().objects.create_user(username=username, password=PASSWORD)
     user_set_role(user=user, role=role)

@@ -12,33 +12,19 @@ import pytest
 from django.utils import timezone
 
 from monitoring.models import PromQLSource
-from monitoring.protocols.remote_write import write_request_encode
 from scaling.models import ScalingDecision, ScalingRule
 from scaling.services.crud import rule_upsert
 from scaling.services.evaluation import service_evaluate
 from scaling.services.whatif import rule_replay
-from tests.conftest import free_port, prometheus_receiving, prometheus_remote_write
+from tests.conftest import free_port, perfpilot_remote_write, prometheus_receiving, prometheus_remote_write
 from tests.scaling.conftest import webhook_service
 
 pytestmark = pytest.mark.usefixtures("clean_samples")
-WRITE = "/prometheus/api/v1/write"
 BASE = "/api/v1/performance/scaling"
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _remote_write(client, auth, series) -> None:
-    """Samples into Perfpilot through its remote-write receiver (the ingest path Prometheus uses)."""
-    response = client.post(
-        WRITE,
-        write_request_encode(series),
-        content_type="application/x-protobuf",
-        HTTP_CONTENT_ENCODING="snappy",
-        **auth,
-    )
-    assert response.status_code == 204, response.content
 
 
 def _service(name: str, url: str, *, expression: str, target: float = 10, source: str | None = None, **fields):
@@ -55,7 +41,7 @@ def _queue_depth(values: dict[str, float], *, seconds_ago: float = 5) -> list:
 
 
 def test_a_promql_rule_over_perfpilots_store_scales_through_the_executor(hook, anonymous_client, operator_auth):
-    _remote_write(anonymous_client, operator_auth, _queue_depth({"default": 12, "mail": 18}))
+    perfpilot_remote_write(anonymous_client, operator_auth, _queue_depth({"default": 12, "mail": 18}))
     service = _service("worker", hook.url, expression='sum(queue_depth{job="worker"})')
     decision = service_evaluate(service=service)
     assert decision.result == ScalingDecision.Result.SCALED, decision.explanation
@@ -66,7 +52,7 @@ def test_a_promql_rule_over_perfpilots_store_scales_through_the_executor(hook, a
 
 
 def test_several_elements_are_a_rule_error_and_nothing_is_scaled(hook, anonymous_client, operator_auth):
-    _remote_write(anonymous_client, operator_auth, _queue_depth({"default": 120, "mail": 180}))
+    perfpilot_remote_write(anonymous_client, operator_auth, _queue_depth({"default": 120, "mail": 180}))
     service = _service("worker", hook.url, expression="queue_depth")  # two series: which one scales?
     decision = service_evaluate(service=service)
     assert decision.result == ScalingDecision.Result.FAILED and not decision.executed
@@ -81,7 +67,7 @@ def test_several_elements_are_a_rule_error_and_nothing_is_scaled(hook, anonymous
 
 
 def test_an_empty_result_is_a_rule_error_and_another_rules_scale_down_is_held(hook, anonymous_client, operator_auth):
-    _remote_write(anonymous_client, operator_auth, _queue_depth({"default": 1}))
+    perfpilot_remote_write(anonymous_client, operator_auth, _queue_depth({"default": 1}))
     service = _service("worker", hook.url, expression='sum(queue_depth{queue="default"})', target=10)
     rule_upsert(
         service=service,
@@ -104,7 +90,7 @@ def test_what_if_replays_a_promql_rule_over_its_history(hook, anonymous_client, 
     now = _now_ms() // 60_000 * 60_000
     # One sample a minute for the last hour: low for 40 minutes, then three times the target.
     samples = [(5.0 if minute < 40 else 30.0, now - (60 - minute) * 60_000) for minute in range(60)]
-    _remote_write(anonymous_client, operator_auth, [({"__name__": "jobs_waiting", "job": "worker"}, samples)])
+    perfpilot_remote_write(anonymous_client, operator_auth, [({"__name__": "jobs_waiting", "job": "worker"}, samples)])
     service = _service("worker", hook.url, expression="sum(jobs_waiting)", scale_down_stabilization_seconds=0)
     rule = ScalingRule.objects.get(service=service, name="load")
     end = timezone.now()
@@ -121,7 +107,7 @@ def test_what_if_replays_a_promql_rule_over_its_history(hook, anonymous_client, 
 
 
 def test_what_if_of_a_rule_giving_several_series_is_a_400_naming_the_expression(hook, anonymous_client, operator_auth):
-    _remote_write(anonymous_client, operator_auth, _queue_depth({"default": 1, "mail": 2}, seconds_ago=60))
+    perfpilot_remote_write(anonymous_client, operator_auth, _queue_depth({"default": 1, "mail": 2}, seconds_ago=60))
     _service("worker", hook.url, expression="queue_depth")
     api = anonymous_client.get(f"{BASE}/services/worker/rules/load/whatif", {"from": "-10m"}, **operator_auth)
     assert api.status_code == 400, api.content
@@ -244,3 +230,12 @@ def test_the_rule_form_offers_the_sources_and_shows_a_bad_expression_on_its_fiel
     assert saved.status_code == 302
     rule = ScalingRule.objects.get(service=service, name="latency")
     assert rule.expression == "vector(1)" and rule.promql_source.name == "prom"
+
+
+def test_the_service_page_shows_a_down_sources_error_above_the_chart(viewer_client, hook):
+    PromQLSource.objects.create(name="gone", url=f"http://127.0.0.1:{free_port()}", timeout_seconds=1)
+    service = _service("worker", hook.url, expression="sum(queue_depth)", source="gone")
+    page = viewer_client.get(f"/scaling/services/{service.name}/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'data-testid="metric-error"' in html and "PromQL source unavailable: gone:" in html
