@@ -55,11 +55,13 @@ PathName = Annotated[str, Path(..., pattern=NAME_RE.pattern)]
 router = Router(tags=["scaling"])
 router.add_router("/", section_router("scaling"))
 WRITE_ERRORS = {400: ErrorOut, 409: ErrorOut, **ERRORS}
+# A rule's PromQL expression or source refused when saved (scaling.services.crud): 422 naming the field.
+RULE_WRITE_ERRORS = {**WRITE_ERRORS, 422: ErrorOut}
 PREFIX = "/performance/scaling"
 
 
 def _service(name: str) -> ScaledService:
-    return get_object_or_404(ScaledService.objects.prefetch_related("rules", "schedules"), name=name)
+    return get_object_or_404(ScaledService.objects.prefetch_related("rules__promql_source", "schedules"), name=name)
 
 
 def _service_by_name(name: str) -> ScaledService:
@@ -112,7 +114,7 @@ def scaling_execute(request, payload: ScaleExecuteIn):
 
 @router.get(f"{PREFIX}/services", response=list[ServiceOut], summary="List scaled services")
 def services_list(request):
-    return list(ScaledService.objects.prefetch_related("rules", "schedules"))
+    return list(ScaledService.objects.prefetch_related("rules__promql_source", "schedules"))
 
 
 @router.post(f"{PREFIX}/services", response={201: ServiceOut, **WRITE_ERRORS}, summary="Add a scaled service")
@@ -157,7 +159,7 @@ def rules_list(request, service: PathName):
 
 
 @router.post(
-    f"{PREFIX}/services/{{service}}/rules", response={201: ScalingRuleOut, **WRITE_ERRORS}, summary="Add a rule"
+    f"{PREFIX}/services/{{service}}/rules", response={201: ScalingRuleOut, **RULE_WRITE_ERRORS}, summary="Add a rule"
 )
 def rules_create(request, service: PathName, payload: ScalingRuleCreateIn):
     ensure_role(request.auth, OPERATOR)
@@ -168,7 +170,9 @@ def rules_create(request, service: PathName, payload: ScalingRuleCreateIn):
     return Status(201, rule_upsert(service=owner, name=payload.name, data=data, actor=request.auth, via="api"))
 
 
-@router.put(f"{PREFIX}/rule/{{service}}/{{rule}}", response={200: ScalingRuleOut, **WRITE_ERRORS}, summary="Set a rule")
+@router.put(
+    f"{PREFIX}/rule/{{service}}/{{rule}}", response={200: ScalingRuleOut, **RULE_WRITE_ERRORS}, summary="Set a rule"
+)
 def rule_put(request, service: PathName, rule: PathName, payload: ScalingRuleIn):
     """Create the rule or replace it whole (fields left out take their defaults)."""
     ensure_role(request.auth, OPERATOR)
@@ -177,7 +181,7 @@ def rule_put(request, service: PathName, rule: PathName, payload: ScalingRuleIn)
 
 @router.patch(
     f"{PREFIX}/services/{{service}}/rules/{{rule}}",
-    response={200: ScalingRuleOut, **WRITE_ERRORS},
+    response={200: ScalingRuleOut, **RULE_WRITE_ERRORS},
     summary="Change a rule",
 )
 def rules_patch(request, service: PathName, rule: PathName, payload: ScalingRulePatchIn):
@@ -202,7 +206,7 @@ def rules_delete(request, service: PathName, rule: PathName):
 
 @router.get(
     f"{PREFIX}/services/{{service}}/rules/{{rule}}/whatif",
-    response={200: ReplayOut, 400: ErrorOut, **ERRORS},
+    response={200: ReplayOut, 400: ErrorOut, 502: ErrorOut, **ERRORS},
     summary="What-if replay of a rule",
 )
 def rules_whatif(
@@ -213,7 +217,11 @@ def rules_whatif(
     end: str = Query("now", alias="to"),
     start_replicas: int | None = Query(None, ge=0, le=10_000),
 ):
-    """The replicas the rule would have chosen over its recorded metric (works before it is enabled)."""
+    """The replicas the rule would have chosen over its recorded metric (works before it is enabled).
+
+    A PromQL rule's history is its expression over the range (range_matrix, one step per 15 s or coarser):
+    400 naming `expression` when it errs or gives several values at a step, 502 when its source cannot answer.
+    """
     found = get_object_or_404(ScalingRule.objects.select_related("service"), service__name=service, name=rule)
     replay = rule_replay(
         rule=found, start=parse_time(start, "from"), end=parse_time(end, "to"), start_replicas=start_replicas

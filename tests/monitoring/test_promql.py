@@ -16,21 +16,9 @@ from django.db import connection
 from monitoring.models import Series
 from monitoring.promql.engine import evaluate_instant, evaluate_range
 from monitoring.promql.errors import PromQLError
-from monitoring.protocols.remote_write import write_request_encode
+from tests.conftest import perfpilot_remote_write
 
-WRITE = "/prometheus/api/v1/write"
 BASE_MS = (int(time.time()) // 3600 - 2) * 3600 * 1000  # a whole hour, two to three hours ago
-
-
-def _write(client, auth, series) -> None:
-    response = client.post(
-        WRITE,
-        write_request_encode(series),
-        content_type="application/x-protobuf",
-        HTTP_CONTENT_ENCODING="snappy",
-        **auth,
-    )
-    assert response.status_code == 204, response.content
 
 
 def _at(seconds: float) -> int:
@@ -49,7 +37,7 @@ def small_store(clean_samples, anonymous_client, operator_auth):
     counter = [
         (float(v), _at(t)) for t, v in zip(range(0, 110, 10), [0, 10, 20, 30, 40, 50, 5, 15, 25, 35, 45], strict=True)
     ]
-    _write(
+    perfpilot_remote_write(
         anonymous_client,
         operator_auth,
         [
@@ -340,7 +328,7 @@ def test_query_range_answers_as_prometheus_does_over_the_same_remote_written_sam
     clean_samples, anonymous_client, operator_auth, viewer_auth, real_prometheus
 ):
     series = _conformance_series()
-    _write(anonymous_client, operator_auth, series)
+    perfpilot_remote_write(anonymous_client, operator_auth, series)
     real_prometheus.write(series)
     url = real_prometheus.url
     params = {"start": (BASE_MS + 300_000) / 1000, "end": (BASE_MS + 2_700_000) / 1000, "step": "60"}
