@@ -55,8 +55,6 @@ PathName = Annotated[str, Path(..., pattern=NAME_RE.pattern)]
 router = Router(tags=["scaling"])
 router.add_router("/", section_router("scaling"))
 WRITE_ERRORS = {400: ErrorOut, 409: ErrorOut, **ERRORS}
-# A rule's PromQL expression or source refused when saved (scaling.services.crud): 422 naming the field.
-RULE_WRITE_ERRORS = {**WRITE_ERRORS, 422: ErrorOut}
 PREFIX = "/performance/scaling"
 
 
@@ -159,7 +157,7 @@ def rules_list(request, service: PathName):
 
 
 @router.post(
-    f"{PREFIX}/services/{{service}}/rules", response={201: ScalingRuleOut, **RULE_WRITE_ERRORS}, summary="Add a rule"
+    f"{PREFIX}/services/{{service}}/rules", response={201: ScalingRuleOut, **WRITE_ERRORS}, summary="Add a rule"
 )
 def rules_create(request, service: PathName, payload: ScalingRuleCreateIn):
     ensure_role(request.auth, OPERATOR)
@@ -170,9 +168,7 @@ def rules_create(request, service: PathName, payload: ScalingRuleCreateIn):
     return Status(201, rule_upsert(service=owner, name=payload.name, data=data, actor=request.auth, via="api"))
 
 
-@router.put(
-    f"{PREFIX}/rule/{{service}}/{{rule}}", response={200: ScalingRuleOut, **RULE_WRITE_ERRORS}, summary="Set a rule"
-)
+@router.put(f"{PREFIX}/rule/{{service}}/{{rule}}", response={200: ScalingRuleOut, **WRITE_ERRORS}, summary="Set a rule")
 def rule_put(request, service: PathName, rule: PathName, payload: ScalingRuleIn):
     """Create the rule or replace it whole (fields left out take their defaults)."""
     ensure_role(request.auth, OPERATOR)
@@ -181,7 +177,7 @@ def rule_put(request, service: PathName, rule: PathName, payload: ScalingRuleIn)
 
 @router.patch(
     f"{PREFIX}/services/{{service}}/rules/{{rule}}",
-    response={200: ScalingRuleOut, **RULE_WRITE_ERRORS},
+    response={200: ScalingRuleOut, **WRITE_ERRORS},
     summary="Change a rule",
 )
 def rules_patch(request, service: PathName, rule: PathName, payload: ScalingRulePatchIn):

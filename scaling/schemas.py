@@ -15,7 +15,7 @@ ServiceTier = choices_enum("ServiceTier", ScaledService.Tier)
 RuleSource = choices_enum("RuleSource", ScalingRule.Source)
 RuleTargetType = choices_enum("RuleTargetType", ScalingRule.TargetType)
 EXPRESSION_HELP = (
-    "For source promql: an expression giving an instant vector or a scalar (checked when saved: 422); each "
+    "For source promql: an expression giving an instant vector or a scalar (checked when saved: a 400 naming it); each "
     "evaluation needs exactly one element, else the rule proposes nothing and the decision says why."
 )
 PROMQL_SOURCE_HELP = "For source promql: a PromQL source's name; null or left out: Perfpilot's own store."

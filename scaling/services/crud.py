@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
-from core.errors import InvalidInput, UnprocessableInput
+from core.errors import InvalidInput
 from core.services import audit_record
 from monitoring.models import PromQLSource
-from monitoring.promql.engine import Evaluator, parse, result_type
 from monitoring.promql.errors import PromQLError
+from monitoring.promql.sources import expression_check
 from monitoring.selectors.series import series_get
 from scaling.executors.base import executor_class, executor_classes
 from scaling.models import ScaledService, ScalingRule, ScheduleOverride, SelectPolicy
@@ -217,21 +217,17 @@ class RuleInput:
 
 def _validate_expression(rule: ScalingRule) -> None:
     """A PromQL rule's expression parses and gives an instant vector or a scalar (one number is checked at
-    each evaluation, as KEDA does); over Perfpilot's store, the engine also supports all it uses."""
+    each evaluation, as KEDA does); over Perfpilot's store, the engine also supports all it uses. A 400
+    naming `expression`, as for alert rules (alerts.services.manage)."""
     expression = rule.expression
     if not expression:
-        raise UnprocessableInput("A PromQL rule needs an expression.", field="expression")
+        raise InvalidInput("A PromQL rule needs an expression.", field="expression")
     if len(expression) > MAX_EXPRESSION_LENGTH:
-        raise UnprocessableInput(f"The expression has at most {MAX_EXPRESSION_LENGTH} characters.", field="expression")
+        raise InvalidInput(f"The expression has at most {MAX_EXPRESSION_LENGTH} characters.", field="expression")
     try:
-        kind = result_type(parse(expression))
-        if kind not in ("vector", "scalar"):
-            shown = "a range vector" if kind == "matrix" else f"a {kind}"
-            raise PromQLError(f"it gives {shown}; a scaling rule needs an instant vector or a scalar")
-        if rule.promql_source_id is None:
-            Evaluator(expression, start_ms=0, end_ms=0)  # checks what the engine supports, reads nothing
+        expression_check(expression, source=rule.promql_source)
     except PromQLError as exc:
-        raise UnprocessableInput(f"Not a usable PromQL expression: {exc}", field="expression") from exc
+        raise InvalidInput(f"Not a usable PromQL expression: {exc}", field="expression") from exc
 
 
 def _validate_rule(rule: ScalingRule) -> None:
@@ -283,7 +279,7 @@ def _promql_source(name: str | None) -> PromQLSource | None:
         return None
     source = PromQLSource.objects.filter(name=name).first()
     if source is None:
-        raise UnprocessableInput(f"No PromQL source named {name!r}.", field="promql_source")
+        raise InvalidInput(f"No PromQL source named {name!r}.", field="promql_source")
     return source
 
 

@@ -158,7 +158,7 @@ def _rule_body(**extra) -> dict:
         ({"promql_source": "nowhere"}, "promql_source", "No PromQL source named 'nowhere'"),
     ],
 )
-def test_a_bad_expression_or_source_is_a_422_naming_the_field(client, operator_auth, hook, extra, field, words):
+def test_a_bad_expression_or_source_is_a_400_naming_the_field(client, operator_auth, hook, extra, field, words):
     _service("worker", hook.url, expression="sum(queue_depth)")
     response = client.post(
         f"{BASE}/services/worker/rules",
@@ -166,7 +166,7 @@ def test_a_bad_expression_or_source_is_a_422_naming_the_field(client, operator_a
         content_type="application/json",
         **operator_auth,
     )
-    assert response.status_code == 422, response.content
+    assert response.status_code == 400, response.content
     assert response.json()["field"] == field and words in response.json()["detail"]
     assert not ScalingRule.objects.filter(name="other").exists()
 
@@ -224,7 +224,7 @@ def test_the_rule_form_offers_the_sources_and_shows_a_bad_expression_on_its_fiel
         "tolerance": "0.1",
     }
     refused = operator_client.post(f"/scaling/services/{service.name}/rules/", form)
-    assert refused.status_code == 422
+    assert refused.status_code == 422  # the form shown again with its errors
     assert "Not a usable PromQL expression" in refused.content.decode()
     saved = operator_client.post(f"/scaling/services/{service.name}/rules/", {**form, "expression": "vector(1)"})
     assert saved.status_code == 302
