@@ -50,6 +50,11 @@ def duration_param(value: str | None, *, name: str) -> int:
 
 def format_value(value: float) -> str:
     """A float as Prometheus writes it (Go's strconv 'f', -1: shortest, never an exponent)."""
+    # repr is the same shortest round-trip digits; without an exponent (and not inf or nan) it only
+    # differs by a trailing ".0", and it is many times cheaper than numpy's formatter below.
+    text = repr(float(value))
+    if "e" not in text and "n" not in text:
+        return text[:-2] if text.endswith(".0") else text
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
