@@ -320,11 +320,11 @@ def _histogram_quantile(q: float, vector: list) -> list:
         buckets.setdefault(tuple(sorted(grouping.items())), (grouping, []))[1].append((bound, value))
     out = []
     for grouping, points in buckets.values():
-        out.append((grouping, _bucket_quantile(q, points)))
+        out.append((grouping, bucket_quantile(q, points)))
     return out
 
 
-def _bucket_quantile(q: float, points: list[tuple[float, float]]) -> float:
+def bucket_quantile(q: float, points: list[tuple[float, float]]) -> float:
     if q < 0:
         return -math.inf
     if q > 1:

@@ -197,6 +197,11 @@ def _call(evaluator, node):
             StepSeries(w.labels if keep_name else _drop_name(w.labels), _OVER_TIME[name](w), w.count >= 1)
             for w in found[0]
         ]
+    if name == "histogram_quantile":
+        q, vector = evaluator.steps(node.args[0]), evaluator.steps(node.args[1])
+        if not isinstance(q, np.ndarray) or not isinstance(vector, list):
+            return None
+        return _histogram_quantile(q, vector)
     if name in _INSTANT:
         args = [evaluator.steps(arg) for arg in node.args]
         if any(arg is None for arg in args) or not isinstance(args[0], list):
@@ -376,6 +381,63 @@ def _clamp_min(v: np.ndarray, low: np.ndarray) -> np.ndarray:
 
 def _clamp_max(v: np.ndarray, high: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(v) | np.isnan(high), np.nan, np.where(v < high, v, high))
+
+
+def _histogram_quantile(q: np.ndarray, vector: list[StepSeries]):
+    """histogram_quantile at every step: functions.bucket_quantile on arrays at the steps where all of
+    a histogram's buckets are there, and that function itself at the (rare) steps where some are not."""
+    groups: dict[tuple, tuple[Labels, list[tuple[float, StepSeries]]]] = {}
+    for series in vector:
+        try:
+            bound = float(series.labels["le"])
+        except (KeyError, ValueError):
+            continue
+        grouping = {k: v for k, v in series.labels.items() if k not in ("le", "__name__")}
+        groups.setdefault(_key(grouping), (grouping, []))[1].append((bound, series))
+    out = []
+    with np.errstate(all="ignore"):
+        for grouping, rows in groups.values():
+            rows.sort(key=lambda row: row[0])  # stable, as the step-by-step sort
+            bounds = np.array([bound for bound, _ in rows])
+            if len(np.unique(bounds)) < len(bounds):
+                return None  # buckets to coalesce: step by step
+            present = _any_present([series for _, series in rows], len(q))
+            full = np.ones(len(q), dtype=bool)
+            for _, series in rows:
+                full &= series.present
+            counts = np.array([series.values for _, series in rows])
+            values = _bucket_quantiles(q, bounds, counts)
+            for i in np.flatnonzero(present & ~full):
+                points = [(bound, float(series.values[i])) for bound, series in rows if series.present[i]]
+                values[i] = functions.bucket_quantile(float(q[i]), points)
+            out.append(StepSeries(grouping, values, present))
+    return out
+
+
+def _bucket_quantiles(q: np.ndarray, bounds: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """functions.bucket_quantile at every step, for buckets (ascending, distinct) counts[bucket, step]."""
+    steps = counts.shape[1]
+    n = len(bounds)
+    if n < 2 or not (np.isinf(bounds[-1]) and bounds[-1] > 0):
+        result = np.full(steps, np.nan)
+    else:
+        counts = np.where(np.isnan(counts), counts, np.fmax.accumulate(counts, axis=0))  # monotonic, NaN kept
+        observations = counts[-1]
+        rank = q * observations
+        reached = ~(counts[:-1] < rank)  # the first bucket whose count is not below the rank
+        b = np.where(reached.any(axis=0), np.argmax(reached, axis=0), n - 1)
+        columns = np.arange(steps)
+        previous = np.maximum(b - 1, 0)
+        bucket_start = np.where(b > 0, bounds[previous], 0.0)
+        count = np.where(b > 0, counts[b, columns] - counts[previous, columns], counts[b, columns])
+        rank = np.where(b > 0, rank - counts[previous, columns], rank)
+        result = bucket_start + (bounds[b] - bucket_start) * (rank / count)
+        result = np.where((b == 0) & (bounds[0] <= 0), bounds[0], result)
+        result = np.where(b == n - 1, bounds[n - 2], result)
+        result = np.where(observations == 0, np.nan, result)
+    result = np.where(np.isnan(q), np.nan, result)
+    result = np.where(q > 1, np.inf, result)
+    return np.where(q < 0, -np.inf, result)
 
 
 # -- aggregations ---------------------------------------------------------------------------------
