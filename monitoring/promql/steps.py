@@ -197,6 +197,19 @@ def _call(evaluator, node):
             StepSeries(w.labels if keep_name else _drop_name(w.labels), _OVER_TIME[name](w), w.count >= 1)
             for w in found[0]
         ]
+    if name in ("deriv", "predict_linear"):
+        found = _windows(evaluator, node.args[0])
+        seconds = evaluator.steps(node.args[1]) if name == "predict_linear" else None
+        if found is None or (name == "predict_linear" and not isinstance(seconds, np.ndarray)):
+            return None
+        out = []
+        with np.errstate(all="ignore"):
+            for w in found[0]:
+                at = w.stamps[w.first()] if seconds is None else evaluator.times
+                slope, intercept = _linear_regression(w, at)
+                value = slope if seconds is None else slope * seconds + intercept
+                out.append(StepSeries(_drop_name(w.labels), value, w.count >= 2))
+        return out
     if name == "histogram_quantile":
         q, vector = evaluator.steps(node.args[0]), evaluator.steps(node.args[1])
         if not isinstance(q, np.ndarray) or not isinstance(vector, list):
@@ -309,6 +322,30 @@ def _variance_over(w: _Windows) -> np.ndarray:
         mean, c_mean = _kahan_inc(delta / count, mean, c_mean, where)
         aux, c_aux = _kahan_inc(delta * (v - (mean + c_mean)), aux, c_aux, where)
     return (aux + c_aux) / count
+
+
+def _linear_regression(w: _Windows, intercept_time: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """functions._linear_regression of every window: (slope per second, value at intercept_time)."""
+    first = w.values[w.first()]
+    constant = np.ones(len(w.lo), dtype=bool)
+    n = sum_x = c_x = sum_y = c_y = sum_xy = c_xy = sum_x2 = c_x2 = np.zeros(len(w.lo))
+    top = len(w.stamps) - 1
+    for k, where, v in _positions(w):
+        constant &= ~where | (v == first)
+        n = n + where
+        x = (w.stamps[np.minimum(w.lo + k, top)] - intercept_time) / 1e3
+        sum_x, c_x = _kahan_inc(x, sum_x, c_x, where)
+        sum_y, c_y = _kahan_inc(v, sum_y, c_y, where)
+        sum_xy, c_xy = _kahan_inc(x * v, sum_xy, c_xy, where)
+        sum_x2, c_x2 = _kahan_inc(x * x, sum_x2, c_x2, where)
+    sum_x, sum_y, sum_xy, sum_x2 = sum_x + c_x, sum_y + c_y, sum_xy + c_xy, sum_x2 + c_x2
+    cov_xy = sum_xy - sum_x * sum_y / n
+    var_x = sum_x2 - sum_x * sum_x / n
+    slope = cov_xy / var_x
+    intercept = sum_y / n - slope * sum_x / n
+    infinite = np.isinf(first)
+    slope = np.where(constant, np.where(infinite, np.nan, 0.0), slope)
+    return slope, np.where(constant, np.where(infinite, np.nan, first), intercept)
 
 
 def _pairs_counted(w: _Windows, changed: np.ndarray) -> np.ndarray:
