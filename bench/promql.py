@@ -296,6 +296,7 @@ def run() -> BenchResult:
                 theirs.append(prom)
                 if problem:
                     mismatches[expression] = problem
+                    print(f"promql: {expression} differs from Prometheus: {problem}", flush=True)
             long_windows = _windows(facts["start_ms"] + 10 * STEP_MS, end_ms)
             long_rows = []
             for expression in LONG_QUERIES[: 2 if options.quick else None]:

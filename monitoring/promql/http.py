@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import datetime
@@ -90,10 +91,37 @@ def instant_data(kind: str, value, time_ms: int) -> dict:
     }
 
 
-def range_data(series) -> dict:
-    return {
-        "resultType": "matrix",
-        "result": [
-            {"metric": labels, "values": [[_stamp(t), format_value(v)] for t, v in points]} for labels, points in series
-        ],
-    }
+class EncodedJSON(str):
+    """JSON text encoded already, which the answer holds as it is."""
+
+
+def range_data(series) -> EncodedJSON:
+    """A range query's answer as JSON text: a long range has millions of points, and encoding them a
+    series at a time (below) is several times cheaper than a Python list and a call per point."""
+    results = ",".join(
+        f'{{"metric":{json.dumps(labels)},"values":{_values_json(points)}}}' for labels, points in series
+    )
+    return EncodedJSON(f'{{"resultType":"matrix","result":[{results}]}}')
+
+
+_POINT_ZERO = re.compile(r"\.0(?=[,\]])")
+
+
+def _values_json(points: list[tuple[int, float]]) -> str:
+    """[[t, "value"], ...] of a series' points, each as _stamp and format_value write it."""
+    if not points:
+        return "[]"
+    stamps_ms, values = zip(*points, strict=True)
+    ms = np.array(stamps_ms, dtype=np.int64)
+    if (ms % 1000 == 0).all():
+        stamps = json.dumps((ms // 1000).tolist())[1:-1].split(", ")
+    else:
+        stamps = json.dumps([_stamp(t) for t in stamps_ms])[1:-1].split(", ")
+    # json writes floats as repr does; without an exponent, inf or NaN, format_value's text is that
+    # without a trailing ".0".
+    encoded = json.dumps([float(v) for v in values])
+    if "e" in encoded or "N" in encoded or "I" in encoded:
+        texts = [format_value(v) for v in values]
+    else:
+        texts = _POINT_ZERO.sub("", encoded)[1:-1].split(", ")
+    return "[" + ",".join(map('[{},"{}"]'.format, stamps, texts)) + "]"
