@@ -151,7 +151,9 @@ def samples_read(*, matchers: list[Matcher], start_ms: int, end_ms: int) -> list
             merged.values = np.concatenate((merged.values, values))[order]
             continue
         by_labels[key] = StoredSeries(labels=labels, stamps=stamps, values=values)
-    return list(by_labels.values())
+    # In the order of their label sets, as Prometheus's storage gives them for a range over more than one
+    # block: ties in topk/bottomk go the same way, and sums add in the same order.
+    return [by_labels[key] for key in sorted(by_labels)]
 
 
 def _in_order(raw_stamps: bytes, raw_values: bytes, start_ms: int, end_ms: int) -> tuple[np.ndarray, np.ndarray]:
