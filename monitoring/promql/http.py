@@ -10,6 +10,7 @@ from datetime import datetime
 import numpy as np
 
 from monitoring.promql.errors import PromQLError
+from monitoring.promql.steps import Points
 
 _DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
 _DURATION_MS = (365 * 86_400_000, 7 * 86_400_000, 86_400_000, 3_600_000, 60_000, 1000, 1)
@@ -111,15 +112,18 @@ def _values_json(points: list[tuple[int, float]]) -> str:
     """[[t, "value"], ...] of a series' points, each as _stamp and format_value write it."""
     if not points:
         return "[]"
-    stamps_ms, values = zip(*points, strict=True)
-    ms = np.array(stamps_ms, dtype=np.int64)
+    if isinstance(points, Points):  # from the fast path: arrays already
+        ms, values = points.stamps, points.values.tolist()
+    else:
+        stamps_ms, values = zip(*points, strict=True)
+        ms, values = np.array(stamps_ms, dtype=np.int64), [float(v) for v in values]
     if (ms % 1000 == 0).all():
         stamps = json.dumps((ms // 1000).tolist())[1:-1].split(", ")
     else:
-        stamps = json.dumps([_stamp(t) for t in stamps_ms])[1:-1].split(", ")
+        stamps = json.dumps([_stamp(t) for t in ms.tolist()])[1:-1].split(", ")
     # json writes floats as repr does; without an exponent, inf or NaN, format_value's text is that
     # without a trailing ".0".
-    encoded = json.dumps([float(v) for v in values])
+    encoded = json.dumps(values)
     if "e" in encoded or "N" in encoded or "I" in encoded:
         texts = [format_value(v) for v in values]
     else:

@@ -12,6 +12,7 @@ by step, reading any of its children evaluated here one step at a time.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +43,34 @@ class StepSeries:
         return self._lists
 
 
+class Points(Sequence):
+    """A series' points as two arrays, read as the [(t ms, value)] lists of the step-by-step path are:
+    a long range's answer is encoded from the arrays (monitoring.promql.http) without a tuple per point."""
+
+    __hash__ = None
+
+    def __init__(self, stamps: np.ndarray, values: np.ndarray) -> None:
+        self.stamps = stamps  # int64 milliseconds
+        self.values = values  # float64
+
+    def __len__(self) -> int:
+        return len(self.stamps)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return list(self)[index]
+        return int(self.stamps[index]), float(self.values[index])
+
+    def __iter__(self):
+        return zip(self.stamps.tolist(), self.values.tolist(), strict=True)
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other) if isinstance(other, Sequence) else NotImplemented
+
+    def __repr__(self) -> str:
+        return f"Points({list(self)!r})"
+
+
 def at_step(value, index: int):
     """The value the step-by-step evaluation has at one step: a float, or a vector."""
     if isinstance(value, np.ndarray):
@@ -57,7 +86,7 @@ def at_step(value, index: int):
 def range_result(value, times: np.ndarray) -> list[tuple[Labels, list]]:
     """[(labels, [(t ms, value)])] sorted by labels, as evaluate_range answers, from a node's value."""
     if isinstance(value, np.ndarray):
-        return [({}, list(zip(times.tolist(), value.tolist(), strict=True)))]
+        return [({}, Points(times, value))]
     by_key: dict[tuple, list[StepSeries]] = {}
     for series in value:
         by_key.setdefault(_key(series.labels), []).append(series)
@@ -72,7 +101,7 @@ def range_result(value, times: np.ndarray) -> list[tuple[Labels, list]]:
             values = np.where(other.present, other.values, values)
             present = present | other.present
         if present.any():
-            out.append((rows[0].labels, list(zip(times[present].tolist(), values[present].tolist(), strict=True))))
+            out.append((rows[0].labels, Points(times[present], values[present])))
     return out
 
 
