@@ -37,7 +37,7 @@ EXTRA = [
     "histogram_quantile(0, req_duration_seconds_bucket offset 1m)",
     "histogram_quantile(1, sum without (instance) (req_duration_seconds_bucket))",
     "histogram_quantile(-1, req_duration_seconds_bucket)",
-    "histogram_quantile(0.5, {__name__=~\"req_duration_seconds_bucket|partial_bucket\"})",
+    'histogram_quantile(0.5, {__name__=~"req_duration_seconds_bucket|partial_bucket"})',
 ]
 
 
