@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, str] = {
     "explain": "bench.explain",
     "nplusone": "bench.nplusone",
     "plan_regression": "bench.plan_regression",
+    "promql": "bench.promql",
     "pageweight": "bench.pageweight",
     "lighthouse": "bench.lighthouse",
     "faults_outage": "bench.faults_outage",
