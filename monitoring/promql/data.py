@@ -112,14 +112,23 @@ def samples_read(*, matchers: list[Matcher], start_ms: int, end_ms: int) -> list
     matched = series_match(matchers=matchers)
     if not matched:
         return []
+    minute_from, raw_from = _retention_starts()
+    if len(matched) > settings.PROMQL_MAX_SERIES:
+        # Series that have nothing in the range (an instance label that changed, a pod long gone) cost
+        # nothing to read, so only those with data count against the limit.
+        with_data = _with_data_in_range(
+            [series_id for series_id, _ in matched], start_ms, end_ms, minute_from=minute_from, raw_from=raw_from
+        )
+        matched = [(series_id, labels) for series_id, labels in matched if series_id in with_data]
     if len(matched) > settings.PROMQL_MAX_SERIES:
         raise PromQLError(
-            f"the selector matches {len(matched)} series, more than the {settings.PROMQL_MAX_SERIES} a query may "
-            "load (PERFPILOT_PROMQL_MAX_SERIES): narrow its label matchers",
+            f"the selector matches {len(matched)} series with samples in the range, more than the "
+            f"{settings.PROMQL_MAX_SERIES} a query may load (PERFPILOT_PROMQL_MAX_SERIES): narrow its label matchers",
             error_type="execution",
         )
+    if not matched:
+        return []
     labels_by_id = dict(matched)
-    minute_from, raw_from = _retention_starts()
     params = {"ids": list(labels_by_id), "start": start_ms, "end": end_ms, "minute_from": minute_from}
     params["raw_from"] = raw_from
     try:
@@ -169,6 +178,34 @@ def _in_order(raw_stamps: bytes, raw_values: bytes, start_ms: int, end_ms: int) 
         order = np.argsort(stamps, kind="stable")
         stamps, values = stamps[order], values[order]
     return stamps, values
+
+
+_WITH_DATA_SQL = """
+    SELECT s.id FROM unnest(%(ids)s::bigint[]) AS s (id)
+    WHERE EXISTS (
+            SELECT 1 FROM monitoring_sample WHERE series_id = s.id
+            AND ts >= to_timestamp(greatest(%(start)s, %(raw_from)s)::float8 / 1000)
+            AND ts <= to_timestamp(%(end)s::float8 / 1000))
+       OR EXISTS (
+            SELECT 1 FROM monitoring_rollup_1m WHERE series_id = s.id
+            AND bucket >= to_timestamp(greatest(%(start)s - 60000, %(minute_from)s)::float8 / 1000)
+            AND bucket < to_timestamp(least(%(end)s, %(raw_from)s)::float8 / 1000))
+       OR EXISTS (
+            SELECT 1 FROM monitoring_rollup_1h WHERE series_id = s.id
+            AND bucket >= to_timestamp((%(start)s - 3600000)::float8 / 1000)
+            AND bucket < to_timestamp(least(%(end)s, %(minute_from)s)::float8 / 1000))
+"""
+
+
+def _with_data_in_range(
+    series_ids: list[int], start_ms: int, end_ms: int, *, minute_from: int, raw_from: int
+) -> set[int]:
+    """Which of the series have a sample or a rollup bucket that a read of [start_ms, end_ms] would load:
+    three index probes a series (raw samples, 1-minute and 1-hour rollups, each where it is read)."""
+    params = {"ids": series_ids, "start": start_ms, "end": end_ms, "minute_from": minute_from, "raw_from": raw_from}
+    with connection.cursor() as cursor:
+        cursor.execute(_WITH_DATA_SQL, params)
+        return {row[0] for row in cursor.fetchall()}
 
 
 def _with_samples_between(series_ids: list[int], start_ms: int | None, end_ms: int | None) -> set[int]:

@@ -421,6 +421,28 @@ def test_bad_queries_are_400s_in_prometheus_error_format(anonymous_client, viewe
     assert error in body["error"]
 
 
+def test_only_series_with_samples_in_the_range_count_against_the_series_limit(
+    small_store, anonymous_client, operator_auth, viewer_auth, settings
+):
+    # An instance that came an hour later: its series is matched but has nothing at the first query time.
+    perfpilot_remote_write(
+        anonymous_client, operator_auth, [({"__name__": "mem", "job": "api", "instance": "c"}, [(9.0, _at(3600))])]
+    )
+    settings.PROMQL_MAX_SERIES = 1
+    early = {"query": 'sum(mem{instance=~"a|c"})', "time": str((BASE_MS + 30_000) / 1000)}
+    answer = anonymous_client.get("/prometheus/api/v1/query", early, **viewer_auth)
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["data"]["result"][0]["value"][1] == "300"
+    late = {**early, "time": str((BASE_MS + 3_630_000) / 1000)}
+    assert (
+        anonymous_client.get("/prometheus/api/v1/query", late, **viewer_auth).json()["data"]["result"][0]["value"][1]
+        == "9"
+    )
+    both = {**early, "query": 'sum(mem{instance=~"a|b|c"})'}
+    refused = anonymous_client.get("/prometheus/api/v1/query", both, **viewer_auth)
+    assert refused.status_code == 422 and "2 series with samples in the range" in refused.json()["error"]
+
+
 @pytest.mark.usefixtures("small_store")
 def test_a_selector_over_too_many_series_is_a_422_execution_error(anonymous_client, viewer_auth, settings):
     settings.PROMQL_MAX_SERIES = 1  # mem has two series (instances a and b)
