@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from alerts.models import AlertRule, Channel, Severity
+from alerts.models import EVENT_KINDS, THRESHOLD_KINDS, AlertRule, Channel, Severity
 from alerts.services.matching import matchers_parse, matchers_text
 from core.errors import InvalidInput
 from monitoring.forms import TargetPickerField
@@ -27,6 +27,29 @@ def _pairs(text: str, *, field: str) -> dict[str, str]:
 
 def pairs_text(pairs: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in (pairs or {}).items())
+
+
+_SERIES = {
+    AlertRule.Kind.THRESHOLD_ABOVE,
+    AlertRule.Kind.THRESHOLD_BELOW,
+    AlertRule.Kind.RATE_OF_CHANGE,
+    AlertRule.Kind.ABSENCE,
+    AlertRule.Kind.FORECAST,
+}
+_THRESHOLDS = {*THRESHOLD_KINDS, AlertRule.Kind.PROMQL}
+# The fields only some kinds read (alerts.services.evaluation): the form shows them for those kinds only.
+FIELD_KINDS = {
+    "metric": _SERIES,
+    "target_id": _SERIES | EVENT_KINDS,
+    "series_labels": _SERIES,
+    "expression": {AlertRule.Kind.PROMQL},
+    "promql_source_id": {AlertRule.Kind.PROMQL},
+    "warning_threshold": _THRESHOLDS,
+    "critical_threshold": _THRESHOLDS,
+    "forecast_limit": {AlertRule.Kind.FORECAST},
+    "severity": {AlertRule.Kind.ABSENCE, AlertRule.Kind.PROMQL, AlertRule.Kind.EXTERNAL, *EVENT_KINDS},
+    "window_seconds": _SERIES | EVENT_KINDS,
+}
 
 
 class RuleForm(forms.Form):
@@ -78,6 +101,8 @@ class RuleForm(forms.Form):
         super().__init__(*args, **kwargs)
         sources = [(source.id, source.name) for source in promql_source_list()]
         self.fields["promql_source_id"].choices = [("", "Perfpilot's store"), *sources]
+        for name, kinds in FIELD_KINDS.items():
+            self.fields[name].widget.attrs["data-for-kinds"] = " ".join(sorted(kinds))
 
     def clean_series_labels(self) -> dict:
         return _pairs(self.cleaned_data.get("series_labels", ""), field="series_labels")

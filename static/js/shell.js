@@ -89,7 +89,25 @@
     if (event.target.name !== "kind" || !event.target.form) return;
     var input = event.target.form.querySelector("input[data-url-examples]");
     if (input) showUrlExample(input);
+    showFieldsOfKind(event.target.form);
   });
+
+  // Fields that only some kinds read (the alert rule form: data-for-kinds="kind kind…" on the control):
+  // shown for those kinds only. Hidden fields keep their values and are still sent; without script
+  // every field shows, with help saying which kinds read it.
+  function showFieldsOfKind(form) {
+    var kind = form.elements.namedItem("kind");
+    if (!kind) return;
+    form.querySelectorAll("[data-for-kinds]").forEach(function (control) {
+      var field = control.closest(".form-field");
+      if (field) field.hidden = control.getAttribute("data-for-kinds").split(" ").indexOf(kind.value) < 0;
+    });
+  }
+  function setUpFieldsOfKind(root) {
+    root.querySelectorAll("form").forEach(function (form) {
+      if (form.querySelector("[data-for-kinds]")) showFieldsOfKind(form);
+    });
+  }
 
   // Controls that submit their form when changed (the Content-Security-Policy allows no inline handlers):
   // data-autosubmit, and data-clear="id" empties another field first.
@@ -128,12 +146,14 @@
   document.addEventListener("DOMContentLoaded", function () {
     setUpMenu();
     setUpUrlExamples(document);
+    setUpFieldsOfKind(document);
     labelTableCells(document);
     focusFirstError(document);
   });
   document.addEventListener("htmx:afterSettle", function (event) {
     labelTableCells(document);
     setUpUrlExamples(document);
+    setUpFieldsOfKind(document);
     focusFirstError(event.detail.elt || document);
   });
 })();

@@ -114,6 +114,24 @@ def test_a_new_rule_starts_without_errors_and_suggests_metrics_at_phone_width(li
         page.screenshot(path=ARTIFACTS / "alerts-new-rule-390.png", full_page=True)
 
 
+def test_the_rule_form_shows_the_fields_its_kind_reads(live_server, operator_user):
+    with browser_page(width=390) as page:
+        _sign_in(page, live_server.url, operator_user.username)
+        page.goto(f"{live_server.url}/alerts/rules/new/")
+
+        def shown(name: str) -> bool:
+            return page.locator(f"[name={name}]").first.is_visible()
+
+        assert shown("metric") and shown("warning_threshold") and not shown("expression")
+        page.select_option("#id_kind", "promql")
+        assert shown("expression") and shown("promql_source_id") and shown("critical_threshold")
+        assert not shown("metric") and not shown("series_labels") and not shown("forecast_limit")
+        page.select_option("#id_kind", "target_down")
+        assert shown("severity") and shown("window_seconds") and not shown("warning_threshold")
+        assert not shown("expression") and not shown("metric")
+        page.screenshot(path=ARTIFACTS / "alerts-new-rule-event-390.png", full_page=True)
+
+
 def test_the_banner_region_changes_only_when_what_it_says_changes(live_server, operator_user):
     from alerts.services.manage import alert_ack
     from monitoring.models import Target
