@@ -102,7 +102,9 @@ class RuleForm(forms.Form):
         sources = [(source.id, source.name) for source in promql_source_list()]
         self.fields["promql_source_id"].choices = [("", "Perfpilot's store"), *sources]
         for name, kinds in FIELD_KINDS.items():
-            self.fields[name].widget.attrs["data-for-kinds"] = " ".join(sorted(kinds))
+            self.fields[name].widget.attrs.update(
+                {"data-for-kinds": " ".join(sorted(kinds)), "data-kind-field": self.add_prefix("kind")}
+            )
 
     def clean_series_labels(self) -> dict:
         return _pairs(self.cleaned_data.get("series_labels", ""), field="series_labels")

@@ -108,6 +108,24 @@ def _id_picker(label: str, help_text: str) -> forms.TypedChoiceField:
     )
 
 
+_BUILT_INS = {
+    ScalingRule.Source.CPU,
+    ScalingRule.Source.MEMORY,
+    ScalingRule.Source.REQUEST_RATE,
+    ScalingRule.Source.QUEUE_LENGTH,
+    ScalingRule.Source.P95_LATENCY,
+}
+# The fields only some sources read (scaling.services.crud): the form shows them for those sources only.
+RULE_FIELD_SOURCES = {
+    "series_id": {ScalingRule.Source.SERIES},
+    "target_id": _BUILT_INS,
+    "metric_name": _BUILT_INS,
+    "labels": _BUILT_INS,
+    "expression": {ScalingRule.Source.PROMQL},
+    "promql_source": {ScalingRule.Source.PROMQL},
+}
+
+
 class RuleForm(forms.Form):
     name = forms.SlugField(max_length=100)
     source = forms.ChoiceField(choices=ScalingRule.Source.choices)
@@ -152,6 +170,10 @@ class RuleForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["series_id"].choices = [("", "Choose a series"), *series_choices]
         self.fields["promql_source"].choices = [("", "Perfpilot's own store"), *((n, n) for n in promql_sources)]
+        for name, sources in RULE_FIELD_SOURCES.items():
+            self.fields[name].widget.attrs.update(
+                {"data-for-kinds": " ".join(sorted(sources)), "data-kind-field": "source"}
+            )
 
     def clean_labels(self) -> dict:
         labels = _json_object(self.cleaned_data.get("labels"), "Labels")

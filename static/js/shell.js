@@ -89,20 +89,24 @@
     if (event.target.name !== "kind" || !event.target.form) return;
     var input = event.target.form.querySelector("input[data-url-examples]");
     if (input) showUrlExample(input);
-    showFieldsOfKind(event.target.form);
   });
 
-  // Fields that only some kinds read (the alert rule form: data-for-kinds="kind kind…" on the control):
-  // shown for those kinds only. Hidden fields keep their values and are still sent; without script
-  // every field shows, with help saying which kinds read it.
+  // Fields that only some kinds read (data-for-kinds="kind kind…" on the control; data-kind-field names
+  // the select it follows, with the form's prefix): shown for those kinds only, as in the alert and
+  // scaling rule forms. Hidden fields keep their values and are still sent; without script every
+  // field shows, with help saying which kinds read it.
   function showFieldsOfKind(form) {
-    var kind = form.elements.namedItem("kind");
-    if (!kind) return;
     form.querySelectorAll("[data-for-kinds]").forEach(function (control) {
+      var kind = form.elements.namedItem(control.getAttribute("data-kind-field"));
       var field = control.closest(".form-field");
-      if (field) field.hidden = control.getAttribute("data-for-kinds").split(" ").indexOf(kind.value) < 0;
+      if (!kind || !field) return;
+      field.hidden = control.getAttribute("data-for-kinds").split(" ").indexOf(kind.value) < 0;
     });
   }
+  document.addEventListener("change", function (event) {
+    var form = event.target.form;
+    if (event.target.tagName === "SELECT" && form && form.querySelector("[data-for-kinds]")) showFieldsOfKind(form);
+  });
   function setUpFieldsOfKind(root) {
     root.querySelectorAll("form").forEach(function (form) {
       if (form.querySelector("[data-for-kinds]")) showFieldsOfKind(form);

@@ -54,7 +54,11 @@ def test_create_rule_replay_it_then_enable(live_server, operator_user):
             page.click("[data-testid=add-rule] summary")
             form = page.locator("[data-testid=add-rule] form")
             form.locator("#id_new_rule_name").fill("load")
+            form.locator("#id_new_rule_source").select_option("promql")  # each source shows the fields it reads
+            assert form.locator("#id_new_rule_expression").is_visible()
+            assert not form.locator("#id_new_rule_series_id").is_visible()
             form.locator("#id_new_rule_source").select_option("series")
+            assert not form.locator("#id_new_rule_expression").is_visible()
             form.locator("#id_new_rule_series_id").select_option(label="no target · checkout_load")  # by name
             form.locator("#id_new_rule_target_value").fill("0")
             form.locator("button[type=submit]").click()
