@@ -23,7 +23,7 @@ from monitoring.dashboards import all_metric_charts, explorer_chart, overview_pa
 from monitoring.forms import PromQLSourceForm, TargetFilterForm, TargetForm
 from monitoring.models import PromQLSource, Series, Target
 from monitoring.selectors.forwarding import forwarding_status
-from monitoring.selectors.promql_sources import promql_source_list
+from monitoring.selectors.promql_sources import promql_source_list, promql_source_readers
 from monitoring.selectors.targets import target_forecasts, target_list, target_name_matches, target_summary
 from monitoring.services.promql_sources import (
     PromQLSourceInput,
@@ -290,7 +290,7 @@ def promql_source_detail(request: HttpRequest, source_id: int) -> HttpResponse:
             messages.success(request, f"PromQL source “{saved.name}” saved.")
             return redirect("monitoring:promql-source", source_id=source.id)
         status = 422
-    context = {"source": source, "form": form, "rules": source.alert_rules.order_by("name")}
+    context = {"source": source, "form": form, "readers": promql_source_readers(source=source)}
     return render(request, "monitoring/promql_source.html", context, status=status)
 
 

@@ -156,3 +156,28 @@ def test_operators_add_and_edit_promql_sources_and_the_token_is_never_rendered(o
     assert operator_client.post(f"/monitoring/promql-sources/{source.id}/delete/").status_code == 302
     assert not PromQLSource.objects.exists()
     assert AuditEvent.objects.filter(action__startswith="promql_source.", via="ui").count() == 4
+
+
+def test_a_source_page_lists_the_alert_and_scaling_rules_reading_it_and_delete_is_refused(operator_client):
+    from alerts.models import AlertRule
+    from monitoring.models import PromQLSource
+    from scaling.models import ScaledService, ScalingRule
+
+    source = PromQLSource.objects.create(name="prom", url="http://127.0.0.1:9090")
+    AlertRule.objects.create(
+        name="errors", kind="promql", expression="sum(rate(errors_total[5m]))", promql_source=source
+    )
+    service = ScaledService.objects.create(name="worker", executor_kind="webhook")
+    ScalingRule.objects.create(
+        service=service,
+        name="load",
+        source="promql",
+        expression="sum(queue_depth)",
+        promql_source=source,
+        target_value=10,
+    )
+    page = operator_client.get(f"/monitoring/promql-sources/{source.id}/").content.decode()
+    assert "errors" in page and "/scaling/services/worker/" in page and "worker/load" in page
+    refused = operator_client.post(f"/monitoring/promql-sources/{source.id}/delete/", follow=True)
+    assert "scaling rule “worker/load”" in refused.content.decode()
+    assert PromQLSource.objects.filter(pk=source.id).exists()
