@@ -8,6 +8,7 @@ of (labels, value) with labels as a dict that includes `__name__` while the metr
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,7 @@ import promql_parser as pp
 from monitoring.promql import functions
 from monitoring.promql.data import Matcher, StoredSeries, samples_read
 from monitoring.promql.errors import PromQLError
+from monitoring.promql.http import format_value
 
 LOOKBACK_MS = 5 * 60 * 1000
 MAX_POINTS = 11_000
@@ -55,10 +57,33 @@ SET_OPS = {"and", "or", "unless"}
 
 
 def parse(expression: str):
+    renamed = _holt_winters_renamed(expression)
     try:
-        return pp.parse(expression)
+        return pp.parse(renamed)
     except (ValueError, RuntimeError) as exc:
-        raise PromQLError(f'invalid parameter "query": {exc}') from None
+        message = str(exc).replace(_PARSER_HOLT_WINTERS, "holt_winters")
+        raise PromQLError(f'invalid parameter "query": {message}') from None
+
+
+_PARSER_HOLT_WINTERS = "double_exponential_smoothing"
+_CALL_OR_QUOTED = re.compile(
+    r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`|#[^\n]*)"""  # a string literal or a comment
+    r"|\b(holt_winters|double_exponential_smoothing)(?=\s*\()"
+)
+
+
+def _holt_winters_renamed(expression: str) -> str:
+    """promql-parser knows Prometheus 2.42's holt_winters() only by its 3.x name, which 2.42 does not
+    know: the calls are renamed for the parser (string literals and comments left alone)."""
+
+    def rename(match: re.Match) -> str:
+        if match.group(1) is not None:
+            return match.group(1)
+        if match.group(2) == _PARSER_HOLT_WINTERS:
+            raise PromQLError(f'invalid parameter "query": unknown function with name "{_PARSER_HOLT_WINTERS}"')
+        return _PARSER_HOLT_WINTERS
+
+    return _CALL_OR_QUOTED.sub(rename, expression)
 
 
 def key_of(labels: Labels) -> tuple:
@@ -80,7 +105,7 @@ def result_type(node) -> str:
     if isinstance(node, pp.MatrixSelector):
         return "matrix"
     if isinstance(node, pp.Call):
-        return "scalar" if node.func.name in ("time", "scalar") else "vector"
+        return "scalar" if node.func.name in ("time", "scalar", "pi") else "vector"
     if isinstance(node, pp.UnaryExpr):
         return result_type(node.expr)
     if isinstance(node, pp.BinaryExpr):
@@ -125,6 +150,8 @@ class Evaluator:
                 raise PromQLError("'or' inside label matchers is not supported")
             return
         if isinstance(node, pp.Call):
+            if node.func.name in functions.NATIVE_HISTOGRAM_FUNCTIONS:
+                raise PromQLError(f"function {node.func.name!r} reads native histograms, which are not supported")
             if node.func.name not in functions.SUPPORTED:
                 raise PromQLError(f"function {node.func.name!r} is not supported")
             for arg in node.args:
@@ -182,6 +209,8 @@ class Evaluator:
                 return -value
             return [(drop_name(labels), -v) for labels, v in value]
         if isinstance(node, pp.Call):
+            if node.func.name in _OF_THE_EXPRESSION:
+                return _OF_THE_EXPRESSION[node.func.name](self, node, t)
             args = [self.eval(arg, t) for arg in node.args]
             return functions.call(node.func.name, args, t)
         if isinstance(node, pp.AggregateExpr):
@@ -232,6 +261,16 @@ class Evaluator:
         ]
         return Matrix(out, range_ms, offset)
 
+    def _sample_stamps(self, vs, t: int) -> Vector:
+        """timestamp(selector): each selected sample's own time, in seconds."""
+        moment = t - _ms(vs.offset)
+        out = []
+        for series in self._selector_data(vs, LOOKBACK_MS):
+            index = int(np.searchsorted(series.stamps, moment, side="right")) - 1
+            if index >= 0 and series.stamps[index] >= moment - LOOKBACK_MS:
+                out.append((drop_name(series.labels), int(series.stamps[index]) / 1000))
+        return out
+
     # -- aggregations -------------------------------------------------------------------------
     def _aggregate(self, node, t: int) -> Vector:
         op = str(node.op)
@@ -240,6 +279,8 @@ class Evaluator:
         modifier = node.modifier
         without = modifier is not None and str(modifier.type).endswith("Without")
         names = set(modifier.labels) if modifier is not None else set()
+        if op == "count_values":
+            vector, names = _values_labelled(vector, param, names, without=without)
 
         def group_labels(labels: Labels) -> Labels:
             if without:
@@ -408,6 +449,53 @@ def _fmt(labels: Labels) -> str:
     return f"{name}{{{rest}}}"
 
 
+# -- functions that need their argument's expression, not only its value ----------------------------
+def _absent_labels(node) -> Labels:
+    """absent()'s labels: those its selector fixes with `=` (once only), as Prometheus 2.42 builds them."""
+    node = _unwrap(node)
+    if isinstance(node, pp.MatrixSelector):
+        node = node.vector_selector
+    if not isinstance(node, pp.VectorSelector):
+        return {}
+    labels: Labels = {}
+    fixed: set[str] = set()
+    for matcher in node.matchers.matchers:
+        if matcher.name == "__name__":
+            continue
+        if _MATCH_OPS[str(matcher.op)] == "=" and matcher.name not in fixed:
+            fixed.add(matcher.name)
+            if matcher.value:
+                labels[matcher.name] = matcher.value
+        else:
+            labels.pop(matcher.name, None)
+    return labels
+
+
+def _absent(evaluator: Evaluator, node, t: int) -> Vector:
+    value = evaluator.eval(node.args[0], t)
+    present = value.series if isinstance(value, Matrix) else value
+    return [] if present else [(_absent_labels(node.args[0]), 1.0)]
+
+
+def _timestamp(evaluator: Evaluator, node, t: int) -> Vector:
+    argument = _unwrap(node.args[0])
+    if isinstance(argument, pp.VectorSelector):
+        return evaluator._sample_stamps(argument, t)
+    # Any other expression's samples are of the evaluation time.
+    return [(drop_name(labels), t / 1000) for labels, _ in evaluator.eval(argument, t)]
+
+
+_OF_THE_EXPRESSION = {"absent": _absent, "absent_over_time": _absent, "timestamp": _timestamp}
+
+
+def _values_labelled(vector: Vector, name, names: set[str], *, without: bool) -> tuple[Vector, set[str]]:
+    """count_values: each sample labelled with its value, that label added to a `by` grouping."""
+    if not isinstance(name, str) or not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name):
+        raise PromQLError(f'invalid label name "{name}"', error_type="execution")
+    labelled = [({**labels, name: format_value(value)}, value) for labels, value in vector]
+    return labelled, names if without else names | {name}
+
+
 # -- aggregation operators ----------------------------------------------------------------------
 def _agg_simple(reduce):
     def aggregate(groups, _param):
@@ -453,6 +541,7 @@ AGGREGATIONS = {
     "stdvar": _agg_simple(functions.variance),
     "stddev": _agg_simple(lambda values: math.sqrt(functions.variance(values))),
     "group": _agg_simple(lambda values: 1.0),
+    "count_values": _agg_simple(lambda values: float(len(values))),
 }
 
 
