@@ -21,6 +21,10 @@ from monitoring.promql.http import format_value
 
 LOOKBACK_MS = 5 * 60 * 1000
 MAX_POINTS = 11_000
+# Functions whose value depends on the evaluation time even when their arguments do not (Prometheus's
+# AtModifierUnsafeFunctions).
+_AT_UNSAFE_FUNCTIONS = {"days_in_month", "day_of_month", "day_of_week", "day_of_year", "hour", "minute", "month"}
+_AT_UNSAFE_FUNCTIONS |= {"year", "predict_linear", "time", "timestamp"}
 
 Labels = dict[str, str]
 Sample = tuple[Labels, float]
@@ -129,6 +133,9 @@ def _ms(delta) -> int:
 class Evaluator:
     def __init__(self, expression: str, *, start_ms: int, end_ms: int, step_ms: int = 1) -> None:
         self.root = parse(expression)
+        # What `@ start()` and `@ end()` name: the query's own start and end.
+        self.query_bounds = (start_ms, end_ms)
+        self._drifting: set[int] = set()
         self.query = _Query(start_ms=start_ms, end_ms=end_ms)
         self.step_ms = step_ms
         self.times = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
@@ -136,6 +143,7 @@ class Evaluator:
         self._positions: dict[int, list] = {}
         self._keep_alive: list = []
         self._check(self.root)
+        self._step_invariant(self.root)
 
     # -- checking what we support, before reading anything ------------------------------------
     def _check(self, node) -> None:
@@ -144,8 +152,7 @@ class Evaluator:
             raise PromQLError("subqueries are not supported")
         if isinstance(node, pp.VectorSelector | pp.MatrixSelector):
             vs = node if isinstance(node, pp.VectorSelector) else node.vector_selector
-            if vs.at is not None:
-                raise PromQLError("the @ modifier is not supported")
+            self._at_ms(vs.at)
             if vs.matchers.or_matchers:
                 raise PromQLError("'or' inside label matchers is not supported")
             return
@@ -180,13 +187,14 @@ class Evaluator:
         cached = self.query.loaded.get(id(vs))
         if cached is None:
             offset = _ms(vs.offset)
+            first, last = self._reference_span(vs)
             matchers = [Matcher(m.name, _MATCH_OPS[str(m.op)], m.value) for m in vs.matchers.matchers]
             if vs.name and not any(m.name == "__name__" for m in matchers):
                 matchers.insert(0, Matcher("__name__", "=", vs.name))
             cached = samples_read(
                 matchers=matchers,
-                start_ms=self.query.start_ms - offset - extra_ms,
-                end_ms=self.query.end_ms - offset,
+                start_ms=first - offset - extra_ms,
+                end_ms=last - offset,
             )
             self.query.loaded[id(vs)] = cached
             self._keep_alive.append(vs)  # id() stays unique while the node lives
@@ -225,7 +233,7 @@ class Evaluator:
     def _instant_vector(self, vs, t: int) -> Vector:
         positions = self._positions.get(id(vs))
         if positions is None:
-            at = self.times - _ms(vs.offset)
+            at = self._reference_times(vs) - _ms(vs.offset)
             positions = []
             for series in self._selector_data(vs, LOOKBACK_MS):
                 index = np.searchsorted(series.stamps, at, side="right") - 1
@@ -233,7 +241,7 @@ class Evaluator:
                 seen = (index >= 0) & (series.stamps[clipped] >= at - LOOKBACK_MS)
                 positions.append((series.labels, seen.tolist(), series.values[clipped].tolist()))
             self._positions[id(vs)] = positions
-        i = self._step(t)
+        i = 0 if self._pinned_ms(vs) is not None else self._step(t)
         return [(labels, values[i]) for labels, seen, values in positions if seen[i]]
 
     def _matrix(self, node, t: int) -> Matrix:
@@ -242,7 +250,7 @@ class Evaluator:
         offset = _ms(vs.offset)
         positions = self._positions.get(id(node))
         if positions is None:
-            end = self.times - offset
+            end = self._reference_times(vs) - offset
             positions = [
                 (
                     series,
@@ -253,17 +261,85 @@ class Evaluator:
             ]
             self._positions[id(node)] = positions
             self._keep_alive.append(node)
-        i = self._step(t)
+        at = self._pinned_ms(vs)
+        i = 0 if at is not None else self._step(t)
         out = [
             RangeSeries(series.labels, series.stamps[lo[i] : hi[i]], series.values[lo[i] : hi[i]])
             for series, lo, hi in positions
             if hi[i] > lo[i]
         ]
-        return Matrix(out, range_ms, offset)
+        return Matrix(out, range_ms, offset - self._shift_ms(vs) if at is None else offset + t - at)
+
+    # -- the @ modifier ----------------------------------------------------------------------------
+    def _at_ms(self, at) -> int | None:
+        """The time (ms) an `@` modifier fixes, or None without one."""
+        if at is None:
+            return None
+        kind = str(at.type)
+        if kind.endswith("Start"):
+            return self.query_bounds[0]
+        if kind.endswith("End"):
+            return self.query_bounds[1]
+        try:
+            moment = at.at
+        except BaseException as exc:  # promql-parser panics (a BaseException) on times before 1970
+            if type(exc).__name__ != "PanicException":
+                raise
+            raise PromQLError("@ modifier times before 1970 are not supported") from None
+        return round(moment.timestamp() * 1000)
+
+    def _pinned_ms(self, node) -> int | None:
+        """The one time a selector with `@` is evaluated at (None without `@`, or when it drifts)."""
+        return None if id(node) in self._drifting else self._at_ms(node.at)
+
+    def _shift_ms(self, node) -> int:
+        """How far ahead of each step a drifting `@` range is read: its time less the first step's."""
+        return self._at_ms(node.at) - self.query.start_ms if id(node) in self._drifting else 0
+
+    def _reference_span(self, node) -> tuple[int, int]:
+        """The first and last times (ms) a selector is evaluated at, before its offset. A drifting
+        selector reads only the samples of its `@` time (what Prometheus loads for it)."""
+        fixed = self._at_ms(node.at)
+        if fixed is not None:
+            return fixed, fixed
+        shift = self._shift_ms(node)
+        return self.query.start_ms + shift, self.query.end_ms + shift
+
+    def _reference_times(self, node) -> np.ndarray:
+        pinned = self._pinned_ms(node)
+        return self.times + self._shift_ms(node) if pinned is None else np.array([pinned], dtype=np.int64)
+
+    def _step_invariant(self, node) -> bool:
+        """Whether Prometheus 2.42 evaluates the node once for all steps (its preprocessing), marking on the
+        way the `@` ranges it reads at moving times: the range argument of a function it evaluates at every
+        step (predict_linear, or another argument varies) is read at the `@` time plus (step - first step),
+        as Prometheus turns `@` into an offset from the first step."""
+        node = _unwrap(node)
+        if isinstance(node, pp.NumberLiteral | pp.StringLiteral):
+            return True
+        if isinstance(node, pp.VectorSelector):
+            return node.at is not None
+        if isinstance(node, pp.MatrixSelector):
+            return node.vector_selector.at is not None
+        if isinstance(node, pp.UnaryExpr | pp.AggregateExpr):
+            return self._step_invariant(node.expr)
+        if isinstance(node, pp.BinaryExpr):
+            left, right = self._step_invariant(node.lhs), self._step_invariant(node.rhs)
+            return left and right
+        if isinstance(node, pp.Call):
+            invariant = [self._step_invariant(arg) for arg in node.args]
+            if node.func.name not in _AT_UNSAFE_FUNCTIONS and all(invariant):
+                return True
+            for arg in map(_unwrap, node.args):
+                if isinstance(arg, pp.MatrixSelector) and arg.vector_selector.at is not None:
+                    self._drifting.add(id(arg.vector_selector))
+            return False
+        return False
 
     def _sample_stamps(self, vs, t: int) -> Vector:
         """timestamp(selector): each selected sample's own time, in seconds."""
-        moment = t - _ms(vs.offset)
+        at = self._at_ms(vs.at)
+        moment = (t if at is None else at) - _ms(vs.offset)
         out = []
         for series in self._selector_data(vs, LOOKBACK_MS):
             index = int(np.searchsorted(series.stamps, moment, side="right")) - 1

@@ -126,6 +126,13 @@ def test_a_range_query_evaluates_every_step_and_drops_what_the_lookback_no_longe
 
 
 @pytest.mark.usefixtures("small_store")
+def test_at_pins_the_evaluation_time():
+    for at, value in (("start()", 100.0), ("end()", 300.0), (str(_at(10) / 1000), 100.0)):
+        ((_, points),) = evaluate_range(f'mem{{instance="a"}} @ {at}', start_ms=_at(0), end_ms=_at(60), step_ms=30_000)
+        assert [v for _, v in points] == [value] * 3
+
+
+@pytest.mark.usefixtures("small_store")
 def test_count_values_absent_and_sort():
     assert _vector('count_values("v", mem)', 30) == {(("v", "300"),): 1.0, (("v", "70"),): 1.0}
     assert _vector('absent(nothing{job="x", job="y", a="b", c=~"d"})', 30) == {(("a", "b"),): 1.0}
@@ -147,6 +154,7 @@ def test_count_values_absent_and_sort():
         ("sort_by_label(mem, 'job')", "sort_by_label"),
         ("mad_over_time(mem[5m])", "mad_over_time"),
         ("double_exponential_smoothing(mem[5m], 0.5, 0.5)", "double_exponential_smoothing"),
+        ("mem @ -100", "before 1970"),
     ],
 )
 @pytest.mark.django_db
@@ -287,6 +295,32 @@ CORPUS = [
     "group by (code) (http_requests_total)",
 ]
 
+AT_10M, AT_16M = BASE_MS // 1000 + 600, (BASE_MS + 1_000_500) / 1000  # `@` times: ten minutes in, and with ms
+CORPUS_AT_MODIFIER = [
+    f"http_requests_total @ {AT_10M}",
+    "http_requests_total @ start()",
+    "node_mem_bytes @ end()",
+    f"node_mem_bytes offset 2m @ {AT_16M}",
+    f"node_mem_bytes - node_mem_bytes @ {AT_10M}",
+    f"rate(http_requests_total[5m] @ {AT_10M})",
+    "sum by (code) (rate(http_requests_total[5m] @ end()))",
+    "increase(http_requests_total[3m] @ start())",
+    f"max_over_time(temp[10m] @ {AT_16M})",
+    f"timestamp(temp @ {AT_16M})",
+    # Where Prometheus 2.42 reads an `@` range at moving times: the range argument of a function evaluated
+    # at every step (predict_linear, or another argument that varies).
+    f"predict_linear(node_mem_bytes[5m] @ {AT_16M}, 600)",
+    f"timestamp(node_mem_bytes offset 1m @ {AT_16M})",
+    "node_mem_bytes offset -1m",
+    f"holt_winters(node_mem_bytes[5m] @ {AT_10M}, 0.5, 0.5)",
+    f"quantile_over_time(scalar(temp) / 100, node_mem_bytes[5m] @ {AT_10M})",
+    "timestamp(timestamp(node_mem_bytes @ start()))",
+    f"time() - node_mem_bytes @ {AT_10M}",
+    f"minute(node_mem_bytes @ {AT_10M} * 1000)",
+    "absent(nonexistent @ start())",
+    'count_values("x", node_mem_bytes @ start())',
+    f"deriv(node_mem_bytes[5m] @ {AT_16M}) * time()",
+]
 CORPUS_FUNCTIONS = [
     'absent(nonexistent{job="x", code=~"5..", job="y"})',
     "absent(temp)",
@@ -433,7 +467,7 @@ def test_query_range_answers_as_prometheus_does_over_the_same_remote_written_sam
             assert response.status == 204
         params = {"start": (BASE_MS + 300_000) / 1000, "end": (BASE_MS + 2_700_000) / 1000, "step": "60"}
         mismatches = {}
-        for expression in [*CORPUS, *CORPUS_FUNCTIONS]:
+        for expression in [*CORPUS, *CORPUS_AT_MODIFIER, *CORPUS_FUNCTIONS]:
             query = urllib.parse.urlencode({**params, "query": expression})
             with urllib.request.urlopen(f"{url}/api/v1/query_range?{query}", timeout=10) as response:
                 theirs = json.load(response)
@@ -449,9 +483,11 @@ def test_query_range_answers_as_prometheus_does_over_the_same_remote_written_sam
         at = {"time": (BASE_MS + 1_234_567) / 1000}
         for expression in [
             *CORPUS,
+            *CORPUS_AT_MODIFIER,
             *CORPUS_FUNCTIONS,
             "http_requests_total[2m]",
             "node_mem_bytes[1m] offset 2m",
+            f"node_mem_bytes[3m] @ {AT_10M}",
         ]:
             query = urllib.parse.urlencode({**at, "query": expression})
             with urllib.request.urlopen(f"{url}/api/v1/query?{query}", timeout=10) as response:
