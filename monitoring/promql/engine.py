@@ -25,6 +25,8 @@ MAX_POINTS = 11_000
 # AtModifierUnsafeFunctions).
 _AT_UNSAFE_FUNCTIONS = {"days_in_month", "day_of_month", "day_of_week", "day_of_year", "hour", "minute", "month"}
 _AT_UNSAFE_FUNCTIONS |= {"year", "predict_linear", "time", "timestamp"}
+# A subquery without a step (`[10m:]`) steps by Prometheus's global evaluation_interval, 1 m by default.
+SUBQUERY_DEFAULT_STEP_MS = 60_000
 
 Labels = dict[str, str]
 Sample = tuple[Labels, float]
@@ -106,7 +108,7 @@ def result_type(node) -> str:
         return "scalar"
     if isinstance(node, pp.StringLiteral):
         return "string"
-    if isinstance(node, pp.MatrixSelector):
+    if isinstance(node, pp.MatrixSelector | pp.SubqueryExpr):
         return "matrix"
     if isinstance(node, pp.Call):
         return "scalar" if node.func.name in ("time", "scalar", "pi") else "vector"
@@ -131,10 +133,24 @@ def _ms(delta) -> int:
 
 
 class Evaluator:
-    def __init__(self, expression: str, *, start_ms: int, end_ms: int, step_ms: int = 1) -> None:
-        self.root = parse(expression)
-        # What `@ start()` and `@ end()` name: the query's own start and end.
-        self.query_bounds = (start_ms, end_ms)
+    def __init__(
+        self,
+        expression: str | None,
+        *,
+        start_ms: int,
+        end_ms: int,
+        step_ms: int = 1,
+        root=None,
+        query_bounds: tuple[int, int] | None = None,
+        data_end_ms: int | None = None,
+    ) -> None:
+        self.root = parse(expression) if root is None else root
+        # What `@ start()` and `@ end()` name: the query's own start and end, also inside a subquery
+        # (whose evaluator is given the same root of a parsed expression and its own steps).
+        self.query_bounds = query_bounds or (start_ms, end_ms)
+        self._subqueries: dict[int, list] = {}
+        # The last time (ms) selectors without `@` read samples up to: a drifting subquery's steps may pass it.
+        self.data_end_ms = end_ms if data_end_ms is None else data_end_ms
         self._drifting: set[int] = set()
         self.query = _Query(start_ms=start_ms, end_ms=end_ms)
         self.step_ms = step_ms
@@ -149,7 +165,9 @@ class Evaluator:
     def _check(self, node) -> None:
         node = _unwrap(node)
         if isinstance(node, pp.SubqueryExpr):
-            raise PromQLError("subqueries are not supported")
+            self._at_ms(node.at)
+            self._check(node.expr)
+            return
         if isinstance(node, pp.VectorSelector | pp.MatrixSelector):
             vs = node if isinstance(node, pp.VectorSelector) else node.vector_selector
             self._at_ms(vs.at)
@@ -188,6 +206,8 @@ class Evaluator:
         if cached is None:
             offset = _ms(vs.offset)
             first, last = self._reference_span(vs)
+            if vs.at is None:
+                last = min(last, self.data_end_ms)
             matchers = [Matcher(m.name, _MATCH_OPS[str(m.op)], m.value) for m in vs.matchers.matchers]
             if vs.name and not any(m.name == "__name__" for m in matchers):
                 matchers.insert(0, Matcher("__name__", "=", vs.name))
@@ -211,6 +231,8 @@ class Evaluator:
             return self._instant_vector(node, t)
         if isinstance(node, pp.MatrixSelector):
             return self._matrix(node, t)
+        if isinstance(node, pp.SubqueryExpr):
+            return self._subquery(node, t)
         if isinstance(node, pp.UnaryExpr):
             value = self.eval(node.expr, t)
             if isinstance(value, float):
@@ -270,7 +292,7 @@ class Evaluator:
         ]
         return Matrix(out, range_ms, offset - self._shift_ms(vs) if at is None else offset + t - at)
 
-    # -- the @ modifier ----------------------------------------------------------------------------
+    # -- the @ modifier and subqueries -------------------------------------------------------------
     def _at_ms(self, at) -> int | None:
         """The time (ms) an `@` modifier fixes, or None without one."""
         if at is None:
@@ -289,7 +311,7 @@ class Evaluator:
         return round(moment.timestamp() * 1000)
 
     def _pinned_ms(self, node) -> int | None:
-        """The one time a selector with `@` is evaluated at (None without `@`, or when it drifts)."""
+        """The one time a selector or subquery with `@` is evaluated at (None without `@`, or when it drifts)."""
         return None if id(node) in self._drifting else self._at_ms(node.at)
 
     def _shift_ms(self, node) -> int:
@@ -297,9 +319,9 @@ class Evaluator:
         return self._at_ms(node.at) - self.query.start_ms if id(node) in self._drifting else 0
 
     def _reference_span(self, node) -> tuple[int, int]:
-        """The first and last times (ms) a selector is evaluated at, before its offset. A drifting
-        selector reads only the samples of its `@` time (what Prometheus loads for it)."""
-        fixed = self._at_ms(node.at)
+        """The first and last times (ms) a selector or subquery is evaluated at, before its offset. A
+        drifting selector reads only the samples of its `@` time (what Prometheus loads for it)."""
+        fixed = self._at_ms(node.at) if isinstance(node, pp.VectorSelector) else self._pinned_ms(node)
         if fixed is not None:
             return fixed, fixed
         shift = self._shift_ms(node)
@@ -321,6 +343,9 @@ class Evaluator:
             return node.at is not None
         if isinstance(node, pp.MatrixSelector):
             return node.vector_selector.at is not None
+        if isinstance(node, pp.SubqueryExpr):
+            self._step_invariant(node.expr)
+            return node.at is not None
         if isinstance(node, pp.UnaryExpr | pp.AggregateExpr):
             return self._step_invariant(node.expr)
         if isinstance(node, pp.BinaryExpr):
@@ -333,8 +358,39 @@ class Evaluator:
             for arg in map(_unwrap, node.args):
                 if isinstance(arg, pp.MatrixSelector) and arg.vector_selector.at is not None:
                     self._drifting.add(id(arg.vector_selector))
+                elif isinstance(arg, pp.SubqueryExpr) and arg.at is not None:
+                    self._drifting.add(id(arg))
             return False
         return False
+
+    def _subquery(self, node, t: int) -> Matrix:
+        """`expr[range:step]`: expr evaluated at every multiple of step (counted from 0, as Prometheus
+        aligns them) within [t - offset - range, t - offset], t being the @ time when there is one."""
+        range_ms, offset, at = _ms(node.range), _ms(node.offset), self._pinned_ms(node)
+        computed = self._subqueries.get(id(node))
+        if computed is None:
+            step = _ms(node.step) or SUBQUERY_DEFAULT_STEP_MS
+            first, last = self._reference_span(node)
+            start = -((range_ms + offset - first) // step) * step  # the first multiple of step in the range
+            inner = Evaluator(
+                None,
+                start_ms=start,
+                end_ms=last - offset,
+                step_ms=step,
+                root=node.expr,
+                query_bounds=self.query_bounds,
+                data_end_ms=(self.data_end_ms if node.at is None else self._at_ms(node.at)) - offset,
+            )
+            computed = _steps_evaluated(inner)
+            self._subqueries[id(node)] = computed
+            self._keep_alive.append(node)
+        end = (t + self._shift_ms(node) if at is None else at) - offset
+        out = []
+        for labels, stamps, values in computed:
+            lo, hi = np.searchsorted(stamps, end - range_ms, side="left"), np.searchsorted(stamps, end, side="right")
+            if hi > lo:
+                out.append(RangeSeries(labels, stamps[lo:hi], values[lo:hi]))
+        return Matrix(out, range_ms, offset - self._shift_ms(node) if at is None else offset + t - at)
 
     def _sample_stamps(self, vs, t: int) -> Vector:
         """timestamp(selector): each selected sample's own time, in seconds."""
@@ -570,6 +626,24 @@ def _values_labelled(vector: Vector, name, names: set[str], *, without: bool) ->
         raise PromQLError(f'invalid label name "{name}"', error_type="execution")
     labelled = [({**labels, name: format_value(value)}, value) for labels, value in vector]
     return labelled, names if without else names | {name}
+
+
+def _steps_evaluated(evaluator: Evaluator) -> list[tuple[Labels, np.ndarray, np.ndarray]]:
+    """A subquery's expression at each of its steps: (labels, times ms, values) per series."""
+    series: dict[tuple, tuple[Labels, list, list]] = {}
+    for t in evaluator.times.tolist():
+        vector = evaluator.eval(evaluator.root, t)
+        keys = [key_of(labels) for labels, _ in vector]
+        if len(set(keys)) != len(keys):
+            raise PromQLError(_SAME_LABELSET, error_type="execution")
+        for key, (labels, value) in zip(keys, vector, strict=True):
+            entry = series.setdefault(key, (labels, [], []))
+            entry[1].append(t)
+            entry[2].append(value)
+    return [
+        (labels, np.array(stamps, dtype=np.int64), np.array(values, dtype=np.float64))
+        for labels, stamps, values in (series[key] for key in sorted(series))
+    ]
 
 
 # -- aggregation operators ----------------------------------------------------------------------

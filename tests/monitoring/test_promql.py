@@ -126,7 +126,12 @@ def test_a_range_query_evaluates_every_step_and_drops_what_the_lookback_no_longe
 
 
 @pytest.mark.usefixtures("small_store")
-def test_at_pins_the_evaluation_time():
+def test_a_subquery_steps_at_multiples_of_its_step_and_at_pins_the_evaluation_time():
+    kind, matrix = evaluate_instant('mem{instance="a"}[1m:20s]', time_ms=_at(45))
+    ((series),) = matrix.series
+    assert kind == "matrix"
+    assert [(int(t) - BASE_MS) // 1000 for t in series.stamps] == [0, 20, 40]  # in [-15 s, 45 s], multiples of 20 s
+    assert series.values.tolist() == [100.0, 100.0, 300.0]
     for at, value in (("start()", 100.0), ("end()", 300.0), (str(_at(10) / 1000), 100.0)):
         ((_, points),) = evaluate_range(f'mem{{instance="a"}} @ {at}', start_ms=_at(0), end_ms=_at(60), step_ms=30_000)
         assert [v for _, v in points] == [value] * 3
@@ -307,19 +312,46 @@ CORPUS_AT_MODIFIER = [
     "increase(http_requests_total[3m] @ start())",
     f"max_over_time(temp[10m] @ {AT_16M})",
     f"timestamp(temp @ {AT_16M})",
-    # Where Prometheus 2.42 reads an `@` range at moving times: the range argument of a function evaluated
-    # at every step (predict_linear, or another argument that varies).
     f"predict_linear(node_mem_bytes[5m] @ {AT_16M}, 600)",
     f"timestamp(node_mem_bytes offset 1m @ {AT_16M})",
     "node_mem_bytes offset -1m",
+    f"max_over_time((node_mem_bytes @ {AT_10M})[5m:1m])",
+    f"sum_over_time(rate(http_requests_total[1m] @ {AT_10M})[5m:1m])",
+    f"max_over_time(node_mem_bytes[5m:1m] @ {AT_16M} offset 1m)",
+    "avg_over_time(node_mem_bytes[5m:1m] @ start())",
     f"holt_winters(node_mem_bytes[5m] @ {AT_10M}, 0.5, 0.5)",
     f"quantile_over_time(scalar(temp) / 100, node_mem_bytes[5m] @ {AT_10M})",
     "timestamp(timestamp(node_mem_bytes @ start()))",
+    f"sum_over_time(timestamp(node_mem_bytes @ {AT_10M})[5m:1m])",
     f"time() - node_mem_bytes @ {AT_10M}",
     f"minute(node_mem_bytes @ {AT_10M} * 1000)",
     "absent(nonexistent @ start())",
+    "rate(http_requests_total[5m:1m] @ end())",
+    "sum_over_time(vector(time())[100s:7s])",
     'count_values("x", node_mem_bytes @ start())',
+    f"predict_linear(node_mem_bytes[5m:1m] @ {AT_16M}, 600)",
     f"deriv(node_mem_bytes[5m] @ {AT_16M}) * time()",
+    # Inside subqueries, and where Prometheus 2.42 reads an `@` range at moving times: the range argument of
+    # a function evaluated at every step (predict_linear, or another argument that varies).
+    f"max_over_time((node_mem_bytes @ {AT_10M})[5m:1m] offset 3m)",
+    f"max_over_time(rate(http_requests_total[2m] @ {AT_10M})[5m:1m] offset 3m)",
+    f"max_over_time((node_mem_bytes @ {AT_10M} offset 1m)[5m:1m] @ {AT_16M} offset 3m)",
+    f"max_over_time(max_over_time((node_mem_bytes @ {AT_10M})[5m:1m] offset 2m)[5m:1m] offset 3m)",
+    f"max_over_time(predict_linear(node_mem_bytes[5m] @ {AT_10M}, 60)[5m:1m] @ {AT_16M})",
+    f"max_over_time(predict_linear(node_mem_bytes[5m] @ {AT_10M}, 60)[5m:1m])",
+    f"max_over_time(predict_linear(node_mem_bytes[5m] @ {AT_10M}, 60)[5m:1m] offset 1m)",
+]
+CORPUS_SUBQUERIES = [
+    "max_over_time(rate(http_requests_total[1m])[5m:30s])",
+    "avg_over_time(node_mem_bytes[10m:1m])",
+    "rate(http_requests_total[5m:])",
+    "min_over_time(sum by (instance) (node_mem_bytes)[7m:45s] offset 3m)",
+    f"sum_over_time(node_mem_bytes[5m:20s] @ {AT_10M})",
+    "max_over_time(deriv(node_mem_bytes[2m])[10m:1m] @ end())",
+    "max_over_time(avg_over_time(node_mem_bytes[3m:30s])[10m:1m])",
+    "count_over_time(temp[15m:1m])",
+    "last_over_time(http_requests_total[3m:17s])",
+    "stddev_over_time(rate(http_requests_total[2m])[10m:2m])",
 ]
 CORPUS_FUNCTIONS = [
     'absent(nonexistent{job="x", code=~"5..", job="y"})',
@@ -467,7 +499,7 @@ def test_query_range_answers_as_prometheus_does_over_the_same_remote_written_sam
             assert response.status == 204
         params = {"start": (BASE_MS + 300_000) / 1000, "end": (BASE_MS + 2_700_000) / 1000, "step": "60"}
         mismatches = {}
-        for expression in [*CORPUS, *CORPUS_AT_MODIFIER, *CORPUS_FUNCTIONS]:
+        for expression in [*CORPUS, *CORPUS_AT_MODIFIER, *CORPUS_SUBQUERIES, *CORPUS_FUNCTIONS]:
             query = urllib.parse.urlencode({**params, "query": expression})
             with urllib.request.urlopen(f"{url}/api/v1/query_range?{query}", timeout=10) as response:
                 theirs = json.load(response)
@@ -484,10 +516,13 @@ def test_query_range_answers_as_prometheus_does_over_the_same_remote_written_sam
         for expression in [
             *CORPUS,
             *CORPUS_AT_MODIFIER,
+            *CORPUS_SUBQUERIES,
             *CORPUS_FUNCTIONS,
             "http_requests_total[2m]",
             "node_mem_bytes[1m] offset 2m",
             f"node_mem_bytes[3m] @ {AT_10M}",
+            "node_mem_bytes[5m:1m]",
+            f"rate(http_requests_total[1m])[4m:45s] @ {AT_16M}",
         ]:
             query = urllib.parse.urlencode({**at, "query": expression})
             with urllib.request.urlopen(f"{url}/api/v1/query?{query}", timeout=10) as response:
