@@ -522,9 +522,11 @@ def call(name: str, args: list, t: int):
 
 # -- functions added for Prometheus 2.42's full list (absent, absent_over_time and timestamp of a selector
 # need the expression, not only its value: the engine computes those) ------------------------------------
-def _go_int64(v: float) -> int | None:
-    """Go's int64(v) for the date functions: truncated toward zero (None where Go's is undefined)."""
-    return int(v) if math.isfinite(v) and abs(v) < 2**63 else None
+def _date_seconds(v: float) -> int:
+    """The Unix second Prometheus's date functions read a value as: Go's int64(v), truncated toward zero.
+    For NaN, ±Inf and values past int64, Go on amd64 gives the smallest int64, whose date Go's calendar
+    arithmetic (an unsigned count from its absolute zero year, which wraps) computes as that of 2^63 s."""
+    return int(v) if math.isfinite(v) and abs(v) < 2**63 else 2**63
 
 
 def _civil_date(seconds: int) -> tuple[int, int, int, int]:
@@ -574,11 +576,7 @@ def _date(name: str, args: list, t: int) -> list:
     compute = _DATE[name]
     if not args:  # without an argument: of the evaluation time, as vector(time())
         return [({}, compute(t // 1000))]
-    out = []
-    for labels, value in args[0]:
-        seconds = _go_int64(value)
-        out.append((_drop(labels), math.nan if seconds is None else compute(seconds)))
-    return out
+    return [(_drop(labels), compute(_date_seconds(value))) for labels, value in args[0]]
 
 
 def _numpy_math(ufunc):

@@ -383,6 +383,7 @@ CORPUS_FUNCTIONS = [
     "minute(timestamp(node_mem_bytes))",
     "month(node_mem_bytes * 1e6)",
     "year(node_mem_bytes * 1e7)",
+    "year(node_mem_bytes / 0 * 0) + hour(-node_mem_bytes / 0)",  # NaN and -Inf: read as Go on amd64 reads them
     "sin(node_mem_bytes) + cos(node_mem_bytes) + tan(node_mem_bytes / 1000)",
     "asin(node_mem_bytes / 2000) + acos(node_mem_bytes / 2000) + atan(node_mem_bytes)",
     "sinh(node_mem_bytes / 1000) + cosh(node_mem_bytes / 1000) + tanh(node_mem_bytes / 1000)",
