@@ -287,8 +287,10 @@ def _over_time(name: str, matrix) -> list:
 
 # -- functions over instant vectors ----------------------------------------------------------------
 def _round(v: float, to_nearest: float) -> float:
-    inverse = 1.0 / to_nearest
-    return math.floor(v * inverse + 0.5) / inverse if math.isfinite(v * inverse) else v
+    # Go's float arithmetic: 1/0 is +Inf, floor keeps NaN and ±Inf, 0/0 is NaN (round(x, 0) is NaN).
+    inverse = divide(1.0, to_nearest)
+    shifted = v * inverse + 0.5
+    return divide(math.floor(shifted) if math.isfinite(shifted) else shifted, inverse)
 
 
 def _clamp_min(v: float, low: float) -> float:

@@ -395,6 +395,7 @@ CORPUS_FUNCTIONS = [
     "log2(node_mem_bytes) + log10(node_mem_bytes)",
     "holt_winters(node_mem_bytes[10m], 0.3, 0.7)",
     "holt_winters(http_requests_total[5m], 0.5, 0.1)",
+    "round(node_mem_bytes, 0) + round(node_mem_bytes, scalar(temp) / 10)",  # 1/0 is +Inf, 0/0 NaN, as in Go
 ]
 
 
