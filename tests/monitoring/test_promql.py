@@ -352,6 +352,14 @@ CORPUS_SUBQUERIES = [
     "count_over_time(temp[15m:1m])",
     "last_over_time(http_requests_total[3m:17s])",
     "stddev_over_time(rate(http_requests_total[2m])[10m:2m])",
+    'absent_over_time(nonexistent{job="x"}[5m:1m])',
+    "max_over_time(node_mem_bytes[2m:7m])",  # a step longer than the range: some windows hold no step
+    "rate(http_requests_total[5m:1m] offset -1m)",
+    "quantile_over_time(0.5, node_mem_bytes[10m:30s])",
+    "holt_winters(node_mem_bytes[10m:1m], 0.4, 0.6)",
+    "irate(http_requests_total[3m:20s])",
+    "deriv(rate(http_requests_total[1m])[10m:1m])",
+    f"max_over_time(sum(rate(http_requests_total[1m] @ {AT_16M}))[5m:])",
 ]
 CORPUS_FUNCTIONS = [
     'absent(nonexistent{job="x", code=~"5..", job="y"})',
@@ -362,6 +370,9 @@ CORPUS_FUNCTIONS = [
     'count_values("value", floor(node_mem_bytes / 100))',
     'count_values by (instance) ("above", http_requests_total > bool 2000)',
     'count_values without (instance) ("v", ceil(rate(http_requests_total[5m])))',
+    'count_values("le", req_duration_seconds_bucket)',  # the value label replaces one of the same name
+    'absent({__name__=~"nothing", job="a"})',
+    "sort(node_mem_bytes / 0 * 0)",
     "sort(node_mem_bytes)",
     "sort_desc(rate(http_requests_total[5m]))",
     "timestamp(node_mem_bytes)",
