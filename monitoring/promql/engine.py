@@ -394,12 +394,17 @@ class Evaluator:
 
     def _sample_stamps(self, vs, t: int) -> Vector:
         """timestamp(selector): each selected sample's own time, in seconds."""
-        at = self._at_ms(vs.at)
-        moment = (t if at is None else at) - _ms(vs.offset)
+        at, offset = self._at_ms(vs.at), _ms(vs.offset)
+        if at is None:
+            last, oldest = t - offset, t - offset - LOOKBACK_MS
+        else:
+            # Prometheus 2.42 looks timestamp(x @ T offset o) up at T itself, among the samples it loaded
+            # for T - o ([T - o - 5m, T - o]): the last up to both, within 5 minutes of both.
+            last, oldest = min(at, at - offset), max(at, at - offset) - LOOKBACK_MS
         out = []
         for series in self._selector_data(vs, LOOKBACK_MS):
-            index = int(np.searchsorted(series.stamps, moment, side="right")) - 1
-            if index >= 0 and series.stamps[index] >= moment - LOOKBACK_MS:
+            index = int(np.searchsorted(series.stamps, last, side="right")) - 1
+            if index >= 0 and series.stamps[index] >= oldest:
                 out.append((drop_name(series.labels), int(series.stamps[index]) / 1000))
         return out
 

@@ -314,6 +314,9 @@ CORPUS_AT_MODIFIER = [
     f"timestamp(temp @ {AT_16M})",
     f"predict_linear(node_mem_bytes[5m] @ {AT_16M}, 600)",
     f"timestamp(node_mem_bytes offset 1m @ {AT_16M})",
+    # Looked up at the @ time among the samples loaded for @ - offset: temp's sample at 1170 s is seen from
+    # 1480 s - 3m = 1300 s, but is more than 5 minutes before 1480 s, so the right-hand side answers.
+    f"timestamp(temp offset 3m @ {BASE_MS // 1000 + 1480}) or timestamp(temp @ {AT_16M})",
     "node_mem_bytes offset -1m",
     f"max_over_time((node_mem_bytes @ {AT_10M})[5m:1m])",
     f"sum_over_time(rate(http_requests_total[1m] @ {AT_10M})[5m:1m])",
