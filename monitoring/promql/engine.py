@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import numpy as np
 import promql_parser as pp
@@ -659,10 +660,36 @@ def _agg_simple(reduce):
     return aggregate
 
 
+def _go_float(value: float) -> str:
+    """A float as Go's %v writes it (in Prometheus's error messages): the shortest digits, in exponent
+    form when the exponent is below -4 or 6 and above (1e+20, 1.234567e+06)."""
+    if math.isnan(value) or math.isinf(value):
+        return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+    if value == 0:
+        return "-0" if math.copysign(1, value) < 0 else "0"
+    sign, digit_tuple, exponent = Decimal(repr(value)).normalize().as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    point = len(digits) + exponent  # the decimal point's place among the digits
+    if point - 1 < -4 or point - 1 >= 6:
+        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        text = f"{mantissa}e{'-' if point - 1 < 0 else '+'}{abs(point - 1):02d}"
+    elif point <= 0:
+        text = "0." + "0" * -point + digits
+    else:
+        text = digits[:point] + "0" * (point - len(digits)) + ("." + digits[point:] if point < len(digits) else "")
+    return ("-" if sign else "") + text
+
+
+_MAX_INT64_FLOAT = 9223372036854774784.0  # the largest float64 below 2^63, as Prometheus's maxInt64
+
+
 def _k(groups, param, *, top: bool) -> Vector:
     if not isinstance(param, float):
         raise PromQLError("expected a scalar parameter for topk/bottomk")
-    k = int(param) if not math.isnan(param) else 0
+    # Go's convertibleToInt64 in 2.42's aggregation(): NaN or a k past int64 fails the whole query (a 422).
+    if not -(2.0**63) <= param <= _MAX_INT64_FLOAT:
+        raise PromQLError(f"Scalar value {_go_float(param)} overflows int64", error_type="execution")
+    k = int(param)
     out = []
     if k < 1:
         return out

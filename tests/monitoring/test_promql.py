@@ -153,6 +153,7 @@ def test_count_values_absent_and_sort():
     [
         ("histogram_count(mem)", "native histograms"),
         ("histogram_fraction(0, 1, mem)", "native histograms"),
+        ("histogram_sum(mem)", "native histograms"),
         # Newer than Prometheus 2.42, though promql-parser knows them: 2.42 answers a 400.
         ("limitk(1, mem)", "limitk"),
         ("limit_ratio(0.5, mem)", "limit_ratio"),
@@ -410,6 +411,42 @@ CORPUS_FUNCTIONS = [
     "holt_winters(node_mem_bytes[10m], 0.3, 0.7)",
     "holt_winters(http_requests_total[5m], 0.5, 0.1)",
     "round(node_mem_bytes, 0) + round(node_mem_bytes, scalar(temp) / 10)",  # 1/0 is +Inf, 0/0 NaN, as in Go
+    "stddev(node_mem_bytes)",
+    "stdvar by (instance) (http_requests_total)",
+    "stddev without (instance) (rate(http_requests_total[5m]))",
+    "stddev(temp) + stdvar(temp)",
+    "group(node_mem_bytes)",
+    "stddev(node_mem_bytes / 0) or stdvar(-node_mem_bytes / 0 * 0)",
+    "avg(node_mem_bytes / 0) + max(node_mem_bytes / 0 * 0)",
+    "quantile(-0.5, node_mem_bytes) + quantile(1.5, node_mem_bytes)",
+    "quantile(scalar(nonexistent), node_mem_bytes)",
+    "quantile(0.5, node_mem_bytes / 0 * 0)",
+    "quantile_over_time(2, node_mem_bytes[5m]) + quantile_over_time(-1, node_mem_bytes[5m])",
+    "topk(scalar(sum(node_mem_bytes)) / 1000 - 1, node_mem_bytes) or bottomk(-1, node_mem_bytes)",  # k 0 or 1; < 0
+    "sort(sum by (instance) (http_requests_total))",
+    "timestamp(vector(1))",
+    "absent(sum(nonexistent))",
+    "present_over_time(rate(http_requests_total[1m])[5m:1m])",
+    "sgn(node_mem_bytes - node_mem_bytes) + sgn(-node_mem_bytes)",
+    "deg(vector(pi())) + rad(vector(180))",
+    'count_values("v", temp)',
+    "stddev_over_time(temp[10m]) + stdvar_over_time(temp[10m])",
+    "last_over_time(node_mem_bytes[1m] offset 1m)",
+    "holt_winters(temp[10m], 0.1, 0.9)",
+    "hour(-node_mem_bytes * 1000) + year(-node_mem_bytes * 1e7) + day_of_week(-node_mem_bytes * 1e5)",
+    "days_in_month(node_mem_bytes * 1e7) + day_of_year(node_mem_bytes * 3e7)",
+    "avg_over_time((node_mem_bytes / 0)[5m:1m]) + stddev_over_time((node_mem_bytes / 0)[5m:1m])",
+    'label_join(node_mem_bytes, "__name__", "", "instance")',
+    "node_mem_bytes atan2 1000 + sin(node_mem_bytes / 0)",
+    "bottomk(1, sort_desc(node_mem_bytes))",
+    'count_values("v", node_mem_bytes / 0 * 0) or count_values("v", -node_mem_bytes / 0)',
+]
+
+CORPUS_EXECUTION_ERRORS = [
+    "topk(scalar(nonexistent), node_mem_bytes)",  # k NaN
+    "bottomk(1e20, node_mem_bytes)",
+    "holt_winters(node_mem_bytes[5m], 1, 0.5)",
+    "holt_winters(node_mem_bytes[5m], 0.5, 0)",
 ]
 
 
@@ -549,6 +586,15 @@ def test_query_range_answers_as_prometheus_does_over_the_same_remote_written_sam
             problem = f"{our_kind} is not {their_kind}" if our_kind != their_kind else _same(ours, theirs)
             if problem:
                 mismatches[f"instant {expression}"] = problem
+        # What Prometheus fails at execution (a 422), ours fails with the same status, type and words.
+        for path, expression in [(path, e) for e in CORPUS_EXECUTION_ERRORS for path in ("query", "query_range")]:
+            query = {**(at if path == "query" else params), "query": expression}
+            with pytest.raises(urllib.error.HTTPError) as theirs:
+                urllib.request.urlopen(f"{url}/api/v1/{path}?{urllib.parse.urlencode(query)}", timeout=10)
+            answer = anonymous_client.get(f"/prometheus/api/v1/{path}", query, **viewer_auth)
+            their_error, our_error = json.load(theirs.value), answer.json()
+            if (answer.status_code, our_error) != (theirs.value.code, their_error):
+                mismatches[f"{path} {expression}"] = f"ours {answer.status_code} {our_error} theirs {their_error}"
     finally:
         process.terminate()
         process.wait(timeout=20)
