@@ -533,9 +533,10 @@ def _vector_vector(op: str, lhs: Vector, rhs: Vector, modifier, return_bool: boo
         if s in right:
             side = "left" if one_to_many else "right"
             raise PromQLError(
-                f"found duplicate series for the match group {dict(s)} on the {side} hand-side of the operation: "
+                f"found duplicate series for the match group {_fmt(dict(s))} on the {side} hand-side of the operation: "
                 f"[{_fmt(labels)}, {_fmt(right[s][0])}];many-to-many matching not allowed: "
-                "matching labels must be unique on one side"
+                "matching labels must be unique on one side",
+                error_type="execution",
             )
         right[s] = (labels, v)
     matched: dict[tuple, set | None] = {}
@@ -568,23 +569,25 @@ def _vector_vector(op: str, lhs: Vector, rhs: Vector, modifier, return_bool: boo
         if one_to_one:
             if s in matched:
                 raise PromQLError(
-                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+                    error_type="execution",
                 )
             matched[s] = None
         else:
             inserted = matched.setdefault(s, set())
             metric_key = key_of(metric)
             if metric_key in inserted:
-                raise PromQLError("multiple matches for labels: grouping labels must ensure unique matches")
+                raise PromQLError(
+                    "multiple matches for labels: grouping labels must ensure unique matches", error_type="execution"
+                )
             inserted.add(metric_key)
         out.append((metric, value))
     return out
 
 
 def _fmt(labels: Labels) -> str:
-    name = labels.get("__name__", "")
-    rest = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")
-    return f"{name}{{{rest}}}"
+    """Labels as Prometheus's labels.String() writes them in its messages: {__name__="m", a="b"}."""
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
 
 
 # -- functions that need their argument's expression, not only its value ----------------------------
@@ -765,7 +768,7 @@ def evaluate_range(expression: str, *, start_ms: int, end_ms: int, step_ms: int)
         else:
             keys = [key_of(labels) for labels, _ in value]
             if len(set(keys)) != len(keys):
-                raise PromQLError(_SAME_LABELSET)
+                raise PromQLError(_SAME_LABELSET, error_type="execution")
             for key, (labels, v) in zip(keys, value, strict=True):
                 series.setdefault(key, (labels, []))[1].append((t, v))
         t += step_ms
@@ -780,5 +783,5 @@ def _check_unique(vector: Vector) -> None:
     for labels, _ in vector:
         key = key_of(labels)
         if key in seen:
-            raise PromQLError(_SAME_LABELSET)
+            raise PromQLError(_SAME_LABELSET, error_type="execution")
         seen.add(key)

@@ -169,12 +169,18 @@ def _with_label(labels: dict, name: str, value: str) -> dict:
     return changed
 
 
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
 def _check_destination(dst: str, function: str) -> None:
-    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", dst):
-        raise PromQLError(f"invalid destination label name in {function}(): {dst}")
+    if not _LABEL_NAME.fullmatch(dst):
+        raise PromQLError(f"invalid destination label name in {function}(): {dst}", error_type="execution")
 
 
 def _label_join(vector: list, dst: str, separator: str, *sources: str) -> list:
+    for source in sources:  # the sources first, then the destination, as 2.42 checks them
+        if not _LABEL_NAME.fullmatch(source):
+            raise PromQLError(f"invalid source label name in label_join(): {source}", error_type="execution")
     _check_destination(dst, "label_join")
     return [
         (_with_label(labels, dst, separator.join(labels.get(source, "") for source in sources)), value)
@@ -387,8 +393,8 @@ def _expand(template: str, match: re.Match) -> str:
 def _label_replace(vector: list, dst: str, replacement: str, src: str, regex: str) -> list:
     try:
         pattern = re.compile(f"^(?:{regex})$", re.DOTALL)
-    except re.error as exc:
-        raise PromQLError(f"invalid regular expression in label_replace(): {regex}: {exc}") from None
+    except re.error:
+        raise PromQLError(f"invalid regular expression in label_replace(): {regex}", error_type="execution") from None
     _check_destination(dst, "label_replace")
     out = []
     for labels, value in vector:

@@ -447,6 +447,15 @@ CORPUS_EXECUTION_ERRORS = [
     "bottomk(1e20, node_mem_bytes)",
     "holt_winters(node_mem_bytes[5m], 1, 0.5)",
     "holt_winters(node_mem_bytes[5m], 0.5, 0)",
+    'count_values("1x", node_mem_bytes)',
+    "node_mem_bytes + on(job) group_left node_mem_bytes",
+    'label_replace(node_mem_bytes, "1x", "$1", "instance", "(.*)")',
+    'label_replace(node_mem_bytes, "x", "$1", "instance", "(.*")',
+    'label_join(node_mem_bytes, "1x", "-", "instance")',
+    'label_join(node_mem_bytes, "x", "-", "1instance")',
+    "node_mem_bytes + on(job) node_mem_bytes",
+    "sum by (instance) (http_requests_total) + on(instance) group_left http_requests_total",
+    'label_replace(node_mem_bytes, "instance", "x", "", "")',
 ]
 
 
@@ -589,12 +598,14 @@ def test_query_range_answers_as_prometheus_does_over_the_same_remote_written_sam
         # What Prometheus fails at execution (a 422), ours fails with the same status, type and words.
         for path, expression in [(path, e) for e in CORPUS_EXECUTION_ERRORS for path in ("query", "query_range")]:
             query = {**(at if path == "query" else params), "query": expression}
-            with pytest.raises(urllib.error.HTTPError) as theirs:
-                urllib.request.urlopen(f"{url}/api/v1/{path}?{urllib.parse.urlencode(query)}", timeout=10)
+            try:
+                urllib.request.urlopen(f"{url}/api/v1/{path}?{urllib.parse.urlencode(query)}", timeout=10).close()
+                their_status, their_error = 200, "Prometheus answered: the corpus tests nothing"
+            except urllib.error.HTTPError as error:
+                their_status, their_error = error.code, json.load(error)
             answer = anonymous_client.get(f"/prometheus/api/v1/{path}", query, **viewer_auth)
-            their_error, our_error = json.load(theirs.value), answer.json()
-            if (answer.status_code, our_error) != (theirs.value.code, their_error):
-                mismatches[f"{path} {expression}"] = f"ours {answer.status_code} {our_error} theirs {their_error}"
+            if (answer.status_code, answer.json()) != (their_status, their_error):
+                mismatches[f"{path} {expression}"] = f"ours {answer.status_code} {answer.json()} theirs {their_error}"
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -645,7 +656,6 @@ def test_grafana_datasource_requests_are_answered(anonymous_client, viewer_auth)
 @pytest.mark.parametrize(
     ("params", "error"),
     [
-        ({"query": "mem + on(job) mem", "time": "1"}, "many-to-many matching not allowed"),
         ({"query": "mem[5m]", "start": "1", "end": "2", "step": "1"}, 'invalid expression type "range vector"'),
         ({"query": "mem", "start": "1", "end": "2", "step": "x"}, 'invalid parameter "step"'),
         ({"query": "mem", "start": "0", "end": "100000", "step": "1"}, "exceeded maximum resolution"),
