@@ -49,6 +49,7 @@ from core.schemas import ErrorOut
 router = Router(tags=["alerts"])
 router.add_router("/", section_router("alerts"))
 WRITE_ERRORS = {400: ErrorOut, **ERRORS}
+PREVIEW_ERRORS = {**WRITE_ERRORS, 502: ErrorOut}
 PREFIX = "/performance/alerts"
 
 
@@ -221,9 +222,10 @@ def rules_create(request, payload: AlertRuleIn):
     return Status(201, rule_create(data=_rule_input(payload), actor=request.auth, via="api"))
 
 
-@router.post(PREFIX + "/rules/preview", response={200: list[PreviewOut], **WRITE_ERRORS}, summary="Preview a rule")
+@router.post(PREFIX + "/rules/preview", response={200: list[PreviewOut], **PREVIEW_ERRORS}, summary="Preview a rule")
 def rules_preview(request, payload: AlertRuleIn):
-    """The current value of each series the rule would watch, and the severity it would give now."""
+    """The current value of each series the rule would watch, and the severity it would give now.
+    A promql rule's query runs now: 400 on `expression` if it fails, 502 if its source does not answer."""
     return rule_preview(data=_rule_input(payload))
 
 
@@ -232,7 +234,7 @@ def rules_get(request, rule_id: int):
     return get_object_or_404(AlertRule, pk=rule_id)
 
 
-@router.get(PREFIX + "/rules/{int:rule_id}/preview", response={200: list[PreviewOut], **ERRORS}, summary="Now")
+@router.get(PREFIX + "/rules/{int:rule_id}/preview", response={200: list[PreviewOut], **PREVIEW_ERRORS}, summary="Now")
 def rules_preview_saved(request, rule_id: int):
     return rule_preview(data=rule_input_from(get_object_or_404(AlertRule, pk=rule_id)))
 

@@ -41,10 +41,28 @@ class RuleForm(forms.Form):
     )
     target_id = TargetPickerField(required=False, label="Target", help_text="Type part of a name; empty: all targets.")
     series_labels = forms.CharField(required=False, help_text="Only series with these labels: mount=/, db=app")
-    warning_threshold = forms.FloatField(required=False)
+    expression = forms.CharField(
+        required=False,
+        max_length=10_000,
+        label="PromQL expression",
+        help_text="PromQL rules: each element of the result is one alert, e.g. rate(http_errors_total[5m]) > 1.",
+        widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false", "autocomplete": "off"}),
+    )
+    promql_source_id = forms.TypedChoiceField(
+        required=False,
+        coerce=int,
+        empty_value=None,
+        label="Read from",
+        help_text="PromQL rules: Perfpilot's own store, or a PromQL source (added on the Monitoring page).",
+    )
+    warning_threshold = forms.FloatField(
+        required=False, help_text="PromQL rules: optional; each element's value at or above it."
+    )
     critical_threshold = forms.FloatField(required=False)
     forecast_limit = forms.FloatField(required=False, help_text="Forecast rules: the limit (thresholds are days).")
-    severity = forms.ChoiceField(choices=Severity.choices, help_text="For absence and event rules.")
+    severity = forms.ChoiceField(
+        choices=Severity.choices, help_text="For absence, event and PromQL rules without thresholds."
+    )
     window_seconds = forms.IntegerField(min_value=1, initial=300, label="Window (s)")
     for_seconds = forms.IntegerField(min_value=0, initial=0, label="For (s)", help_text="Pending this long first.")
     keep_firing_for_seconds = forms.IntegerField(min_value=0, initial=0, label="Keep firing for (s)")
@@ -53,6 +71,13 @@ class RuleForm(forms.Form):
     summary = forms.CharField(max_length=300, required=False)
     runbook = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
     enabled = forms.BooleanField(required=False, initial=True)
+
+    def __init__(self, *args, **kwargs) -> None:
+        from monitoring.selectors.promql_sources import promql_source_list
+
+        super().__init__(*args, **kwargs)
+        sources = [(source.id, source.name) for source in promql_source_list()]
+        self.fields["promql_source_id"].choices = [("", "Perfpilot's store"), *sources]
 
     def clean_series_labels(self) -> dict:
         return _pairs(self.cleaned_data.get("series_labels", ""), field="series_labels")

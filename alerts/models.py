@@ -38,6 +38,8 @@ class AlertRule(models.Model):
         # One per alertname received through the Alertmanager API (alerts.services.external); its
         # metric is the alertname. Prometheus evaluates these; Perfpilot routes and delivers them.
         EXTERNAL = "external", "External: sent by Prometheus (Alertmanager API)"
+        # Like a Prometheus alerting rule: every element of the expression's result is one alert.
+        PROMQL = "promql", "PromQL expression"
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -48,6 +50,12 @@ class AlertRule(models.Model):
         "monitoring.Target", on_delete=models.CASCADE, null=True, blank=True, related_name="alert_rules"
     )
     series_labels = models.JSONField(default=dict, blank=True, help_text="Series label values that must match.")
+    # PromQL rules: the expression, read from Perfpilot's own store (no source) or an external server.
+    # PROTECT: deleting a source in use would silently change what its rules read.
+    expression = models.TextField(blank=True)
+    promql_source = models.ForeignKey(
+        "monitoring.PromQLSource", on_delete=models.PROTECT, null=True, blank=True, related_name="alert_rules"
+    )
     # Thresholds; for forecasts they are days until the limit (fires when the forecast is sooner).
     warning_threshold = models.FloatField(null=True, blank=True)
     critical_threshold = models.FloatField(null=True, blank=True)
@@ -96,6 +104,8 @@ THRESHOLD_KINDS = {
     AlertRule.Kind.RATE_OF_CHANGE,
     AlertRule.Kind.FORECAST,
 }
+# Kinds whose thresholds are optional: without them every element of the result breaches at `severity`.
+OPTIONAL_THRESHOLD_KINDS = {AlertRule.Kind.PROMQL}
 
 
 class AlertState(models.TextChoices):
@@ -178,6 +188,8 @@ class AlertStateChange(models.Model):
 
     class Meta:
         ordering = ["-at", "-id"]
+        # monitoring/collectors/perfpilot.py counts the alerts that started firing since its last collection.
+        indexes = [models.Index(fields=["at"], name="alerts_change_at")]
 
     def __str__(self) -> str:
         return f"{self.from_state} → {self.to_state}"
@@ -304,7 +316,8 @@ class DeliveryAttempt(models.Model):
 
     class Meta:
         ordering = ["-at", "-id"]
-        indexes = [models.Index(fields=["channel", "-at"])]
+        # The second: monitoring/collectors/perfpilot.py counts the attempts since its last collection.
+        indexes = [models.Index(fields=["channel", "-at"]), models.Index(fields=["at"], name="alerts_attempt_at")]
 
     def __str__(self) -> str:
         return f"attempt {self.attempt} of {self.notification_id}: {self.outcome}"

@@ -71,13 +71,31 @@ class AckIn(StrictSchema):
 class AlertRuleIn(StrictSchema):
     name: str = Field(..., min_length=1, max_length=100)
     kind: AlertRuleKind
-    metric: str = Field("", max_length=200)
+    metric: str = Field("", max_length=200, description="The metric watched; not for event and promql rules.")
     target_id: Id | None = None
     series_labels: dict[str, str] = Field(default_factory=dict)
-    warning_threshold: Float | None = None
-    critical_threshold: Float | None = None
+    expression: str = Field(
+        "",
+        max_length=10_000,
+        description=(
+            "promql rules only (required): a PromQL expression giving an instant vector or a scalar, checked at "
+            "save (400 naming `expression`); over Perfpilot's store it must use only what its engine supports. "
+            "Every element of its result is one alert, labelled by the element's labels and the rule's."
+        ),
+    )
+    promql_source_id: Id | None = Field(
+        None, description="promql rules: the PromQL source the expression is read from; none = Perfpilot's store."
+    )
+    warning_threshold: Float | None = Field(
+        None, description="promql rules: optional; with thresholds an element breaches at or above them."
+    )
+    critical_threshold: Float | None = Field(
+        None, description="At or above the warning one (at or below for threshold_below and forecast)."
+    )
     forecast_limit: Float | None = None
-    severity: Severity = Severity.CRITICAL
+    severity: Severity = Field(
+        Severity.CRITICAL, description="What absence, event and promql rules without thresholds fire at."
+    )
     window_seconds: Int = Field(300, ge=1, le=30 * 86_400)
     for_seconds: Int = Field(0, **SECONDS)
     keep_firing_for_seconds: Int = Field(0, **SECONDS)
@@ -96,6 +114,8 @@ class AlertRuleOut(Schema):
     metric: str
     target_id: int | None
     series_labels: dict
+    expression: str
+    promql_source_id: int | None
     warning_threshold: float | None
     critical_threshold: float | None
     forecast_limit: float | None
@@ -118,6 +138,7 @@ class PreviewOut(Schema):
     value: float | None
     at: datetime | None
     severity: str | None
+    labels: dict | None = Field(None, description="promql rules: the labels the alert would carry.")
 
 
 class ChannelIn(StrictSchema):

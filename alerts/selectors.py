@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from alerts.models import (
+    SEVERITY_RANK,
     Alert,
     AlertRule,
     AlertState,
@@ -135,7 +136,7 @@ def silence_list(*, include_expired: bool = True) -> QuerySet[Silence]:
 
 
 def rule_list() -> QuerySet[AlertRule]:
-    return AlertRule.objects.select_related("target").order_by("name")
+    return AlertRule.objects.select_related("target", "promql_source").order_by("name")
 
 
 def channel_list() -> QuerySet[Channel]:
@@ -167,6 +168,7 @@ class PreviewRow:
     at: datetime | None
     severity: str | None  # what the rule would say about this value now
     quantity: str = ""  # the value as people read it, in the series' unit
+    labels: dict | None = None  # a PromQL rule's alert labels (the element's and the rule's)
 
 
 def rule_preview(*, data, limit: int = 20) -> list[PreviewRow]:
@@ -176,6 +178,8 @@ def rule_preview(*, data, limit: int = 20) -> list[PreviewRow]:
     from monitoring.selectors.series import series_latest, series_matching
     from monitoring.selectors.targets import target_list
 
+    if data.kind == AlertRule.Kind.PROMQL:
+        return promql_preview(data=data, limit=limit)
     rule = AlertRule(
         kind=data.kind, warning_threshold=data.warning_threshold, critical_threshold=data.critical_threshold
     )
@@ -210,6 +214,62 @@ def rule_preview(*, data, limit: int = 20) -> list[PreviewRow]:
         quantity = humanize.quantity(value, series.unit or metric_unit(series.metric))
         rows.append(PreviewRow(str(series), series.target.name if series.target else "", value, at, severity, quantity))
     return rows
+
+
+def promql_preview(*, data, limit: int) -> list[PreviewRow]:
+    """What the expression gives now, element by element (breaching ones first), and what each would
+    be. A query that fails is an error on the field at fault: 400 on `expression`, 502 on the source."""
+    from alerts.services.evaluation import RuleQueryFailed, promql_alert_labels, promql_classify, promql_elements
+    from core.errors import InvalidInput, UpstreamUnavailable
+    from monitoring.models import PromQLSource
+    from monitoring.promql.errors import PromQLError
+    from monitoring.promql.sources import expression_check
+
+    source = None
+    if data.promql_source_id is not None:
+        source = PromQLSource.objects.filter(pk=data.promql_source_id).first()
+        if source is None:
+            raise InvalidInput(f"There is no PromQL source {data.promql_source_id}.", field="promql_source_id")
+    try:  # checked here first: nothing that does not parse is sent to an external server
+        expression_check(data.expression, source=source)
+    except PromQLError as exc:
+        raise InvalidInput(str(exc), field="expression") from exc
+    rule = AlertRule(
+        name=data.name or "preview",
+        kind=data.kind,
+        expression=data.expression,
+        promql_source=source,
+        warning_threshold=data.warning_threshold,
+        critical_threshold=data.critical_threshold,
+        severity=data.severity,
+        labels=data.labels,
+    )
+    now = timezone.now()
+    try:
+        elements = promql_elements(rule, now)
+    except RuleQueryFailed as exc:
+        if exc.unavailable:
+            raise UpstreamUnavailable(str(exc), field="promql_source_id") from exc
+        raise InvalidInput(str(exc), field="expression") from exc
+    rows = []
+    for element_labels, value in elements:
+        observation = promql_classify(rule=rule, value=value)
+        shown = {k: v for k, v in element_labels.items() if k != "__name__"}
+        pairs = ", ".join(f'{k}="{v}"' for k, v in sorted(shown.items()))
+        series = element_labels.get("__name__", "") + "{" + pairs + "}"
+        rows.append(
+            PreviewRow(
+                series,
+                element_labels.get("target", ""),
+                observation.value,
+                now,
+                observation.severity,
+                humanize.quantity(observation.value, ""),
+                promql_alert_labels(rule, element_labels),
+            )
+        )
+    rows.sort(key=lambda row: (-SEVERITY_RANK.get(row.severity, -1), row.series))
+    return rows[:limit]
 
 
 ALERTMANAGER_COMPATIBLE_VERSION = "0.25.0"  # the Alertmanager API v2 this answers like

@@ -55,6 +55,7 @@ from monitoring.selectors.metric_names import metric_units
 
 BANNER_LIMIT = 3
 PREVIEW_HINT = "Name a metric (the field suggests the collected ones) to see the series the rule would watch."
+PROMQL_PREVIEW_HINT = "Write a PromQL expression to see what it gives now and what would fire."
 
 
 # --- the banner on every page -------------------------------------------------------------------
@@ -216,8 +217,15 @@ def rule_edit(request: HttpRequest, rule_id: int | None = None) -> HttpResponse:
             messages.success(request, f"Rule “{saved.name}” saved.")
             return redirect("alerts:rule", rule_id=saved.id)
         status = 422
-    preview = rule_preview(data=rule_input_from(rule)) if rule else []
+    preview, preview_error = [], None
+    if rule:
+        try:  # a PromQL rule's query may fail now (its source down): the page says so and still renders
+            preview = rule_preview(data=rule_input_from(rule))
+        except InvalidInput as exc:
+            preview_error = str(exc)
     context = {
+        "preview_error": preview_error,
+        "promql": rule is not None and rule.kind == AlertRule.Kind.PROMQL,
         "rule": rule,
         "form": form,
         "preview": preview,
@@ -241,7 +249,9 @@ def rule_preview_view(request: HttpRequest) -> HttpResponse:
     data = RuleInput(**form.cleaned_data) if form.is_valid() else None
     if data is None:
         error = "; ".join(f"{form[name].label}: {' '.join(errors)}" for name, errors in form.errors.items())
-    elif data.kind not in EVENT_KINDS and not data.metric:
+    elif data.kind == AlertRule.Kind.PROMQL and not data.expression.strip():
+        hint = PROMQL_PREVIEW_HINT
+    elif data.kind not in EVENT_KINDS and data.kind != AlertRule.Kind.PROMQL and not data.metric:
         hint = PREVIEW_HINT
     elif data.kind in THRESHOLD_KINDS and data.warning_threshold is None and data.critical_threshold is None:
         # Not an error while the form is being filled in: the current values are worth seeing already.
@@ -253,6 +263,7 @@ def rule_preview_view(request: HttpRequest) -> HttpResponse:
         except InvalidInput as exc:
             error = str(exc)
     context = {"preview": rows, "preview_error": error, "preview_hint": hint, "preview_note": note}
+    context["promql"] = data is not None and data.kind == AlertRule.Kind.PROMQL
     context["units"] = metric_units()
     return render(request, "alerts/rule.html#preview", context)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
@@ -14,6 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
+from core.embedded import embedded_servers_from_settings
 from core.supervisor import gunicorn_command
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +33,13 @@ def free_port() -> int:
 def web_server(*, extra_env: dict[str, str] | None = None) -> Iterator[int]:
     """gunicorn on a free port (same worker model, hooks, access log and multiprocess metrics as
     `make run`) on the bench's database and Redis; yields the port and stops it afterwards."""
+    with web_server_process(extra_env=extra_env) as (port, _process):
+        yield port
+
+
+@contextmanager
+def web_server_process(*, extra_env: dict[str, str] | None = None) -> Iterator[tuple[int, subprocess.Popen]]:
+    """web_server(), yielding (port, gunicorn's master process) for a benchmark that measures its CPU."""
     port = free_port()
     metrics_dir = Path(tempfile.mkdtemp(prefix="perfpilot-bench-metrics-"))
     env = {
@@ -47,7 +58,7 @@ def web_server(*, extra_env: dict[str, str] | None = None) -> Iterator[int]:
     )
     try:
         _wait_until_serving(port, process)
-        yield port
+        yield port, process
     finally:
         process.terminate()
         process.wait(20)
@@ -65,6 +76,19 @@ def _wait_until_serving(port: int, process: subprocess.Popen) -> None:
         except OSError:
             time.sleep(0.2)
     raise SystemExit("gunicorn did not start for the benchmark")
+
+
+def wait_listening(port: int, process: subprocess.Popen, failure: str) -> None:
+    """Wait until something accepts connections on the loopback port; SystemExit(failure) if the
+    process ends first or 30 s pass."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(failure)
 
 
 def celery_spawn(argv: list[str], log: str, *, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -85,3 +109,15 @@ def spawn(argv: list[str], log: str, *, extra_env: dict[str, str] | None = None)
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def embedded_server_processes() -> list[psutil.Process]:
+    """The bench's embedded PostgreSQL postmaster (its backends are its children) and Redis."""
+    postgres, redis_server = embedded_servers_from_settings()
+    pidfiles = [postgres and postgres.data / "postmaster.pid", redis_server and redis_server.pidfile]
+    found = []
+    for pidfile in filter(None, pidfiles):
+        # One not running from its pidfile is left out here (its CPU still shows in the machine's).
+        with contextlib.suppress(OSError, ValueError, IndexError, psutil.NoSuchProcess):
+            found.append(psutil.Process(int(pidfile.read_text().split()[0])))
+    return found

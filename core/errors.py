@@ -22,3 +22,10 @@ class Conflict(InvalidInput):
     """The thing is no longer in a state that allows this (e.g. another request claimed it first): 409."""
 
     status_code = 409
+
+
+class UpstreamUnavailable(InvalidInput):
+    """A server Perfpilot asks on the caller's behalf (a PromQL source) did not answer: 502. An
+    InvalidInput so that the API and forms show it like one, on the field that names that server."""
+
+    status_code = 502

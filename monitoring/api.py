@@ -1,4 +1,5 @@
-"""Monitoring API: targets, push ingestion, series search and history, current values."""
+"""Monitoring API: targets, push ingestion, series search and history, current values, and the PromQL
+sources rules may read."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from core.api import ERRORS, page_links, section_router
 from core.errors import InvalidInput
 from core.roles import OPERATOR, ensure_role
 from core.schemas import ErrorOut
-from monitoring.models import Series, Target
+from monitoring.models import PromQLSource, Series, Target
 from monitoring.schemas import (
     ConnectionTestOut,
     CurrentValueOut,
@@ -22,6 +23,9 @@ from monitoring.schemas import (
     ForwardingOut,
     IngestIn,
     IngestOut,
+    PromQLSourceIn,
+    PromQLSourceOut,
+    PromQLSourcePatchIn,
     QueryOut,
     SeriesOut,
     TargetIn,
@@ -32,6 +36,13 @@ from monitoring.schemas import (
 )
 from monitoring.selectors.targets import current_values, target_forecasts, target_list
 from monitoring.services.ingest import IngestBatch, samples_ingest
+from monitoring.services.promql_sources import (
+    PromQLSourceInput,
+    promql_source_create,
+    promql_source_delete,
+    promql_source_test,
+    promql_source_update,
+)
 from monitoring.services.targets import (
     TargetInput,
     target_create,
@@ -287,3 +298,56 @@ def forwarding(request):
     from monitoring.selectors.forwarding import forwarding_status
 
     return forwarding_status()
+
+
+# --- PromQL sources -----------------------------------------------------------------------------
+
+
+@router.get("/promql-sources", response=list[PromQLSourceOut], summary="List PromQL sources")
+def promql_sources_list(request):
+    """External Prometheus-compatible servers that PromQL rules may read instead of Perfpilot's store."""
+    from monitoring.selectors.promql_sources import promql_source_list
+
+    return list(promql_source_list())
+
+
+@router.post("/promql-sources", response={201: PromQLSourceOut, **WRITE_ERRORS}, summary="Add a PromQL source")
+def promql_sources_create(request, payload: PromQLSourceIn):
+    ensure_role(request.auth, OPERATOR)
+    data = PromQLSourceInput(**payload.dict())
+    return Status(201, promql_source_create(data=data, actor=request.auth, via="api"))
+
+
+@router.get("/promql-sources/{int:source_id}", response={200: PromQLSourceOut, **ERRORS}, summary="One PromQL source")
+def promql_sources_get(request, source_id: int):
+    return get_object_or_404(PromQLSource, pk=source_id)
+
+
+@router.patch(
+    "/promql-sources/{int:source_id}", response={200: PromQLSourceOut, **WRITE_ERRORS}, summary="Change a PromQL source"
+)
+def promql_sources_patch(request, source_id: int, payload: PromQLSourcePatchIn):
+    ensure_role(request.auth, OPERATOR)
+    source = get_object_or_404(PromQLSource, pk=source_id)
+    changes = payload.dict(exclude_unset=True)
+    return promql_source_update(source=source, changes=changes, actor=request.auth, via="api")
+
+
+@router.delete(
+    "/promql-sources/{int:source_id}", response={204: None, 409: ErrorOut, **ERRORS}, summary="Delete a PromQL source"
+)
+def promql_sources_delete(request, source_id: int):
+    """Refused with 409 while rules read it."""
+    ensure_role(request.auth, OPERATOR)
+    promql_source_delete(source=get_object_or_404(PromQLSource, pk=source_id), actor=request.auth, via="api")
+    return Status(204, None)
+
+
+@router.post(
+    "/promql-sources/{int:source_id}/test", response={200: ConnectionTestOut, **ERRORS}, summary="Test a PromQL source"
+)
+def promql_sources_test(request, source_id: int):
+    """Runs `vector(1)` on the source now, with its token and timeout, through the outbound policy."""
+    ensure_role(request.auth, OPERATOR)
+    result = promql_source_test(source=get_object_or_404(PromQLSource, pk=source_id))
+    return {"ok": result.ok, "detail": result.detail}

@@ -124,6 +124,37 @@ CATALOGUE: dict[str, MetricInfo] = {
     "celery_worker_tasks_processed_per_second": MetricInfo(
         "Tasks processed", "/s", "Tasks each worker took, whatever their outcome"
     ),
+    # Perfpilot's own events (monitoring/collectors/perfpilot.py)
+    "perfpilot_optimizer_runs_total": MetricInfo(
+        "Optimizer runs", "", "Tuner runs and applies ended, by tuner, target and status (a counter)"
+    ),
+    "perfpilot_scaling_decisions_total": MetricInfo(
+        "Scaling decisions", "", "Decisions recorded, by service and result (a counter)"
+    ),
+    "perfpilot_alert_firings_total": MetricInfo(
+        "Alert firings", "", "Alerts that started firing, by rule and severity (a counter)"
+    ),
+    "perfpilot_notification_deliveries_total": MetricInfo(
+        "Notification deliveries", "", "Delivery attempts by channel and outcome: sent, retry, failed (a counter)"
+    ),
+    "perfpilot_recommendations": MetricInfo("Recommendations", "", "Recommendations in each status, per target"),
+    "perfpilot_alerts_firing": MetricInfo("Alerts firing", "", "Alerts firing now, by rule and severity"),
+    "perfpilot_scaling_current_replicas": MetricInfo("Current replicas", "", "Replicas a service runs now"),
+    "perfpilot_scaling_desired_replicas": MetricInfo(
+        "Desired replicas", "", "Replicas the service's last scaling decision chose"
+    ),
+    "perfpilot_scaling_min_replicas": MetricInfo("Minimum replicas", "", "The service's lower bound"),
+    "perfpilot_scaling_max_replicas": MetricInfo("Maximum replicas", "", "The service's upper bound"),
+    "perfpilot_scaling_rule_value": MetricInfo(
+        "Scaling metric", "", "The value a scaling rule read at the service's last decision"
+    ),
+    "perfpilot_scaling_rule_target": MetricInfo("Scaling target", "", "The value a scaling rule aims for"),
+    "perfpilot_optimizer_speedup_ratio": MetricInfo(
+        "Observed speed-up", "", "Mean time of the advised queries before an applied index, divided by after"
+    ),
+    "perfpilot_optimizer_query_mean_seconds": MetricInfo(
+        "Query mean time", "s", "Mean time of the queries an applied index served, before and after"
+    ),
 }
 
 

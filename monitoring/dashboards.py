@@ -43,6 +43,10 @@ KEY_CHARTS: dict[str, tuple[ChartSpec, ...]] = {
     ),
     Target.Kind.CELERY: (ChartSpec("Queue length", ("celery_queue_length",)),),
     Target.Kind.PROMETHEUS: (),
+    Target.Kind.PERFPILOT: (
+        ChartSpec("Open recommendations", ("perfpilot_recommendations",), "", {"status": "open"}),
+        ChartSpec("Alerts firing", ("perfpilot_alerts_firing",)),
+    ),
 }
 
 

@@ -1,7 +1,9 @@
 """Current values of the collected series in Prometheus format, so Prometheus can scrape Perfpilot.
 
 Each metric becomes a gauge family `perfpilot_<metric>` with the target's name and the
-series' labels as labels; only series seen in the last 10 minutes are exposed.
+series' labels as labels; only series seen in the last 10 minutes are exposed. The control plane's
+own series (monitoring/collectors/perfpilot.py) are named perfpilot_* already and keep their name,
+and their own `target` label (the target a run optimized), as PromQL shows them.
 """
 
 from __future__ import annotations
@@ -32,12 +34,11 @@ class CollectedSeriesCollector:
             families[current.series.metric].append(current)
         for metric, values in sorted(families.items()):
             label_names = sorted({"target", *(_name(k) for v in values for k in v.series.labels)})
-            family = GaugeMetricFamily(
-                f"perfpilot_{_name(metric)}", f"Latest collected value of {metric}.", labels=label_names
-            )
+            exposed = _name(metric) if metric.startswith("perfpilot_") else f"perfpilot_{_name(metric)}"
+            family = GaugeMetricFamily(exposed, f"Latest collected value of {metric}.", labels=label_names)
             for current in values:
                 labels = {_name(k): str(v) for k, v in current.series.labels.items()}
-                labels["target"] = current.series.target.name if current.series.target_id else ""
+                labels.setdefault("target", current.series.target.name if current.series.target_id else "")
                 family.add_metric(
                     [labels.get(name, "") for name in label_names], current.value, timestamp=current.at.timestamp()
                 )

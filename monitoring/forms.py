@@ -13,6 +13,7 @@ URL_EXAMPLES = {
     Target.Kind.CELERY: "redis://:password@broker:6379/0 or amqp://user:password@rabbitmq:5672/vhost",
     Target.Kind.PROMETHEUS: "http://exporter:9100/metrics",
     Target.Kind.HOST: "none: a host target reads this machine",
+    Target.Kind.PERFPILOT: "none: reads this control plane's own database",
 }
 
 
@@ -177,3 +178,36 @@ class TargetPickerField(forms.CharField):
         if found is None:
             raise forms.ValidationError(f"No target named “{name}”: type part of a name and choose from the list.")
         return found
+
+
+class PromQLSourceForm(forms.Form):
+    """An external Prometheus-compatible server for PromQL rules. The token is never rendered back:
+    blank on edit keeps it, `remove_token` removes it."""
+
+    name = forms.SlugField(max_length=100, help_text="Letters, digits, - and _ (rules name it).")
+    url = forms.CharField(
+        max_length=500,
+        label="URL",
+        help_text="The API's base, e.g. http://prometheus:9090 (queries go to /api/v1/query).",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    token = forms.CharField(
+        max_length=4096,
+        required=False,
+        label="Bearer token",
+        help_text="Optional; stored encrypted and never shown back. Leave blank when editing to keep it.",
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}, render_value=False),
+    )
+    timeout_seconds = forms.FloatField(min_value=0.5, max_value=60, initial=10, label="Timeout (s)")
+
+    def __init__(self, *args, editing: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if editing:
+            self.fields["remove_token"] = forms.BooleanField(required=False, label="Remove the stored token")
+
+    def changes(self) -> dict:
+        """The cleaned data as the service takes it: token None (keep) unless one was typed or removal asked."""
+        data = dict(self.cleaned_data)
+        remove = data.pop("remove_token", False)
+        data["token"] = "" if remove else (data["token"] or None)
+        return data

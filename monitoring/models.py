@@ -28,6 +28,7 @@ class Target(models.Model):
         REDIS = "redis", "Redis"
         CELERY = "celery", "Celery"
         PROMETHEUS = "prometheus", "Prometheus endpoint"
+        PERFPILOT = "perfpilot", "Perfpilot (this control plane)"
 
     class Status(models.TextChoices):
         UNKNOWN = "unknown", "Unknown"

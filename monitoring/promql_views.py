@@ -13,7 +13,7 @@ from collections.abc import Callable
 import promql_parser as pp
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
@@ -22,7 +22,7 @@ from core.services import api_token_user_from_header
 from monitoring.promql import data
 from monitoring.promql.engine import _MATCH_OPS, evaluate_instant, evaluate_range
 from monitoring.promql.errors import PromQLError
-from monitoring.promql.http import duration_param, instant_data, range_data, time_param
+from monitoring.promql.http import EncodedJSON, duration_param, instant_data, range_data, time_param
 
 BUILD_INFO = {
     "version": "2.42.0",
@@ -39,7 +39,9 @@ def _error(message: str, *, error_type: str = "bad_data", status: int = 400) -> 
     return JsonResponse({"status": "error", "errorType": error_type, "error": message}, status=status)
 
 
-def _success(payload) -> JsonResponse:
+def _success(payload) -> HttpResponse:
+    if isinstance(payload, EncodedJSON):
+        return HttpResponse(f'{{"status":"success","data":{payload}}}', content_type="application/json")
     return JsonResponse({"status": "success", "data": payload}, safe=False)
 
 
@@ -49,7 +51,7 @@ def prometheus_view(handler: Callable[[HttpRequest, dict], object]):
     @csrf_exempt
     @login_not_required
     @require_http_methods(["GET", "POST"])
-    def view(request: HttpRequest, **kwargs) -> JsonResponse:
+    def view(request: HttpRequest, **kwargs) -> HttpResponse:
         user = request.user if request.user.is_authenticated else None
         if user is None:
             user = api_token_user_from_header(request.headers.get("Authorization", ""))
@@ -90,7 +92,7 @@ def _query(params) -> dict:
     return instant_data(kind, value, at)
 
 
-def _query_range(params) -> dict:
+def _query_range(params) -> EncodedJSON:
     expression = params.get("query") or ""
     if not expression:
         raise PromQLError('invalid parameter "query": missing')

@@ -5,7 +5,7 @@ from datetime import datetime
 from ninja import Field, Schema
 from pydantic import BaseModel, ConfigDict
 
-from core.schemas import Bool, Int, StrictSchema, Text, choices_enum, omittable
+from core.schemas import Bool, Float, Int, StrictSchema, Text, choices_enum, omittable
 from monitoring.models import DEFAULT_GROUP, GROUP_PATTERN, Series, Target
 
 METRIC_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:.]*$"
@@ -153,3 +153,39 @@ class ForwardingOut(Schema):
     last_success_at: datetime | None
     last_error: str
     last_error_at: datetime | None
+
+
+SOURCE_NAME = {"min_length": 1, "max_length": 100, "pattern": r"^[-a-zA-Z0-9_]+$"}
+SOURCE_URL_DESCRIPTION = (
+    "The base of a Prometheus-compatible query API (queries go to <url>/api/v1/query): http(s), no credentials, "
+    "checked against the outbound policy (422 naming `url` if refused)."
+)
+SOURCE_BEARER_HELP = "Sent as `Authorization: Bearer`; stored encrypted and never shown back."
+
+
+class PromQLSourceIn(StrictSchema):
+    name: str = Field(..., **SOURCE_NAME)
+    url: str = Field(..., min_length=1, max_length=500, description=SOURCE_URL_DESCRIPTION)
+    token: str = Field("", max_length=4096, description=SOURCE_BEARER_HELP)
+    timeout_seconds: Float = Field(10.0, ge=0.5, le=60)
+
+
+class PromQLSourcePatchIn(StrictSchema):
+    name: str = omittable(**SOURCE_NAME)
+    url: str = omittable(min_length=1, max_length=500, description=SOURCE_URL_DESCRIPTION)
+    token: str = omittable(max_length=4096, description=f'{SOURCE_BEARER_HELP} Leave out to keep it; "" removes it.')
+    timeout_seconds: Float = omittable(ge=0.5, le=60)
+
+
+class PromQLSourceOut(Schema):
+    id: int
+    name: str
+    url: str
+    token_set: bool = Field(..., description="Whether a token is stored; the token itself is never shown.")
+    timeout_seconds: float
+    created_at: datetime
+    updated_at: datetime
+
+    @staticmethod
+    def resolve_token_set(obj) -> bool:
+        return bool(obj.token_encrypted)

@@ -14,4 +14,8 @@ urlpatterns = [
     path("targets/<int:target_id>/test/", views.target_test, name="target-test"),
     path("targets/<int:target_id>/queries/", views.slow_queries, name="queries"),
     path("explore/", views.explore, name="explore"),
+    path("promql-sources/", views.promql_sources, name="promql-sources"),
+    path("promql-sources/<int:source_id>/", views.promql_source_detail, name="promql-source"),
+    path("promql-sources/<int:source_id>/test/", views.promql_source_test_view, name="promql-source-test"),
+    path("promql-sources/<int:source_id>/delete/", views.promql_source_remove, name="promql-source-delete"),
 ]

@@ -1,4 +1,5 @@
-"""Monitoring pages: the Overview, targets, a page per target, slow queries, and the metrics explorer."""
+"""Monitoring pages: the Overview, targets, a page per target, slow queries, the metrics explorer, and
+the PromQL sources that rules may read."""
 
 from __future__ import annotations
 
@@ -19,10 +20,18 @@ from core.htmx import render_page, requested_fragment
 from core.roles import OPERATOR, ensure_role, role_required
 from core.selectors import queue_lengths
 from monitoring.dashboards import all_metric_charts, explorer_chart, overview_panels
-from monitoring.forms import TargetFilterForm, TargetForm
-from monitoring.models import Series, Target
+from monitoring.forms import PromQLSourceForm, TargetFilterForm, TargetForm
+from monitoring.models import PromQLSource, Series, Target
 from monitoring.selectors.forwarding import forwarding_status
+from monitoring.selectors.promql_sources import promql_source_list
 from monitoring.selectors.targets import target_forecasts, target_list, target_name_matches, target_summary
+from monitoring.services.promql_sources import (
+    PromQLSourceInput,
+    promql_source_create,
+    promql_source_delete,
+    promql_source_test,
+    promql_source_update,
+)
 from monitoring.services.targets import (
     TargetInput,
     target_create,
@@ -87,6 +96,7 @@ def index(request: HttpRequest) -> HttpResponse:
         "form": form,
         "kinds": Target.Kind.choices,
         "forwarding": forwarding_status(),
+        "promql_sources": promql_source_list(),
     }
     return render(request, "monitoring/index.html", context, status=status)
 
@@ -236,3 +246,69 @@ def explore(request: HttpRequest) -> HttpResponse:
     }
     fragment = requested_fragment(request, "chart")
     return render_page(request, "monitoring/explore.html", context, fragment=fragment, status=422 if error else 200)
+
+
+# --- PromQL sources -----------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def promql_sources(request: HttpRequest) -> HttpResponse:
+    """The external servers PromQL rules may read; operators add one here."""
+    form = PromQLSourceForm()
+    status = 200
+    if request.method == "POST":
+        ensure_role(request.user, OPERATOR)
+        form = PromQLSourceForm(request.POST)
+
+        def save(data: dict) -> PromQLSource:
+            return promql_source_create(data=PromQLSourceInput(**form.changes()), actor=request.user, via="ui")
+
+        source = form_submit(form, save)
+        if source is not None:
+            messages.success(request, f"PromQL source “{source.name}” added. Test it to check the URL and token.")
+            return redirect("monitoring:promql-source", source_id=source.id)
+        status = 422
+    context = {"sources": promql_source_list(), "form": form}
+    return render(request, "monitoring/promql_sources.html", context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+def promql_source_detail(request: HttpRequest, source_id: int) -> HttpResponse:
+    source = get_object_or_404(PromQLSource, pk=source_id)
+    initial = {"name": source.name, "url": source.url, "timeout_seconds": source.timeout_seconds}
+    form = PromQLSourceForm(initial=initial, editing=True)
+    status = 200
+    if request.method == "POST":
+        ensure_role(request.user, OPERATOR)
+        form = PromQLSourceForm(request.POST, editing=True)
+
+        def save(data: dict) -> PromQLSource:
+            return promql_source_update(source=source, changes=form.changes(), actor=request.user, via="ui")
+
+        saved = form_submit(form, save)
+        if saved is not None:
+            messages.success(request, f"PromQL source “{saved.name}” saved.")
+            return redirect("monitoring:promql-source", source_id=source.id)
+        status = 422
+    context = {"source": source, "form": form, "rules": source.alert_rules.order_by("name")}
+    return render(request, "monitoring/promql_source.html", context, status=status)
+
+
+@require_POST
+@role_required(OPERATOR)
+def promql_source_test_view(request: HttpRequest, source_id: int) -> HttpResponse:
+    result = promql_source_test(source=get_object_or_404(PromQLSource, pk=source_id))
+    return render(request, "monitoring/_test_result.html", {"result": result, "tested_at": timezone.now()})
+
+
+@require_POST
+@role_required(OPERATOR)
+def promql_source_remove(request: HttpRequest, source_id: int) -> HttpResponse:
+    source = get_object_or_404(PromQLSource, pk=source_id)
+    try:
+        promql_source_delete(source=source, actor=request.user, via="ui")
+    except InvalidInput as exc:  # rules still read it
+        messages.error(request, str(exc))
+        return redirect("monitoring:promql-source", source_id=source.id)
+    messages.success(request, f"PromQL source “{source.name}” deleted.")
+    return redirect("monitoring:promql-sources")

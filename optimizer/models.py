@@ -153,6 +153,8 @@ class OptimizationRun(models.Model):
         indexes = [
             models.Index(fields=["target", "tuner", "-created_at"]),
             models.Index(fields=["-created_at"]),
+            # monitoring/collectors/perfpilot.py counts the runs that ended since its last collection.
+            models.Index(fields=["finished_at"], name="optimizer_run_finished"),
             # The reaper reads the few live runs every 30 s, never the whole log.
             models.Index(
                 fields=["status"], name="optimizer_run_live", condition=models.Q(status__in=LIVE_RUN_STATUSES)

@@ -9,7 +9,7 @@ from datetime import datetime
 from django.db.models import QuerySet
 
 from monitoring.models import Target
-from optimizer.models import OptimizationRun
+from optimizer.models import OptimizationRun, Recommendation
 from optimizer.services.speedups import MEASURED_CATEGORIES
 
 OBSERVED, WAITING, NOT_OBSERVED = "observed", "waiting", "not_observed"
@@ -93,3 +93,21 @@ def speedup_list(*, target: Target, limit: int = 20) -> list[Speedup]:
     runs = applies_done(target=target).filter(recommendation__category__in=MEASURED_CATEGORIES)
     runs = runs.order_by("-finished_at", "-id")[:limit]
     return [_speedup(run) for run in runs]
+
+
+def speedups_observed(*, limit: int) -> list[tuple[str, Speedup]]:
+    """(target name, speed-up) of the most recent applies whose speed-up was observed, over every target.
+
+    Reached from the applied recommendations (an index on their status), not by scanning the run log:
+    monitoring asks at every collection."""
+    applied = Recommendation.objects.filter(status=Recommendation.Status.APPLIED, category__in=MEASURED_CATEGORIES)
+    runs = OptimizationRun.objects.filter(
+        recommendation__in=applied,
+        action=OptimizationRun.Action.APPLY,
+        status=OptimizationRun.Status.SUCCEEDED,
+        dry_run=False,
+        evidence_after__observed__speedup__isnull=False,
+    ).select_related("recommendation")
+    runs = runs.order_by("-finished_at", "-id")[:limit]
+    found = [(run.target_name, _speedup(run)) for run in runs]
+    return [(target, speedup) for target, speedup in found if speedup.speedup is not None]  # JSON null passes isnull

@@ -59,7 +59,7 @@ PREFIX = "/performance/scaling"
 
 
 def _service(name: str) -> ScaledService:
-    return get_object_or_404(ScaledService.objects.prefetch_related("rules", "schedules"), name=name)
+    return get_object_or_404(ScaledService.objects.prefetch_related("rules__promql_source", "schedules"), name=name)
 
 
 def _service_by_name(name: str) -> ScaledService:
@@ -112,7 +112,7 @@ def scaling_execute(request, payload: ScaleExecuteIn):
 
 @router.get(f"{PREFIX}/services", response=list[ServiceOut], summary="List scaled services")
 def services_list(request):
-    return list(ScaledService.objects.prefetch_related("rules", "schedules"))
+    return list(ScaledService.objects.prefetch_related("rules__promql_source", "schedules"))
 
 
 @router.post(f"{PREFIX}/services", response={201: ServiceOut, **WRITE_ERRORS}, summary="Add a scaled service")
@@ -202,7 +202,7 @@ def rules_delete(request, service: PathName, rule: PathName):
 
 @router.get(
     f"{PREFIX}/services/{{service}}/rules/{{rule}}/whatif",
-    response={200: ReplayOut, 400: ErrorOut, **ERRORS},
+    response={200: ReplayOut, 400: ErrorOut, 502: ErrorOut, **ERRORS},
     summary="What-if replay of a rule",
 )
 def rules_whatif(
@@ -213,7 +213,11 @@ def rules_whatif(
     end: str = Query("now", alias="to"),
     start_replicas: int | None = Query(None, ge=0, le=10_000),
 ):
-    """The replicas the rule would have chosen over its recorded metric (works before it is enabled)."""
+    """The replicas the rule would have chosen over its recorded metric (works before it is enabled).
+
+    A PromQL rule's history is its expression over the range (range_matrix, one step per 15 s or coarser):
+    400 naming `expression` when it errs or gives several values at a step, 502 when its source cannot answer.
+    """
     found = get_object_or_404(ScalingRule.objects.select_related("service"), service__name=service, name=rule)
     replay = rule_replay(
         rule=found, start=parse_time(start, "from"), end=parse_time(end, "to"), start_replicas=start_replicas

@@ -68,6 +68,7 @@ class RuleInput:
     tolerance: float = DEFAULT_TOLERANCE
     target_type: str = TARGET_VALUE
     unit: str = ""
+    error: str = ""  # why the value is None when it is not simply missing (a PromQL rule's error)
 
 
 @dataclass(frozen=True)
@@ -164,9 +165,8 @@ def _fmt(number: float) -> str:
 def _propose(rule: RuleInput, current: int) -> Proposal:
     unit = f" {rule.unit}" if rule.unit else ""
     if rule.value is None:
-        return Proposal(
-            rule.name, None, rule.target, None, None, False, f"{rule.name}: no recent data, so it proposes nothing."
-        )
+        why = rule.error or "no recent data"
+        return Proposal(rule.name, None, rule.target, None, None, False, f"{rule.name}: {why}, so it proposes nothing.")
     if rule.target_type == TARGET_AVERAGE:
         # HPA AverageValue: usage ratio = metric / (target x current); desired = ceil(metric / target).
         ratio = rule.value / (rule.target * current) if current > 0 else math.inf

@@ -125,6 +125,18 @@ class RuleForm(forms.Form):
         widget=forms.TextInput(attrs={"list": "rule-metric-names", "autocomplete": "off"}),
     )
     labels = forms.CharField(required=False, help_text='Built-ins: e.g. {"queue": "default"}')
+    expression = forms.CharField(
+        required=False,
+        max_length=4000,
+        label="PromQL expression",
+        help_text="For “A PromQL expression”: it must give one number, e.g. sum(rate(http_requests_total[2m])).",
+        widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false"}),
+    )
+    promql_source = forms.ChoiceField(
+        required=False,
+        label="Evaluated on",
+        help_text="For “A PromQL expression”: Perfpilot's own store, or an external Prometheus-compatible server.",
+    )
     target_value = forms.FloatField(label="Target value")
     target_type = forms.ChoiceField(choices=ScalingRule.TargetType.choices, initial=ScalingRule.TargetType.VALUE)
     tolerance = forms.FloatField(min_value=0, max_value=0.99, initial=0.1, help_text="0.1 = ±10 %")
@@ -134,10 +146,12 @@ class RuleForm(forms.Form):
         self,
         *args,
         series_choices: Sequence[tuple[int, str]] = (),
+        promql_sources: Sequence[str] = (),
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.fields["series_id"].choices = [("", "Choose a series"), *series_choices]
+        self.fields["promql_source"].choices = [("", "Perfpilot's own store"), *((n, n) for n in promql_sources)]
 
     def clean_labels(self) -> dict:
         labels = _json_object(self.cleaned_data.get("labels"), "Labels")
@@ -155,6 +169,11 @@ class RuleForm(forms.Form):
         data = super().clean()
         if data.get("source") == ScalingRule.Source.SERIES and not data.get("series_id"):
             self.add_error("series_id", "Choose the series a rule on a collected series reads.")
+        if data.get("source") == ScalingRule.Source.PROMQL and not data.get("expression", "").strip():
+            self.add_error("expression", "Write the PromQL expression the rule reads.")
+        if data.get("source") != ScalingRule.Source.PROMQL:
+            # The PromQL fields stay on the form for every source; they mean nothing for the others.
+            data["expression"], data["promql_source"] = "", None
         return data
 
 

@@ -105,6 +105,7 @@ class ScalingRule(models.Model):
         REQUEST_RATE = "request_rate", "Request rate"
         QUEUE_LENGTH = "queue_length", "Queue length"
         P95_LATENCY = "p95_latency", "p95 latency"
+        PROMQL = "promql", "A PromQL expression"
 
     class TargetType(models.TextChoices):
         VALUE = "value", "Value (desired = ceil(current x metric / target))"
@@ -117,6 +118,17 @@ class ScalingRule(models.Model):
     target_id = models.BigIntegerField(null=True, blank=True, help_text="Built-ins: the monitoring target read.")
     metric_name = models.CharField(max_length=200, blank=True, help_text="Built-ins: overrides the default metric.")
     labels = models.JSONField(default=dict, blank=True, help_text="Built-ins: label values a series must have.")
+    expression = models.TextField(blank=True, help_text="For source 'promql': an expression giving one number.")
+    # Where a PromQL rule is evaluated: an external Prometheus-compatible server, or (null) Perfpilot's own
+    # store. PROTECT: deleting a source some rule reads must not silently move the rule to another store.
+    promql_source = models.ForeignKey(
+        "monitoring.PromQLSource",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="scaling_rules",
+        help_text="For source 'promql': the server evaluating it; empty: Perfpilot's own store.",
+    )
     target_value = models.FloatField()
     target_type = models.CharField(max_length=10, choices=TargetType.choices, default=TargetType.VALUE)
     tolerance = models.FloatField(default=0.1)

@@ -14,6 +14,11 @@ SelectLiteral = Literal["Max", "Min", "Disabled"]
 ServiceTier = choices_enum("ServiceTier", ScaledService.Tier)
 RuleSource = choices_enum("RuleSource", ScalingRule.Source)
 RuleTargetType = choices_enum("RuleTargetType", ScalingRule.TargetType)
+EXPRESSION_HELP = (
+    "For source promql: an expression giving an instant vector or a scalar (checked when saved: a 400 naming it); each "
+    "evaluation needs exactly one element, else the rule proposes nothing and the decision says why."
+)
+PROMQL_SOURCE_HELP = "For source promql: a PromQL source's name; null or left out: Perfpilot's own store."
 
 
 class PolicyIn(StrictSchema):
@@ -78,6 +83,8 @@ class ScalingRuleIn(StrictSchema):
     target_type: RuleTargetType = RuleTargetType.VALUE
     tolerance: Float = Field(0.1, ge=0, lt=1)
     enabled: Bool = True
+    expression: str = Field("", max_length=4000, description=EXPRESSION_HELP)
+    promql_source: str | None = Field(None, max_length=100, description=PROMQL_SOURCE_HELP)
 
 
 class ScalingRuleCreateIn(ScalingRuleIn):
@@ -94,6 +101,8 @@ class ScalingRulePatchIn(StrictSchema):
     target_type: RuleTargetType = omittable()
     tolerance: Float = omittable(ge=0, lt=1)
     enabled: Bool = omittable()
+    expression: str = omittable(max_length=4000, description=EXPRESSION_HELP)
+    promql_source: str | None = Field(None, max_length=100, description=PROMQL_SOURCE_HELP)
 
 
 class ScalingRuleOut(Schema):
@@ -108,6 +117,12 @@ class ScalingRuleOut(Schema):
     target_type: str
     tolerance: float
     enabled: bool
+    expression: str
+    promql_source: str | None = Field(..., description="The PromQL source's name; null: Perfpilot's own store.")
+
+    @staticmethod
+    def resolve_promql_source(obj: ScalingRule) -> str | None:
+        return obj.promql_source.name if obj.promql_source_id else None
 
 
 class ScheduleOverrideOut(Schema):

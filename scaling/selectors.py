@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -12,7 +13,11 @@ from django.db import connection
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
+from core.errors import InvalidInput
 from monitoring.catalogue import metric_info
+from monitoring.models import PromQLSource
+from monitoring.promql.errors import PromQLError
+from monitoring.promql.sources import SourceUnavailable, instant_vector, range_matrix
 from monitoring.selectors.series import series_get, series_latest, series_query, series_search, series_units
 from scaling.models import ScaledService, ScalingDecision, ScalingRule
 
@@ -70,6 +75,7 @@ SERIES_CHOICES_LIMIT = 2000
 class RulePickerChoices:
     series: list[tuple[int, str]]
     metric_names: list[str]
+    promql_sources: list[str]
 
 
 def rule_picker_choices(*, keep_series_ids: Iterable[int] = ()) -> RulePickerChoices:
@@ -83,7 +89,8 @@ def rule_picker_choices(*, keep_series_ids: Iterable[int] = ()) -> RulePickerCho
             found.append(kept)
     series = [(s.id, f"{s.target.name if s.target else 'no target'} · {s}") for s in found]
     metric_names = sorted({s.metric for s in found})
-    return RulePickerChoices(series=series, metric_names=metric_names)
+    promql_sources = list(PromQLSource.objects.order_by("name").values_list("name", flat=True))
+    return RulePickerChoices(series=series, metric_names=metric_names, promql_sources=promql_sources)
 
 
 def _series_matching(*, target_id: int | None, metric: str, labels: dict) -> list:
@@ -109,6 +116,9 @@ def rules_series(rules: Iterable[ScalingRule]) -> dict[int, RuleSeries]:
         series_ids=[r.series_id for r in rules if r.source == ScalingRule.Source.SERIES and r.series_id]
     )
     for rule in rules:
+        if rule.source == ScalingRule.Source.PROMQL:
+            result[rule.id] = RuleSeries((), "", "", f"{rule.expression} on {promql_source_label(rule)}")
+            continue
         if rule.source == ScalingRule.Source.SERIES:
             ids = (rule.series_id,) if rule.series_id else ()
             metric_and_unit = stored.get(rule.series_id)
@@ -135,17 +145,62 @@ class RuleValue:
     value: float | None
     at: datetime | None
     series: RuleSeries
+    error: str = ""  # a PromQL rule that could not give one number: why (its value is then None)
+
+
+def promql_source_label(rule: ScalingRule) -> str:
+    return f"source {rule.promql_source.name}" if rule.promql_source_id else "Perfpilot's store"
+
+
+def _ms(at: datetime) -> int:
+    return round(at.timestamp() * 1000)
+
+
+def _one_value(elements: list[tuple[dict, float]]) -> tuple[float | None, str]:
+    """KEDA's rule for a Prometheus scaler's answer: exactly one element, a finite number; else why not."""
+    if len(elements) != 1:
+        shown = ", ".join(
+            "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" for labels, _ in elements[:3]
+        )
+        more = f" and {len(elements) - 3} more" if len(elements) > 3 else ""
+        got = f"{len(elements)} elements ({shown}{more})" if elements else "no value (an empty vector)"
+        return None, f"the expression gave {got}; a scaling rule needs exactly one: aggregate it, e.g. sum(...)"
+    value = elements[0][1]
+    if not math.isfinite(value):
+        return None, f"the expression gave {value}, not a finite number"
+    return value, ""
+
+
+def promql_rule_value(rule: ScalingRule, now: datetime) -> tuple[float | None, str]:
+    """A PromQL rule's value at `now`, or None and the reason (its author's error, a source that cannot
+    answer, or not exactly one number): the same as missing data for the evaluator, with its reason."""
+    try:
+        elements = instant_vector(rule.expression, time_ms=_ms(now), source=rule.promql_source)
+    except PromQLError as exc:
+        return None, f"PromQL error: {exc}"
+    except SourceUnavailable as exc:
+        return None, f"PromQL source unavailable: {exc}"
+    return _one_value(elements)
 
 
 def rule_values(*, rules: list[ScalingRule], now: datetime | None = None) -> dict[int, RuleValue]:
-    """The current value of each rule from the newest samples, in one read of all their series."""
+    """The current value of each rule from the newest samples, in one read of all their series; PromQL rules
+    are evaluated at `now`, once per (expression, source) however many rules share it."""
     now = now or timezone.now()
     series = rules_series(rules)
     all_ids = sorted({sid for rs in series.values() for sid in rs.series_ids})
     latest = series_latest(series_ids=all_ids, within=METRIC_MAX_AGE, now=now) if all_ids else {}
     values: dict[int, RuleValue] = {}
+    evaluated: dict[tuple[str, int | None], tuple[float | None, str]] = {}
     for rule in rules:
         rs = series[rule.id]
+        if rule.source == ScalingRule.Source.PROMQL:
+            key = (rule.expression, rule.promql_source_id)
+            if key not in evaluated:
+                evaluated[key] = promql_rule_value(rule, now)
+            value, error = evaluated[key]
+            values[rule.id] = RuleValue(value, now if value is not None else None, rs, error)
+            continue
         points = [latest[sid] for sid in rs.series_ids if sid in latest]
         if not points:
             values[rule.id] = RuleValue(None, None, rs)
@@ -211,8 +266,49 @@ class MetricPoint:
     value: float
 
 
+class RuleHistoryUnavailable(InvalidInput):
+    """A PromQL rule's source could not answer for its history: 502, as a gateway would."""
+
+    status_code = 502
+
+
+# A PromQL rule's history is evaluated at no finer step than this (beat evaluates every 15 s).
+PROMQL_MIN_STEP = timedelta(seconds=15)
+
+
+def _promql_history(rule: ScalingRule, start: datetime, end: datetime, max_points: int) -> list[MetricPoint]:
+    """A PromQL rule's values over [start, end) from range_matrix: a step with no value is skipped (as missing
+    history), a step with several is the rule's error, as it would be at evaluation."""
+    step = max(PROMQL_MIN_STEP, timedelta(seconds=math.ceil((end - start).total_seconds() / max(max_points, 1))))
+    step_ms = round(step.total_seconds()) * 1000
+    try:
+        matrix = range_matrix(
+            rule.expression, start_ms=_ms(start), end_ms=_ms(end) - 1, step_ms=step_ms, source=rule.promql_source
+        )
+    except PromQLError as exc:
+        raise InvalidInput(f"PromQL error: {exc}", field="expression") from exc
+    except SourceUnavailable as exc:
+        raise RuleHistoryUnavailable(f"PromQL source unavailable: {exc}", field="promql_source") from exc
+    by_step: dict[int, list[tuple[dict, float]]] = defaultdict(list)
+    for labels, points in matrix:
+        for t, value in points:
+            by_step[t].append((labels, value))
+    history = []
+    for t in sorted(by_step):
+        if len(by_step[t]) > 1:
+            _, why = _one_value(by_step[t])
+            at = datetime.fromtimestamp(t / 1000, UTC).isoformat(timespec="seconds")
+            raise InvalidInput(f"At {at}, {why}.", field="expression")
+        value = by_step[t][0][1]
+        if math.isfinite(value):
+            history.append(MetricPoint(datetime.fromtimestamp(t / 1000, UTC), value))
+    return history
+
+
 def rule_history(*, rule: ScalingRule, start: datetime, end: datetime, max_points: int = 1500) -> list[MetricPoint]:
     """The rule's metric over [start, end), one value per step (aggregated across its series)."""
+    if rule.source == ScalingRule.Source.PROMQL:
+        return _promql_history(rule, start, end, max_points)
     rs = rules_series([rule])[rule.id]
     if not rs.series_ids:
         return []

@@ -108,7 +108,7 @@ def _picker_choices(rules: list[ScalingRule]) -> RulePickerChoices:
 
 def _rule_form(*args, choices: RulePickerChoices, **kwargs) -> RuleForm:
     """A rule form whose series is a picker of the monitored series (its target is a name search)."""
-    return RuleForm(*args, series_choices=choices.series, **kwargs)
+    return RuleForm(*args, series_choices=choices.series, promql_sources=choices.promql_sources, **kwargs)
 
 
 def _rule_forms(
@@ -133,6 +133,8 @@ def _rule_forms(
             "target_type": rule.target_type,
             "tolerance": rule.tolerance,
             "enabled": rule.enabled,
+            "expression": rule.expression,
+            "promql_source": rule.promql_source.name if rule.promql_source_id else "",
         }
         form = _rule_form(initial=initial, prefix=f"rule-{rule.id}", choices=choices)
         form.fields["name"].disabled = True
@@ -149,7 +151,11 @@ def _live_context(service: ScaledService, preset: str) -> dict:
     decisions = list(decision_list(service=service, limit=30))
     last = decisions[0] if decisions else None
     rule = driving_rule(service, last)
-    metric = rule_history(rule=rule, start=start, end=end, max_points=600) if rule else []
+    metric, metric_error = [], ""
+    try:
+        metric = rule_history(rule=rule, start=start, end=end, max_points=600) if rule else []
+    except InvalidInput as exc:  # a PromQL rule's history: its error or its source's, shown above the chart
+        metric_error = str(exc)
     # The count the "Replicas" card shows: the chart draws it as a level when no decision falls in the range.
     current = service.applied_replicas if service.applied_replicas is not None else service.observed_replicas
     figure = decisions_figure(
@@ -170,6 +176,7 @@ def _live_context(service: ScaledService, preset: str) -> dict:
         "why": decision_why(last),
         "driving_rule": rule,
         "figure_json": figure_json(figure),
+        "metric_error": metric_error,
         "range_label": label,
         "ranges": CHART_RANGES,
     }
@@ -197,7 +204,7 @@ def _service_page(request, service: ScaledService, *, status: int = 200, **forms
 
 
 def _get_service(name: str) -> ScaledService:
-    return get_object_or_404(ScaledService.objects.prefetch_related("rules", "schedules"), name=name)
+    return get_object_or_404(ScaledService.objects.prefetch_related("rules__promql_source", "schedules"), name=name)
 
 
 @require_GET

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,83 @@ def prometheus_start(tmp_path: Path, config: str, *flags: str) -> tuple[subproce
         stderr=(tmp_path / "prometheus.log").open("wb"),
     )
     return process, port
+
+
+def prometheus_ready(tmp_path: Path, config: str, *flags: str) -> tuple[subprocess.Popen, str]:
+    """prometheus_start, then wait (up to 20 s) until it answers /-/ready: (process, base URL)."""
+    process, port = prometheus_start(tmp_path, config, *flags)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        assert process.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
+        try:
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
+                if response.status == 200:
+                    return process, url
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "Prometheus did not become ready in 20 s"
+        time.sleep(0.2)
+
+
+def prometheus_receiving(tmp_path: Path) -> tuple[subprocess.Popen, str]:
+    """A Prometheus with its remote-write receiver on and nothing scraped, once ready: (process, base URL).
+    Feed it with prometheus_remote_write. The caller stops it."""
+    return prometheus_ready(tmp_path, "global: {scrape_interval: 1h}\n", "--web.enable-remote-write-receiver")
+
+
+def prometheus_remote_write(url: str, series: list) -> None:
+    """[(labels with __name__, [(value, t ms)])] into the Prometheus at `url` by remote write."""
+    from monitoring.protocols.remote_write import write_request_encode
+
+    request = urllib.request.Request(
+        f"{url}/api/v1/write",
+        data=write_request_encode(series),
+        headers={
+            "Content-Type": "application/x-protobuf",
+            "Content-Encoding": "snappy",
+            "X-Prometheus-Remote-Write-Version": "0.1.0",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 204
+
+
+def perfpilot_remote_write(client: Client, auth: dict, series: list) -> None:
+    """The same series into Perfpilot through its remote-write receiver (the ingest path Prometheus uses)."""
+    from monitoring.protocols.remote_write import write_request_encode
+
+    response = client.post(
+        "/prometheus/api/v1/write",
+        write_request_encode(series),
+        content_type="application/x-protobuf",
+        HTTP_CONTENT_ENCODING="snappy",
+        **auth,
+    )
+    assert response.status_code == 204, response.content
+
+
+class RunningPrometheus:
+    """A real Prometheus 2.42 taking remote-written samples (the `real_prometheus` fixture)."""
+
+    def __init__(self, process: subprocess.Popen, url: str) -> None:
+        self.process, self.url = process, url
+
+    def write(self, series: list[tuple[dict[str, str], list[tuple[float, int]]]]) -> None:
+        """Remote-write [(labels with __name__, [(value, t ms)])] into it."""
+        prometheus_remote_write(self.url, series)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+
+
+@pytest.fixture
+def real_prometheus(tmp_path):
+    running = RunningPrometheus(*prometheus_receiving(tmp_path))
+    yield running
+    running.stop()
 
 
 def _make_user(username: str, role: str):

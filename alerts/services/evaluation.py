@@ -3,15 +3,24 @@ state machines, and write state changes, history and outbox rows in one transact
 
 Event rules: target down is observed from monitoring's target health; tuner and scaling failures
 arrive through alert_event_emit(), which other apps call when something fails.
+
+PromQL rules read their expression through monitoring.promql.sources (Perfpilot's store or an
+external server), as a Prometheus alerting rule does: every element of the result is one alert.
+When the query fails, the rule records the error and its alerts stay exactly as they were (as
+Prometheus leaves a rule's active alerts when its evaluation errs): a source that is down resolves
+nothing, and nothing goes from pending to firing without an observation.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from alerts.models import EVENT_KINDS, Alert, AlertRule, AlertState, AlertStateChange
@@ -27,6 +36,22 @@ EVALUATION_LOCK = lock_key("evaluate-alerts")
 REPEAT_CHECK_KEY = "perfpilot:alerts:repeats-checked"
 REPEAT_CHECK_SECONDS = 15
 FORECAST_WINDOW = timedelta(days=7)
+# One alert per element: an expression answering more than this many is a mistake, not an incident
+# (Prometheus's rule group `limit` does the same); the rule fails with last_error and stays as it was.
+MAX_PROMQL_ALERTS = 1000
+# Rules reading an external PromQL source go last, longest unevaluated first, and only while a run
+# has spent less than this: a slow source (up to its timeout per query) then delays only other such
+# rules, which stay due for the next run, and evaluate_rules_task stays within its 100 s soft limit.
+EXTERNAL_BUDGET_SECONDS = 60
+
+
+class RuleQueryFailed(Exception):
+    """A rule's query could not be answered; its alerts are left alone. `unavailable`: the source did
+    not answer (else the expression is at fault)."""
+
+    def __init__(self, message: str, *, unavailable: bool = False) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
 
 
 @dataclass(frozen=True)
@@ -47,6 +72,7 @@ class EvaluationSummary:
     repeats: int = 0
     errors: dict[str, str] = field(default_factory=dict)
     skipped: bool = False
+    deferred: int = 0  # rules reading an external source left for the next run (EXTERNAL_BUDGET_SECONDS)
 
 
 def classify(*, rule: AlertRule, value: float | None) -> sm.Observation:
@@ -121,6 +147,61 @@ def _series_observations(rule: AlertRule, now: datetime) -> list[Observed]:
     return observed
 
 
+def promql_alert_labels(rule: AlertRule, element_labels: dict[str, str]) -> dict[str, str]:
+    """An element's labels without its metric name, then the rule's labels, then alertname (Prometheus's order)."""
+    labels = {str(k): str(v) for k, v in element_labels.items() if k != "__name__"}
+    labels.update({str(k): str(v) for k, v in (rule.labels or {}).items()})
+    labels["alertname"] = rule.name
+    return labels
+
+
+def promql_classify(*, rule: AlertRule, value: float) -> sm.Observation:
+    """With thresholds, the element's value against them (at or above); without, every element
+    breaches at the rule's severity, as in Prometheus where the expression itself is the condition.
+    A value that is not finite is stored as none (JSON and the pages cannot show NaN or infinity)."""
+    thresholds = rule.warning_threshold is not None or rule.critical_threshold is not None
+    observation = classify(rule=rule, value=value) if thresholds else sm.Observation(rule.severity, value)
+    if math.isfinite(value):
+        return observation
+    return sm.Observation(observation.severity, None, observation.threshold)
+
+
+def promql_elements(rule: AlertRule, now: datetime) -> list[tuple[dict[str, str], float]]:
+    """The expression's elements at `now`; RuleQueryFailed with the source's or the engine's words."""
+    from monitoring.promql.errors import PromQLError
+    from monitoring.promql.sources import SourceUnavailable, instant_vector
+
+    try:
+        elements = instant_vector(rule.expression, time_ms=round(now.timestamp() * 1000), source=rule.promql_source)
+    except PromQLError as exc:
+        raise RuleQueryFailed(str(exc)) from exc
+    except SourceUnavailable as exc:
+        raise RuleQueryFailed(str(exc), unavailable=True) from exc
+    if len(elements) > MAX_PROMQL_ALERTS:
+        raise RuleQueryFailed(
+            f"the expression gives {len(elements)} elements, more than the {MAX_PROMQL_ALERTS} alerts a rule may "
+            "have: aggregate it or narrow its selectors"
+        )
+    return elements
+
+
+def _promql_observations(rule: AlertRule, now: datetime) -> list[Observed]:
+    from monitoring.models import Target
+
+    elements = promql_elements(rule, now)
+    target_ids = {}
+    if rule.promql_source_id is None:  # Perfpilot's own series carry their target's name
+        names = {labels["target"] for labels, _ in elements if labels.get("target")}
+        target_ids = dict(Target.objects.filter(name__in=names).values_list("name", "id"))
+    observed = []
+    for element_labels, value in elements:
+        labels = promql_alert_labels(rule, element_labels)
+        target_id = target_ids.get(element_labels.get("target", ""))
+        # No `metric`: a PromQL alert's severity moves within the one alert, so there is nothing to inhibit.
+        observed.append(Observed(labels, target_id, "", promql_classify(rule=rule, value=value)))
+    return observed
+
+
 def _target_down_observations(rule: AlertRule) -> list[Observed]:
     from monitoring.selectors.targets import target_list
 
@@ -191,7 +272,14 @@ def rule_evaluate(*, rule: AlertRule, now: datetime | None = None) -> int:
         from alerts.services.external import external_rule_evaluate
 
         return external_rule_evaluate(rule=rule, now=now)
-    if rule.kind == AlertRule.Kind.TARGET_DOWN:
+    if rule.kind == AlertRule.Kind.PROMQL:
+        try:
+            observed = _promql_observations(rule, now)
+        except RuleQueryFailed as exc:
+            logger.warning("PromQL rule %s: %s", rule.id, exc)
+            AlertRule.objects.filter(pk=rule.pk).update(last_evaluated_at=now, last_error=str(exc)[:2000])
+            return 0
+    elif rule.kind == AlertRule.Kind.TARGET_DOWN:
         observed = _target_down_observations(rule)
     elif rule.is_event:
         observed = []  # tuner and scaling failures arrive through alert_event_emit
@@ -254,12 +342,21 @@ def rules_evaluate_due(*, now: datetime | None = None, force: bool = False) -> E
     if lock is None:
         summary.skipped = True
         return summary
+    started = time.monotonic()
+    rules = (
+        AlertRule.objects.filter(enabled=True)
+        .select_related("target", "promql_source")
+        .order_by(F("promql_source_id").asc(nulls_first=True), F("last_evaluated_at").asc(nulls_first=True), "id")
+    )
     with lock:
-        for rule in AlertRule.objects.filter(enabled=True).select_related("target"):
+        for rule in rules:
             due = rule.last_evaluated_at is None or (
                 now - rule.last_evaluated_at >= timedelta(seconds=rule.eval_interval_seconds) - timedelta(seconds=0.5)
             )
             if not (due or force):
+                continue
+            if rule.promql_source_id is not None and time.monotonic() - started > EXTERNAL_BUDGET_SECONDS:
+                summary.deferred += 1
                 continue
             summary.rules += 1
             try:

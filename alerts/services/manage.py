@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from alerts.models import (
     EVENT_KINDS,
+    OPTIONAL_THRESHOLD_KINDS,
     THRESHOLD_KINDS,
     Alert,
     AlertRule,
@@ -27,6 +28,7 @@ from core.errors import InvalidInput
 from core.services import audit_record
 
 MAX_SECONDS = 30 * 86_400
+MAX_EXPRESSION_LENGTH = 10_000
 SLACK_HOSTS = ("hooks.slack.com", "hooks.slack-gov.com")
 
 
@@ -69,6 +71,8 @@ class RuleInput:
     metric: str = ""
     target_id: int | None = None
     series_labels: dict = field(default_factory=dict)
+    expression: str = ""
+    promql_source_id: int | None = None
     warning_threshold: float | None = None
     critical_threshold: float | None = None
     forecast_limit: float | None = None
@@ -91,15 +95,19 @@ def rule_validate(data: RuleInput, *, rule: AlertRule | None = None, check_name:
     if data.kind not in AlertRule.Kind.values:
         raise InvalidInput(f"Unknown kind; choose one of {', '.join(AlertRule.Kind.values)}.", field="kind")
     data.metric = (data.metric or "").strip()
-    if data.kind not in EVENT_KINDS and not data.metric:
-        raise InvalidInput("This kind of rule watches a metric: name it.", field="metric")
+    if data.kind == AlertRule.Kind.PROMQL:
+        _promql_validate(data)
+    else:
+        data.expression, data.promql_source_id = "", None
+        if data.kind not in EVENT_KINDS and not data.metric:
+            raise InvalidInput("This kind of rule watches a metric: name it.", field="metric")
     if data.target_id is not None and not Target.objects.filter(pk=data.target_id).exists():
         raise InvalidInput(f"There is no target {data.target_id}.", field="target_id")
     if data.severity not in Severity.values:
         raise InvalidInput("Severity must be warning or critical.", field="severity")
-    if data.kind in THRESHOLD_KINDS:
+    if data.kind in THRESHOLD_KINDS | OPTIONAL_THRESHOLD_KINDS:
         warning, critical = data.warning_threshold, data.critical_threshold
-        if warning is None and critical is None:
+        if warning is None and critical is None and data.kind not in OPTIONAL_THRESHOLD_KINDS:
             raise InvalidInput("Set a warning or a critical threshold (or both).", field="critical_threshold")
         if warning is not None and critical is not None:
             below = data.kind in (AlertRule.Kind.THRESHOLD_BELOW, AlertRule.Kind.FORECAST)
@@ -119,6 +127,31 @@ def rule_validate(data: RuleInput, *, rule: AlertRule | None = None, check_name:
     if len(data.summary or "") > 300:
         raise InvalidInput("The summary has at most 300 characters.", field="summary")
     return data
+
+
+def _promql_validate(data: RuleInput) -> None:
+    """A PromQL rule: the expression parses and gives a vector or a scalar (422 naming `expression`),
+    read from an existing source or, with none, from Perfpilot's store, whose engine must support it."""
+    from monitoring.models import PromQLSource
+    from monitoring.promql.errors import PromQLError
+    from monitoring.promql.sources import expression_check
+
+    data.expression = (data.expression or "").strip()
+    if not data.expression:
+        raise InvalidInput("A PromQL rule needs an expression.", field="expression")
+    if len(data.expression) > MAX_EXPRESSION_LENGTH:
+        raise InvalidInput(f"The expression has at most {MAX_EXPRESSION_LENGTH} characters.", field="expression")
+    source = None
+    if data.promql_source_id is not None:
+        source = PromQLSource.objects.filter(pk=data.promql_source_id).first()
+        if source is None:
+            raise InvalidInput(f"There is no PromQL source {data.promql_source_id}.", field="promql_source_id")
+    try:
+        expression_check(data.expression, source=source)
+    except PromQLError as exc:
+        raise InvalidInput(str(exc), field="expression") from exc
+    # The expression selects the series (as series fields do for the other kinds, which drop `expression`).
+    data.metric, data.target_id, data.series_labels = "", None, {}
 
 
 @transaction.atomic

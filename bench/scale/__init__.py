@@ -28,7 +28,6 @@ window; missed and doubled collections over the whole window are reported.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 
@@ -49,7 +48,7 @@ from bench.scale.designs import (
     scheduler_available,
 )
 from bench.scale.runs import LATE, LOG, SATURATED, WARMUP, WARMUP_MAX, Run, Setup, run_once
-from bench.servers import free_port, spawn
+from bench.servers import free_port, spawn, wait_listening
 from core.supervisor import stop_process_group
 from monitoring.models import Target
 from monitoring.services.collection import collect_target
@@ -112,17 +111,6 @@ def _cleanup() -> None:
     reset_history()  # the runs' samples and series: bench.query's reset, as the other sections do
 
 
-def _wait_listening(port: int, process) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("scale benchmark: the exporter did not start (var/bench/scale-exporter.out)")
-
-
 # --- the section -----------------------------------------------------------------------------
 
 
@@ -149,7 +137,7 @@ def run() -> BenchResult:
     runs: list[Run] = []
     seeding = 0.0
     try:
-        _wait_listening(port, exporter)
+        wait_listening(port, exporter, "scale benchmark: the exporter did not start (var/bench/scale-exporter.out)")
         index: dict[int, int] = {}
         for size in sizes:
             seeding += _grow(size, port, index)

@@ -4,7 +4,6 @@ pg_stat_database)."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import os
@@ -20,9 +19,8 @@ from django.utils import timezone
 
 from bench import percentile
 from bench.scale.designs import INTERVAL, Design, collect_queues
-from bench.servers import ROOT, celery_spawn, spawn
+from bench.servers import ROOT, celery_spawn, embedded_server_processes, spawn
 from config.celery import app
-from core.embedded import embedded_servers_from_settings
 from core.supervisor import stop_process_group
 from monitoring.models import Target
 
@@ -110,18 +108,6 @@ def _cpu(processes: list[psutil.Process], seen: dict[int, float]) -> None:
             except psutil.NoSuchProcess:
                 continue
             seen[member.pid] = times.user + times.system
-
-
-def _servers() -> list[psutil.Process]:
-    """The bench's embedded PostgreSQL postmaster (its backends are its children) and Redis."""
-    postgres, redis_server = embedded_servers_from_settings()
-    pidfiles = [postgres and postgres.data / "postmaster.pid", redis_server and redis_server.pidfile]
-    found = []
-    for pidfile in filter(None, pidfiles):
-        # One not running from its pidfile is left out here (its CPU still shows in the machine's).
-        with contextlib.suppress(OSError, ValueError, IndexError, psutil.NoSuchProcess):
-            found.append(psutil.Process(int(pidfile.read_text().split()[0])))
-    return found
 
 
 def _cores(start: dict[int, float], end: dict[int, float], window: float) -> float:
@@ -218,7 +204,7 @@ def _measure(setup: Setup, schedulers: list, workers: list, started: float, offs
         "scheduler": [psutil.Process(p.pid) for p in schedulers],
         "worker": [psutil.Process(p.pid) for p in workers],
         "exporter": [setup.exporter],
-        "servers": _servers(),
+        "servers": embedded_server_processes(),
     }
     begin = {role: {} for role in roles}
     seen = {role: {} for role in roles}

@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 
 GAUGE = "gauge"
 COUNTER = "counter"  # cumulative; stored as a per-second rate between two collections
+CUMULATIVE = "cumulative"  # a running total stored as sent (a Prometheus counter): PromQL's rate() reads it
 
 
 class CollectorError(Exception):

@@ -1,7 +1,10 @@
 """Evaluating a parsed PromQL expression over Perfpilot's store, with Prometheus 2.x semantics.
 
-A range query is evaluated step by step: each selector reads its samples once for the whole range
-(monitoring.promql.data), and every step slices them. Values are Python floats; a vector is a list
+A range query is evaluated at every step at once where monitoring.promql.steps knows how (selectors,
+functions over ranges, aggregations, operators with a scalar: numpy over all steps, bit-identical),
+and step by step otherwise: each selector reads its samples once for the whole range
+(monitoring.promql.data), and every step slices them; a node evaluated at every step is read from
+there one step at a time. Values are Python floats; a vector is a list
 of (labels, value) with labels as a dict that includes `__name__` while the metric name is kept.
 """
 
@@ -15,7 +18,7 @@ from decimal import Decimal
 import numpy as np
 import promql_parser as pp
 
-from monitoring.promql import functions
+from monitoring.promql import functions, steps
 from monitoring.promql.data import Matcher, StoredSeries, samples_read
 from monitoring.promql.errors import PromQLError
 from monitoring.promql.http import format_value
@@ -159,6 +162,8 @@ class Evaluator:
         # Per selector node, where each series' samples are at every step (searched once, not per step).
         self._positions: dict[int, list] = {}
         self._keep_alive: list = []
+        # Per node, its value at every step (monitoring.promql.steps), or None: evaluated step by step.
+        self._every_step: dict[int, object] = {}
         self._check(self.root)
         self._step_invariant(self.root)
 
@@ -221,9 +226,44 @@ class Evaluator:
             self._keep_alive.append(vs)  # id() stays unique while the node lives
         return cached
 
+    def selector_data(self, vs, extra_ms: int) -> list[StoredSeries]:
+        """The selector's series with their samples over the query's range and extra_ms before it."""
+        return self._selector_data(vs, extra_ms)
+
+    # -- evaluation at every step at once (the fast path of range queries) ------------------------
+    def steps(self, node):
+        """The node's value at every step (monitoring.promql.steps), or None if it goes step by step."""
+        node = _unwrap(node)
+        key = id(node)
+        if key not in self._every_step:
+            self._every_step[key] = steps.evaluate(self, node)
+            self._keep_alive.append(node)
+        return self._every_step[key]
+
+    def prepare_steps(self, node):
+        """Evaluate at every step at once each largest part of the expression that can be; the root's
+        value at every step, or None when it (or a part of it) is evaluated step by step."""
+        node = _unwrap(node)
+        value = self.steps(node)
+        if value is None:
+            children = {
+                pp.Call: lambda: node.args,
+                pp.AggregateExpr: lambda: [node.expr, node.param],
+                pp.BinaryExpr: lambda: [node.lhs, node.rhs],
+                pp.UnaryExpr: lambda: [node.expr],
+            }.get(type(node), list)()
+            for child in children:
+                if child is not None:
+                    self.prepare_steps(child)
+        return value
+
     # -- evaluation -----------------------------------------------------------------------------
     def eval(self, node, t: int):
         node = _unwrap(node)
+        if self._every_step:
+            value = self._every_step.get(id(node))
+            if value is not None:
+                return steps.at_step(value, self._step(t))
         if isinstance(node, pp.NumberLiteral):
             return float(node.val)
         if isinstance(node, pp.StringLiteral):
@@ -759,6 +799,9 @@ def evaluate_range(expression: str, *, start_ms: int, end_ms: int, step_ms: int)
             f'invalid expression type "{"range vector" if kind == "matrix" else kind}" for range query, '
             "must be Scalar or instant Vector"
         )
+    every_step = evaluator.prepare_steps(evaluator.root)
+    if every_step is not None:
+        return steps.range_result(every_step, evaluator.times)
     series: dict[tuple, tuple[Labels, list]] = {}
     t = start_ms
     while t <= end_ms:

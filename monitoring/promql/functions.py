@@ -68,6 +68,17 @@ def _kahan_inc(inc: float, total: float, c: float) -> tuple[float, float]:
 
 
 # -- functions over ranges --------------------------------------------------------------------------
+def counter_increase(values: list[float]) -> float:
+    """Last minus first, plus the value before each reset (a decrease), added in order."""
+    result = values[-1] - values[0]
+    last = 0.0
+    for v in values:
+        if v < last:
+            result += last
+        last = v
+    return result
+
+
 def _extrapolated(matrix, t: int, *, counter: bool, rate: bool) -> list:
     out = []
     range_start = t - matrix.range_ms - matrix.offset_ms
@@ -77,13 +88,7 @@ def _extrapolated(matrix, t: int, *, counter: bool, rate: bool) -> list:
         stamps = series.stamps.tolist()
         if len(values) < 2:
             continue
-        result = values[-1] - values[0]
-        if counter:
-            last = 0.0
-            for v in values:
-                if v < last:
-                    result += last
-                last = v
+        result = counter_increase(values) if counter else values[-1] - values[0]
         sampled = (stamps[-1] - stamps[0]) / 1000
         average = sampled / (len(values) - 1)
         to_start = (stamps[0] - range_start) / 1000
@@ -325,11 +330,11 @@ def _histogram_quantile(q: float, vector: list) -> list:
         buckets.setdefault(tuple(sorted(grouping.items())), (grouping, []))[1].append((bound, value))
     out = []
     for grouping, points in buckets.values():
-        out.append((grouping, _bucket_quantile(q, points)))
+        out.append((grouping, bucket_quantile(q, points)))
     return out
 
 
-def _bucket_quantile(q: float, points: list[tuple[float, float]]) -> float:
+def bucket_quantile(q: float, points: list[tuple[float, float]]) -> float:
     if q < 0:
         return -math.inf
     if q > 1:

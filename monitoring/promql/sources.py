@@ -5,12 +5,14 @@ core.outbound's policy.
 Alert rules and scaling rules call only these two functions, so both read every source the same way:
     instant_vector(expression, time_ms=..., source=None) -> [(labels, value)]
     range_matrix(expression, start_ms=..., end_ms=..., step_ms=..., source=None) -> [(labels, [(t ms, value)])]
+and check an expression when it is saved with expression_check(expression, source=None).
 A scalar result comes back as one element with empty labels. A query the expression's author got wrong
 raises PromQLError (a 4xx for the API); a source that cannot answer raises SourceUnavailable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import urllib.error
@@ -18,7 +20,7 @@ import urllib.parse
 import urllib.request
 
 from core.outbound import OutboundRefused, http_error_head, http_open
-from monitoring.promql.engine import evaluate_instant, evaluate_range
+from monitoring.promql.engine import Evaluator, evaluate_instant, evaluate_range, parse, result_type
 from monitoring.promql.errors import PromQLError
 
 Labels = dict[str, str]
@@ -30,16 +32,29 @@ class SourceUnavailable(Exception):
     """The external server did not answer, or answered with something that is not a query result."""
 
 
+def expression_check(expression: str, *, source=None) -> None:
+    """Raise PromQLError unless the expression parses and gives an instant vector or a scalar (what a
+    rule compares). For Perfpilot's store also unless this engine evaluates every part of it (an
+    external server may know functions this engine lacks; its own answer tells at evaluation)."""
+    kind = result_type(parse(expression))
+    if kind not in ("vector", "scalar"):
+        shown = "range vector" if kind == "matrix" else kind
+        raise PromQLError(f"the expression must give an instant vector or a scalar, not a {shown}")
+    if source is None:
+        Evaluator(expression, start_ms=0, end_ms=0)  # checks what the engine supports; reads nothing
+
+
 def instant_vector(expression: str, *, time_ms: int, source=None) -> list[tuple[Labels, float]]:
     if source is None:
         kind, value = evaluate_instant(expression, time_ms=time_ms)
         return _instant_elements(kind, value)
     data = _external(source, "query", {"query": expression, "time": _seconds(time_ms)})
-    kind, result = data.get("resultType"), data.get("result")
-    if kind == "scalar":
-        return [({}, _float(result[1]))]
-    if kind == "vector":
-        return [(dict(item["metric"]), _float(item["value"][1])) for item in result]
+    with _answer_shape(source):
+        kind, result = data.get("resultType"), data.get("result")
+        if kind == "scalar":
+            return [({}, _float(result[1]))]
+        if kind == "vector":
+            return [(dict(item["metric"]), _float(item["value"][1])) for item in result]
     raise PromQLError(f"the expression must give an instant vector or a scalar, not {kind}")
 
 
@@ -53,12 +68,22 @@ def range_matrix(
         "query_range",
         {"query": expression, "start": _seconds(start_ms), "end": _seconds(end_ms), "step": _seconds(step_ms)},
     )
-    if data.get("resultType") != "matrix":
-        raise SourceUnavailable(f"{source.name}: query_range answered {data.get('resultType')!r}, not a matrix")
-    return [
-        (dict(item["metric"]), [(round(float(t) * 1000), _float(v)) for t, v in item["values"]])
-        for item in data["result"]
-    ]
+    with _answer_shape(source):
+        if data.get("resultType") != "matrix":
+            raise SourceUnavailable(f"{source.name}: query_range answered {data.get('resultType')!r}, not a matrix")
+        return [
+            (dict(item["metric"]), [(round(float(t) * 1000), _float(v)) for t, v in item["values"]])
+            for item in data["result"]
+        ]
+
+
+@contextlib.contextmanager
+def _answer_shape(source):
+    """A `data` that is not shaped as Prometheus's is the server's fault (it is not such an API), not a 500."""
+    try:
+        yield
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+        raise SourceUnavailable(f"{source.name}: the answer is not a Prometheus query result") from exc
 
 
 def _instant_elements(kind: str, value) -> list[tuple[Labels, float]]:

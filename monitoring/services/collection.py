@@ -23,12 +23,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from core.locks import lock_acquire, lock_key
-from monitoring.collectors.base import COUNTER, CollectorError, CollectResult, Measurement, collector_for
+from monitoring.collectors.base import COUNTER, CUMULATIVE, CollectorError, CollectResult, Measurement, collector_for
 from monitoring.models import CollectorState, QueryStat, QueryText, Series, Target
 from monitoring.storage import SeriesSpec, labels_key, samples_write, series_resolve
 
 logger = logging.getLogger(__name__)
 
+_SERIES_KIND = {COUNTER: Series.Kind.RATE, CUMULATIVE: Series.Kind.COUNTER}
 STATEMENTS_KEPT_PER_INTERVAL = 200  # top queries by time spent, per snapshot
 _STATEMENT_FIELDS = ("calls", "total_time_ms", "rows", "shared_blks_hit", "shared_blks_read")
 _statement_counters = attrgetter(*_STATEMENT_FIELDS)
@@ -156,7 +157,7 @@ def _store(
     for measurement in result.measurements:
         value = _sample_value(measurement, counters, elapsed)
         if value is not None:
-            kind = Series.Kind.RATE if measurement.kind == COUNTER else Series.Kind.GAUGE
+            kind = _SERIES_KIND.get(measurement.kind, Series.Kind.GAUGE)
             points.append((SeriesSpec(measurement.metric, measurement.labels, kind, measurement.unit), value))
     statements = 0
     statement_state = stored.get("statements", {})

@@ -234,6 +234,7 @@ BUILTIN_TARGETS = (
     ("perfpilot-postgres", Target.Kind.POSTGRES, lambda: settings.DATABASE_URL),
     ("perfpilot-redis", Target.Kind.REDIS, lambda: settings.REDIS_URL),
     ("perfpilot-celery", Target.Kind.CELERY, lambda: settings.CELERY_BROKER_URL),
+    ("perfpilot", Target.Kind.PERFPILOT, lambda: ""),  # its own events (runs, decisions, alerts) as series
 )
 
 

@@ -90,7 +90,9 @@ def with_rules_and_schedules(queryset):
     """Services with their rules and schedules as plain lists (a related manager's .all() clones a queryset
     per call, which costs more than the evaluation over 1,000 services)."""
     return queryset.prefetch_related(
-        Prefetch("rules", queryset=ScalingRule.objects.order_by("name"), to_attr="rule_list"),
+        Prefetch(
+            "rules", queryset=ScalingRule.objects.select_related("promql_source").order_by("name"), to_attr="rule_list"
+        ),
         Prefetch("schedules", to_attr="schedule_list"),
     )
 
@@ -123,6 +125,7 @@ def rule_inputs(rules: Sequence[ScalingRule], values: dict[int, RuleValue]) -> l
             tolerance=rule.tolerance,
             target_type=rule.target_type,
             unit=values[rule.id].series.unit,
+            error=values[rule.id].error,
         )
         for rule in rules
     ]
@@ -205,15 +208,7 @@ def evaluate_prepared(
         "current": current,
         "min_replicas": result.min_replicas,
         "max_replicas": result.max_replicas,
-        "rules": {
-            rule.name: {
-                "value": prepared.values[rule.id].value,
-                "at": prepared.values[rule.id].at.isoformat() if prepared.values[rule.id].at else None,
-                "reads": prepared.values[rule.id].series.description,
-                "series": list(prepared.values[rule.id].series.series_ids),
-            }
-            for rule in rules
-        },
+        "rules": {rule.name: _rule_input(prepared.values[rule.id]) for rule in rules},
         "history": {"recommendations": len(recommendations), "events": len(events)},
         "schedules": [s.name for s in data.active_schedules],
         "limited_by": result.limited_by,
@@ -224,6 +219,14 @@ def evaluate_prepared(
     decision.recommended_replicas = result.recommended
     decision.desired_replicas = result.desired
     decision.confidence = result.confidence
+    rule_errors = [
+        f"rule {rule.name}: {prepared.values[rule.id].error}" for rule in rules if prepared.values[rule.id].error
+    ]
+    if rule_errors and not result.has_data:
+        # No rule gave a number and some could not be evaluated (a PromQL error, a source down): nothing is
+        # acted on, and it is a failure to see (and alert on), not a quiet "no data".
+        decision.explanation = steps
+        return _failed(service, decision, "; ".join(rule_errors), now)
     needs_action = result.desired != observed
     if not needs_action:
         decision.result = ScalingDecision.Result.UNCHANGED
@@ -248,6 +251,19 @@ def evaluate_prepared(
         steps.append(f"Executed: {done}.")
     decision.explanation = steps
     return decision
+
+
+def _rule_input(value: RuleValue) -> dict:
+    """What a decision records of one rule's read: its value, when, what it reads, and its error if any."""
+    recorded = {
+        "value": value.value,
+        "at": value.at.isoformat() if value.at else None,
+        "reads": value.series.description,
+        "series": list(value.series.series_ids),
+    }
+    if value.error:
+        recorded["error"] = value.error
+    return recorded
 
 
 _SERVICE_STATE_FIELDS = ["observed_replicas", "observed_at", "applied_replicas", "last_error", "last_error_at"]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from alerts.models import AlertRule, Channel, Silence
+from alerts.models import Alert, AlertRule, Channel, Silence
 from alerts.services.manage import SilenceInput, alert_ack, silence_create
 from monitoring.models import Target
 from monitoring.storage import SeriesSpec, series_resolve
@@ -329,3 +330,48 @@ def test_a_warning_muted_by_a_critical_alert_says_by_which(viewer_client, target
     assert _status_cell(viewer_client.get("/alerts/").content.decode(), warning.id) == (
         f"firing inhibited by {critical.title}"
     )
+
+
+MAIL_ELEMENT = html.escape('jobs_queued{queue="mail", target="db1"}')
+
+
+def test_the_rule_editor_saves_a_promql_rule_and_previews_its_elements(clean_samples, operator_client, target):
+    from monitoring.models import PromQLSource
+
+    source = PromQLSource.objects.create(name="thanos", url="http://127.0.0.1:9")
+    write_value(target, "jobs_queued", 50.0, labels={"queue": "mail"})
+    page = operator_client.get("/alerts/rules/new/").content.decode()
+    assert 'name="expression"' in page and f'<option value="{source.id}">thanos</option>' in page
+    typed = {**NEW_RULE_AS_POSTED_ON_LOAD, "kind": "promql"}
+    assert "Write a PromQL expression" in operator_client.post("/alerts/rules/preview/", typed).content.decode()
+    preview = operator_client.post("/alerts/rules/preview/", {**typed, "expression": "jobs_queued > 10"})
+    assert MAIL_ELEMENT in preview.content.decode() and "sev-critical" in preview.content.decode()
+    bad = operator_client.post("/alerts/rules/preview/", {**typed, "expression": "jobs_queued[5m]"}).content.decode()
+    assert "field-error" in bad and "not a range vector" in bad
+    down = operator_client.post("/alerts/rules/preview/", {**typed, "expression": "up", "promql_source_id": source.id})
+    assert "thanos:" in down.content.decode() and "field-error" in down.content.decode()
+
+    refused = operator_client.post("/alerts/rules/new/", {**typed, "name": "Queue", "expression": "rate(x)"})
+    assert refused.status_code == 422 and "expected type matrix in call to function" in refused.content.decode()
+    saved = operator_client.post("/alerts/rules/new/", {**typed, "name": "Queue", "expression": "jobs_queued > 10"})
+    assert saved.status_code == 302
+    rule = AlertRule.objects.get(name="Queue")
+    assert (rule.kind, rule.expression, rule.promql_source_id) == ("promql", "jobs_queued > 10", None)
+    page = operator_client.get(f"/alerts/rules/{rule.id}/").content.decode()
+    assert MAIL_ELEMENT in page  # the saved rule's preview
+
+
+def test_a_promql_alert_reads_on_the_alert_pages_with_its_element_labels(clean_samples, viewer_client, target):
+    from alerts.services.evaluation import rule_evaluate
+
+    write_value(target, "jobs_queued", 1234.5, labels={"queue": "mail"})
+    rule = make_rule(name="Queue long", kind="promql", metric="", expression="jobs_queued > 10",
+                     warning_threshold=None, critical_threshold=None)  # fmt: skip
+    rule_evaluate(rule=rule)
+    alert = Alert.objects.get(rule=rule)
+    index = viewer_client.get("/alerts/").content.decode()
+    assert "Queue long" in index and "queue=mail" in index
+    page = viewer_client.get(f"/alerts/{alert.id}/")
+    assert page.status_code == 200 and ">1,234<" in page.content.decode()  # the value, as numbers read
+    definition = viewer_client.get(f"/alerts/rules/{rule.id}/").content.decode()
+    assert 'data-testid="rule-expression">jobs_queued &gt; 10<' in definition and "Perfpilot's store" in definition

@@ -118,7 +118,7 @@ def test_two_different_schemas_with_one_name_are_refused():
 
 def test_enums_of_different_models_have_their_own_names(document):
     components = document["components"]["schemas"]
-    assert components["TargetKind"]["enum"] == ["host", "postgres", "redis", "celery", "prometheus"]
+    assert components["TargetKind"]["enum"] == ["host", "postgres", "redis", "celery", "prometheus", "perfpilot"]
     assert components["ChannelKind"]["enum"] == ["slack", "webhook"]
     target_in = components["TargetIn"]["properties"]["kind"]
     assert target_in == {"$ref": PREFIX + "TargetKind"}

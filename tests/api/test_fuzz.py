@@ -36,10 +36,12 @@ EXAMPLES = int(os.environ.get("PERFPILOT_FUZZ_EXAMPLES", "15"))
 EXPLORE = os.environ.get("PERFPILOT_FUZZ_EXPLORE") == "1"
 
 # Operations that open connections to addresses taken from the input or stored by it: testing a
-# target or a channel, benchmarking a target, and scaling through an executor.
+# target, a channel or a PromQL source, benchmarking a target, scaling through an executor, and
+# previewing an alert rule (a promql rule queries its source).
 CONNECTING_OPERATIONS = (
     r"^/api/v1/(targets/\{target_id\}/test|performance/alerts/channels/\{channel_id\}/test"
-    r"|performance/benchmark|performance/scaling/execute)$"
+    r"|performance/benchmark|performance/scaling/execute|promql-sources/\{source_id\}/test"
+    r"|performance/alerts/rules/preview|performance/alerts/rules/\{rule_id\}/preview)$"
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -12,7 +12,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from core.supervisor import stop_process_group
 from tests.conftest import _spawn
 
-EVERY_SECONDS = 20
+EVERY_SECONDS = 16
 
 
 def _runs(task: PeriodicTask) -> int:
@@ -29,6 +29,15 @@ def _wait_for_runs(task: PeriodicTask, count: int, timeout: float, log) -> None:
     raise AssertionError(f"{task.name} was not sent {count} time(s) within {timeout} s:\n{log.read_text()[-3000:]}")
 
 
+def _wait_for_log(log, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and text in log.read_text():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} not logged within {timeout} s:\n{log.read_text()[-3000:]}")
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
 def test_a_restarted_beat_does_not_send_a_run_again(stop_signal):
@@ -39,12 +48,15 @@ def test_a_restarted_beat_does_not_send_a_run_again(stop_signal):
     first, log = _spawn(["beat", "--loglevel", "INFO", "--pidfile="], "celery-beat-restart-1.log")
     try:
         _wait_for_runs(task, 1, 60, log)  # never run before: sent at once
+        sent_at = time.monotonic()
     finally:
         os.killpg(first.pid, stop_signal)
         first.wait(30)
     second, log = _spawn(["beat", "--loglevel", "INFO", "--pidfile="], "celery-beat-restart-2.log")
     try:
-        time.sleep(8)  # several ticks of the new beat, well inside the interval
+        _wait_for_log(log, "beat: Starting", 30)
+        # The new beat runs until just before the interval is over: it must not send the run again.
+        time.sleep(max(0.0, sent_at + EVERY_SECONDS - 1.5 - time.monotonic()))
         assert _runs(task) == 1, log.read_text()[-3000:]
         _wait_for_runs(task, 2, EVERY_SECONDS + 20, log)  # and it does keep the schedule
         assert _runs(task) == 2

@@ -31,7 +31,7 @@ class _Plugin:
 
 
 def test_every_builtin_plugin_kind_is_registered_once_the_apps_are_ready():
-    assert set(registry.all("collectors")) == {"host", "postgres", "redis", "celery", "prometheus"}
+    assert set(registry.all("collectors")) == {"host", "postgres", "redis", "celery", "prometheus", "perfpilot"}
     assert set(registry.all("tuners")) == BUILTIN_TUNERS
     assert set(registry.all("executors")) == {"celery", "gunicorn", "webhook", "shell", "kubernetes", "docker"}
     assert set(registry.all("transports")) == {"slack", "webhook"}

@@ -9,7 +9,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from monitoring import storage
-from monitoring.models import ForwardingState, ForwardOutbox, QueryText, Target
+from monitoring.models import ForwardingState, ForwardOutbox, PromQLSource, QueryText, Target
 from monitoring.services.targets import TargetInput, target_create
 from optimizer.models import ExplainRun, OptimizationRun, PlanCapture, PlanRegression, Recommendation
 from optimizer.services.space import relation_sizes_record
@@ -292,6 +292,18 @@ def seed_every_page(*, actor) -> dict[str, str]:
     channel = make_channel("http://127.0.0.1:9/slack", name="ops")
     external = seed_external_alert()
     cache = seed_cache_analysis(actor=actor)
+    promql_source = PromQLSource(name="thanos-eu-west", url="http://127.0.0.1:9/prometheus", timeout_seconds=5)
+    promql_source.token = "never-shown"
+    promql_source.save()
+    promql_rule = make_rule(
+        name="Queue backlog",
+        kind="promql",
+        metric="",
+        expression='sum by (queue, instance) (rate(celery_tasks_received_total{queue=~"mail|pdf|billing"}[5m])) > 1',
+        promql_source_id=promql_source.id,
+        warning_threshold=None,
+        critical_threshold=None,
+    )
     return {
         "overview": "/",
         "monitoring": "/monitoring/",
@@ -318,6 +330,9 @@ def seed_every_page(*, actor) -> dict[str, str]:
         "alert rules": "/alerts/rules/",
         "alert rule": f"/alerts/rules/{alert_rule.id}/",
         "new alert rule": "/alerts/rules/new/",
+        "promql alert rule": f"/alerts/rules/{promql_rule.id}/",
+        "promql sources": "/monitoring/promql-sources/",
+        "promql source": f"/monitoring/promql-sources/{promql_source.id}/",
         "new silence": f"/alerts/silences/new/?alert={alert.id}",
         "channels": "/alerts/channels/",
         "channel": f"/alerts/channels/{channel.id}/",

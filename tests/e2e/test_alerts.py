@@ -123,6 +123,8 @@ def test_the_banner_region_changes_only_when_what_it_says_changes(live_server, o
     samples_write([(series_id, timezone.now() - timedelta(minutes=minutes), 97.0) for minutes in range(5)])
     alert = make_alert(make_rule(), target=target, severity="critical", value=97.0, threshold=95.0)
     with browser_page() as page:
+        # The banner polls every 15 s: the page's clock is moved on instead of waiting for two polls.
+        page.clock.install()
         _sign_in(page, live_server.url, operator_user.username)
         page.wait_for_selector("#alert-banner[role=status][aria-live=polite] [data-testid=alert-banner]")
         page.evaluate("""() => {
@@ -134,10 +136,12 @@ def test_the_banner_region_changes_only_when_what_it_says_changes(live_server, o
                 if (event.detail.elt.id === "alert-banner") window.bannerPolls.push(event.detail.xhr.status);
             });
         }""")
+        page.clock.fast_forward("00:16")
         wait_for_js(page, "window.bannerPolls.length >= 1", timeout=20_000)
         assert page.evaluate("window.bannerPolls") == [204]
         assert page.evaluate("window.bannerMutations") == 0  # nothing re-rendered, nothing re-announced
         alert_ack(alert=alert, actor=operator_user, comment="on it", via="ui")
+        page.clock.fast_forward("00:16")
         wait_for_js(page, "window.bannerPolls.length >= 2", timeout=20_000)
         assert page.evaluate("window.bannerPolls")[1] == 200
         page.wait_for_selector("[data-testid=alert-banner]", state="detached")

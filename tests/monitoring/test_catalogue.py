@@ -8,7 +8,7 @@ from pathlib import Path
 from monitoring.catalogue import CATALOGUE, metric_info
 
 MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
-BUILT_IN_METRIC = re.compile(r'"((?:host|postgres|redis|celery)_[a-z0-9_]+)"')
+BUILT_IN_METRIC = re.compile(r'"((?:host|postgres|redis|celery|perfpilot)_[a-z0-9_]+)"')
 NOT_METRICS = {"redis_version"}  # an INFO field read for the connection test, not stored
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -17,22 +16,9 @@ from django.db import connection
 from monitoring.models import Series
 from monitoring.promql.engine import evaluate_instant, evaluate_range
 from monitoring.promql.errors import PromQLError
-from monitoring.protocols.remote_write import write_request_encode
-from tests.conftest import prometheus_start
+from tests.conftest import perfpilot_remote_write
 
-WRITE = "/prometheus/api/v1/write"
 BASE_MS = (int(time.time()) // 3600 - 2) * 3600 * 1000  # a whole hour, two to three hours ago
-
-
-def _write(client, auth, series) -> None:
-    response = client.post(
-        WRITE,
-        write_request_encode(series),
-        content_type="application/x-protobuf",
-        HTTP_CONTENT_ENCODING="snappy",
-        **auth,
-    )
-    assert response.status_code == 204, response.content
 
 
 def _at(seconds: float) -> int:
@@ -51,7 +37,7 @@ def small_store(clean_samples, anonymous_client, operator_auth):
     counter = [
         (float(v), _at(t)) for t, v in zip(range(0, 110, 10), [0, 10, 20, 30, 40, 50, 5, 15, 25, 35, 45], strict=True)
     ]
-    _write(
+    perfpilot_remote_write(
         anonymous_client,
         operator_auth,
         [
@@ -498,22 +484,6 @@ def _conformance_series() -> list:
     return series
 
 
-def _start_prometheus(tmp_path) -> tuple[subprocess.Popen, str]:
-    process, port = prometheus_start(tmp_path, "global: {scrape_interval: 1h}\n", "--web.enable-remote-write-receiver")
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        assert process.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
-                if response.status == 200:
-                    return process, url
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, "Prometheus did not become ready in 20 s"
-        time.sleep(0.2)
-
-
 def _matrix(result: list) -> dict[tuple, list[tuple[float, float]]]:
     return {tuple(sorted(s["metric"].items())): [(float(t), float(v)) for t, v in s["values"]] for s in result}
 
@@ -542,73 +512,57 @@ def _same(ours: dict, theirs: dict) -> str | None:
 
 
 def test_query_range_answers_as_prometheus_does_over_the_same_remote_written_samples(
-    clean_samples, anonymous_client, operator_auth, viewer_auth, tmp_path
+    clean_samples, anonymous_client, operator_auth, viewer_auth, real_prometheus
 ):
     series = _conformance_series()
-    _write(anonymous_client, operator_auth, series)
-    process, url = _start_prometheus(tmp_path)
-    try:
-        request = urllib.request.Request(
-            f"{url}/api/v1/write",
-            data=write_request_encode(series),
-            headers={
-                "Content-Type": "application/x-protobuf",
-                "Content-Encoding": "snappy",
-                "X-Prometheus-Remote-Write-Version": "0.1.0",
-            },
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 204
-        params = {"start": (BASE_MS + 300_000) / 1000, "end": (BASE_MS + 2_700_000) / 1000, "step": "60"}
-        mismatches = {}
-        for expression in [*CORPUS, *CORPUS_AT_MODIFIER, *CORPUS_SUBQUERIES, *CORPUS_FUNCTIONS]:
-            query = urllib.parse.urlencode({**params, "query": expression})
-            with urllib.request.urlopen(f"{url}/api/v1/query_range?{query}", timeout=10) as response:
-                theirs = json.load(response)
-            ours = anonymous_client.get(
-                "/prometheus/api/v1/query_range", {**params, "query": expression}, **viewer_auth
-            )
-            assert ours.status_code == 200, (expression, ours.content)
-            assert theirs["data"]["result"], f"Prometheus has no data for {expression}: the corpus tests nothing"
-            problem = _same(_matrix(ours.json()["data"]["result"]), _matrix(theirs["data"]["result"]))
-            if problem:
-                mismatches[expression] = problem
-        # The same corpus as instant queries at a time between two samples, and a range selector.
-        at = {"time": (BASE_MS + 1_234_567) / 1000}
-        for expression in [
-            *CORPUS,
-            *CORPUS_AT_MODIFIER,
-            *CORPUS_SUBQUERIES,
-            *CORPUS_FUNCTIONS,
-            "http_requests_total[2m]",
-            "node_mem_bytes[1m] offset 2m",
-            f"node_mem_bytes[3m] @ {AT_10M}",
-            "node_mem_bytes[5m:1m]",
-            f"rate(http_requests_total[1m])[4m:45s] @ {AT_16M}",
-        ]:
-            query = urllib.parse.urlencode({**at, "query": expression})
-            with urllib.request.urlopen(f"{url}/api/v1/query?{query}", timeout=10) as response:
-                their_kind, theirs = _instant(json.load(response)["data"])
-            answer = anonymous_client.get("/prometheus/api/v1/query", {**at, "query": expression}, **viewer_auth)
-            assert answer.status_code == 200, (expression, answer.content)
-            our_kind, ours = _instant(answer.json()["data"])
-            problem = f"{our_kind} is not {their_kind}" if our_kind != their_kind else _same(ours, theirs)
-            if problem:
-                mismatches[f"instant {expression}"] = problem
-        # What Prometheus fails at execution (a 422), ours fails with the same status, type and words.
-        for path, expression in [(path, e) for e in CORPUS_EXECUTION_ERRORS for path in ("query", "query_range")]:
-            query = {**(at if path == "query" else params), "query": expression}
-            try:
-                urllib.request.urlopen(f"{url}/api/v1/{path}?{urllib.parse.urlencode(query)}", timeout=10).close()
-                their_status, their_error = 200, "Prometheus answered: the corpus tests nothing"
-            except urllib.error.HTTPError as error:
-                their_status, their_error = error.code, json.load(error)
-            answer = anonymous_client.get(f"/prometheus/api/v1/{path}", query, **viewer_auth)
-            if (answer.status_code, answer.json()) != (their_status, their_error):
-                mismatches[f"{path} {expression}"] = f"ours {answer.status_code} {answer.json()} theirs {their_error}"
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    perfpilot_remote_write(anonymous_client, operator_auth, series)
+    real_prometheus.write(series)
+    url = real_prometheus.url
+    params = {"start": (BASE_MS + 300_000) / 1000, "end": (BASE_MS + 2_700_000) / 1000, "step": "60"}
+    mismatches = {}
+    for expression in [*CORPUS, *CORPUS_AT_MODIFIER, *CORPUS_SUBQUERIES, *CORPUS_FUNCTIONS]:
+        query = urllib.parse.urlencode({**params, "query": expression})
+        with urllib.request.urlopen(f"{url}/api/v1/query_range?{query}", timeout=10) as response:
+            theirs = json.load(response)
+        ours = anonymous_client.get("/prometheus/api/v1/query_range", {**params, "query": expression}, **viewer_auth)
+        assert ours.status_code == 200, (expression, ours.content)
+        assert theirs["data"]["result"], f"Prometheus has no data for {expression}: the corpus tests nothing"
+        problem = _same(_matrix(ours.json()["data"]["result"]), _matrix(theirs["data"]["result"]))
+        if problem:
+            mismatches[expression] = problem
+    # The same corpus as instant queries at a time between two samples, and a range selector.
+    at = {"time": (BASE_MS + 1_234_567) / 1000}
+    for expression in [
+        *CORPUS,
+        *CORPUS_AT_MODIFIER,
+        *CORPUS_SUBQUERIES,
+        *CORPUS_FUNCTIONS,
+        "http_requests_total[2m]",
+        "node_mem_bytes[1m] offset 2m",
+        f"node_mem_bytes[3m] @ {AT_10M}",
+        "node_mem_bytes[5m:1m]",
+        f"rate(http_requests_total[1m])[4m:45s] @ {AT_16M}",
+    ]:
+        query = urllib.parse.urlencode({**at, "query": expression})
+        with urllib.request.urlopen(f"{url}/api/v1/query?{query}", timeout=10) as response:
+            their_kind, theirs = _instant(json.load(response)["data"])
+        answer = anonymous_client.get("/prometheus/api/v1/query", {**at, "query": expression}, **viewer_auth)
+        assert answer.status_code == 200, (expression, answer.content)
+        our_kind, ours = _instant(answer.json()["data"])
+        problem = f"{our_kind} is not {their_kind}" if our_kind != their_kind else _same(ours, theirs)
+        if problem:
+            mismatches[f"instant {expression}"] = problem
+    # What Prometheus fails at execution (a 422), ours fails with the same status, type and words.
+    for path, expression in [(path, e) for e in CORPUS_EXECUTION_ERRORS for path in ("query", "query_range")]:
+        query = {**(at if path == "query" else params), "query": expression}
+        try:
+            urllib.request.urlopen(f"{url}/api/v1/{path}?{urllib.parse.urlencode(query)}", timeout=10).close()
+            their_status, their_error = 200, "Prometheus answered: the corpus tests nothing"
+        except urllib.error.HTTPError as error:
+            their_status, their_error = error.code, json.load(error)
+        answer = anonymous_client.get(f"/prometheus/api/v1/{path}", query, **viewer_auth)
+        if (answer.status_code, answer.json()) != (their_status, their_error):
+            mismatches[f"{path} {expression}"] = f"ours {answer.status_code} {answer.json()} theirs {their_error}"
     assert mismatches == {}, json.dumps(mismatches, indent=1)
 
 
@@ -672,6 +626,28 @@ def test_bad_queries_are_400s_in_prometheus_error_format(anonymous_client, viewe
     body = answer.json()
     assert body["status"] == "error" and body["errorType"] == "bad_data"
     assert error in body["error"]
+
+
+def test_only_series_with_samples_in_the_range_count_against_the_series_limit(
+    small_store, anonymous_client, operator_auth, viewer_auth, settings
+):
+    # An instance that came an hour later: its series is matched but has nothing at the first query time.
+    perfpilot_remote_write(
+        anonymous_client, operator_auth, [({"__name__": "mem", "job": "api", "instance": "c"}, [(9.0, _at(3600))])]
+    )
+    settings.PROMQL_MAX_SERIES = 1
+    early = {"query": 'sum(mem{instance=~"a|c"})', "time": str((BASE_MS + 30_000) / 1000)}
+    answer = anonymous_client.get("/prometheus/api/v1/query", early, **viewer_auth)
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["data"]["result"][0]["value"][1] == "300"
+    late = {**early, "time": str((BASE_MS + 3_630_000) / 1000)}
+    assert (
+        anonymous_client.get("/prometheus/api/v1/query", late, **viewer_auth).json()["data"]["result"][0]["value"][1]
+        == "9"
+    )
+    both = {**early, "query": 'sum(mem{instance=~"a|b|c"})'}
+    refused = anonymous_client.get("/prometheus/api/v1/query", both, **viewer_auth)
+    assert refused.status_code == 422 and "2 series with samples in the range" in refused.json()["error"]
 
 
 @pytest.mark.usefixtures("small_store")

@@ -93,13 +93,14 @@ def test_invalid_targets_are_rejected_naming_the_field(overrides, field):
 
 def test_builtin_targets_are_registered_once():
     assert sorted(targets_register_builtin()) == [
+        "perfpilot",
         "perfpilot-celery",
         "perfpilot-postgres",
         "perfpilot-redis",
         "this-host",
     ]
     assert targets_register_builtin() == []
-    assert Target.objects.filter(builtin=True).count() == 4
+    assert Target.objects.filter(builtin=True).count() == 5
 
 
 @override_settings(CELERY_BROKER_URL=f"amqp://perfpilot:{SECRET}@mq.internal:5672/perfpilot")

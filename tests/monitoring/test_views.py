@@ -123,3 +123,36 @@ def test_target_options_suggest_a_bounded_list_of_matching_names(viewer_client, 
     assert viewer_client.get("/monitoring/targets/options/", {"q": "svc\x00"}).status_code == 400
     assert viewer_client.get("/monitoring/", {"q": "svc\x00"}).status_code == 400
     assert anonymous_client.get("/monitoring/targets/options/").status_code == 302
+
+
+def test_operators_add_and_edit_promql_sources_and_the_token_is_never_rendered(operator_client, viewer_client):
+    from core.models import AuditEvent
+    from monitoring.models import PromQLSource
+
+    assert 'data-testid="promql-sources-card"' in operator_client.get("/monitoring/").content.decode()
+    refused = operator_client.post(
+        "/monitoring/promql-sources/", {"name": "prom", "url": "http://169.254.169.254", "timeout_seconds": "5"}
+    )
+    assert refused.status_code == 422 and "cloud metadata" in refused.content.decode()
+    added = operator_client.post(
+        "/monitoring/promql-sources/",
+        {"name": "prom", "url": "http://127.0.0.1:9090", "token": "t0ken-value", "timeout_seconds": "5"},
+    )
+    source = PromQLSource.objects.get()
+    assert added.status_code == 302 and source.token == "t0ken-value"
+    page = operator_client.get(f"/monitoring/promql-sources/{source.id}/").content.decode()
+    assert "t0ken-value" not in page and "token set" in page
+    kept = {"name": "prom", "url": "http://127.0.0.1:9091", "token": "", "timeout_seconds": "5"}
+    assert operator_client.post(f"/monitoring/promql-sources/{source.id}/", kept).status_code == 302
+    source.refresh_from_db()
+    assert (source.url, source.token) == ("http://127.0.0.1:9091", "t0ken-value")
+    removed = {**kept, "remove_token": "on"}
+    assert operator_client.post(f"/monitoring/promql-sources/{source.id}/", removed).status_code == 302
+    source.refresh_from_db()
+    assert source.token == ""
+    listed = viewer_client.get("/monitoring/promql-sources/").content.decode()
+    assert "prom" in listed and "Add a source" not in listed
+    assert viewer_client.post("/monitoring/promql-sources/", kept).status_code == 403
+    assert operator_client.post(f"/monitoring/promql-sources/{source.id}/delete/").status_code == 302
+    assert not PromQLSource.objects.exists()
+    assert AuditEvent.objects.filter(action__startswith="promql_source.", via="ui").count() == 4

@@ -19,7 +19,10 @@ def load_series(metric: str, value: float, *, labels: dict | None = None, second
     return series_id
 
 
-def webhook_service(name: str, url: str, *, series_id: int, target: float = 50, **fields):
+def webhook_service(
+    name: str, url: str, *, series_id: int | None = None, target: float = 50, rule: dict | None = None, **fields
+):
+    """A service on the webhook at `url` with one rule, "load": on the series, or `rule` (the rule's data)."""
     defaults = {"min_replicas": 1, "max_replicas": 10, "enabled": True, "dry_run": False}
     service = service_create(
         data=ServiceInput(
@@ -34,7 +37,7 @@ def webhook_service(name: str, url: str, *, series_id: int, target: float = 50, 
     rule_upsert(
         service=service,
         name="load",
-        data={"source": "series", "series_id": series_id, "target_value": target},
+        data=rule or {"source": "series", "series_id": series_id, "target_value": target},
         actor=None,
         via="system",
     )
