@@ -737,15 +737,41 @@ def _k(groups, param, *, top: bool) -> Vector:
     if k < 1:
         return out
     for _grouping, samples in groups.values():
-
-        def rank(sample, top=top):
-            v = sample[1]
-            if math.isnan(v):
-                return (1, 0.0)
-            return (0, -v if top else v)
-
-        out.extend(sorted(samples, key=rank)[:k])
+        out.extend(_k_selected(samples, k, top=top))
     return out
+
+
+def _k_selected(samples: list[Sample], k: int, *, top: bool) -> list[Sample]:
+    """The k samples 2.42's heap keeps, so that ties and NaN pick the same series: a min-heap (max-heap
+    for bottomk) of up to k with NaN at the top; a sample replaces the top when it is beyond it or the
+    top is NaN (even by a NaN), then sifts down as Go's container/heap does."""
+
+    def less(a: float, b: float) -> bool:
+        return math.isnan(a) or (a < b if top else a > b)
+
+    heap: list[Sample] = []
+    for sample in samples:
+        if len(heap) < k:
+            heap.append(sample)
+            j = len(heap) - 1
+            while j > 0 and less(heap[j][1], heap[(j - 1) // 2][1]):
+                heap[j], heap[(j - 1) // 2] = heap[(j - 1) // 2], heap[j]
+                j = (j - 1) // 2
+            continue
+        top_value = heap[0][1]
+        if not ((top_value < sample[1] if top else top_value > sample[1]) or math.isnan(top_value)):
+            continue
+        heap[0] = sample
+        i = 0
+        while (child := 2 * i + 1) < len(heap):
+            if child + 1 < len(heap) and less(heap[child + 1][1], heap[child][1]):
+                child += 1
+            if not less(heap[child][1], heap[i][1]):
+                break
+            heap[i], heap[child] = heap[child], heap[i]
+            i = child
+    # Answered best first, NaN last, as 2.42 sorts the heap it answers.
+    return sorted(heap, key=lambda sample: (1, 0.0) if math.isnan(sample[1]) else (0, -sample[1] if top else sample[1]))
 
 
 def _quantile(groups, param) -> Vector:

@@ -425,6 +425,8 @@ CORPUS_FUNCTIONS = [
     'label_join(node_mem_bytes, "__name__", "", "instance")',
     "node_mem_bytes atan2 1000 + sin(node_mem_bytes / 0)",
     "bottomk(1, sort_desc(node_mem_bytes))",
+    "topk(1, node_mem_bytes / 0 * 0)",
+    "bottomk(1, node_mem_bytes / 0 * 0) or topk(1, -node_mem_bytes / 0)",
     'count_values("v", node_mem_bytes / 0 * 0) or count_values("v", -node_mem_bytes / 0)',
 ]
 
