@@ -6,6 +6,8 @@ import itertools
 import math
 import re
 
+import numpy as np
+
 from monitoring.promql.errors import PromQLError
 
 # Functions whose result keeps the metric name; every other one drops it.
@@ -172,12 +174,18 @@ def _with_label(labels: dict, name: str, value: str) -> dict:
     return changed
 
 
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
 def _check_destination(dst: str, function: str) -> None:
-    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", dst):
-        raise PromQLError(f"invalid destination label name in {function}(): {dst}")
+    if not _LABEL_NAME.fullmatch(dst):
+        raise PromQLError(f"invalid destination label name in {function}(): {dst}", error_type="execution")
 
 
 def _label_join(vector: list, dst: str, separator: str, *sources: str) -> list:
+    for source in sources:  # the sources first, then the destination, as 2.42 checks them
+        if not _LABEL_NAME.fullmatch(source):
+            raise PromQLError(f"invalid source label name in label_join(): {source}", error_type="execution")
     _check_destination(dst, "label_join")
     return [
         (_with_label(labels, dst, separator.join(labels.get(source, "") for source in sources)), value)
@@ -290,8 +298,10 @@ def _over_time(name: str, matrix) -> list:
 
 # -- functions over instant vectors ----------------------------------------------------------------
 def _round(v: float, to_nearest: float) -> float:
-    inverse = 1.0 / to_nearest
-    return math.floor(v * inverse + 0.5) / inverse if math.isfinite(v * inverse) else v
+    # Go's float arithmetic: 1/0 is +Inf, floor keeps NaN and ±Inf, 0/0 is NaN (round(x, 0) is NaN).
+    inverse = divide(1.0, to_nearest)
+    shifted = v * inverse + 0.5
+    return divide(math.floor(shifted) if math.isfinite(shifted) else shifted, inverse)
 
 
 def _clamp_min(v: float, low: float) -> float:
@@ -388,8 +398,8 @@ def _expand(template: str, match: re.Match) -> str:
 def _label_replace(vector: list, dst: str, replacement: str, src: str, regex: str) -> list:
     try:
         pattern = re.compile(f"^(?:{regex})$", re.DOTALL)
-    except re.error as exc:
-        raise PromQLError(f"invalid regular expression in label_replace(): {regex}: {exc}") from None
+    except re.error:
+        raise PromQLError(f"invalid regular expression in label_replace(): {regex}", error_type="execution") from None
     _check_destination(dst, "label_replace")
     out = []
     for labels, value in vector:
@@ -518,4 +528,138 @@ def call(name: str, args: list, t: int):
         return _histogram_quantile(args[0], args[1])
     if name == "label_replace":
         return _label_replace(args[0], *args[1:])
+    if name in _ADDED:
+        return _ADDED[name](args, t)
     raise PromQLError(f"function {name!r} is not supported")
+
+
+# -- functions added for Prometheus 2.42's full list (absent, absent_over_time and timestamp of a selector
+# need the expression, not only its value: the engine computes those) ------------------------------------
+def _date_seconds(v: float) -> int:
+    """The Unix second Prometheus's date functions read a value as: Go's int64(v), truncated toward zero.
+    For NaN, ±Inf and values past int64, Go on amd64 gives the smallest int64, whose date Go's calendar
+    arithmetic (an unsigned count from its absolute zero year, which wraps) computes as that of 2^63 s."""
+    return int(v) if math.isfinite(v) and abs(v) < 2**63 else 2**63
+
+
+def _civil_date(seconds: int) -> tuple[int, int, int, int]:
+    """(year, month, day, days since 1970-01-01) of a Unix time in UTC, for any int64 (proleptic Gregorian)."""
+    days = seconds // 86_400
+    z = days + 719_468
+    era = z // 146_097
+    day_of_era = z - era * 146_097
+    year_of_era = (day_of_era - day_of_era // 1460 + day_of_era // 36_524 - day_of_era // 146_096) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    shifted_month = (5 * day_of_year + 2) // 153  # March is 0
+    day = day_of_year - (153 * shifted_month + 2) // 5 + 1
+    month = shifted_month + 3 if shifted_month < 10 else shifted_month - 9
+    return year_of_era + era * 400 + (month <= 2), month, day, days
+
+
+def _is_leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _days_in_month(seconds: int) -> float:
+    year, month, _, _ = _civil_date(seconds)
+    return float(29 if month == 2 and _is_leap(year) else _MONTH_DAYS[month - 1])
+
+
+def _day_of_year(seconds: int) -> float:
+    year, month, day, _ = _civil_date(seconds)
+    return float(sum(_MONTH_DAYS[: month - 1]) + (1 if month > 2 and _is_leap(year) else 0) + day)
+
+
+_DATE = {
+    "year": lambda s: float(_civil_date(s)[0]),
+    "month": lambda s: float(_civil_date(s)[1]),
+    "day_of_month": lambda s: float(_civil_date(s)[2]),
+    "day_of_week": lambda s: float((_civil_date(s)[3] + 4) % 7),  # 1970-01-01 was a Thursday; Sunday is 0
+    "day_of_year": _day_of_year,
+    "days_in_month": _days_in_month,
+    "hour": lambda s: float(s % 86_400 // 3600),
+    "minute": lambda s: float(s % 3600 // 60),
+}
+
+
+def _date(name: str, args: list, t: int) -> list:
+    compute = _DATE[name]
+    if not args:  # without an argument: of the evaluation time, as vector(time())
+        return [({}, compute(t // 1000))]
+    return [(_drop(labels), compute(_date_seconds(value))) for labels, value in args[0]]
+
+
+def _numpy_math(ufunc):
+    """A math function with Go's answers outside its domain (NaN, ±Inf) instead of Python's exceptions."""
+
+    def compute(v: float) -> float:
+        with np.errstate(all="ignore"):
+            return float(ufunc(v))
+
+    return compute
+
+
+_VECTOR_MATH = {
+    "sin": _numpy_math(np.sin),
+    "cos": _numpy_math(np.cos),
+    "tan": _numpy_math(np.tan),
+    "asin": _numpy_math(np.arcsin),
+    "acos": _numpy_math(np.arccos),
+    "atan": _numpy_math(np.arctan),
+    "sinh": _numpy_math(np.sinh),
+    "cosh": _numpy_math(np.cosh),
+    "tanh": _numpy_math(np.tanh),
+    "asinh": _numpy_math(np.arcsinh),
+    "acosh": _numpy_math(np.arccosh),
+    "atanh": _numpy_math(np.arctanh),
+    "log2": _numpy_math(np.log2),
+    "log10": _numpy_math(np.log10),
+    "deg": lambda v: v * 180 / math.pi,
+    "rad": lambda v: v * math.pi / 180,
+}
+
+
+def _sorted_by_value(vector: list, *, descending: bool) -> list:
+    """sort and sort_desc: by value, NaN last either way; labels kept (the metric name too)."""
+    numbers = [sample for sample in vector if not math.isnan(sample[1])]
+    nans = [sample for sample in vector if math.isnan(sample[1])]
+    return sorted(numbers, key=lambda sample: sample[1], reverse=descending) + nans
+
+
+def _holt_winters(matrix, smoothing: float, trend: float) -> list:
+    out = []
+    for series in matrix.series:
+        # Checked per series with samples, as Prometheus does: no samples, no error.
+        if smoothing <= 0 or smoothing >= 1:
+            raise PromQLError(
+                f"invalid smoothing factor. Expected: 0 < sf < 1, got: {smoothing:f}", error_type="execution"
+            )
+        if trend <= 0 or trend >= 1:
+            raise PromQLError(f"invalid trend factor. Expected: 0 < tf < 1, got: {trend:f}", error_type="execution")
+        values = series.values.tolist()
+        if len(values) < 2:
+            continue
+        previous, smoothed, slope = 0.0, values[0], values[1] - values[0]
+        for i in range(1, len(values)):
+            if i > 1:  # the first trend is the first difference
+                slope = trend * (smoothed - previous) + (1 - trend) * slope
+            previous, smoothed = smoothed, smoothing * values[i] + (1 - smoothing) * (smoothed + slope)
+        out.append((_drop(series.labels), smoothed))
+    return out
+
+
+_ADDED = {
+    **{name: (lambda args, t, name=name: _date(name, args, t)) for name in _DATE},
+    **{name: (lambda args, t, f=f: _simple(args[0], f)) for name, f in _VECTOR_MATH.items()},
+    "pi": lambda args, t: math.pi,
+    "sort": lambda args, t: _sorted_by_value(args[0], descending=False),
+    "sort_desc": lambda args, t: _sorted_by_value(args[0], descending=True),
+    "present_over_time": lambda args, t: [(_drop(s.labels), 1.0) for s in args[0].series if len(s.values)],
+    "double_exponential_smoothing": lambda args, t: _holt_winters(*args),
+}
+SUPPORTED.update(_ADDED, {"absent", "absent_over_time", "timestamp"})
+# Native histograms (Prometheus 2.40+, experimental in 2.42) are not stored: these answer a 400.
+NATIVE_HISTOGRAM_FUNCTIONS = {"histogram_count", "histogram_sum", "histogram_fraction"}

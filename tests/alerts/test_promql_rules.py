@@ -178,7 +178,7 @@ def test_the_preview_names_the_field_at_fault(client, viewer_auth, db):
         ({"expression": "sum(x"}, "invalid parameter"),
         ({"expression": "x[5m]"}, "not a range vector"),
         ({"expression": '"text"'}, "not a string"),
-        ({"expression": "absent(x)"}, "'absent' is not supported"),  # this engine lacks it
+        ({"expression": "histogram_count(x)"}, "native histograms, which are not supported"),  # this engine lacks it
         ({"expression": "x", "promql_source_id": 999_999}, "no PromQL source"),
     ],
 )

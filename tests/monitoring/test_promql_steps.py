@@ -9,7 +9,8 @@ import pytest
 from monitoring.promql import steps
 from monitoring.promql.engine import Evaluator, evaluate_range
 from monitoring.promql.errors import PromQLError
-from tests.monitoring.test_promql import BASE_MS, CORPUS, _at, _conformance_series, _write
+from tests.conftest import perfpilot_remote_write
+from tests.monitoring.test_promql import BASE_MS, CORPUS, _at, _conformance_series
 
 # Beyond the conformance corpus: float counters with resets, long windows, nested aggregations.
 EXTRA = [
@@ -84,7 +85,9 @@ def _identical(a: list, b: list) -> bool:
 def test_every_step_at_once_answers_bit_identically_to_step_by_step(
     clean_samples, anonymous_client, operator_auth, step_ms
 ):
-    _write(anonymous_client, operator_auth, _conformance_series() + _float_counter() + _partial_histogram())
+    perfpilot_remote_write(
+        anonymous_client, operator_auth, _conformance_series() + _float_counter() + _partial_histogram()
+    )
     params = {"start_ms": BASE_MS + 300_000, "end_ms": BASE_MS + 2_700_000, "step_ms": step_ms}
     differing = []
     for expression in [*CORPUS, *EXTRA]:
@@ -117,7 +120,7 @@ def test_the_same_labels_twice_at_one_step_is_the_same_error_on_both_paths(
     clean_samples, anonymous_client, operator_auth
 ):
     copy = ({"__name__": "mem_copy", "job": "node", "instance": "a"}, [(1.0, _at(400))])
-    _write(anonymous_client, operator_auth, [*_conformance_series(), copy])
+    perfpilot_remote_write(anonymous_client, operator_auth, [*_conformance_series(), copy])
     params = {"start_ms": BASE_MS + 300_000, "end_ms": BASE_MS + 900_000, "step_ms": 60_000}
     for evaluate in (evaluate_range, _step_by_step):
         with pytest.raises(PromQLError, match="same labelset"):

@@ -153,7 +153,7 @@ def _rule_body(**extra) -> dict:
         ({"expression": "sum(queue_depth"}, "expression", "Not a usable PromQL expression"),
         ({"expression": "queue_depth[5m]"}, "expression", "range vector"),
         ({"expression": '"text"'}, "expression", "string"),
-        ({"expression": "queue_depth[10m:1m]"}, "expression", "subqueries are not supported"),
+        ({"expression": "histogram_count(queue_depth)"}, "expression", "native histograms, which are not supported"),
         ({"expression": ""}, "expression", "needs an expression"),
         ({"promql_source": "nowhere"}, "promql_source", "No PromQL source named 'nowhere'"),
     ],
