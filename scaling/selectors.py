@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -172,33 +173,65 @@ def _one_value(elements: list[tuple[dict, float]]) -> tuple[float | None, str]:
 
 
 def promql_rule_value(rule: ScalingRule, now: datetime) -> tuple[float | None, str]:
-    """A PromQL rule's value at `now`, or None and the reason (its author's error, a source that cannot
-    answer, or not exactly one number): the same as missing data for the evaluator, with its reason."""
+    """A PromQL rule's value at `now`, or None and the reason (its author's error, or not exactly one number):
+    the same as missing data for the evaluator, with its reason. A source that cannot answer raises
+    SourceUnavailable, so that the caller asks it no more in the same read."""
     try:
         elements = instant_vector(rule.expression, time_ms=_ms(now), source=rule.promql_source)
     except PromQLError as exc:
         return None, f"PromQL error: {exc}"
-    except SourceUnavailable as exc:
-        return None, f"PromQL source unavailable: {exc}"
     return _one_value(elements)
+
+
+# A tick reads the rules of every service at once, within its task's 120 s soft limit, and a source may take
+# up to 60 s to time out: external sources get this long in all per read, and one that could not answer is
+# not asked again in it. Rules come in the tick's order, so critical services' rules are read first.
+EXTERNAL_PROMQL_BUDGET_SECONDS = 60.0
+
+
+def _promql_values(
+    rules: Iterable[ScalingRule], now: datetime
+) -> dict[tuple[str, int | None], tuple[float | None, str]]:
+    """Each PromQL rule's (value, error) at `now`, evaluated once per (expression, source)."""
+    evaluated: dict[tuple[str, int | None], tuple[float | None, str]] = {}
+    down: dict[int, str] = {}  # source id -> why it could not answer
+    external_seconds = 0.0
+    for rule in rules:
+        key = (rule.expression, rule.promql_source_id)
+        if rule.source != ScalingRule.Source.PROMQL or key in evaluated:
+            continue
+        if rule.promql_source_id in down:
+            evaluated[key] = None, down[rule.promql_source_id]
+            continue
+        if rule.promql_source_id is not None and external_seconds > EXTERNAL_PROMQL_BUDGET_SECONDS:
+            budget = f"{EXTERNAL_PROMQL_BUDGET_SECONDS:g}"
+            evaluated[key] = None, f"not evaluated: external PromQL sources took over {budget} s of this read"
+            continue
+        started = time.monotonic()
+        try:
+            evaluated[key] = promql_rule_value(rule, now)
+        except SourceUnavailable as exc:
+            evaluated[key] = None, f"PromQL source unavailable: {exc}"
+            if rule.promql_source_id is not None:
+                down[rule.promql_source_id] = f"{evaluated[key][1]} (not asked again in this read)"
+        if rule.promql_source_id is not None:
+            external_seconds += time.monotonic() - started
+    return evaluated
 
 
 def rule_values(*, rules: list[ScalingRule], now: datetime | None = None) -> dict[int, RuleValue]:
     """The current value of each rule from the newest samples, in one read of all their series; PromQL rules
-    are evaluated at `now`, once per (expression, source) however many rules share it."""
+    are evaluated at `now`, once per (expression, source) however many rules share it (_promql_values)."""
     now = now or timezone.now()
     series = rules_series(rules)
     all_ids = sorted({sid for rs in series.values() for sid in rs.series_ids})
     latest = series_latest(series_ids=all_ids, within=METRIC_MAX_AGE, now=now) if all_ids else {}
     values: dict[int, RuleValue] = {}
-    evaluated: dict[tuple[str, int | None], tuple[float | None, str]] = {}
+    evaluated = _promql_values(rules, now)
     for rule in rules:
         rs = series[rule.id]
         if rule.source == ScalingRule.Source.PROMQL:
-            key = (rule.expression, rule.promql_source_id)
-            if key not in evaluated:
-                evaluated[key] = promql_rule_value(rule, now)
-            value, error = evaluated[key]
+            value, error = evaluated[(rule.expression, rule.promql_source_id)]
             values[rule.id] = RuleValue(value, now if value is not None else None, rs, error)
             continue
         points = [latest[sid] for sid in rs.series_ids if sid in latest]

@@ -7,17 +7,20 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from django.utils import timezone
 
 from monitoring.models import PromQLSource
+from scaling import selectors
 from scaling.models import ScalingDecision, ScalingRule
 from scaling.services.crud import rule_upsert
-from scaling.services.evaluation import service_evaluate
+from scaling.services.evaluation import scaling_tick, service_evaluate
 from scaling.services.whatif import rule_replay
 from tests.conftest import free_port, perfpilot_remote_write, prometheus_receiving, prometheus_remote_write
 from tests.scaling.conftest import webhook_service
+from tests.scaling.servers import serving
 
 pytestmark = pytest.mark.usefixtures("clean_samples")
 BASE = "/api/v1/performance/scaling"
@@ -141,6 +144,64 @@ def test_a_source_that_is_down_fails_the_decision_with_the_reason_and_scales_not
     assert hook.posts == []
     service.refresh_from_db()
     assert service.last_error == decision.error
+
+
+class FailingSource:
+    """A Prometheus-compatible URL answering every query with a 503 "overloaded"; counts the queries."""
+
+    def __init__(self) -> None:
+        self.queries = 0
+        self.url = ""
+
+    def handler(self):
+        source = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output quiet
+                return
+
+            def do_POST(self):
+                source.queries += 1
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(503)
+                self.send_header("Content-Length", "10")
+                self.end_headers()
+                self.wfile.write(b"overloaded")
+
+        return Handler
+
+
+@pytest.fixture
+def failing_source():
+    source = FailingSource()
+    with serving(source) as url:
+        source.url = url
+        yield source
+
+
+def test_a_tick_asks_a_source_that_cannot_answer_once_for_all_its_expressions(hook, failing_source):
+    PromQLSource.objects.create(name="flaky", url=failing_source.url, timeout_seconds=1)
+    _service("api", hook.url, expression="sum(queue_depth)", source="flaky")
+    _service("worker", hook.url, expression="max(queue_depth)", source="flaky")
+    result = scaling_tick()
+    assert result.failed == 2 and hook.posts == []
+    assert failing_source.queries == 1  # a source timing out would otherwise cost its timeout per expression
+    errors = dict(ScalingDecision.objects.values_list("service__name", "error"))
+    assert errors["api"] == "rule load: PromQL source unavailable: flaky: HTTP 503 overloaded"
+    assert errors["worker"] == f"{errors['api']} (not asked again in this read)"
+
+
+def test_external_sources_are_not_asked_once_a_tick_spent_their_budget(hook, failing_source, monkeypatch):
+    monkeypatch.setattr(selectors, "EXTERNAL_PROMQL_BUDGET_SECONDS", 0)
+    PromQLSource.objects.create(name="first", url=failing_source.url, timeout_seconds=1)
+    PromQLSource.objects.create(name="second", url=failing_source.url, timeout_seconds=1)
+    _service("api", hook.url, expression="sum(queue_depth)", source="first", tier="critical")
+    _service("worker", hook.url, expression="sum(queue_depth)", source="second", tier="background")
+    scaling_tick()
+    assert failing_source.queries == 1  # the critical service's source, read first
+    errors = dict(ScalingDecision.objects.values_list("service__name", "error"))
+    assert errors["api"].startswith("rule load: PromQL source unavailable: first:")
+    assert errors["worker"] == "rule load: not evaluated: external PromQL sources took over 0 s of this read"
 
 
 def _rule_body(**extra) -> dict:
