@@ -425,7 +425,8 @@ CORPUS_FUNCTIONS = [
     'label_join(node_mem_bytes, "__name__", "", "instance")',
     "node_mem_bytes atan2 1000 + sin(node_mem_bytes / 0)",
     "bottomk(1, sort_desc(node_mem_bytes))",
-    "topk(1, node_mem_bytes / 0 * 0)",
+    # Not here: topk/bottomk over ties of NaN. Prometheus keeps the series its storage gives first, and
+    # which of two series created by one remote write that is varied from run to run of the same test.
     "quantile_over_time(scalar(nonexistent), node_mem_bytes[5m])",
     "absent_over_time(node_mem_bytes[1m] offset 1h)",
     "timestamp(rate(http_requests_total[5m])) - time()",
@@ -450,7 +451,6 @@ CORPUS_FUNCTIONS = [
     "day_of_month(timestamp(node_mem_bytes @ end()))",
     "quantile(0.5, node_mem_bytes @ start()) - quantile(0.5, node_mem_bytes)",
     "stddev by (code) (rate(http_requests_total[5m] @ end()))",
-    "bottomk(1, node_mem_bytes / 0 * 0) or topk(1, -node_mem_bytes / 0)",
     'count_values("v", node_mem_bytes / 0 * 0) or count_values("v", -node_mem_bytes / 0)',
 ]
 
