@@ -41,7 +41,7 @@ def _error(message: str, *, error_type: str = "bad_data", status: int = 400) -> 
 
 def _success(payload) -> HttpResponse:
     if isinstance(payload, EncodedJSON):
-        return HttpResponse(f'{{"status":"success","data":{payload}}}', content_type="application/json")
+        return HttpResponse(b'{"status":"success","data":' + payload + b"}", content_type="application/json")
     return JsonResponse({"status": "success", "data": payload}, safe=False)
 
 

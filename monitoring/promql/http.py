@@ -8,6 +8,7 @@ import re
 from datetime import datetime
 
 import numpy as np
+import orjson
 
 from monitoring.promql.errors import PromQLError
 from monitoring.promql.steps import Points
@@ -92,40 +93,48 @@ def instant_data(kind: str, value, time_ms: int) -> dict:
     }
 
 
-class EncodedJSON(str):
-    """JSON text encoded already, which the answer holds as it is."""
+class EncodedJSON(bytes):
+    """JSON encoded already (UTF-8), which the answer holds as it is."""
 
 
 def range_data(series) -> EncodedJSON:
-    """A range query's answer as JSON text: a long range has millions of points, and encoding them a
-    series at a time (below) is several times cheaper than a Python list and a call per point."""
-    results = ",".join(
-        f'{{"metric":{json.dumps(labels)},"values":{_values_json(points)}}}' for labels, points in series
+    """A range query's answer as JSON: a long range has millions of points, and encoding them a
+    series at a time (below) is many times cheaper than a Python list and a call per point."""
+    results = b",".join(
+        b'{"metric":' + json.dumps(labels).encode() + b',"values":' + _values_json(points) + b"}"
+        for labels, points in series
     )
-    return EncodedJSON(f'{{"resultType":"matrix","result":[{results}]}}')
+    return EncodedJSON(b'{"resultType":"matrix","result":[' + results + b"]}")
 
 
-_POINT_ZERO = re.compile(r"\.0(?=[,\]])")
+_POINT_ZERO = re.compile(r"\.0(?=,|$)")
 
 
-def _values_json(points: list[tuple[int, float]]) -> str:
+def _values_json(points: list[tuple[int, float]]) -> bytes:
     """[[t, "value"], ...] of a series' points, each as _stamp and format_value write it."""
     if not points:
-        return "[]"
+        return b"[]"
     if isinstance(points, Points):  # from the fast path: arrays already
-        ms, values = points.stamps, points.values.tolist()
+        ms, values = points.stamps, points.values
     else:
-        stamps_ms, values = zip(*points, strict=True)
-        ms, values = np.array(stamps_ms, dtype=np.int64), [float(v) for v in values]
+        stamps_ms, floats = zip(*points, strict=True)
+        ms, values = np.array(stamps_ms, dtype=np.int64), np.array(floats, dtype=np.float64)
+    texts = _value_texts(values)
     if (ms % 1000 == 0).all():
-        stamps = json.dumps((ms // 1000).tolist())[1:-1].split(", ")
-    else:
-        stamps = json.dumps([_stamp(t) for t in ms.tolist()])[1:-1].split(", ")
-    # json writes floats as repr does; without an exponent, inf or NaN, format_value's text is that
-    # without a trailing ".0".
-    encoded = json.dumps(values)
-    if "e" in encoded or "N" in encoded or "I" in encoded:
-        texts = [format_value(v) for v in values]
-    else:
-        texts = _POINT_ZERO.sub("", encoded)[1:-1].split(", ")
-    return "[" + ",".join(map('[{},"{}"]'.format, stamps, texts)) + "]"
+        return orjson.dumps(list(zip((ms // 1000).tolist(), texts, strict=True)))
+    stamps = [orjson.Fragment(repr(_stamp(t))) for t in ms.tolist()]  # json writes them as repr does
+    return orjson.dumps(list(zip(stamps, texts, strict=True)))
+
+
+def _value_texts(values: np.ndarray) -> list[str]:
+    """format_value of every value. orjson writes a float64 array's shortest round-trip digits, as
+    repr does, ten times faster than json; where it writes neither an exponent nor null (NaN and
+    infinities) that is format_value's text with a trailing ".0" more. The rest go through
+    format_value."""
+    encoded = orjson.dumps(np.ascontiguousarray(values, dtype=np.float64), option=orjson.OPT_SERIALIZE_NUMPY)
+    texts = _POINT_ZERO.sub("", encoded[1:-1].decode()).split(",")
+    if b"e" in encoded or b"n" in encoded:
+        for i, text in enumerate(texts):
+            if "e" in text or "n" in text:
+                texts[i] = format_value(float(values[i]))
+    return texts
