@@ -3,6 +3,8 @@ tests and delivery logs. Viewers read; operators act. Paths carry their own /per
 
 from __future__ import annotations
 
+from typing import Literal
+
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
@@ -12,6 +14,7 @@ from alerts.schemas import (
     AckIn,
     AlertDetailOut,
     AlertOut,
+    AlertReplayOut,
     AlertRuleIn,
     AlertRuleOut,
     ChannelIn,
@@ -22,7 +25,16 @@ from alerts.schemas import (
     SilenceIn,
     SilenceOut,
 )
-from alerts.selectors import AlertView, alert_list, alert_view, channel_list, delivery_log, rule_list, rule_preview
+from alerts.selectors import (
+    AlertView,
+    alert_list,
+    alert_view,
+    channel_list,
+    delivery_log,
+    rule_list,
+    rule_preview,
+    rule_replay_preview,
+)
 from alerts.services.delivery import channel_test_send
 from alerts.services.manage import (
     ChannelInput,
@@ -51,6 +63,7 @@ router.add_router("/", section_router("alerts"))
 WRITE_ERRORS = {400: ErrorOut, **ERRORS}
 PREVIEW_ERRORS = {**WRITE_ERRORS, 502: ErrorOut}
 PREFIX = "/performance/alerts"
+ReplayRange = Literal["1h", "6h", "24h"]
 
 
 def alert_out(view: AlertView) -> dict:
@@ -229,6 +242,13 @@ def rules_preview(request, payload: AlertRuleIn):
     return rule_preview(data=_rule_input(payload))
 
 
+@router.post(PREFIX + "/rules/replay", response={200: AlertReplayOut, **PREVIEW_ERRORS}, summary="Replay a promql rule")
+def rules_replay(request, payload: AlertRuleIn, replay_range: ReplayRange = "1h"):
+    """When a promql rule would have been pending and firing over the last 1h, 6h or 24h, read from the
+    expression's range query through the same state machine the evaluation uses. Same errors as preview."""
+    return rule_replay_preview(data=_rule_input(payload), replay_range=replay_range)
+
+
 @router.get(PREFIX + "/rules/{int:rule_id}", response={200: AlertRuleOut, **ERRORS}, summary="One rule")
 def rules_get(request, rule_id: int):
     return get_object_or_404(AlertRule, pk=rule_id)
@@ -237,6 +257,13 @@ def rules_get(request, rule_id: int):
 @router.get(PREFIX + "/rules/{int:rule_id}/preview", response={200: list[PreviewOut], **PREVIEW_ERRORS}, summary="Now")
 def rules_preview_saved(request, rule_id: int):
     return rule_preview(data=rule_input_from(get_object_or_404(AlertRule, pk=rule_id)))
+
+
+@router.get(PREFIX + "/rules/{int:rule_id}/replay", response={200: AlertReplayOut, **PREVIEW_ERRORS}, summary="Replay")
+def rules_replay_saved(request, rule_id: int, replay_range: ReplayRange = "1h"):
+    """A saved promql rule's what-if replay over the last 1h, 6h or 24h."""
+    rule = get_object_or_404(AlertRule, pk=rule_id)
+    return rule_replay_preview(data=rule_input_from(rule), replay_range=replay_range)
 
 
 @router.put(PREFIX + "/rules/{int:rule_id}", response={200: AlertRuleOut, **WRITE_ERRORS}, summary="Change a rule")

@@ -141,6 +141,24 @@ class PreviewOut(Schema):
     labels: dict | None = Field(None, description="promql rules: the labels the alert would carry.")
 
 
+class AlertReplayEpisodeOut(Schema):
+    labels: dict
+    pending_from: datetime
+    firing_from: datetime | None = Field(None, description="None: it recovered before `for` elapsed.")
+    resolved_at: datetime | None = Field(
+        None, description="When it resolved (or went back to inactive); None: still up."
+    )
+
+
+class AlertReplayOut(Schema):
+    range: str
+    start: datetime
+    end: datetime
+    step_seconds: int
+    firings: int = Field(..., description="Episodes that reached firing.")
+    episodes: list[AlertReplayEpisodeOut]
+
+
 class ChannelIn(StrictSchema):
     name: str = Field(..., min_length=1, max_length=100)
     kind: ChannelKind

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -216,11 +217,9 @@ def rule_preview(*, data, limit: int = 20) -> list[PreviewRow]:
     return rows
 
 
-def promql_preview(*, data, limit: int) -> list[PreviewRow]:
-    """What the expression gives now, element by element (breaching ones first), and what each would
-    be. A query that fails is an error on the field at fault: 400 on `expression`, 502 on the source."""
-    from alerts.services.evaluation import RuleQueryFailed, promql_alert_labels, promql_classify, promql_elements
-    from core.errors import InvalidInput, UpstreamUnavailable
+def _promql_preview_rule(data) -> AlertRule:
+    """An unsaved rule from the input, its source found and its expression checked (400 naming the field)."""
+    from core.errors import InvalidInput
     from monitoring.models import PromQLSource
     from monitoring.promql.errors import PromQLError
     from monitoring.promql.sources import expression_check
@@ -243,14 +242,49 @@ def promql_preview(*, data, limit: int) -> list[PreviewRow]:
         critical_threshold=data.critical_threshold,
         severity=data.severity,
         labels=data.labels,
+        for_seconds=data.for_seconds,
+        keep_firing_for_seconds=data.keep_firing_for_seconds,
+        eval_interval_seconds=data.eval_interval_seconds,
     )
-    now = timezone.now()
+    return rule
+
+
+@contextmanager
+def _promql_query_errors():
+    """A query that fails is an error on the field at fault: 400 on `expression`, 502 on the source."""
+    from alerts.services.evaluation import RuleQueryFailed
+    from core.errors import InvalidInput, UpstreamUnavailable
+
     try:
-        elements = promql_elements(rule, now)
+        yield
     except RuleQueryFailed as exc:
         if exc.unavailable:
             raise UpstreamUnavailable(str(exc), field="promql_source_id") from exc
         raise InvalidInput(str(exc), field="expression") from exc
+
+
+def rule_replay_preview(*, data, replay_range: str):
+    """When a (possibly unsaved) promql rule would have been pending and firing over the last
+    `replay_range`; 400 naming `kind` for other kinds, which have no expression to replay."""
+    from alerts.services.whatif import rule_replay
+    from core.errors import InvalidInput
+
+    if data.kind != AlertRule.Kind.PROMQL:
+        raise InvalidInput("Only promql rules can be replayed.", field="kind")
+    rule = _promql_preview_rule(data)
+    with _promql_query_errors():
+        return rule_replay(rule=rule, replay_range=replay_range, now=timezone.now())
+
+
+def promql_preview(*, data, limit: int) -> list[PreviewRow]:
+    """What the expression gives now, element by element (breaching ones first), and what each would
+    be. A query that fails is an error on the field at fault: 400 on `expression`, 502 on the source."""
+    from alerts.services.evaluation import promql_alert_labels, promql_classify, promql_elements
+
+    rule = _promql_preview_rule(data)
+    now = timezone.now()
+    with _promql_query_errors():
+        elements = promql_elements(rule, now)
     rows = []
     for element_labels, value in elements:
         observation = promql_classify(rule=rule, value=value)

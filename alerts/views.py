@@ -25,6 +25,7 @@ from alerts.selectors import (
     delivery_log,
     rule_list,
     rule_preview,
+    rule_replay_preview,
     silence_list,
 )
 from alerts.services.delivery import channel_test_send
@@ -46,6 +47,7 @@ from alerts.services.manage import (
     silence_expire,
 )
 from alerts.services.matching import matchers_text
+from alerts.services.whatif import REPLAY_RANGES
 from core.errors import InvalidInput
 from core.forms import form_submit
 from core.htmx import render_page, requested_fragment
@@ -223,7 +225,18 @@ def rule_edit(request: HttpRequest, rule_id: int | None = None) -> HttpResponse:
             preview = rule_preview(data=rule_input_from(rule))
         except InvalidInput as exc:
             preview_error = str(exc)
+    replay, replay_error = None, None
+    replay_range = request.GET.get("replay_range", "6h")
+    replay_range = replay_range if replay_range in REPLAY_RANGES else "6h"
+    if rule and rule.kind == AlertRule.Kind.PROMQL:
+        try:  # the same errors as the preview: the page says so and still renders
+            replay = rule_replay_preview(data=rule_input_from(rule), replay_range=replay_range)
+        except InvalidInput as exc:
+            replay_error = str(exc)
     context = {
+        "replay": replay,
+        "replay_error": replay_error,
+        "replay_range": replay_range,
         "preview_error": preview_error,
         "promql": rule is not None and rule.kind == AlertRule.Kind.PROMQL,
         "rule": rule,

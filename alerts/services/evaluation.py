@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -168,21 +169,34 @@ def promql_classify(*, rule: AlertRule, value: float) -> sm.Observation:
 
 def promql_elements(rule: AlertRule, now: datetime) -> list[tuple[dict[str, str], float]]:
     """The expression's elements at `now`; RuleQueryFailed with the source's or the engine's words."""
+    from monitoring.promql.sources import instant_vector
+
+    with promql_query_failures():
+        elements = instant_vector(rule.expression, time_ms=round(now.timestamp() * 1000), source=rule.promql_source)
+    promql_elements_check(len(elements))
+    return elements
+
+
+@contextmanager
+def promql_query_failures():
+    """The engine's or the source's failure as RuleQueryFailed, in their words."""
     from monitoring.promql.errors import PromQLError
-    from monitoring.promql.sources import SourceUnavailable, instant_vector
+    from monitoring.promql.sources import SourceUnavailable
 
     try:
-        elements = instant_vector(rule.expression, time_ms=round(now.timestamp() * 1000), source=rule.promql_source)
+        yield
     except PromQLError as exc:
         raise RuleQueryFailed(str(exc)) from exc
     except SourceUnavailable as exc:
         raise RuleQueryFailed(str(exc), unavailable=True) from exc
-    if len(elements) > MAX_PROMQL_ALERTS:
+
+
+def promql_elements_check(count: int) -> None:
+    if count > MAX_PROMQL_ALERTS:
         raise RuleQueryFailed(
-            f"the expression gives {len(elements)} elements, more than the {MAX_PROMQL_ALERTS} alerts a rule may "
+            f"the expression gives {count} elements, more than the {MAX_PROMQL_ALERTS} alerts a rule may "
             "have: aggregate it or narrow its selectors"
         )
-    return elements
 
 
 def _promql_observations(rule: AlertRule, now: datetime) -> list[Observed]:
