@@ -12,6 +12,10 @@ class AlertsConfig(AppConfig):
         from core.registry import registry
 
         registry.discover("transports", "alerts.transports")
+        # What the perfpilot collector stores of this app's own events (monitoring reads no other app).
+        from alerts.event_series import ALERTS_EVENT_SERIES
+
+        registry.register("event_series", "alerts", ALERTS_EVENT_SERIES)
         registry.register("defaults", "alerts", _install_defaults)
         # Failures other apps report (a tuner run, a scaling action) become event alerts.
         failure_event.connect(_failure_event_alert, dispatch_uid="alerts.failure_event_alert")
